@@ -1,0 +1,161 @@
+"""A small typed Python client of the modelyard API, over httpx.
+
+from modelyard.client import Client
+with Client("http://127.0.0.1:8000", api_key="...") as my:
+    my.push_model("model.onnx", name="churn", metadata={"task": "classification"})
+    my.predict("churn", rows=[[0.1] * 20])
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import httpx
+import orjson
+
+
+class ApiError(Exception):
+    """An error answer from the server; ``problem`` is its problem+json body."""
+
+    def __init__(self, status: int, problem: dict[str, Any]):
+        self.status = status
+        self.problem = problem
+        super().__init__(
+            f"{status} {problem.get('code', '')}: {problem.get('detail') or problem.get('error') or problem}"
+        )
+
+
+class Client:
+    """Registry, prediction and job operations against one modelyard server."""
+
+    def __init__(self, url: str | None = None, *, api_key: str | None = None, timeout: float = 60.0):
+        self.url = (url or os.environ.get("MODELYARD_URL") or "http://127.0.0.1:8000").rstrip("/")
+        key = api_key or os.environ.get("MODELYARD_API_KEY")
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self.http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, trust_env=False)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self.http.close()
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        """Send a request; JSON answer decoded, errors raised as ``ApiError``."""
+        resp = self.http.request(method, path, **kwargs)
+        return self._decode(resp)
+
+    @staticmethod
+    def _decode(resp: httpx.Response) -> Any:
+        if resp.status_code >= 400:
+            try:
+                problem = resp.json()
+            except ValueError:
+                problem = {"detail": resp.text}
+            raise ApiError(resp.status_code, problem)
+        if resp.status_code == 204 or not resp.content:
+            return None
+        if resp.headers.get("content-type", "").startswith("application/json") or resp.headers.get(
+            "content-type", ""
+        ).startswith("application/problem+json"):
+            return orjson.loads(resp.content)
+        return resp.content
+
+    # registry
+    def create_model(
+        self,
+        name: str,
+        *,
+        description: str = "",
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Register a model name."""
+        body = {"name": name, "description": description, "tags": tags or [], "metadata": metadata or {}}
+        result: dict[str, Any] = self.request("POST", "/api/v1/models", json=body)
+        return result
+
+    def push_model(
+        self,
+        path: str | Path,
+        *,
+        name: str,
+        metadata: dict[str, Any] | None = None,
+        description: str = "",
+        progress: Callable[[int], None] | None = None,
+    ) -> dict[str, Any]:
+        """Upload ``path`` as the next version of ``name`` (registering the name when new)."""
+        try:
+            self.create_model(name, description=description, metadata=metadata)
+        except ApiError as exc:
+            if exc.status != 409:
+                raise
+            if metadata:
+                self.request("PATCH", f"/api/v1/models/{name}", json={"metadata": metadata})
+        path = Path(path)
+        result: dict[str, Any] = self.request(
+            "POST",
+            f"/api/v1/models/{name}/versions",
+            content=_read_chunks(path, progress),
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        return result
+
+    def list_models(self, **filters: str) -> list[dict[str, Any]]:
+        """Models, filtered by ``tag=`` and ``metadata.<field>=``."""
+        result: dict[str, Any] = self.request("GET", "/api/v1/models", params=filters)
+        return list(result["items"])
+
+    def get_model(self, name: str) -> dict[str, Any]:
+        """One model with its versions."""
+        result: dict[str, Any] = self.request("GET", f"/api/v1/models/{name}")
+        return result
+
+    def delete_model(self, name: str, version: int | str | None = None) -> None:
+        """Delete a model, or one of its versions."""
+        path = f"/api/v1/models/{name}" + (f"/versions/{version}" if version is not None else "")
+        self.request("DELETE", path)
+
+    # serving
+    def predict(
+        self,
+        name: str,
+        *,
+        inputs: dict[str, Any] | None = None,
+        rows: list[Any] | None = None,
+        version: int | str = "latest",
+    ) -> dict[str, Any]:
+        """Predict synchronously with ``inputs`` (by input name) or tabular ``rows``."""
+        body: dict[str, Any] = {"rows": rows} if rows is not None else {"inputs": inputs or {}}
+        result: dict[str, Any] = self.request(
+            "POST",
+            f"/api/v1/models/{name}/versions/{version}/predict",
+            content=orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY),
+            headers={"Content-Type": "application/json"},
+        )
+        return result
+
+    def create_key(self, name: str, scopes: list[str]) -> dict[str, Any]:
+        """Create an API key (needs an admin key); the secret is in the answer only."""
+        result: dict[str, Any] = self.request("POST", "/api/v1/keys", json={"name": name, "scopes": scopes})
+        return result
+
+
+def _read_chunks(
+    path: Path, progress: Callable[[int], None] | None, size: int = 1024 * 1024
+) -> Iterator[bytes]:
+    with path.open("rb") as f:
+        while chunk := f.read(size):
+            if progress:
+                progress(len(chunk))
+            yield chunk

@@ -1,0 +1,220 @@
+"""Domain errors, raised anywhere and mapped once to problem+json (RFC 9457) in ``app.py``.
+
+Every error carries an HTTP ``status``, a stable machine ``code`` (the last part of the
+problem ``type`` URI), a human ``detail`` and, where one input is to blame, the offending
+``field``. Nothing here imports FastAPI.
+
+    ModelyardError                      500 internal
+    ├── BadRequest                      400 bad-request
+    │   ├── InvalidInput                400 invalid-input       (shape, dtype, missing tensor)
+    │   ├── InvalidModelFile            422 invalid-model-file  (not ONNX, truncated, unknown op)
+    │   ├── UndecodableInput            422 undecodable-input   (raw data that is not the declared type)
+    │   └── UrlRefused                  400 url-refused         (scheme, or a private address not allowed)
+    ├── ValidationFailed                422 validation-failed   (several problems, listed)
+    ├── Unauthorized                    401 unauthorized
+    ├── Forbidden                       403 forbidden
+    ├── NotFound                        404 not-found
+    │   ├── ModelNotFound               404 model-not-found
+    │   ├── VersionNotFound             404 version-not-found
+    │   ├── JobNotFound                 404 job-not-found
+    │   ├── PipelineNotFound            404 pipeline-not-found
+    │   ├── EventNotFound               404 event-not-found
+    │   └── StageRunNotFound            404 stage-run-not-found
+    ├── Conflict                        409 conflict
+    │   ├── AlreadyExists               409 already-exists
+    │   └── OutputArchived              409 output-archived     (restore the event first)
+    ├── PayloadTooLarge                 413 payload-too-large
+    ├── UnsupportedMediaType            415 unsupported-media-type
+    ├── FetchFailed                     502 fetch-failed        (raw data could not be fetched)
+    └── Unavailable                     503 unavailable
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ModelyardError(Exception):
+    """Base of every error modelyard raises on purpose."""
+
+    status: int = 500
+    code: str = "internal"
+    title: str = "Internal error"
+
+    def __init__(self, detail: str, *, field: str | None = None, extra: dict[str, Any] | None = None):
+        super().__init__(detail)
+        self.detail = detail
+        self.field = field
+        self.extra = extra or {}
+
+    def to_problem(self, instance: str | None = None) -> dict[str, Any]:
+        """The RFC 9457 body of this error."""
+        body: dict[str, Any] = {
+            "type": f"https://modelyard.dev/problems/{self.code}",
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+            "code": self.code,
+        }
+        if self.field is not None:
+            body["field"] = self.field
+        if instance is not None:
+            body["instance"] = instance
+        body.update(self.extra)
+        return body
+
+
+class BadRequest(ModelyardError):
+    """The request cannot be understood as sent."""
+
+    status, code, title = 400, "bad-request", "Bad request"
+
+
+class InvalidInput(BadRequest):
+    """Inputs do not match what the model expects (name, dtype, shape)."""
+
+    code, title = "invalid-input", "Invalid input"
+
+
+class InvalidModelFile(BadRequest):
+    """An uploaded model file is not a runnable ONNX model."""
+
+    status, code, title = 422, "invalid-model-file", "Invalid model file"
+
+
+class UndecodableInput(BadRequest):
+    """Raw data cannot be decoded as what a stage reads (an image that is not one, a truncated file)."""
+
+    status, code, title = 422, "undecodable-input", "Undecodable input"
+
+
+class UrlRefused(BadRequest):
+    """A URL is not fetched: not http(s), or its host resolves to a loopback/private/link-local address."""
+
+    code, title = "url-refused", "URL refused"
+
+
+class ValidationFailed(ModelyardError):
+    """A document (pipeline spec, batch file) has one or more problems, all listed in ``errors``."""
+
+    status, code, title = 422, "validation-failed", "Validation failed"
+
+    def __init__(self, detail: str, *, errors: list[dict[str, Any]], field: str | None = None):
+        super().__init__(detail, field=field, extra={"errors": errors})
+        self.errors = errors
+
+
+class Unauthorized(ModelyardError):
+    """No API key, or one that is unknown or revoked."""
+
+    status, code, title = 401, "unauthorized", "Unauthorized"
+
+
+class Forbidden(ModelyardError):
+    """The API key lacks the scope this operation needs."""
+
+    status, code, title = 403, "forbidden", "Forbidden"
+
+
+class NotFound(ModelyardError):
+    """The addressed resource does not exist."""
+
+    status, code, title = 404, "not-found", "Not found"
+
+
+class ModelNotFound(NotFound):
+    """No model of that name."""
+
+    code, title = "model-not-found", "Model not found"
+
+    def __init__(self, name: str):
+        super().__init__(f"model {name!r} does not exist", field="name")
+        self.name = name
+
+
+class VersionNotFound(NotFound):
+    """The model exists but not that version."""
+
+    code, title = "version-not-found", "Version not found"
+
+    def __init__(self, name: str, version: int | str):
+        super().__init__(f"model {name!r} has no version {version}", field="version")
+        self.name, self.version = name, version
+
+
+class JobNotFound(NotFound):
+    """No job with that id."""
+
+    code, title = "job-not-found", "Job not found"
+
+    def __init__(self, job_id: str):
+        super().__init__(f"job {job_id!r} does not exist", field="id")
+
+
+class PipelineNotFound(NotFound):
+    """No pipeline of that name."""
+
+    code, title = "pipeline-not-found", "Pipeline not found"
+
+    def __init__(self, name: str):
+        super().__init__(f"pipeline {name!r} does not exist", field="name")
+
+
+class EventNotFound(NotFound):
+    """No event with that id."""
+
+    code, title = "event-not-found", "Event not found"
+
+    def __init__(self, event_id: str):
+        super().__init__(f"event {event_id!r} does not exist", field="id")
+
+
+class StageRunNotFound(NotFound):
+    """The event exists but has no run of that stage."""
+
+    code, title = "stage-run-not-found", "Stage run not found"
+
+    def __init__(self, event_id: str, stage: str):
+        super().__init__(f"event {event_id!r} has no stage {stage!r}", field="stage")
+
+
+class Conflict(ModelyardError):
+    """The request conflicts with the current state of the resource."""
+
+    status, code, title = 409, "conflict", "Conflict"
+
+
+class AlreadyExists(Conflict):
+    """A resource with that unique name already exists."""
+
+    code, title = "already-exists", "Already exists"
+
+
+class OutputArchived(Conflict):
+    """A stage output was moved to the archive after its pipeline's TTL; restore the event to read it."""
+
+    code, title = "output-archived", "Output archived"
+
+
+class PayloadTooLarge(ModelyardError):
+    """An upload, tensor, batch or fetch exceeds its configured cap."""
+
+    status, code, title = 413, "payload-too-large", "Payload too large"
+
+
+class UnsupportedMediaType(ModelyardError):
+    """The body's content type is not one this endpoint reads."""
+
+    status, code, title = 415, "unsupported-media-type", "Unsupported media type"
+
+
+class FetchFailed(ModelyardError):
+    """Raw data could not be fetched from where the client said it is."""
+
+    status, code, title = 502, "fetch-failed", "Fetch failed"
+
+
+class Unavailable(ModelyardError):
+    """The service cannot take this work right now (not ready, shutting down)."""
+
+    status, code, title = 503, "unavailable", "Unavailable"

@@ -1,0 +1,63 @@
+"""Calling a built-in inferrer synchronously on one image (uploaded, or fetched from a URL)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from modelyard.context import AppContext
+from modelyard.errors import NotFound, ValidationFailed
+from modelyard.fetch import fetch
+from modelyard.inferrers import catalog
+from modelyard.inferrers.images import decode_image
+from modelyard.inferrers.onnx import bind_model
+
+
+def describe() -> list[dict[str, Any]]:
+    """The catalogue: each inferrer's name, summary, output type and parameters."""
+    return [
+        {"name": i.name, "summary": i.summary, "produces": i.produces, "params": dict(i.params)}
+        for i in catalog.CATALOG.values()
+    ]
+
+
+def check(name: str, params: Mapping[str, Any]) -> None:
+    """``NotFound`` for an unknown inferrer, ``ValidationFailed`` listing every bad parameter."""
+    if name not in catalog.CATALOG:
+        raise NotFound(f"no inferrer {name!r} (known: {', '.join(catalog.CATALOG)})", field="name")
+    problems = [
+        {"field": f"params.{k}" if k else "params", "detail": d}
+        for k, d in catalog.param_problems(name, params)
+    ]
+    if problems:
+        raise ValidationFailed(f"{problems[0]['field']}: {problems[0]['detail']}", errors=problems)
+
+
+def infer(ctx: AppContext, name: str, data: bytes, params: Mapping[str, Any]) -> dict[str, Any]:
+    """Run inferrer ``name`` on an encoded image; arrays come back as dtype, shape and data."""
+    check(name, params)
+    image = decode_image(data)
+    predict = None
+    body: dict[str, Any] = {"inferrer": name}
+    if catalog.CATALOG[name].needs_model:
+        predict, ref = bind_model(
+            ctx.inference,
+            params["model"],
+            params.get("model_version", "latest"),
+            input_name=params.get("input"),
+            output_name=params.get("output"),
+        )
+        body["model"] = {"name": ref.name, "version": ref.version}
+    [value] = catalog.run(name, [image], params, predict)
+    if isinstance(value, np.ndarray):
+        value = {"dtype": str(value.dtype), "shape": list(value.shape), "data": value.tolist()}
+    body["result"] = value
+    return body
+
+
+def infer_url(ctx: AppContext, name: str, url: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """Fetch ``url`` (size, time and address bounded) and run inferrer ``name`` on it."""
+    check(name, params)
+    return infer(ctx, name, fetch(ctx, url).data, params)

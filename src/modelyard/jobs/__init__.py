@@ -1,0 +1,1 @@
+"""Batch prediction jobs: durable, chunked, resumable; plus queue monitoring and schedules."""

@@ -1,0 +1,163 @@
+"""The queue page: per queue, what waits, runs and finished lately; per worker, its heartbeat and
+current work (and whether a live worker recovered it); and the dead-letter count. The same figures
+are exported at ``/metrics`` by ``QueueCollector``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select
+
+from modelyard import durable
+from modelyard.db import utcnow
+from modelyard.jobs.models import ChunkState, Job, JobChunk
+from modelyard.jobs.schemas import QueuePublic, QueuesPublic, WorkerPublic
+from modelyard.jobs.service import aware
+
+if TYPE_CHECKING:
+    from modelyard.context import AppContext
+
+log = logging.getLogger("modelyard.jobs.queues")
+WAITING = ("ENQUEUED", "DELAYED")
+FAILED = ("ERROR", "MAX_RECOVERY_ATTEMPTS_EXCEEDED")
+RECENT_SECONDS = 300
+WORKERS_SHOWN_FOR = timedelta(days=1)
+
+
+def _queues(ctx: AppContext) -> list[QueuePublic]:
+    now = utcnow()
+    counts = durable.workflow_counts(
+        ctx, since=now - timedelta(hours=1), recent_since=now - timedelta(seconds=RECENT_SECONDS)
+    )
+    names = sorted(set(durable.QUEUES) | {c.queue for c in counts})
+    out = []
+    now_ms = now.timestamp() * 1000
+    for name in names:
+        mine = [c for c in counts if c.queue == name]
+        waiting = [c for c in mine if c.status in WAITING]
+        oldest = min((c.oldest_ms for c in waiting if c.oldest_ms is not None), default=None)
+        ended = [c for c in mine if c.status == "SUCCESS" or c.status in FAILED]
+        out.append(
+            QueuePublic(
+                name=name,
+                length=sum(c.count for c in waiting),
+                running=sum(c.count for c in mine if c.status == "PENDING"),
+                completed_last_hour=sum(c.count for c in mine if c.status == "SUCCESS"),
+                failed_last_hour=sum(c.count for c in mine if c.status in FAILED),
+                oldest_waiting_seconds=(now_ms - oldest) / 1000 if oldest is not None else None,
+                throughput_per_second=sum(c.recent for c in ended) / RECENT_SECONDS,
+            )
+        )
+    return out
+
+
+def _workers(ctx: AppContext) -> list[WorkerPublic]:
+    now = utcnow()
+    running = durable.running_work(ctx)
+    with ctx.uow() as session:
+        rows = session.scalars(
+            select(durable.Worker)
+            .where(durable.Worker.heartbeat_at >= now - WORKERS_SHOWN_FOR)
+            .order_by(durable.Worker.started_at.desc())
+        ).all()
+        return [
+            WorkerPublic(
+                executor_id=w.executor_id,
+                host=w.host,
+                pid=w.pid,
+                queues=[str(q) for q in w.queues],
+                state=w.state,
+                started_at=aware(w.started_at),
+                heartbeat_at=aware(w.heartbeat_at),
+                heartbeat_age_seconds=(now - aware(w.heartbeat_at)).total_seconds(),
+                current_work=sorted(running.get(w.executor_id, [])),
+                recovered_by=w.recovered_by,
+                recovered_at=aware(w.recovered_at),
+                recovered_workflows=w.recovered_workflows,
+            )
+            for w in rows
+        ]
+
+
+def dead_letter_count(ctx: AppContext) -> int:
+    """How many chunks failed every attempt."""
+    with ctx.uow() as session:
+        return (
+            session.scalar(
+                select(func.count()).select_from(JobChunk).where(JobChunk.state == ChunkState.DEAD)
+            )
+            or 0
+        )
+
+
+def snapshot(ctx: AppContext) -> QueuesPublic:
+    """Queues, workers and the dead-letter count, read now."""
+    durable.dispatcher(ctx)  # makes sure DBOS's tables exist before they are read
+    return QueuesPublic(queues=_queues(ctx), workers=_workers(ctx), dead_letters=dead_letter_count(ctx))
+
+
+class QueueCollector(Collector):
+    """Exports the queue page at ``/metrics`` (read at scrape time)."""
+
+    def __init__(self, ctx: AppContext):
+        self.ctx = ctx
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        """The gauges; nothing (and a log line) if the databases cannot be read."""
+        try:
+            page = snapshot(self.ctx)
+            with self.ctx.uow() as session:
+                jobs = session.execute(select(Job.state, func.count()).group_by(Job.state)).all()
+        except Exception:
+            log.exception("queue metrics unavailable")
+            return
+        per_queue = {
+            "length": ("modelyard_queue_length", "Items waiting in the queue."),
+            "running": ("modelyard_queue_running", "Items running now."),
+            "completed_last_hour": (
+                "modelyard_queue_completed_last_hour",
+                "Items completed in the last hour.",
+            ),
+            "failed_last_hour": ("modelyard_queue_failed_last_hour", "Items failed in the last hour."),
+            "oldest_waiting_seconds": (
+                "modelyard_queue_oldest_waiting_seconds",
+                "Age of the oldest waiting item.",
+            ),
+            "throughput_per_second": (
+                "modelyard_queue_throughput_per_second",
+                "Items finished per second (5 min).",
+            ),
+        }
+        for attr, (name, doc) in per_queue.items():
+            gauge = GaugeMetricFamily(name, doc, labels=["queue"])
+            for q in page.queues:
+                value = getattr(q, attr)
+                gauge.add_metric([q.name], float(value or 0))
+            yield gauge
+        up = GaugeMetricFamily(
+            "modelyard_worker_up", "1 while a worker's heartbeat is fresh.", labels=["executor_id", "host"]
+        )
+        age = GaugeMetricFamily(
+            "modelyard_worker_heartbeat_age_seconds",
+            "Seconds since a worker's heartbeat.",
+            labels=["executor_id"],
+        )
+        timeout = self.ctx.settings.heartbeat_timeout_seconds
+        for w in page.workers:
+            alive = w.state == "alive" and w.heartbeat_age_seconds < timeout
+            up.add_metric([w.executor_id, w.host], 1.0 if alive else 0.0)
+            age.add_metric([w.executor_id], w.heartbeat_age_seconds)
+        yield up
+        yield age
+        yield GaugeMetricFamily(
+            "modelyard_dead_letters", "Chunks that failed every attempt.", value=page.dead_letters
+        )
+        states = GaugeMetricFamily("modelyard_jobs", "Jobs by state.", labels=["state"])
+        for state, count in jobs:
+            states.add_metric([state], count)
+        yield states

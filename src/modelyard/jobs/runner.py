@@ -1,0 +1,437 @@
+"""What a worker does with a job: plan it into chunks, run one chunk, give up on one, settle the job.
+
+Each function is one step of a workflow (``workflows.py``) and is safe to run again after a crash:
+planning inserts the chunks once, a chunk writes its output to the same key on every attempt (an
+atomic overwrite), and its completion is counted once (a guarded UPDATE in the same transaction).
+Steps return an outcome dict instead of raising, so nothing depends on pickling our exceptions:
+``{"status": "ok" | "done" | "failed" | "retry" | "stop", ...}``.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+from sqlalchemy import ColumnElement, CursorResult, case, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from modelyard.db import utcnow
+from modelyard.errors import BadRequest, ModelyardError
+from modelyard.jobs import inputs, readers
+from modelyard.jobs.models import ChunkState, Job, JobChunk, JobState
+from modelyard.jobs.outputs import chunk_table, table_bytes
+from modelyard.jobs.service import PUBLISHED, output_key, publish
+
+if TYPE_CHECKING:
+    from modelyard.context import AppContext
+    from modelyard.serving.service import VersionRef
+
+log = logging.getLogger("modelyard.jobs")
+REF_TTL_S = 2.0
+Outcome = dict[str, Any]
+SHOWN_ROW_ERRORS = 5
+
+
+def _open_chunk(job_id: str, index: int) -> tuple[ColumnElement[bool], ...]:
+    """The chunk, while nobody has finished it: guards every state change so a repeat changes nothing."""
+    return (
+        JobChunk.job_id == job_id,
+        JobChunk.index == index,
+        JobChunk.state.in_([ChunkState.QUEUED, ChunkState.RUNNING]),
+    )
+
+
+def _rowcount(result: Any) -> int:
+    return cast(CursorResult[Any], result).rowcount
+
+
+_SQLITE_WRITERS = threading.Lock()
+
+
+@contextmanager
+def _txn(ctx: AppContext) -> Iterator[Session]:
+    """A unit of work. On SQLite this process's job steps take turns here: SQLite's own busy handler makes
+    a waiting writer sleep 1-100 ms per retry, which under a dozen worker threads costs more than the work."""
+    if ctx.settings.is_sqlite():
+        with _SQLITE_WRITERS, ctx.uow() as session:
+            yield session
+    else:
+        with ctx.uow() as session:
+            yield session
+
+
+def _write(session: Session, statement: Any) -> Any:
+    """Run an UPDATE without matching it against objects in the session (they are not used after)."""
+    return session.execute(statement, execution_options={"synchronize_session": False})
+
+
+def _snapshot(session: Session, job_id: str) -> Any:
+    """The job's fields that events carry."""
+    return session.execute(select(*PUBLISHED).where(Job.id == job_id)).first()
+
+
+def transient(exc: BaseException) -> Outcome:
+    """A failure worth retrying (I/O, a lost connection, a bug): its message and traceback."""
+    return {
+        "status": "retry",
+        "error": f"{type(exc).__name__}: {exc}",
+        "traceback": "".join(traceback.format_exception(exc)),
+    }
+
+
+def _policy(job: Job) -> dict[str, Any]:
+    """How often and how patiently the job's work is retried (fixed when the job was submitted)."""
+    return {
+        "max_attempts": int(job.options.get("max_attempts", 3)),
+        "retry_seconds": float(job.options.get("retry_seconds", 1.0)),
+        "generation": job.generation,
+    }
+
+
+def _permanent(exc: BaseException) -> bool:
+    """Bad input or a missing model cannot get better by retrying; other errors might."""
+    return isinstance(exc, ModelyardError) and exc.status < 500
+
+
+def local_input(ctx: AppContext, job: Job) -> Path:
+    """The job's input as a local file: in place on local storage, else fetched once into the cache."""
+    path = ctx.storage.local_path(job.input_key)
+    if path is not None:
+        return path
+    target = ctx.settings.data_dir / "cache" / "jobs" / job.id / f"input.{job.input_format}"
+    if not target.exists():
+        ctx.storage.download_to(job.input_key, target)
+    return target
+
+
+def _fail_job(ctx: AppContext, job_id: str, code: str, detail: str) -> None:
+    with _txn(ctx) as session:
+        _write(
+            session,
+            update(Job)
+            .where(Job.id == job_id, Job.state.in_([JobState.QUEUED, JobState.RUNNING]))
+            .values(
+                state=JobState.FAILED,
+                error_code=code,
+                error=detail,
+                finished_at=utcnow(),
+                updated_at=utcnow(),
+            ),
+        )
+        job = session.get(Job, job_id)
+    if job is not None:
+        publish(ctx, "jobs.finished", job)
+
+
+# ---------------------------------------------------------------- planning
+
+
+def plan_job(ctx: AppContext, job_id: str) -> Outcome:
+    """Split the job's input into chunks (once) and mark it running; ``stop`` if it cannot run."""
+    with _txn(ctx) as session:
+        job = session.get(Job, job_id)
+        if job is None or job.state not in (JobState.QUEUED, JobState.RUNNING):
+            return {"status": "stop"}
+        if job.chunk_count:
+            return {"status": "ok", "chunks": job.chunk_count, **_policy(job)}
+        session.expunge(job)
+    try:
+        ref = resolve(ctx, job.model, job.version)
+        features = inputs.Features.from_signature(ref.signature, ref.metadata)
+        path = local_input(ctx, job)
+        layout = inputs.inspect(path, job.input_format, features)
+        spans = inputs.plan(path, job.input_format, int(job.options["chunk_rows"]), layout)
+        if not spans:
+            raise BadRequest("the input file has no rows", field="file")
+    except Exception as exc:
+        if not _permanent(exc):
+            return {**transient(exc), **_policy(job)}
+        assert isinstance(exc, ModelyardError)
+        _fail_job(ctx, job_id, exc.code, exc.detail)
+        return {"status": "stop"}
+    options = {**job.options, "layout": {"header": layout.header, "fields": layout.fields}}
+    try:
+        with _txn(ctx) as session:
+            won = _write(
+                session,
+                update(Job)
+                .where(Job.id == job_id, Job.state == JobState.QUEUED, Job.chunk_count == 0)
+                .values(
+                    state=JobState.RUNNING,
+                    started_at=utcnow(),
+                    updated_at=utcnow(),
+                    total_rows=spans[-1].row_end,
+                    chunk_count=len(spans),
+                    options=options,
+                ),
+            )
+            if not _rowcount(won):
+                return {"status": "stop"}
+            session.add_all(
+                JobChunk(
+                    job_id=job_id,
+                    index=i,
+                    row_start=s.row_start,
+                    row_end=s.row_end,
+                    byte_start=s.byte_start,
+                    byte_end=s.byte_end,
+                )
+                for i, s in enumerate(spans)
+            )
+            session.flush()
+            started = _snapshot(session, job_id)
+    except IntegrityError:  # a concurrent run of this step planned it first
+        return plan_job(ctx, job_id)
+    if started is not None:
+        publish(ctx, "jobs.started", started)
+    return {"status": "ok", "chunks": len(spans), **_policy(job)}
+
+
+# ---------------------------------------------------------------- one chunk
+
+
+def _start_chunk(
+    ctx: AppContext, job_id: str, index: int, executor_id: str | None
+) -> tuple[Job, JobChunk] | Outcome:
+    """Mark the chunk running (one more attempt) and return the job and chunk, or an outcome to return at
+    once if it must not run."""
+    with _txn(ctx) as session:
+        job = session.get(Job, job_id)
+        if job is None or job.state != JobState.RUNNING:
+            _write(
+                session,
+                update(JobChunk).where(*_open_chunk(job_id, index)).values(state=ChunkState.CANCELLED),
+            )
+            return {"status": "stop"}
+        started = _write(
+            session,
+            update(JobChunk)
+            .where(*_open_chunk(job_id, index))
+            .values(
+                state=ChunkState.RUNNING,
+                attempts=JobChunk.attempts + 1,
+                started_at=utcnow(),
+                executor_id=executor_id,
+            ),
+        )
+        if not _rowcount(started):
+            return {"status": "stop"}  # done already (a repeat), or gone with its job
+        chunk = session.get_one(JobChunk, (job_id, index))
+        session.expunge_all()
+    return job, chunk
+
+
+def resolve(ctx: AppContext, model: str, version: int) -> VersionRef:
+    """The model version, looked up at most every ``REF_TTL_S`` per process (versions are immutable; a
+    deleted one is noticed within that time)."""
+    cache: dict[tuple[str, int], tuple[float, VersionRef]] = ctx.extras.setdefault("jobs.refs", {})
+    hit = cache.get((model, version))
+    now = time.monotonic()
+    if hit is not None and hit[0] > now:
+        return hit[1]
+    ref = ctx.inference.resolve_sync(model, version)
+    cache[(model, version)] = (now + REF_TTL_S, ref)
+    return ref
+
+
+def run_chunk(ctx: AppContext, job_id: str, index: int, executor_id: str | None = None) -> Outcome:
+    """Read the chunk's rows, predict, write the output once, and record the chunk done."""
+    started = _start_chunk(ctx, job_id, index, executor_id)
+    if isinstance(started, dict):
+        return started
+    job, chunk = started
+    try:
+        ref = resolve(ctx, job.model, job.version)
+        features = inputs.Features.from_signature(ref.signature, ref.metadata)
+        layout = inputs.Layout(**job.options.get("layout", {}))
+        span = inputs.Span(chunk.row_start, chunk.row_end, chunk.byte_start, chunk.byte_end)
+        rows = readers.read_span(local_input(ctx, job), job.input_format, span, features, layout)
+        if rows.errors and job.options.get("on_error") != "skip":
+            return _bad_rows(ctx, job, chunk, rows.errors)
+        key = None
+        if len(rows.rows):
+            outputs = ctx.inference.predict_sync(ref, {features.input_name: rows.values})
+            key = output_key(job_id, index)
+            ctx.storage.put_bytes(key, table_bytes(chunk_table(rows.rows, outputs)))
+    except Exception as exc:
+        if _permanent(exc):
+            assert isinstance(exc, ModelyardError)
+            _chunk_failed(ctx, job_id, index, ChunkState.FAILED, exc.code, exc.detail, None, [])
+            return {"status": "failed", "error": exc.detail}
+        outcome = {**transient(exc), **_policy(job)}
+        _chunk_retrying(ctx, job_id, index, outcome)
+        return outcome
+    _complete(ctx, job_id, index, len(rows.rows), rows.errors, key)
+    return {"status": "done", "rows": len(rows.rows)}
+
+
+def _row_errors(ctx: AppContext, errors: list[tuple[int, str]]) -> list[dict[str, Any]]:
+    return [{"row": row, "error": msg} for row, msg in errors[: ctx.settings.job_row_errors_kept]]
+
+
+def _bad_rows(ctx: AppContext, job: Job, chunk: JobChunk, errors: list[tuple[int, str]]) -> Outcome:
+    shown = "; ".join(msg for _, msg in errors[:SHOWN_ROW_ERRORS])
+    more = f" (and {len(errors) - SHOWN_ROW_ERRORS} more)" if len(errors) > SHOWN_ROW_ERRORS else ""
+    detail = f"{len(errors)} malformed row(s) in rows {chunk.row_start}-{chunk.row_end - 1}: {shown}{more}"
+    listed = _row_errors(ctx, errors)
+    _chunk_failed(ctx, job.id, chunk.index, ChunkState.FAILED, "malformed-rows", detail, None, listed)
+    return {"status": "failed", "error": detail}
+
+
+def _complete(
+    ctx: AppContext, job_id: str, index: int, rows: int, errors: list[tuple[int, str]], key: str | None
+) -> None:
+    where = (JobChunk.job_id == job_id, JobChunk.index == index)
+    with _txn(ctx) as session:
+        _write(session, update(JobChunk).where(*where).values(completions=JobChunk.completions + 1))
+        done = _write(
+            session,
+            update(JobChunk)
+            .where(*where, JobChunk.state == ChunkState.RUNNING)
+            .values(
+                state=ChunkState.DONE,
+                rows=rows,
+                rows_failed=len(errors),
+                row_errors=_row_errors(ctx, errors),
+                output_key=key,
+                error=None,
+                error_code=None,
+                traceback=None,
+                finished_at=utcnow(),
+            ),
+        )
+        if _rowcount(done):
+            _write(
+                session,
+                update(Job)
+                .where(Job.id == job_id)
+                .values(
+                    rows_done=Job.rows_done + rows,
+                    rows_failed=Job.rows_failed + len(errors),
+                    chunks_done=Job.chunks_done + 1,
+                    updated_at=utcnow(),
+                ),
+            )
+        finished = settle(session, job_id)
+        job = _snapshot(session, job_id)
+    if job is None:  # deleted while this chunk ran: leave nothing behind
+        if key is not None:
+            ctx.storage.delete(key)
+        return
+    publish(ctx, "jobs.finished" if finished else "jobs.progress", job)
+    if finished:
+        _drop_cache(ctx, job_id)
+
+
+def _chunk_retrying(ctx: AppContext, job_id: str, index: int, outcome: Outcome) -> None:
+    with _txn(ctx) as session:
+        _write(
+            session,
+            update(JobChunk)
+            .where(JobChunk.job_id == job_id, JobChunk.index == index, JobChunk.state == ChunkState.RUNNING)
+            .values(
+                state=ChunkState.QUEUED,
+                error_code="internal",
+                error=outcome["error"],
+                traceback=outcome["traceback"],
+            ),
+        )
+    log.warning("job chunk failed; it will be retried", extra={"job_id": job_id, "chunk": index})
+
+
+def _chunk_failed(
+    ctx: AppContext,
+    job_id: str,
+    index: int,
+    state: ChunkState,
+    code: str,
+    detail: str,
+    trace: str | None,
+    row_errors: list[dict[str, Any]],
+) -> None:
+    """Record a chunk as failed (bad input: the job fails now) or dead (retries exhausted)."""
+    with _txn(ctx) as session:
+        marked = _write(
+            session,
+            update(JobChunk)
+            .where(*_open_chunk(job_id, index))
+            .values(
+                state=state,
+                error_code=code,
+                error=detail,
+                traceback=trace,
+                row_errors=row_errors,
+                rows_failed=len(row_errors),
+                finished_at=utcnow(),
+            ),
+        )
+        finished = False
+        if _rowcount(marked):
+            _write(
+                session,
+                update(Job)
+                .where(Job.id == job_id)
+                .values(
+                    chunks_failed=Job.chunks_failed + 1,
+                    error_code=func.coalesce(Job.error_code, code),
+                    error=func.coalesce(Job.error, f"chunk {index}: {detail}"),
+                    updated_at=utcnow(),
+                ),
+            )
+            if state == ChunkState.FAILED:  # bad input fails the job at once; the other chunks stop
+                failed = _write(
+                    session,
+                    update(Job)
+                    .where(Job.id == job_id, Job.state == JobState.RUNNING)
+                    .values(state=JobState.FAILED, finished_at=utcnow()),
+                )
+                finished = bool(_rowcount(failed))
+            finished = settle(session, job_id) or finished
+        job = _snapshot(session, job_id)
+    log.warning(
+        "job chunk %s", state.value, extra={"job_id": job_id, "chunk": index, "code": code, "detail": detail}
+    )
+    if job is not None:
+        publish(ctx, "jobs.finished" if finished else "jobs.progress", job)
+
+
+def chunk_dead(ctx: AppContext, job_id: str, index: int, error: str, trace: str | None) -> None:
+    """The chunk failed its last attempt: it becomes a dead letter (listed, re-submittable)."""
+    _chunk_failed(ctx, job_id, index, ChunkState.DEAD, "retries-exhausted", error, trace, [])
+
+
+def planning_dead(ctx: AppContext, job_id: str, error: str) -> None:
+    """Planning failed its last attempt: the job fails with that error."""
+    _fail_job(ctx, job_id, "retries-exhausted", f"the job could not be planned: {error}")
+
+
+def settle(session: Session, job_id: str) -> bool:
+    """Finish a running job whose chunks have all stopped (failed if any failed); True if this call did."""
+    failed = Job.chunks_failed > 0
+    result = _write(
+        session,
+        update(Job)
+        .where(
+            Job.id == job_id,
+            Job.state == JobState.RUNNING,
+            Job.chunks_done + Job.chunks_failed >= Job.chunk_count,
+        )
+        .values(
+            state=case((failed, JobState.FAILED.value), else_=JobState.SUCCEEDED.value),
+            finished_at=utcnow(),
+            updated_at=utcnow(),
+        ),
+    )
+    return bool(_rowcount(result))
+
+
+def _drop_cache(ctx: AppContext, job_id: str) -> None:
+    shutil.rmtree(ctx.settings.data_dir / "cache" / "jobs" / job_id, ignore_errors=True)

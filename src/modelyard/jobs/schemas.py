@@ -1,0 +1,246 @@
+"""What the jobs, queues and schedules APIs send and receive."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, model_validator
+
+from modelyard.registry.schemas import NAME_PATTERN
+
+OnError = Literal["fail", "skip"]
+InputFormat = Literal["csv", "jsonl", "parquet", "npy"]
+OutputFormat = Literal["parquet", "csv", "jsonl"]
+
+
+class JobOptions(BaseModel):
+    """How a job treats bad rows and writes its results."""
+
+    on_error: OnError = Field(
+        "fail",
+        description="`fail`: a malformed row fails the job (its row number in the error); "
+        "`skip`: malformed rows are left out of the output, counted and listed per chunk.",
+    )
+    output_format: OutputFormat | None = Field(
+        None,
+        description="Default results format; empty means the input's format (Parquet for .npy, JSONL "
+        "for inline rows). Any format can still be asked for on download.",
+    )
+    chunk_rows: int | None = Field(
+        None, ge=1, le=500_000, description="Rows per chunk; empty means the server's setting."
+    )
+
+
+class JobCreate(BaseModel):
+    """A batch prediction over inline `rows` or an input file already in the artifact store (`uri`).
+
+    Files are uploaded instead as `multipart/form-data` to the same endpoint.
+    """
+
+    model: str = Field(pattern=NAME_PATTERN, examples=["churn"])
+    version: int | Literal["latest"] = Field("latest", examples=["latest", 3])
+    rows: list[list[float] | dict[str, float]] | None = Field(
+        None,
+        description="Rows as lists of numbers, or objects keyed by the model's metadata.columns.",
+        examples=[[[0.1, 0.2, 0.3], [0.4, 0.5, 0.6]]],
+    )
+    uri: str | None = Field(
+        None, description="Key of an input file in the artifact store.", examples=["batches/2026-11-24.csv"]
+    )
+    format: InputFormat | None = Field(
+        None, description="Input format of `uri` when its suffix does not say."
+    )
+    options: JobOptions = Field(default_factory=lambda: JobOptions())
+
+    @model_validator(mode="after")
+    def _one_input(self) -> JobCreate:
+        if (self.rows is None) == (self.uri is None):
+            raise ValueError('send exactly one of "rows" or "uri" (or upload a file as multipart)')
+        return self
+
+
+class JobInput(BaseModel):
+    """Where a job's rows come from."""
+
+    kind: Literal["inline", "upload", "uri"]
+    format: str
+    uri: str
+    size: int
+
+
+class Progress(BaseModel):
+    """How far a job is: rows and chunks, rate and estimated time left."""
+
+    total_rows: int | None
+    rows_done: int
+    rows_failed: int
+    fraction: float
+    chunk_count: int
+    chunks_done: int
+    chunks_failed: int
+    rows_per_second: float | None
+    eta_seconds: float | None
+
+
+class JobError(BaseModel):
+    """Why a job failed: a stable code and a human detail (row numbers included for malformed rows)."""
+
+    code: str
+    detail: str
+
+
+class JobPublic(BaseModel):
+    """A batch prediction job."""
+
+    id: str
+    model: str
+    version: int
+    state: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    input: JobInput
+    options: dict[str, Any]
+    progress: Progress
+    error: JobError | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration_seconds: float | None
+    links: dict[str, str]
+
+
+class JobList(BaseModel):
+    """A page of jobs, newest first."""
+
+    items: list[JobPublic]
+    total: int
+    offset: int
+    limit: int
+
+
+class ChunkPublic(BaseModel):
+    """One chunk of a job with its outcome and, if it failed, the error and traceback."""
+
+    index: int
+    state: Literal["queued", "running", "done", "failed", "dead", "cancelled"]
+    row_start: int
+    row_end: int
+    rows: int
+    rows_failed: int
+    row_errors: list[dict[str, Any]]
+    attempts: int
+    error_code: str | None
+    error: str | None
+    traceback: str | None
+    executor_id: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class ChunkList(BaseModel):
+    """The chunks of a job, in order."""
+
+    items: list[ChunkPublic]
+
+
+class QueuePublic(BaseModel):
+    """One durable work queue."""
+
+    name: str
+    length: int = Field(description="Items waiting.")
+    running: int
+    completed_last_hour: int
+    failed_last_hour: int
+    oldest_waiting_seconds: float | None
+    throughput_per_second: float = Field(description="Items finished per second over the last 5 minutes.")
+
+
+class WorkerPublic(BaseModel):
+    """One worker process, its heartbeat, what it runs now, and whether its work was recovered."""
+
+    executor_id: str
+    host: str
+    pid: int
+    queues: list[str]
+    state: str = Field(description="alive, stopped, recovering (heartbeat expired) or recovered.")
+    started_at: datetime
+    heartbeat_at: datetime
+    heartbeat_age_seconds: float
+    current_work: list[str]
+    recovered_by: str | None
+    recovered_at: datetime | None
+    recovered_workflows: int
+
+
+class DeadLetter(BaseModel):
+    """A chunk that failed every attempt: its error and traceback; re-submit it through the API."""
+
+    job_id: str
+    index: int
+    model: str
+    version: int
+    row_start: int
+    row_end: int
+    attempts: int
+    error_code: str | None
+    error: str | None
+    traceback: str | None
+    failed_at: datetime | None
+    retry: str = Field(description="Path to POST to re-submit the chunk.")
+
+
+class DeadLetterList(BaseModel):
+    """Dead letters, newest first."""
+
+    items: list[DeadLetter]
+    total: int
+
+
+class QueuesPublic(BaseModel):
+    """The queue page: queues, workers, and how many dead letters wait."""
+
+    queues: list[QueuePublic]
+    workers: list[WorkerPublic]
+    dead_letters: int
+
+
+class ScheduleCreate(BaseModel):
+    """A cron schedule that submits a registered job type with fixed parameters once per slot."""
+
+    name: str = Field(pattern=NAME_PATTERN, examples=["nightly-churn"])
+    cron: str = Field(
+        description="Cron expression, 5 fields (minute precision) or 6 (leading seconds field).",
+        examples=["0 2 * * *"],
+    )
+    job_type: str = Field("batch_predict", examples=["batch_predict"])
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        examples=[{"model": "churn", "uri": "batches/customers.parquet", "options": {"on_error": "skip"}}],
+    )
+    timezone: str | None = Field(None, description="IANA time zone of the cron expression (UTC if empty).")
+
+
+class SchedulePublic(BaseModel):
+    """A schedule and when it fires."""
+
+    name: str
+    cron: str
+    job_type: str
+    params: dict[str, Any]
+    timezone: str | None
+    paused: bool
+    last_fired_at: datetime | None
+    next_fire_at: datetime | None
+
+
+class ScheduleList(BaseModel):
+    """Every schedule."""
+
+    items: list[SchedulePublic]
+
+
+class JobTypePublic(BaseModel):
+    """A job type schedules can submit, with the JSON schema of its parameters."""
+
+    name: str
+    description: str
+    params_schema: dict[str, Any]

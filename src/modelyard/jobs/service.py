@@ -1,0 +1,361 @@
+"""Jobs: submit, look up, list, cancel, retry, delete, results, dead letters.
+
+No FastAPI and no DBOS here: durable work is reached through ``durable.dispatcher(ctx)`` (a fake in
+tests), and what a worker does with a job lives in ``runner.py``.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, overload
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from sqlalchemy import Row, func, select, update
+from sqlalchemy import delete as sa_delete
+from sqlalchemy.orm import Session
+
+from modelyard.db import utcnow
+from modelyard.durable import dispatcher
+from modelyard.errors import BadRequest, Conflict, JobNotFound
+from modelyard.jobs.models import ChunkState, Job, JobChunk, JobState
+from modelyard.jobs.schemas import (
+    ChunkPublic,
+    DeadLetter,
+    JobError,
+    JobInput,
+    JobPublic,
+    Progress,
+)
+
+if TYPE_CHECKING:
+    from modelyard.context import AppContext
+
+JOB_WORKFLOW, CHUNK_WORKFLOW = "jobs.run_batch", "jobs.run_chunk"
+JOB_QUEUE, CHUNK_QUEUE = "jobs", "jobs.chunks"
+API = "/api/v1/jobs"
+
+
+@overload
+def aware(value: datetime) -> datetime: ...
+@overload
+def aware(value: None) -> None: ...
+def aware(value: datetime | None) -> datetime | None:
+    """A timestamp read back from the database as UTC-aware (SQLite returns naive ones)."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def job_workflow_id(job_id: str, generation: int = 0) -> str:
+    """The id of a job's planning workflow (one per retry generation)."""
+    return f"job-{job_id}" + (f"-g{generation}" if generation else "")
+
+
+def chunk_workflow_id(job_id: str, index: int, generation: int = 0) -> str:
+    """The id of one chunk's workflow (one per retry generation)."""
+    return f"job-{job_id}-c{index:06d}" + (f"-g{generation}" if generation else "")
+
+
+def output_key(job_id: str, index: int) -> str:
+    """Where a chunk's output is written; the same key on every attempt, so a repeat overwrites."""
+    return f"jobs/{job_id}/out/{index:06d}.parquet"
+
+
+PUBLISHED = (
+    Job.id,
+    Job.state,
+    Job.rows_done,
+    Job.rows_failed,
+    Job.total_rows,
+    Job.chunks_done,
+    Job.chunk_count,
+)
+
+
+def publish(ctx: AppContext, topic: str, job: Job | Row[Any]) -> None:
+    """Tell in-process subscribers (SSE streams, the dashboard) what happened to a job (a job, or a row of
+    its ``PUBLISHED`` columns)."""
+    ctx.bus.publish(
+        topic,
+        {
+            "job_id": job.id,
+            "state": job.state,
+            "rows_done": job.rows_done,
+            "rows_failed": job.rows_failed,
+            "total_rows": job.total_rows,
+            "chunks_done": job.chunks_done,
+            "chunk_count": job.chunk_count,
+        },
+    )
+
+
+# ---------------------------------------------------------------- reading
+
+
+def get_job(*, session: Session, job_id: str) -> Job:
+    """One job, or ``JobNotFound``."""
+    job = session.get(Job, job_id)
+    if job is None:
+        raise JobNotFound(job_id)
+    return job
+
+
+def list_jobs(
+    *,
+    session: Session,
+    model: str | None = None,
+    state: list[str] | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    offset: int = 0,
+    limit: int = 50,
+) -> tuple[list[Job], int]:
+    """A page of jobs, newest first, and how many match in all."""
+    conditions = []
+    if model:
+        conditions.append(Job.model == model)
+    if state:
+        unknown = [s for s in state if s not in set(JobState)]
+        if unknown:
+            raise BadRequest(f"unknown state(s) {unknown}; use {[s.value for s in JobState]}", field="state")
+        conditions.append(Job.state.in_(state))
+    if created_after:
+        conditions.append(Job.created_at >= created_after)
+    if created_before:
+        conditions.append(Job.created_at < created_before)
+    total = session.scalar(select(func.count()).select_from(Job).where(*conditions)) or 0
+    rows = session.scalars(
+        select(Job).where(*conditions).order_by(Job.created_at.desc(), Job.id).offset(offset).limit(limit)
+    )
+    return list(rows), total
+
+
+def list_chunks(*, session: Session, job_id: str, state: str | None = None) -> list[JobChunk]:
+    """The chunks of a job in order, optionally only those in one state."""
+    get_job(session=session, job_id=job_id)
+    query = select(JobChunk).where(JobChunk.job_id == job_id)
+    if state:
+        query = query.where(JobChunk.state == state)
+    return list(session.scalars(query.order_by(JobChunk.index)))
+
+
+def _progress(job: Job) -> Progress:
+    total = job.total_rows
+    handled = job.rows_done + job.rows_failed
+    rate = eta = None
+    if job.started_at is not None:
+        elapsed = (aware(job.finished_at or utcnow()) - aware(job.started_at)).total_seconds()
+        if elapsed > 0 and handled:
+            rate = handled / elapsed
+            if total is not None and not JobState(job.state).is_final():
+                eta = max(total - handled, 0) / rate
+    return Progress(
+        total_rows=total,
+        rows_done=job.rows_done,
+        rows_failed=job.rows_failed,
+        fraction=min(handled / total, 1.0) if total else (1.0 if job.state == JobState.SUCCEEDED else 0.0),
+        chunk_count=job.chunk_count,
+        chunks_done=job.chunks_done,
+        chunks_failed=job.chunks_failed,
+        rows_per_second=rate,
+        eta_seconds=eta,
+    )
+
+
+def job_public(job: Job) -> JobPublic:
+    """The wire form of a job, with its progress and links."""
+    base = f"{API}/{job.id}"
+    duration = None
+    if job.started_at is not None:
+        duration = (aware(job.finished_at or utcnow()) - aware(job.started_at)).total_seconds()
+    return JobPublic(
+        id=job.id,
+        model=job.model,
+        version=job.version,
+        state=JobState(job.state).value,
+        input=JobInput.model_validate(
+            {"kind": job.input_kind, "format": job.input_format, "uri": job.input_key, "size": job.input_size}
+        ),
+        options={k: v for k, v in job.options.items() if k != "layout"},
+        progress=_progress(job),
+        error=JobError(code=job.error_code or "failed", detail=job.error) if job.error else None,
+        created_at=aware(job.created_at),
+        started_at=aware(job.started_at),
+        finished_at=aware(job.finished_at),
+        duration_seconds=duration,
+        links={
+            "self": base,
+            "results": f"{base}/results",
+            "events": f"{base}/events",
+            "chunks": f"{base}/chunks",
+        },
+    )
+
+
+def chunk_public(chunk: JobChunk) -> ChunkPublic:
+    """The wire form of a chunk."""
+    return ChunkPublic(
+        index=chunk.index,
+        state=ChunkState(chunk.state).value,
+        row_start=chunk.row_start,
+        row_end=chunk.row_end,
+        rows=chunk.rows,
+        rows_failed=chunk.rows_failed,
+        row_errors=chunk.row_errors,
+        attempts=chunk.attempts,
+        error_code=chunk.error_code,
+        error=chunk.error,
+        traceback=chunk.traceback,
+        executor_id=chunk.executor_id,
+        started_at=aware(chunk.started_at),
+        finished_at=aware(chunk.finished_at),
+    )
+
+
+# ---------------------------------------------------------------- control
+
+
+def cancel(ctx: AppContext, job_id: str) -> Job:
+    """Stop a queued or running job: its waiting work is cancelled, running chunks stop at their end."""
+    with ctx.uow() as session:
+        job = get_job(session=session, job_id=job_id)
+        if job.state == JobState.CANCELLED:
+            return job
+        if JobState(job.state).is_final():
+            raise Conflict(f"job {job_id} already {job.state}; only queued or running jobs can be cancelled")
+        job.state, job.finished_at, job.updated_at = JobState.CANCELLED, utcnow(), utcnow()
+        session.execute(
+            update(JobChunk)
+            .where(JobChunk.job_id == job_id, JobChunk.state == ChunkState.QUEUED)
+            .values(state=ChunkState.CANCELLED)
+        )
+    dispatcher(ctx).cancel(job_workflow_id(job_id))
+    publish(ctx, "jobs.finished", job)
+    return job
+
+
+def retry(ctx: AppContext, job_id: str, indexes: list[int] | None = None) -> Job:
+    """Run again what did not succeed: failed, dead and cancelled chunks (or only ``indexes``).
+
+    A job that never got as far as planning is planned again. Chunks already done are kept.
+    """
+    with ctx.uow() as session:
+        job = get_job(session=session, job_id=job_id)
+        if not JobState(job.state).is_final() and indexes is None:
+            raise Conflict(f"job {job_id} is {job.state}; wait for it to finish or cancel it first")
+        if job.state == JobState.SUCCEEDED:
+            raise Conflict(f"job {job_id} succeeded; there is nothing to retry")
+        rerun = [ChunkState.FAILED, ChunkState.DEAD, ChunkState.CANCELLED, ChunkState.QUEUED]
+        query = select(JobChunk).where(JobChunk.job_id == job_id, JobChunk.state.in_(rerun))
+        if indexes is not None:
+            query = query.where(JobChunk.index.in_(indexes))
+        chunks = list(session.scalars(query.order_by(JobChunk.index)))
+        if indexes is not None and len(chunks) != len(set(indexes)):
+            raise Conflict(f"chunk(s) {indexes} of job {job_id} are not failed, dead or cancelled")
+        job.generation += 1
+        job.error, job.error_code, job.finished_at, job.updated_at = None, None, None, utcnow()
+        failed = sum(1 for c in chunks if c.state in (ChunkState.FAILED, ChunkState.DEAD))
+        job.chunks_failed -= failed
+        job.state = JobState.RUNNING if job.chunk_count else JobState.QUEUED
+        for chunk in chunks:
+            chunk.state, chunk.error, chunk.error_code, chunk.traceback = ChunkState.QUEUED, None, None, None
+            chunk.queued_at, chunk.finished_at = utcnow(), None
+        generation, planned = job.generation, bool(job.chunk_count)
+        indexes_to_run = [c.index for c in chunks]
+    work = dispatcher(ctx)
+    if not planned:
+        work.enqueue(JOB_WORKFLOW, JOB_QUEUE, job_workflow_id(job_id, generation), job_id)
+    for index in indexes_to_run:
+        work.enqueue(CHUNK_WORKFLOW, CHUNK_QUEUE, chunk_workflow_id(job_id, index, generation), job_id, index)
+    publish(ctx, "jobs.queued", job)
+    return job
+
+
+def delete(ctx: AppContext, job_id: str) -> None:
+    """Delete a job, its stored input (not a ``uri`` input) and every output; a live job is cancelled."""
+    with ctx.uow() as session:
+        job = get_job(session=session, job_id=job_id)
+        live = not JobState(job.state).is_final()
+        session.execute(sa_delete(JobChunk).where(JobChunk.job_id == job_id))
+        session.delete(job)
+    work = dispatcher(ctx)
+    if live:
+        work.cancel(job_workflow_id(job_id))
+    ctx.storage.delete_prefix(f"jobs/{job_id}")
+    work.forget(job_workflow_id(job_id))
+
+
+def results(ctx: AppContext, job_id: str) -> tuple[Job, Iterator[pa.Table]]:
+    """A succeeded job and its chunk tables in row order, read one at a time."""
+    with ctx.uow() as session:
+        job = get_job(session=session, job_id=job_id)
+        if job.state != JobState.SUCCEEDED:
+            raise Conflict(f"job {job_id} is {job.state}; results are there once it has succeeded")
+        keys = list(
+            session.scalars(
+                select(JobChunk.output_key)
+                .where(JobChunk.job_id == job_id, JobChunk.output_key.is_not(None))
+                .order_by(JobChunk.index)
+            )
+        )
+
+    def tables() -> Iterator[pa.Table]:
+        for key in keys:
+            yield pq.read_table(io.BytesIO(ctx.storage.get_bytes(str(key))))
+
+    return job, tables()
+
+
+def list_dead_letters(*, session: Session, offset: int = 0, limit: int = 100) -> tuple[list[DeadLetter], int]:
+    """Chunks that failed every attempt, newest first."""
+    where = JobChunk.state == ChunkState.DEAD
+    total = session.scalar(select(func.count()).select_from(JobChunk).where(where)) or 0
+    rows = session.execute(
+        select(JobChunk, Job.model, Job.version)
+        .join(Job, Job.id == JobChunk.job_id)
+        .where(where)
+        .order_by(JobChunk.finished_at.desc())
+        .offset(offset)
+        .limit(limit)
+    ).all()
+    items = [
+        DeadLetter(
+            job_id=c.job_id,
+            index=c.index,
+            model=model,
+            version=version,
+            row_start=c.row_start,
+            row_end=c.row_end,
+            attempts=c.attempts,
+            error_code=c.error_code,
+            error=c.error,
+            traceback=c.traceback,
+            failed_at=aware(c.finished_at),
+            retry=f"/api/v1/queues/dead-letters/{c.job_id}/{c.index}/retry",
+        )
+        for c, model, version in rows
+    ]
+    return items, total
+
+
+def requeue_orphans(ctx: AppContext, *, older_than_seconds: float = 10.0, limit: int = 500) -> int:
+    """Enqueue queued jobs whose workflow is missing (the process died between commit and enqueue);
+    looks at the ``limit`` longest-waiting ones per call."""
+    cutoff = utcnow() - timedelta(seconds=older_than_seconds)
+    with ctx.uow() as session:
+        queued = session.execute(
+            select(Job.id, Job.generation)
+            .where(Job.state == JobState.QUEUED, Job.updated_at < cutoff)
+            .order_by(Job.updated_at)
+            .limit(limit)
+        ).all()
+    wanted = {job_workflow_id(job_id, generation): job_id for job_id, generation in queued}
+    work = dispatcher(ctx)
+    known = work.statuses(list(wanted))
+    missing = [wid for wid in wanted if wid not in known]
+    for workflow_id in missing:
+        work.enqueue(JOB_WORKFLOW, JOB_QUEUE, workflow_id, wanted[workflow_id])
+    return len(missing)

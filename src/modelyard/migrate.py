@@ -1,0 +1,43 @@
+"""Schema migrations (Alembic), run on start; idempotent."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine
+
+# Every module that defines tables; Alembic's env and the tests import them through this list.
+MODEL_MODULES = [
+    "modelyard.auth",
+    "modelyard.registry.models",
+    "modelyard.durable",
+    "modelyard.jobs.models",
+    "modelyard.pipelines.models",
+]
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+def import_models() -> None:
+    """Import every table module so ``Base.metadata`` is complete."""
+    for name in MODEL_MODULES:
+        importlib.import_module(name)
+
+
+def alembic_config(url: str) -> Config:
+    """An Alembic config pointing at our migrations and ``url``."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def upgrade(engine: Engine) -> None:
+    """Bring the database at ``engine`` to the newest schema."""
+    cfg = alembic_config(engine.url.render_as_string(hide_password=False))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "heads")

@@ -1,0 +1,236 @@
+"""Pipeline and event routes: ``/api/v1/pipelines`` and ``/api/v1/events``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Query, Request, Response, status
+from fastapi.responses import PlainTextResponse
+from starlette.concurrency import run_in_threadpool
+
+from modelyard.auth import ReadKey, WriteKey
+from modelyard.context import Ctx
+from modelyard.errors import PayloadTooLarge, ValidationFailed
+from modelyard.pipelines import archive, events, service, watch
+from modelyard.pipelines.models import EventState
+from modelyard.pipelines.schemas import (
+    ErrorReport,
+    EventBulk,
+    EventCreate,
+    EventList,
+    EventPublic,
+    EventsSubmitted,
+    PipelineApplied,
+    PipelineList,
+    PipelinePublic,
+    QueueSnapshot,
+    RerunRequest,
+)
+from modelyard.pipelines.spec import load_document
+from modelyard.sse import event_stream
+
+pipelines_router = APIRouter(prefix="/api/v1/pipelines", tags=["pipelines"])
+events_router = APIRouter(prefix="/api/v1/events", tags=["pipelines"])
+
+SPEC_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/yaml": {"schema": {"type": "string"}},
+            "application/json": {
+                "schema": {"type": "object"},
+                "example": {
+                    "name": "images",
+                    "raw": "image",
+                    "archive_after": "30d",
+                    "stages": {
+                        "palette": {"type": "inferrer", "inferrer": "palette", "params": {"top_k": 5}},
+                        "hash": {"type": "inferrer", "inferrer": "phash"},
+                    },
+                },
+            },
+        },
+    }
+}
+SSE: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/event-stream": {}}, "description": "Event stream"}
+}
+
+
+async def _document(request: Request, limit: int) -> Any:
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise PayloadTooLarge(f"the spec is over the {limit}-byte limit")
+    if "json" in request.headers.get("content-type", ""):
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            detail = f"not valid JSON: {exc}"
+            raise ValidationFailed(detail, errors=[{"field": "", "detail": detail}]) from None
+    return load_document(body)
+
+
+@pipelines_router.post(
+    "", response_model=PipelineApplied, openapi_extra=SPEC_BODY, status_code=status.HTTP_201_CREATED
+)
+async def apply_pipeline(request: Request, response: Response, ctx: Ctx, _: WriteKey) -> PipelineApplied:
+    """Create a pipeline, or a new version of it, from a YAML or JSON spec. Every problem (unknown stage
+    types, cycles, missing inputs, mismatched types, unknown models) is listed in one 422. Applying the
+    latest spec again changes nothing and answers 200."""
+    document = await _document(request, ctx.settings.max_request_bytes)
+    applied = await run_in_threadpool(service.apply, ctx, document)
+    if not applied.changed:
+        response.status_code = status.HTTP_200_OK
+    return applied
+
+
+@pipelines_router.get("", response_model=PipelineList)
+def list_pipelines(
+    ctx: Ctx,
+    _: ReadKey,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> PipelineList:
+    """Pipelines with their latest specs."""
+    return service.list_pipelines(ctx, offset=offset, limit=limit)
+
+
+@pipelines_router.get("/{name}", response_model=PipelinePublic)
+def get_pipeline(name: str, ctx: Ctx, _: ReadKey) -> PipelinePublic:
+    """A pipeline: its stages, their types and limits, and the spec document."""
+    return service.describe(ctx, name)
+
+
+@pipelines_router.post("/{name}/events", response_model=EventsSubmitted, status_code=status.HTTP_202_ACCEPTED)
+def submit_events(name: str, body: EventBulk | EventCreate, ctx: Ctx, _: WriteKey) -> EventsSubmitted:
+    """Submit one event, or many (`{"events": [...]}`); each runs the pipeline over its raw data. A name
+    already submitted is not run again (it is reported with `created: false`). Every invalid event is
+    listed in one 422 and none is stored."""
+    items = body.events if isinstance(body, EventBulk) else [body]
+    got = events.submit_events(ctx, name, items)
+    created = sum(e.created for e in got)
+    return EventsSubmitted(created=created, existing=len(got) - created, events=got)
+
+
+@pipelines_router.get("/{name}/events", response_model=EventList)
+def list_events(
+    name: str,
+    ctx: Ctx,
+    _: ReadKey,
+    state: Annotated[EventState | None, Query(description="Only events in this state")] = None,
+    archived: Annotated[
+        bool | None, Query(description="Only archived (true) or unarchived (false) events")
+    ] = None,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> EventList:
+    """A pipeline's events, newest first, each with its state and the stage it is at."""
+    return events.list_events(ctx, name, state=state, archived=archived, offset=offset, limit=limit)
+
+
+@pipelines_router.get("/{name}/events/{event_name}", response_model=EventPublic)
+def get_event_by_name(name: str, event_name: str, ctx: Ctx, _: ReadKey) -> EventPublic:
+    """An event by the name it was submitted with."""
+    return events.get_event(ctx, events.event_by_name(ctx, name, event_name))
+
+
+@pipelines_router.get("/{name}/queues", response_model=QueueSnapshot)
+def queues(name: str, ctx: Ctx, _: ReadKey) -> QueueSnapshot:
+    """Queue watcher: per stage, runs pending on inputs, ready (queued), running, done, failed, skipped,
+    the oldest ready run's wait and the throughput over the last minute; events per state."""
+    return watch.queue_snapshot(ctx, name)
+
+
+@pipelines_router.get("/{name}/queues/stream", responses=SSE)
+def queues_stream(
+    name: str, ctx: Ctx, _: ReadKey, interval: Annotated[float, Query(ge=0.2, le=60)] = 1.0
+) -> Response:
+    """The queue watcher as server-sent `queues` events, sent whenever the snapshot changes."""
+    service.describe(ctx, name)
+    return event_stream(watch.queue_stream(ctx, name, interval))
+
+
+@pipelines_router.get("/{name}/errors", response_model=ErrorReport)
+def errors(
+    name: str,
+    ctx: Ctx,
+    _: ReadKey,
+    stage: Annotated[str | None, Query(description="Only this stage")] = None,
+) -> ErrorReport:
+    """Stage watcher: failures per stage grouped by error type, with counts and example events."""
+    return watch.error_report(ctx, name, stage=stage)
+
+
+@pipelines_router.get("/{name}/errors/stream", responses=SSE)
+def errors_stream(
+    name: str,
+    ctx: Ctx,
+    _: ReadKey,
+    stage: str | None = None,
+    interval: Annotated[float, Query(ge=0.2, le=60)] = 2.0,
+) -> Response:
+    """The stage watcher as server-sent `errors` events, sent whenever the report changes."""
+    service.describe(ctx, name)
+    return event_stream(watch.error_stream(ctx, name, stage, interval))
+
+
+@events_router.get("/{event_id}", response_model=EventPublic)
+def get_event(event_id: str, ctx: Ctx, _: ReadKey) -> EventPublic:
+    """An event: its state, the stage it is at, its raw data, and every stage run with its timings,
+    output (inline when small) and error."""
+    return events.get_event(ctx, event_id)
+
+
+@events_router.get("/{event_id}/stream", responses=SSE)
+def stream_event(event_id: str, ctx: Ctx, _: ReadKey) -> Response:
+    """The event as server-sent `event` events whenever it changes; the stream ends with the event."""
+    return event_stream(watch.event_stream(ctx, event_id))
+
+
+@events_router.post("/{event_id}/rerun", response_model=EventPublic, status_code=status.HTTP_202_ACCEPTED)
+def rerun(event_id: str, ctx: Ctx, _: WriteKey, body: RerunRequest | None = None) -> EventPublic:
+    """Run the event again, or one stage and what depends on it. Unchanged inputs of an unchanged stage
+    come from the content-hash cache unless `force`."""
+    body = body or RerunRequest()
+    return events.rerun(ctx, event_id, stage=body.stage, force=body.force)
+
+
+@events_router.post("/{event_id}/cancel", response_model=EventPublic)
+def cancel(event_id: str, ctx: Ctx, _: WriteKey) -> EventPublic:
+    """Cancel the event: stage runs not yet done are skipped."""
+    return events.cancel(ctx, event_id)
+
+
+@events_router.post("/{event_id}/archive", response_model=EventPublic)
+def archive_event(event_id: str, ctx: Ctx, _: WriteKey) -> EventPublic:
+    """Move the event's outputs under the archive prefix now (the pipeline's TTL does it on its own)."""
+    archive.archive_event(ctx, event_id)
+    return events.get_event(ctx, event_id)
+
+
+@events_router.post("/{event_id}/restore", response_model=EventPublic)
+def restore_event(event_id: str, ctx: Ctx, _: WriteKey) -> EventPublic:
+    """Bring an archived event's outputs back where they were."""
+    archive.restore_event(ctx, event_id)
+    return events.get_event(ctx, event_id)
+
+
+@events_router.get(
+    "/{event_id}/stages/{stage}/output",
+    response_class=Response,
+    responses={200: {"content": {"application/json": {}, "application/x-npy": {}, "image/png": {}}}},
+)
+def stage_output(event_id: str, stage: str, ctx: Ctx, _: ReadKey) -> Response:
+    """A stage's output for the event, as stored: JSON, a .npy array, an image or bytes. Readable as soon
+    as the stage is done, while later stages still run."""
+    data, media, filename = events.read_output(ctx, event_id, stage)
+    return Response(data, media_type=media, headers={"Content-Disposition": f'inline; filename="{filename}"'})
+
+
+@events_router.get("/{event_id}/stages/{stage}/logs", response_class=PlainTextResponse)
+def stage_logs(event_id: str, stage: str, ctx: Ctx, _: ReadKey) -> PlainTextResponse:
+    """What the stage printed and logged for this event, then its traceback if it failed."""
+    return PlainTextResponse(events.read_logs(ctx, event_id, stage))

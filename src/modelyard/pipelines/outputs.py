@@ -1,0 +1,118 @@
+"""Stage outputs as stored: a value (JSON-able, array, image, bytes) encoded by kind, keyed by
+pipeline/stage/event in the artifact store, small JSON also kept inline in the stage run row."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+from PIL import Image
+
+from modelyard.inferrers.images import encode_png
+
+MEDIA = {
+    "json": "application/json",
+    "npy": "application/x-npy",
+    "png": "image/png",
+    "jpg": "image/jpeg",
+    "gif": "image/gif",
+    "webp": "image/webp",
+    "bin": "application/octet-stream",
+    "log": "text/plain; charset=utf-8",
+}
+JSON_OPTS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+
+
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """An output ready to store: its kind, bytes, file suffix, sha256, and the value if it fits inline."""
+
+    kind: str
+    data: bytes
+    ext: str
+    sha256: str
+    inline: Any = None
+
+
+def _image_ext(data: bytes) -> str:
+    if data.startswith(b"\x89PNG"):
+        return "png"
+    if data.startswith(b"\xff\xd8"):
+        return "jpg"
+    if data.startswith(b"GIF8"):
+        return "gif"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    return "bin"
+
+
+def _kind_of(value: Any) -> str:
+    if isinstance(value, np.ndarray):
+        return "array"
+    if isinstance(value, Image.Image):
+        return "image"
+    if isinstance(value, bytes | bytearray | memoryview):
+        return "bytes"
+    return "json"
+
+
+def encode(value: Any, declared: str = "any", *, inline_bytes: int = 4096) -> Encoded:
+    """Encode a stage's return value as its declared type (``any``: by what it is)."""
+    kind = _kind_of(value) if declared == "any" else declared
+    if kind == "json":
+        data = orjson.dumps(value.tolist() if isinstance(value, np.ndarray) else value, option=JSON_OPTS)
+        inline = orjson.loads(data) if len(data) <= inline_bytes else None
+        return Encoded("json", data, "json", hashlib.sha256(data).hexdigest(), inline)
+    if kind == "array":
+        arr = np.asarray(value)
+        if arr.dtype == object:
+            raise TypeError("an array output must have a numeric or string dtype, not object")
+        buf = io.BytesIO()
+        np.save(buf, arr, allow_pickle=False)
+        data = buf.getvalue()
+        return Encoded("array", data, "npy", hashlib.sha256(data).hexdigest())
+    if kind == "image":
+        data = encode_png(value) if isinstance(value, Image.Image) else bytes(value)
+        return Encoded("image", data, _image_ext(data), hashlib.sha256(data).hexdigest())
+    if kind == "bytes":
+        data = value.encode() if isinstance(value, str) else bytes(value)
+        return Encoded("bytes", data, "bin", hashlib.sha256(data).hexdigest())
+    raise TypeError(f"cannot store a {type(value).__name__} as {kind}")
+
+
+def decode(kind: str, data: bytes) -> Any:
+    """The value of a stored output: JSON value, ndarray, or bytes (images stay encoded)."""
+    if kind == "json":
+        return orjson.loads(data)
+    if kind == "array":
+        return np.load(io.BytesIO(data), allow_pickle=False)
+    return data
+
+
+def output_key(pipeline: str, stage: str, event_id: str, ext: str) -> str:
+    """Where a stage's output for an event lives."""
+    return f"pipelines/{pipeline}/{stage}/{event_id}.{ext}"
+
+
+def logs_key(pipeline: str, stage: str, event_id: str) -> str:
+    """Where a stage run's captured logs live."""
+    return f"pipelines/{pipeline}/{stage}/{event_id}.log"
+
+
+def raw_key(event_id: str) -> str:
+    """Where fetched raw data lives (URLs only; files and artifacts are read where they are)."""
+    return f"pipelines/raw/{event_id}"
+
+
+def archive_key(key: str) -> str:
+    """The archive location of a stored key."""
+    return f"archive/{key}"
+
+
+def media_type(key: str) -> str:
+    """The media type of a stored output, from its suffix."""
+    return MEDIA.get(key.rsplit(".", 1)[-1], "application/octet-stream")

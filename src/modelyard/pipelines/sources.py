@@ -1,0 +1,117 @@
+"""Where an event's raw data is: a file under the data dir, an artifact-store key, or an http(s) URL.
+
+``parse_source`` checks a location when the event is submitted (cheap: no I/O); ``read_source`` reads it
+once, when the event's raw stage runs, bounded in size (and, for URLs, in time and address).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+import httpx
+
+from modelyard.errors import BadRequest, FetchFailed, NotFound, PayloadTooLarge
+from modelyard.fetch import fetch_url
+from modelyard.settings import Settings
+from modelyard.storage import Storage, check_key
+
+ARTIFACT = "artifact://"
+Kind = Literal["file", "artifact", "http"]
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """A parsed location: ``value`` is an absolute path (file), a key (artifact) or a URL (http)."""
+
+    kind: Kind
+    value: str
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+@lru_cache(maxsize=16)
+def _root(data_dir: Path) -> Path:
+    return data_dir.resolve()
+
+
+def parse_source(text: str, *, data_dir: Path) -> Source:
+    """The location ``text`` names; ``BadRequest`` (field ``source``) when it is not one we read."""
+    if not isinstance(text, str) or not text.strip() or "\x00" in text:
+        raise BadRequest(
+            "source must be a path in the data dir, artifact://key or an http(s) URL", field="source"
+        )
+    if text.startswith(("http://", "https://")):
+        parts = urlsplit(text)
+        if not parts.hostname:
+            raise BadRequest(f"URL {text[:200]!r} has no host", field="source")
+        return Source("http", text)
+    if text.startswith(ARTIFACT):
+        key = text.removeprefix(ARTIFACT)
+        try:
+            return Source("artifact", check_key(key))
+        except BadRequest as exc:
+            raise BadRequest(exc.detail, field="source") from None
+    if "://" in text and not text.startswith("file://"):
+        scheme = text.split("://", 1)[0]
+        raise BadRequest(
+            f"unsupported source scheme {scheme!r}: use a data-dir path, artifact://key or http(s)",
+            field="source",
+        )
+    root = _root(data_dir)
+    path = Path(text.removeprefix("file://"))
+    path = (path if path.is_absolute() else root / path).resolve()
+    if not _inside(path, root):
+        raise BadRequest(f"path {text[:200]!r} is outside the data dir", field="source")
+    return Source("file", str(path))
+
+
+@dataclass(frozen=True, slots=True)
+class RawData:
+    """What was read from a source."""
+
+    data: bytes
+    content_type: str | None
+
+
+def _missing(what: str) -> FetchFailed:
+    return FetchFailed(f"{what} does not exist", field="source", extra={"upstream_status": 404})
+
+
+def read_source(source: Source, *, settings: Settings, storage: Storage, client: httpx.Client) -> RawData:
+    """Read the raw data at ``source`` (at most ``settings.fetch_max_bytes``)."""
+    cap = settings.fetch_max_bytes
+    if source.kind == "http":
+        got = fetch_url(
+            client,
+            source.value,
+            timeout=settings.fetch_timeout_seconds,
+            max_bytes=cap,
+            allow_private=settings.allow_private_urls,
+        )
+        return RawData(got.data, got.content_type)
+    if source.kind == "artifact":
+        try:
+            info = storage.stat(source.value)
+            if info.size > cap:
+                raise PayloadTooLarge(
+                    f"artifact {source.value!r} is {info.size} bytes, over the {cap}-byte limit"
+                )
+            return RawData(storage.get_bytes(source.value), None)
+        except NotFound:
+            raise _missing(f"artifact {source.value!r}") from None
+    path = Path(source.value)
+    if not _inside(path.resolve(), _root(settings.data_dir)):  # a symlink swapped in since submission
+        raise BadRequest(f"path {source.value!r} is outside the data dir", field="source")
+    try:
+        size = path.stat().st_size
+        if size > cap:
+            raise PayloadTooLarge(f"file {source.value!r} is {size} bytes, over the {cap}-byte limit")
+        return RawData(path.read_bytes(), None)
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        raise _missing(f"file {source.value!r}") from None

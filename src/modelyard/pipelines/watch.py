@@ -1,0 +1,185 @@
+"""Watchers: the queue watcher (per stage: waiting, running, done, failed, oldest waiting, throughput; per
+state: events) and the stage watcher (failures grouped by error type, with example events), as snapshots
+and as server-sent event streams that send a snapshot whenever it changes.
+
+Workers may be other processes, so streams poll the database (every ``interval`` seconds) rather than
+listen to this process's bus.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import func, select
+
+from modelyard.context import AppContext
+from modelyard.db import utcnow
+from modelyard.pipelines.events import get_event
+from modelyard.pipelines.models import Event, EventState, StageRun, StageState
+from modelyard.pipelines.schemas import ErrorGroup, ErrorReport, EventCounts, QueueSnapshot, StageQueue
+from modelyard.pipelines.service import get_pipeline, load_spec
+from modelyard.sse import SseEvent
+
+THROUGHPUT_WINDOW_S = 60.0
+
+
+def queue_snapshot(ctx: AppContext, pipeline_name: str) -> QueueSnapshot:
+    """Per stage queues and per state event counts of a pipeline, now."""
+    now = utcnow()
+    since = now - timedelta(seconds=THROUGHPUT_WINDOW_S)
+    with ctx.uow() as session:
+        pipeline = get_pipeline(session=session, name=pipeline_name)
+        pid = pipeline.id
+        counts = session.execute(
+            select(StageRun.stage, StageRun.state, func.count())
+            .where(StageRun.pipeline_id == pid)
+            .group_by(StageRun.stage, StageRun.state)
+        ).all()
+        oldest = dict(
+            session.execute(
+                select(StageRun.stage, func.min(StageRun.ready_at))
+                .where(StageRun.pipeline_id == pid, StageRun.state == StageState.READY)
+                .group_by(StageRun.stage)
+            ).all()
+        )
+        recent = dict(
+            session.execute(
+                select(StageRun.stage, func.count())
+                .where(
+                    StageRun.pipeline_id == pid,
+                    StageRun.finished_at >= since,
+                    StageRun.state == StageState.DONE,
+                )
+                .group_by(StageRun.stage)
+            ).all()
+        )
+        events = dict(
+            session.execute(
+                select(Event.state, func.count()).where(Event.pipeline_id == pid).group_by(Event.state)
+            ).all()
+        )
+    order = load_spec(ctx, pid, pipeline.latest_version)[1].closure(None)
+    per: dict[str, dict[str, int]] = {}
+    for stage, state, n in counts:
+        per.setdefault(stage, {})[state] = int(n)
+    stages = []
+    for stage in sorted(per, key=lambda s: order.index(s) if s in order else len(order)):
+        c = per[stage]
+        first = oldest.get(stage)
+        age = None
+        if first is not None:
+            first = first if first.tzinfo else first.replace(tzinfo=now.tzinfo)
+            age = round(max((now - first).total_seconds(), 0.0), 3)
+        stages.append(
+            StageQueue(
+                stage=stage,
+                pending=c.get(StageState.PENDING, 0),
+                ready=c.get(StageState.READY, 0),
+                running=c.get(StageState.RUNNING, 0),
+                done=c.get(StageState.DONE, 0),
+                failed=c.get(StageState.FAILED, 0),
+                skipped=c.get(StageState.SKIPPED, 0),
+                oldest_ready_seconds=age,
+                throughput_per_s=round(recent.get(stage, 0) / THROUGHPUT_WINDOW_S, 3),
+            )
+        )
+    return QueueSnapshot(
+        pipeline=pipeline_name,
+        at=now,
+        events=EventCounts(**{s.value: int(events.get(s, 0)) for s in EventState}),
+        stages=stages,
+    )
+
+
+def error_report(
+    ctx: AppContext, pipeline_name: str, *, stage: str | None = None, examples: int = 5
+) -> ErrorReport:
+    """Failures of a pipeline's stages grouped by error type (final ones and attempts being retried)."""
+    with ctx.uow() as session:
+        pid = get_pipeline(session=session, name=pipeline_name).id
+        where = [
+            StageRun.pipeline_id == pid,
+            StageRun.error_type.is_not(None),
+            StageRun.state.in_([StageState.FAILED, StageState.READY, StageState.RUNNING]),
+        ]
+        if stage is not None:
+            where.append(StageRun.stage == stage)
+        groups = session.execute(
+            select(
+                StageRun.stage,
+                StageRun.error_type,
+                func.count(),
+                func.max(StageRun.finished_at),
+                func.max(StageRun.error),
+            )
+            .where(*where)
+            .group_by(StageRun.stage, StageRun.error_type)
+            .order_by(func.count().desc())
+        ).all()
+        out = []
+        for stage_name, error_type, count, last_at, example in groups:
+            names = session.scalars(
+                select(Event.name)
+                .join(StageRun, StageRun.event_id == Event.id)
+                .where(*where, StageRun.stage == stage_name, StageRun.error_type == error_type)
+                .order_by(StageRun.id.desc())
+                .limit(examples)
+            ).all()
+            out.append(
+                ErrorGroup(
+                    stage=stage_name,
+                    error_type=error_type,
+                    count=int(count),
+                    last_at=last_at,
+                    example=example,
+                    events=list(names),
+                )
+            )
+    return ErrorReport(pipeline=pipeline_name, at=utcnow(), groups=out)
+
+
+async def _changes(
+    snapshot: Callable[[], BaseModel],
+    name: str,
+    interval: float,
+    ignore: set[str],
+    stop: Callable[[BaseModel], bool],
+) -> AsyncIterator[SseEvent]:
+    last: Any = None
+    while True:
+        current = await asyncio.to_thread(snapshot)
+        comparable = current.model_dump(mode="json", exclude=ignore)
+        if comparable != last:
+            last = comparable
+            yield SseEvent(name, current.model_dump(mode="json"))
+        if stop(current):
+            return
+        await asyncio.sleep(interval)
+
+
+def queue_stream(ctx: AppContext, pipeline_name: str, interval: float = 1.0) -> AsyncIterator[SseEvent]:
+    """``queues`` events: the queue snapshot whenever it changes."""
+    return _changes(lambda: queue_snapshot(ctx, pipeline_name), "queues", interval, {"at"}, lambda _: False)
+
+
+def error_stream(
+    ctx: AppContext, pipeline_name: str, stage: str | None = None, interval: float = 2.0
+) -> AsyncIterator[SseEvent]:
+    """``errors`` events: the error report whenever it changes."""
+    return _changes(
+        lambda: error_report(ctx, pipeline_name, stage=stage), "errors", interval, {"at"}, lambda _: False
+    )
+
+
+def event_stream(ctx: AppContext, event_id: str, interval: float = 0.5) -> AsyncIterator[SseEvent]:
+    """``event`` events: the event whenever it changes; the stream ends when the event does."""
+    get_event(ctx, event_id)  # 404 before the stream starts
+
+    def final(current: BaseModel) -> bool:
+        return EventState(getattr(current, "state")).is_final()  # noqa: B009
+
+    return _changes(lambda: get_event(ctx, event_id), "event", interval, set(), final)

@@ -1,0 +1,102 @@
+"""REST prediction routes: ``POST /api/v1/models/{name}[/versions/{v}]/predict``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request, Response
+
+from modelyard.auth import PredictKey
+from modelyard.context import AppContext, Ctx
+from modelyard.errors import BadRequest, PayloadTooLarge
+from modelyard.serving.rest import decode_inputs, encode_outputs
+
+router = APIRouter(prefix="/api/v1/models", tags=["serving"])
+
+PREDICT_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "inputs": {"type": "object", "description": "Input name to (nested) array"},
+                        "rows": {
+                            "type": "array",
+                            "description": "Tabular rows: lists, or objects keyed by column",
+                        },
+                    },
+                },
+                "examples": {
+                    "rows": {"summary": "Tabular rows", "value": {"rows": [[5.1, 3.5, 1.4, 0.2]]}},
+                    "inputs": {
+                        "summary": "Named inputs",
+                        "value": {"inputs": {"input": [[5.1, 3.5, 1.4, 0.2]]}},
+                    },
+                },
+            }
+        },
+    },
+    "responses": {
+        "200": {
+            "description": "Outputs by name",
+            "content": {
+                "application/json": {
+                    "example": {"model": "iris", "version": 1, "outputs": {"label": [0]}, "elapsed_ms": 0.4}
+                }
+            },
+        }
+    },
+}
+
+
+async def predict_core(
+    ctx: AppContext, name: str, version: str, headers: Mapping[str, str], body: bytes
+) -> tuple[bytes, str, dict[str, str]]:
+    """One REST prediction from raw headers (lower-case names) and body: ``(body, media type, headers)``.
+
+    Shared by the routed endpoint and the ASGI fast path, so both behave the same.
+    """
+    start = time.perf_counter()
+    await ctx.verifier.authorize(headers.get("authorization"), headers.get("x-api-key"), "predict")
+    cap = ctx.settings.max_request_bytes
+    if len(body) > cap:
+        raise PayloadTooLarge(f"request body is over the {cap}-byte limit")
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"body is not valid JSON: {exc}") from exc
+    ref = await ctx.inference.resolve(name, version)
+    outputs = await ctx.inference.predict(ref, decode_inputs(data, ref.signature, ref.metadata), "rest")
+    payload = {
+        "model": ref.name,
+        "version": ref.version,
+        "outputs": encode_outputs(outputs),
+        "elapsed_ms": round((time.perf_counter() - start) * 1000, 3),
+    }
+    return orjson.dumps(payload), "application/json", {}
+
+
+async def _predict(ctx: AppContext, request: Request, name: str, version: str) -> Response:
+    length = request.headers.get("content-length")
+    cap = ctx.settings.max_request_bytes
+    if length and length.isdigit() and int(length) > cap:
+        raise PayloadTooLarge(f"request body of {length} bytes is over the {cap}-byte limit")
+    body, media, extra = await predict_core(ctx, name, version, request.headers, await request.body())
+    return Response(body, media_type=media, headers=extra)
+
+
+@router.post("/{name}/predict", openapi_extra=PREDICT_BODY)
+async def predict_latest(name: str, request: Request, ctx: Ctx, _: PredictKey) -> Response:
+    """Predict with the latest version; small requests are answered synchronously."""
+    return await _predict(ctx, request, name, "latest")
+
+
+@router.post("/{name}/versions/{version}/predict", openapi_extra=PREDICT_BODY)
+async def predict_version(name: str, version: str, request: Request, ctx: Ctx, _: PredictKey) -> Response:
+    """Predict with one version (a number or `latest`)."""
+    return await _predict(ctx, request, name, version)

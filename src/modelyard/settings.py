@@ -1,0 +1,119 @@
+"""Settings, read from ``MODELYARD_*`` environment variables and an optional ``.env`` file.
+
+Nothing builds a ``Settings`` at import time: ``create_app`` and the CLI do, so tests can pass
+their own.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything an operator can set. Each field maps to ``MODELYARD_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="MODELYARD_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(Path("./data"), description="Folder for the SQLite file, artifacts and logs.")
+    database_url: str = Field(
+        "",
+        description="SQLAlchemy URL of the metadata database; empty means SQLite at DATA_DIR/modelyard.db. "
+        "PostgreSQL: postgresql+psycopg://user@host/db.",
+    )
+    storage_url: str = Field(
+        "",
+        description="Artifact store: empty or a path for a local folder (DATA_DIR/artifacts), s3://bucket/prefix.",
+    )
+    s3_endpoint_url: str | None = Field(
+        None, description="Endpoint of an S3-compatible server (MinIO, moto...)."
+    )
+    host: str = Field("127.0.0.1", description="Address the API listens on.")
+    port: int = Field(8000, description="Port the API listens on.")
+    proxy_headers: bool = Field(False, description="Trust X-Forwarded-For/Proto from FORWARDED_ALLOW_IPS.")
+    forwarded_allow_ips: str = Field(
+        "127.0.0.1", description="Proxies whose X-Forwarded-* headers are trusted."
+    )
+    admin_key: SecretStr | None = Field(
+        None, description="Bootstrap API key with the admin scope, accepted as long as it is set."
+    )
+    max_upload_bytes: int = Field(512 * 1024 * 1024, description="Largest model file accepted on upload.")
+    max_request_bytes: int = Field(64 * 1024 * 1024, description="Largest prediction request body.")
+    max_tensor_elements: int = Field(64 * 1024 * 1024, description="Most elements in one request's tensors.")
+    max_inline_rows: int = Field(10_000, description="Most rows accepted inline in a batch job request.")
+    max_batch_file_bytes: int = Field(2 * 1024**3, description="Largest batch input file accepted.")
+    model_cache_size: int = Field(8, description="Most model versions kept loaded at once (LRU).")
+    model_cache_bytes: int = Field(
+        2 * 1024**3, description="Most bytes of model files kept loaded at once (LRU, by file size)."
+    )
+    intra_op_threads: int = Field(1, description="onnxruntime intra-op threads per session.")
+    inference_threads: int = Field(2, description="Threads that run inference off the event loop.")
+    inline_inference_us: float = Field(
+        30.0,
+        description="Runs of a model measured (moving average) under this many microseconds execute on the "
+        "event loop: handing them to a thread costs ~60 us, more than the run. "
+        "0 sends every run to the threads.",
+    )
+    log_level: str = Field("INFO", description="Log level of the JSON logs.")
+    log_to_file: bool = Field(True, description="Also write JSON logs to DATA_DIR/logs (rotated).")
+    worker: bool = Field(
+        True, description="Run an in-process worker beside the API (serve --no-worker sets False)."
+    )
+    worker_concurrency: int = Field(4, description="Work items one worker runs at once.")
+    executor_id: str = Field(
+        "", description="Durable executor id of this process; empty means host-pid based."
+    )
+    heartbeat_seconds: float = Field(2.0, description="How often a worker writes its heartbeat.")
+    heartbeat_timeout_seconds: float = Field(10.0, description="Heartbeat age after which a worker is dead.")
+    job_chunk_rows: int = Field(50_000, description="Rows per chunk of a batch job.")
+    job_max_attempts: int = Field(
+        3, description="Attempts per job chunk before it lands in the dead-letter list."
+    )
+    job_retry_seconds: float = Field(
+        1.0, description="Wait before the first retry of a failed chunk; doubles with every attempt."
+    )
+    job_queue_concurrency: int = Field(
+        16, description="Job workflows (planning, single-chunk jobs) one worker runs at once."
+    )
+    job_row_errors_kept: int = Field(
+        100, description="Malformed rows listed per chunk with their row number (all of them are counted)."
+    )
+    fetch_timeout_seconds: float = Field(30.0, description="Timeout for fetching raw data over HTTP.")
+    fetch_max_bytes: int = Field(256 * 1024 * 1024, description="Largest raw data fetched for one event.")
+    allow_private_urls: bool = Field(False, description="Let user URLs reach loopback/private addresses.")
+    pipeline_batch_size: int = Field(
+        64, description="Default events per stage batch (a stage spec's batch_size overrides it)."
+    )
+    pipeline_stage_concurrency: int = Field(
+        4, description="Default batches of one stage running at once over all workers (spec: concurrency)."
+    )
+    pipeline_worker_batches: int = Field(8, description="Stage batches one worker runs at once.")
+    pipeline_poll_seconds: float = Field(
+        0.05, description="How often an idle worker looks for ready stage runs."
+    )
+    pipeline_claim_timeout_seconds: float = Field(
+        30.0, description="Claimed stage runs whose batch never started are queued again after this long."
+    )
+    pipeline_inline_bytes: int = Field(
+        4096, description="JSON stage outputs up to this size are also kept inline in the stage run row."
+    )
+    pipeline_max_events_per_request: int = Field(
+        10_000, description="Most events accepted by one bulk submission."
+    )
+    pipeline_fetch_threads: int = Field(8, description="Raw data fetches one raw batch runs in parallel.")
+    pipeline_raw_cache_bytes: int = Field(
+        64 * 1024 * 1024, description="Raw data kept in memory per worker, shared by the stages it runs."
+    )
+    demo: bool = Field(False, description="Register a small demo model on start if the registry is empty.")
+
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to the SQLite file in the data dir."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'modelyard.db').resolve()}"
+
+    def is_sqlite(self) -> bool:
+        """Whether the metadata database is SQLite."""
+        return self.resolved_database_url().startswith("sqlite")

@@ -1,0 +1,91 @@
+"""Built-in inferrers called synchronously over HTTP."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.conftest import push_model
+from tests.imageserver import ImageServer
+from tests.inferrers.images import encode, halves, noise
+
+
+def test_catalogue_lists_every_inferrer(client: Any) -> None:
+    names = {i["name"]: i["produces"] for i in client.get("/api/v1/inferrers").json()}
+    assert names == {"palette": "json", "aspect_ratio": "json", "phash": "json", "features": "array"}
+
+
+def test_upload_runs_an_inferrer(client: Any) -> None:
+    png = encode(halves((255, 0, 0), (0, 0, 255)))
+    resp = client.post(
+        "/api/v1/inferrers/palette", params={"top_k": 2}, files={"file": ("a.png", png, "image/png")}
+    )
+    assert resp.status_code == 200, resp.text
+    assert sorted(t["hex"] for t in resp.json()["result"]["top"]) == ["#0000ff", "#ff0000"]
+    raw = client.post("/api/v1/inferrers/aspect_ratio", content=png, headers={"Content-Type": "image/png"})
+    assert raw.json()["result"]["aspect_ratio"] == 2.0
+
+
+def test_url_is_fetched_when_private_addresses_are_allowed(
+    private_client: Any, image_server: ImageServer
+) -> None:
+    resp = private_client.get("/api/v1/inferrers/phash", params={"url": f"{image_server.url}/img/3.png"})
+    assert resp.status_code == 200 and len(resp.json()["result"]["phash"]) == 16
+    missing = private_client.get("/api/v1/inferrers/phash", params={"url": f"{image_server.url}/nothing"})
+    assert missing.status_code == 502 and missing.json()["code"] == "fetch-failed"
+
+
+def test_private_url_is_refused_by_default(client: Any, image_server: ImageServer) -> None:
+    resp = client.get("/api/v1/inferrers/phash", params={"url": f"{image_server.url}/img/3.png"})
+    assert resp.status_code == 400 and resp.json()["code"] == "url-refused"
+    assert image_server.hits == {}
+    assert (
+        client.get("/api/v1/inferrers/phash", params={"url": "file:///etc/passwd"}).json()["code"]
+        == "url-refused"
+    )
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "status", "code"),
+    [
+        ("/api/v1/inferrers/sharpness", {}, 404, "not-found"),
+        ("/api/v1/inferrers/palette", {"top_k": 0}, 422, "validation-failed"),
+        ("/api/v1/inferrers/features", {}, 422, "validation-failed"),
+    ],
+)
+def test_unknown_inferrer_and_bad_parameters(
+    client: Any, path: str, params: dict[str, Any], status: int, code: str
+) -> None:
+    resp = client.post(path, params=params, content=encode(noise(1)), headers={"Content-Type": "image/png"})
+    assert (resp.status_code, resp.json()["code"]) == (status, code)
+
+
+def test_undecodable_upload_is_a_422(client: Any) -> None:
+    resp = client.post("/api/v1/inferrers/phash", content=b"nope", headers={"Content-Type": "image/png"})
+    assert resp.status_code == 422 and resp.json()["code"] == "undecodable-input"
+
+
+def test_features_from_a_registered_model(client: Any, model_dir: Path) -> None:
+    push_model(client, model_dir / "image.onnx", "pool")
+    resp = client.post(
+        "/api/v1/inferrers/features",
+        params={"model": "pool"},
+        content=encode(noise(2)),
+        headers={"Content-Type": "image/png"},
+    )
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["model"] == {"name": "pool", "version": 1}
+    vec = np.asarray(body["result"]["data"], dtype=np.float32)
+    assert body["result"]["dtype"] == "float32" and vec.shape == (3,)
+    assert np.linalg.norm(vec) == pytest.approx(1.0, abs=1e-5)
+    wrong = client.post(
+        "/api/v1/inferrers/features",
+        params={"model": "pool", "resize": 32},
+        content=encode(noise(2)),
+        headers={"Content-Type": "image/png"},
+    )
+    assert wrong.status_code == 400 and wrong.json()["code"] == "invalid-input"

@@ -1,0 +1,215 @@
+"""What a worker does with a job, step by step, in this thread (no DBOS), on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from modelyard.context import AppContext
+from modelyard.jobs import runner, service, submission
+from modelyard.jobs.models import Job, JobChunk, JobState
+from modelyard.jobs.schemas import JobCreate, JobOptions
+from tests.jobs.conftest import features, run_job, write_csv
+
+
+def submit_csv(ctx: AppContext, tmp_path: Path, x: np.ndarray, on_error: str = "fail") -> Job:
+    path = write_csv(tmp_path / "in.csv", x)
+    return submission.submit_file(
+        ctx,
+        model="churn",
+        version="latest",
+        path=path,
+        filename="in.csv",
+        declared_format=None,
+        options=JobOptions(on_error=on_error),  # type: ignore[arg-type]
+    )
+
+
+def chunks(ctx: AppContext, job_id: str) -> list[JobChunk]:
+    with ctx.uow() as session:
+        return service.list_chunks(session=session, job_id=job_id)
+
+
+def all_results(ctx: AppContext, job_id: str) -> pa.Table:
+    _, tables = service.results(ctx, job_id)
+    return pa.concat_tables(list(tables))
+
+
+def test_job_runs_in_chunks_and_matches_raw_onnxruntime(
+    ctx: AppContext, tmp_path: Path, model_dir: Path
+) -> None:
+    x = features(250)
+    job = run_job(ctx, submit_csv(ctx, tmp_path, x).id)
+    assert (job.state, job.total_rows, job.chunk_count, job.rows_done) == ("succeeded", 250, 3, 250)
+    out = all_results(ctx, job.id)
+    assert out.column("row").to_pylist() == list(range(250))
+    sess = ort.InferenceSession(str(model_dir / "logreg.onnx"), providers=["CPUExecutionProvider"])
+    label, proba = sess.run(None, {"X": np.round(x, 6)})
+    assert out.column("label").to_pylist() == label.tolist()
+    np.testing.assert_allclose(np.array(out.column("probabilities").to_pylist()), proba, atol=1e-6)
+
+
+class Killed(BaseException):
+    """Stands for SIGKILL: nothing after it runs."""
+
+
+def test_a_repeated_chunk_is_written_once_and_counted_once(
+    ctx: AppContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = submit_csv(ctx, tmp_path, features(150))
+    runner.plan_job(ctx, job.id)
+    assert runner.plan_job(ctx, job.id)["chunks"] == 2  # planning again changes nothing
+    real_complete = runner._complete
+
+    def killed(*args: object) -> None:
+        raise Killed
+
+    # chunk 0: the worker dies after writing its output, before recording it; the chunk runs again
+    monkeypatch.setattr(runner, "_complete", killed)
+    with pytest.raises(Killed):
+        runner.run_chunk(ctx, job.id, 0)
+    monkeypatch.setattr(runner, "_complete", real_complete)
+    runner.run_chunk(ctx, job.id, 0)
+    # chunk 1: a worker thought dead finishes after its recovered twin did; only one counts
+    late: list[tuple[object, ...]] = []
+    monkeypatch.setattr(runner, "_complete", lambda *args: late.append(args))
+    runner.run_chunk(ctx, job.id, 1)
+    monkeypatch.setattr(runner, "_complete", real_complete)
+    runner.run_chunk(ctx, job.id, 1)
+    real_complete(*late[0])  # type: ignore[arg-type]
+    assert runner.run_chunk(ctx, job.id, 1)["status"] == "stop"  # done: another run does nothing
+    with ctx.uow() as session:
+        done = session.get_one(Job, job.id)
+        first, second = (session.get_one(JobChunk, (job.id, i)) for i in (0, 1))
+    assert (done.state, done.rows_done, done.chunks_done) == ("succeeded", 150, 2)
+    assert (first.attempts, first.completions) == (2, 1)
+    assert (second.attempts, second.completions) == (2, 2)
+    assert all_results(ctx, job.id).column("row").to_pylist() == list(range(150))
+    assert len(list(ctx.storage.list(f"jobs/{job.id}/out"))) == 2
+
+
+def test_malformed_rows_fail_the_job_with_their_row_numbers(ctx: AppContext, tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "in.csv", features(250))
+    lines = path.read_text().splitlines()
+    lines[1 + 120] = "oops," + lines[1 + 120].split(",", 1)[1]
+    lines[1 + 130] = "1,2,3"
+    path.write_text("\n".join(lines) + "\n")
+    job = submission.submit_file(
+        ctx,
+        model="churn",
+        version=1,
+        path=path,
+        filename="in.csv",
+        declared_format=None,
+        options=JobOptions(),
+    )
+    job = run_job(ctx, job.id)
+    assert job.state == "failed"
+    assert job.error_code == "malformed-rows"
+    assert "row 120: column 'f0' is not a number: 'oops'" in (job.error or "")
+    assert "row 130: expected 20 fields, got 3" in (job.error or "")
+    states = [c.state for c in chunks(ctx, job.id)]
+    assert states == ["done", "failed", "cancelled"]  # the job stopped at the bad chunk
+    with pytest.raises(Exception, match="results are there once it has succeeded"):
+        service.results(ctx, job.id)
+
+
+def test_skip_leaves_malformed_rows_out_and_lists_them(ctx: AppContext, tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "in.csv", features(250))
+    lines = path.read_text().splitlines()
+    lines[1 + 7] = ",".join(["x"] * 20)
+    path.write_text("\n".join(lines) + "\n")
+    job = submission.submit_file(
+        ctx,
+        model="churn",
+        version="latest",
+        path=path,
+        filename="in.csv",
+        declared_format=None,
+        options=JobOptions(on_error="skip"),
+    )
+    job = run_job(ctx, job.id)
+    assert (job.state, job.rows_done, job.rows_failed) == ("succeeded", 249, 1)
+    assert chunks(ctx, job.id)[0].row_errors == [
+        {"row": 7, "error": "row 7: column 'f0' is not a number: 'x'"}
+    ]
+    assert 7 not in all_results(ctx, job.id).column("row").to_pylist()
+
+
+def test_transient_failure_asks_for_a_retry_then_dead_letter(
+    ctx: AppContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = submit_csv(ctx, tmp_path, features(50))
+    runner.plan_job(ctx, job.id)
+
+    def broken(*args: object) -> None:
+        raise ConnectionResetError("storage went away")
+
+    monkeypatch.setattr(ctx.storage, "put_bytes", broken)
+    outcome = runner.run_chunk(ctx, job.id, 0)
+    assert outcome["status"] == "retry"
+    assert outcome["max_attempts"] == ctx.settings.job_max_attempts
+    chunk = chunks(ctx, job.id)[0]
+    assert (chunk.state, chunk.attempts) == ("queued", 1)
+    assert "ConnectionResetError" in (chunk.traceback or "")
+    runner.chunk_dead(ctx, job.id, 0, outcome["error"], outcome["traceback"])
+    with ctx.uow() as session:
+        letters, total = service.list_dead_letters(session=session)
+        failed = session.get_one(Job, job.id)
+    assert total == 1 and letters[0].error == "ConnectionResetError: storage went away"
+    assert "storage went away" in (letters[0].traceback or "")
+    assert failed.state == "failed"
+
+
+def test_model_gone_before_planning_fails_the_job_cleanly(ctx: AppContext) -> None:
+    job = submission.submit(ctx, JobCreate(model="churn", rows=features(3).tolist()))
+    with ctx.uow() as session:
+        from modelyard.registry import service as registry
+
+        registry.delete_model(session=session, storage=ctx.storage, name="churn")
+    ctx.inference.invalidate("churn")
+    assert runner.plan_job(ctx, job.id) == {"status": "stop"}
+    with ctx.uow() as session:
+        failed = session.get_one(Job, job.id)
+    assert (failed.state, failed.error_code) == ("failed", "model-not-found")
+
+
+def test_cancelled_job_chunks_do_not_run(ctx: AppContext, tmp_path: Path) -> None:
+    job = submit_csv(ctx, tmp_path, features(250))
+    runner.plan_job(ctx, job.id)
+    runner.run_chunk(ctx, job.id, 0)
+    service.cancel(ctx, job.id)
+    assert runner.run_chunk(ctx, job.id, 1) == {"status": "stop"}
+    assert [c.state for c in chunks(ctx, job.id)] == ["done", "cancelled", "cancelled"]
+    with ctx.uow() as session:
+        assert session.get_one(Job, job.id).state == JobState.CANCELLED
+
+
+def test_output_of_a_job_deleted_mid_chunk_is_removed(
+    ctx: AppContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = submit_csv(ctx, tmp_path, features(50))
+    runner.plan_job(ctx, job.id)
+    real_put = ctx.storage.put_bytes
+
+    def put_then_delete(key: str, data: bytes) -> object:
+        info = real_put(key, data)
+        service.delete(ctx, job.id)
+        return info
+
+    monkeypatch.setattr(ctx.storage, "put_bytes", put_then_delete)
+    runner.run_chunk(ctx, job.id, 0)
+    assert list(ctx.storage.list(f"jobs/{job.id}")) == []
+
+
+def test_results_file_is_valid_parquet_per_chunk(ctx: AppContext, tmp_path: Path) -> None:
+    job = run_job(ctx, submit_csv(ctx, tmp_path, features(120)).id)
+    keys = [c.output_key for c in chunks(ctx, job.id)]
+    assert keys == [f"jobs/{job.id}/out/000000.parquet", f"jobs/{job.id}/out/000001.parquet"]
+    assert pq.read_table(io.BytesIO(ctx.storage.get_bytes(str(keys[1])))).num_rows == 20

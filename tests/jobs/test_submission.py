@@ -1,0 +1,78 @@
+"""Submitting jobs, with a fake dispatcher, on SQLite and PostgreSQL: what is stored and enqueued,
+and that a refused submission leaves nothing behind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from modelyard.context import AppContext
+from modelyard.errors import InvalidInput, ModelNotFound, NotFound, PayloadTooLarge, Unavailable
+from modelyard.jobs import service, submission
+from modelyard.jobs.schemas import JobCreate
+from tests.jobs.conftest import COLUMNS, fake, features, jobs_in_db, run_job, stored, write_csv
+
+
+def test_inline_rows_are_stored_and_the_job_workflow_enqueued(ctx: AppContext) -> None:
+    rows = [dict(zip(COLUMNS, r, strict=True)) for r in features(2).tolist()]
+    job = submission.submit(ctx, JobCreate(model="churn", rows=rows))
+    assert (job.state, job.version, job.input_kind, job.total_rows) == ("queued", 1, "inline", 2)
+    assert job.options["output_format"] == "jsonl"
+    assert stored(ctx) == [f"jobs/{job.id}/input.npy"]
+    assert fake(ctx).enqueued == [(service.JOB_WORKFLOW, service.JOB_QUEUE, f"job-{job.id}", (job.id,))]
+    assert run_job(ctx, job.id).rows_done == 2
+
+
+@pytest.mark.parametrize(
+    ("data", "error"),
+    [
+        (JobCreate(model="nope", rows=[[1.0] * 20]), ModelNotFound),
+        (JobCreate(model="churn", rows=[[1.0] * 19]), InvalidInput),
+        (JobCreate(model="churn", uri="missing.csv"), NotFound),
+    ],
+)
+def test_bad_submissions_leave_nothing_behind(
+    ctx: AppContext, data: JobCreate, error: type[Exception]
+) -> None:
+    with pytest.raises(error):
+        submission.submit(ctx, data)
+    assert stored(ctx) == [] and jobs_in_db(ctx) == 0 and fake(ctx).enqueued == []
+
+
+def test_inline_rows_over_the_cap_are_413(ctx: AppContext) -> None:
+    too_many = [[0.0] * 20] * (ctx.settings.max_inline_rows + 1)
+    with pytest.raises(PayloadTooLarge, match="upload a file"):
+        submission.submit(ctx, JobCreate(model="churn", rows=too_many))
+    assert stored(ctx) == []
+
+
+def test_uri_input_over_the_cap_is_413(ctx: AppContext, tmp_path: Path) -> None:
+    ctx.storage.put_file("in/big.csv", write_csv(tmp_path / "big.csv", features(50)))
+    ctx.settings.max_batch_file_bytes = 100
+    with pytest.raises(PayloadTooLarge):
+        submission.submit(ctx, JobCreate(model="churn", uri="in/big.csv"))
+    assert jobs_in_db(ctx) == 0
+
+
+def test_uri_input_is_read_in_place(ctx: AppContext, tmp_path: Path) -> None:
+    ctx.storage.put_file("in/x.csv", write_csv(tmp_path / "x.csv", features(150)))
+    job = run_job(ctx, submission.submit(ctx, JobCreate(model="churn", uri="in/x.csv")).id)
+    assert (job.state, job.rows_done, job.input_key) == ("succeeded", 150, "in/x.csv")
+    service.delete(ctx, job.id)
+    assert ctx.storage.exists("in/x.csv")  # a uri input is the user's, not the job's
+
+
+def test_an_enqueue_failure_fails_the_job_and_says_so(ctx: AppContext) -> None:
+    fake(ctx).fail_enqueue = True
+    with pytest.raises(Unavailable, match="could not be queued"):
+        submission.submit(ctx, JobCreate(model="churn", rows=[[0.0] * 20]))
+    assert stored(ctx) == []
+
+
+def test_inline_rows_keep_their_float_values(ctx: AppContext) -> None:
+    x = features(3)
+    job = submission.submit(ctx, JobCreate(model="churn", rows=x.tolist()))
+    stored_rows = np.load(ctx.storage.local_path(job.input_key))  # type: ignore[arg-type]
+    np.testing.assert_array_equal(stored_rows, x)

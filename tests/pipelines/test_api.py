@@ -1,0 +1,240 @@
+"""Pipeline and event routes over HTTP."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+
+from tests.imageserver import ImageServer
+from tests.pipelines.conftest import drain, write_images
+
+SPEC = """
+name: looks
+raw: image
+archive_after: 30d
+stages:
+  palette: {type: inferrer, inferrer: palette, params: {top_k: 2}}
+  aspect: {type: inferrer, inferrer: aspect_ratio}
+  size: {type: python, callable: "tests.pipelines.stages:vector", output_type: array}
+"""
+YAML = {"Content-Type": "application/yaml"}
+
+
+def apply(api: Any, text: str = SPEC) -> Any:
+    return api.post("/api/v1/pipelines", content=text, headers=YAML)
+
+
+def test_apply_creates_then_versions_then_is_idempotent(api: Any) -> None:
+    first = apply(api)
+    assert first.status_code == 201, first.text
+    assert first.json()["version"] == 1 and first.json()["changed"]
+    assert [s["name"] for s in first.json()["stages"]] == ["palette", "aspect", "size"]
+    again = apply(api)
+    assert again.status_code == 200 and not again.json()["changed"]
+    changed = apply(api, SPEC.replace("top_k: 2", "top_k: 4"))
+    assert changed.status_code == 201 and changed.json()["version"] == 2
+    as_json = api.post(
+        "/api/v1/pipelines", json={"name": "tiny", "stages": {"h": {"type": "inferrer", "inferrer": "phash"}}}
+    )
+    assert as_json.status_code == 201
+    assert {p["name"] for p in api.get("/api/v1/pipelines").json()["items"]} == {"looks", "tiny"}
+    assert api.get("/api/v1/pipelines/looks").json()["archive_after_seconds"] == 30 * 86400
+
+
+def test_bad_spec_is_a_422_listing_every_problem(api: Any) -> None:
+    resp = apply(
+        api,
+        """
+name: bad
+stages:
+  a: {type: teleport}
+  b: {type: inferrer, inferrer: palette, inputs: [nowhere]}
+  c: {type: python, callable: "m:f", inputs: [d]}
+  d: {type: python, callable: "m:f", inputs: [c]}
+  e: {type: python, callable: "m:f", output_type: json}
+  f: {type: inferrer, inferrer: phash, inputs: [e]}
+""",
+    )
+    assert resp.status_code == 422
+    assert resp.headers["content-type"] == "application/problem+json"
+    body = resp.json()
+    assert body["code"] == "validation-failed"
+    details = " | ".join(f"{e['field']}: {e['detail']}" for e in body["errors"])
+    for fragment in [
+        "unknown stage type 'teleport'",
+        "'nowhere' is not a stage",
+        "cycle",
+        "reads image but e produces json",
+    ]:
+        assert fragment in details
+    assert apply(api, "name: [unclosed").status_code == 422
+    assert api.get("/api/v1/pipelines/bad").status_code == 404
+
+
+def test_events_run_and_every_stage_is_viewable(api: Any, image_server: ImageServer) -> None:
+    assert apply(api).status_code == 201
+    one = api.post(
+        "/api/v1/pipelines/looks/events", json={"name": "first", "source": f"{image_server.url}/img/1.png"}
+    )
+    assert one.status_code == 202 and one.json()["created"] == 1
+    bulk = api.post(
+        "/api/v1/pipelines/looks/events",
+        json={
+            "events": [{"name": f"n{i}", "source": f"{image_server.url}/img/{i}.png"} for i in range(2, 5)]
+        },
+    )
+    assert bulk.json()["created"] == 3
+    repeat = api.post(
+        "/api/v1/pipelines/looks/events", json={"events": [{"name": "n2", "source": "elsewhere"}]}
+    )
+    assert repeat.json() == {
+        "created": 0,
+        "existing": 1,
+        "events": [{**bulk.json()["events"][0], "created": False}],
+    }
+    eid = one.json()["events"][0]["id"]
+    early = api.get(f"/api/v1/events/{eid}/stages/palette/output")
+    assert early.status_code == 409
+    drain(api.ctx)
+    event = api.get(f"/api/v1/events/{eid}").json()
+    assert event["state"] == "complete" and event["stage"] is None and event["latency_ms"] > 0
+    assert [s["stage"] for s in event["stages"]] == ["raw", "palette", "aspect", "size"]
+    assert event["raw"]["fetches"] == 1 and event["raw"]["kind"] == "http"
+    aspect = next(s for s in event["stages"] if s["stage"] == "aspect")
+    assert aspect["result"] == {"width": 64, "height": 48, "aspect_ratio": 1.333333}
+    assert aspect["output"]["key"] == f"pipelines/looks/aspect/{eid}.json"
+    palette = api.get(f"/api/v1/events/{eid}/stages/palette/output")
+    assert palette.headers["content-type"] == "application/json" and len(palette.json()["top"]) == 2
+    arr = api.get(f"/api/v1/events/{eid}/stages/size/output")
+    assert arr.headers["content-type"] == "application/x-npy"
+    assert np.load(io.BytesIO(arr.content)).dtype == np.float32
+    raw = api.get(f"/api/v1/events/{eid}/stages/raw/output")
+    assert raw.content.startswith(b"\x89PNG") and raw.headers["content-type"] == "image/png"
+    assert image_server.hits["/img/1.png"] == 1
+    assert api.get(f"/api/v1/events/{eid}/stages/nope/output").json()["code"] == "stage-run-not-found"
+    assert api.get("/api/v1/events/nope").json()["code"] == "event-not-found"
+    by_name = api.get("/api/v1/pipelines/looks/events/first").json()
+    assert by_name["id"] == eid
+    listed = api.get("/api/v1/pipelines/looks/events", params={"state": "complete"}).json()
+    assert listed["total"] == 4
+
+
+def test_invalid_events_are_all_listed_and_none_stored(api: Any) -> None:
+    apply(api)
+    resp = api.post(
+        "/api/v1/pipelines/looks/events",
+        json={
+            "events": [
+                {"name": "ok", "source": "in/a.png"},
+                {"name": "x", "source": "/etc/passwd"},
+                {"name": "y", "source": "in/a.png", "stages": ["nope"]},
+            ]
+        },
+    )
+    assert resp.status_code == 422
+    assert [e["field"] for e in resp.json()["errors"]] == ["events[1].source", "events[2].stages"]
+    assert api.get("/api/v1/pipelines/looks/events").json()["total"] == 0
+    assert api.post("/api/v1/pipelines/nope/events", json={"name": "a", "source": "a"}).status_code == 404
+
+
+def test_watchers_count_queues_and_group_errors(api: Any, image_server: ImageServer) -> None:
+    apply(api)
+    api.post(
+        "/api/v1/pipelines/looks/events",
+        json={
+            "events": [
+                {"name": "ok", "source": f"{image_server.url}/img/1.png"},
+                {"name": "gone", "source": f"{image_server.url}/missing.png"},
+                {"name": "gone2", "source": f"{image_server.url}/missing2.png"},
+                {"name": "text", "source": f"{image_server.url}/text"},
+            ]
+        },
+    )
+    waiting = api.get("/api/v1/pipelines/looks/queues").json()
+    raw = waiting["stages"][0]
+    assert (raw["stage"], raw["ready"], waiting["events"]["pending"]) == ("raw", 4, 4)
+    assert raw["oldest_ready_seconds"] >= 0
+    drain(api.ctx)
+    snap = api.get("/api/v1/pipelines/looks/queues").json()
+    assert snap["events"] == {"pending": 0, "running": 0, "complete": 1, "failed": 3, "cancelled": 0}
+    raw = snap["stages"][0]
+    assert (raw["done"], raw["failed"], raw["throughput_per_s"]) == (1, 3, round(1 / 60, 3))
+    report = api.get("/api/v1/pipelines/looks/errors").json()
+    groups = {(g["stage"], g["error_type"]): g for g in report["groups"]}
+    assert groups[("raw", "FetchFailed")]["count"] == 2
+    assert sorted(groups[("raw", "FetchFailed")]["events"]) == ["gone", "gone2"]
+    assert groups[("raw", "UndecodableInput")]["events"] == ["text"]
+    failed = api.get("/api/v1/pipelines/looks/events", params={"state": "failed"}).json()
+    assert {e["name"]: e["error_stage"] for e in failed["items"]} == {
+        "gone": "raw",
+        "gone2": "raw",
+        "text": "raw",
+    }
+
+
+def test_queue_and_event_streams_send_snapshots(api: Any) -> None:
+    apply(api)
+    [path] = write_images(api.ctx.settings.data_dir / "in", 1)
+    eid = api.post("/api/v1/pipelines/looks/events", json={"name": "a", "source": str(path)}).json()[
+        "events"
+    ][0]["id"]
+    drain(api.ctx)
+    with api.stream("GET", f"/api/v1/events/{eid}/stream") as resp:
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        lines = [line for line in resp.iter_lines() if line]
+    assert lines[0] == "event: event" and '"state":"complete"' in lines[1]
+    with api.stream("GET", "/api/v1/pipelines/looks/queues/stream") as resp:
+        for line in resp.iter_lines():
+            if line.startswith("data:"):
+                assert '"complete":1' in line
+                break
+
+
+def test_rerun_cancel_archive_and_restore(api: Any) -> None:
+    apply(api)
+    [path] = write_images(api.ctx.settings.data_dir / "in", 1)
+    eid = api.post("/api/v1/pipelines/looks/events", json={"name": "a", "source": str(path)}).json()[
+        "events"
+    ][0]["id"]
+    drain(api.ctx)
+    again = api.post(f"/api/v1/events/{eid}/rerun", json={"stage": "aspect"}).json()
+    assert {s["stage"]: s["state"] for s in again["stages"]}["aspect"] == "ready"
+    drain(api.ctx)
+    ev = api.get(f"/api/v1/events/{eid}").json()
+    assert ev["runs"] == 2 and next(s for s in ev["stages"] if s["stage"] == "aspect")["cached"]
+    assert api.post(f"/api/v1/events/{eid}/cancel").status_code == 409  # already complete
+    archived = api.post(f"/api/v1/events/{eid}/archive").json()
+    aspect = next(s for s in archived["stages"] if s["stage"] == "aspect")
+    assert aspect["output"]["archived"] and aspect["output"]["key"].startswith(
+        "archive/pipelines/looks/aspect/"
+    )
+    assert archived["archived_at"] is not None
+    gone = api.get(f"/api/v1/events/{eid}/stages/aspect/output")
+    assert gone.status_code == 409 and gone.json()["code"] == "output-archived"
+    assert api.get("/api/v1/pipelines/looks/events", params={"archived": True}).json()["total"] == 1
+    assert api.ctx.storage.exists(aspect["output"]["key"])
+    restored = api.post(f"/api/v1/events/{eid}/restore").json()
+    assert restored["archived_at"] is None
+    assert api.get(f"/api/v1/events/{eid}/stages/aspect/output").json()["aspect_ratio"] == 1.333333
+    second = api.post("/api/v1/pipelines/looks/events", json={"name": "b", "source": str(path)}).json()[
+        "events"
+    ][0]["id"]
+    cancelled = api.post(f"/api/v1/events/{second}/cancel").json()
+    assert cancelled["state"] == "cancelled" and {s["state"] for s in cancelled["stages"]} == {"skipped"}
+
+
+def test_logs_route_returns_prints_and_traceback(api: Any) -> None:
+    apply(
+        api,
+        'name: loud\nstages:\n  a: {type: python, callable: "tests.pipelines.stages:boom", retry: {max_attempts: 1}}\n',
+    )
+    [path] = write_images(api.ctx.settings.data_dir / "in", 1)
+    eid = api.post("/api/v1/pipelines/loud/events", json={"name": "a", "source": str(path)}).json()["events"][
+        0
+    ]["id"]
+    drain(api.ctx)
+    logs = api.get(f"/api/v1/events/{eid}/stages/a/logs")
+    assert logs.headers["content-type"].startswith("text/plain")
+    assert logs.text.startswith("about to fail\n") and "RuntimeError: boom on a" in logs.text

@@ -1,0 +1,75 @@
+"""``modelyard pipelines`` and ``modelyard events`` against a live server."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from modelyard.app import create_app
+from modelyard.cli import app
+from modelyard.settings import Settings
+from tests.conftest import ADMIN_KEY, LiveServer
+from tests.pipelines.conftest import drain, write_images
+
+SPEC = """
+name: looks
+raw: image
+stages:
+  aspect: {type: inferrer, inferrer: aspect_ratio}
+  loud: {type: python, callable: "tests.pipelines.stages:boom", retry: {max_attempts: 1}}
+"""
+
+
+@pytest.fixture
+def server(pipeline_settings: Settings) -> Iterator[Any]:
+    application = create_app(pipeline_settings)
+    with LiveServer(application) as live:
+        live.ctx = application.state.ctx  # type: ignore[attr-defined]
+        yield live
+
+
+def cli(server: Any, *args: str) -> Any:
+    result = CliRunner().invoke(app, [*args, "--url", server.url, "--api-key", ADMIN_KEY])
+    return result
+
+
+def test_apply_submit_and_inspect_from_the_command_line(server: Any, tmp_path: Path) -> None:
+    spec = tmp_path / "looks.yaml"
+    spec.write_text(SPEC)
+    applied = cli(server, "pipelines", "apply", str(spec))
+    assert applied.exit_code == 0 and "applied looks version 1" in applied.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "name: bad\nstages:\n  a: {type: teleport}\n  b: {type: inferrer, inferrer: phash, inputs: [z]}\n"
+    )
+    refused = cli(server, "pipelines", "apply", str(bad))
+    assert refused.exit_code == 1
+    assert "stages.a.type: unknown stage type 'teleport'" in refused.output
+    assert "stages.b.inputs[0]" in refused.output
+    paths = write_images(server.ctx.settings.data_dir / "in", 3)
+    events = tmp_path / "events.jsonl"
+    events.write_text("".join(json.dumps({"name": p.stem, "source": str(p)}) + "\n" for p in paths))
+    submitted = cli(server, "pipelines", "submit", "looks", "--file", str(events), "--chunk", "2")
+    assert submitted.exit_code == 0 and "3 events submitted, 0 already existed" in submitted.output
+    drain(server.ctx)
+    listed = cli(server, "pipelines", "events", "looks", "--state", "failed")
+    assert "3 events" in listed.output
+    from modelyard.pipelines import events
+
+    eid = events.list_events(server.ctx, "looks").items[0].id
+    shown = cli(server, "events", "show", eid)
+    assert shown.exit_code == 0 and "loud: boom on" in shown.output
+    logs = cli(server, "events", "logs", eid, "--stage", "loud")
+    assert "about to fail" in logs.output and "RuntimeError" in logs.output
+    output = cli(server, "events", "output", eid, "--stage", "aspect")
+    assert json.loads(output.output)["aspect_ratio"] == pytest.approx(32 / 24, abs=1e-5)
+    queues = cli(server, "pipelines", "queues", "looks")
+    assert queues.exit_code == 0 and "aspect" in queues.output
+    errors = cli(server, "pipelines", "errors", "looks")
+    assert "RuntimeError" in errors.output and "3" in errors.output
+    assert cli(server, "events", "rerun", eid, "--stage", "aspect").exit_code == 0

@@ -1,0 +1,226 @@
+"""Pipeline spec parsing and validation: every problem listed, with its field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from modelyard.errors import ValidationFailed
+from modelyard.pipelines.spec import RAW, compatible, load_document, parse_duration, parse_spec
+
+
+def doc(**stages: Any) -> dict[str, Any]:
+    return {"name": "imgs", "raw": "image", "stages": stages}
+
+
+PALETTE = {"type": "inferrer", "inferrer": "palette"}
+
+
+def problems(document: Any) -> list[dict[str, str]]:
+    with pytest.raises(ValidationFailed) as info:
+        parse_spec(document)
+    return info.value.errors
+
+
+def test_valid_spec_is_ordered_topologically_and_defaults_inputs_to_raw() -> None:
+    spec = parse_spec(
+        doc(
+            d={"type": "python", "callable": "m:f", "inputs": ["b", "c"]},
+            b={"type": "python", "callable": "m:f", "inputs": ["a"]},
+            c={"type": "python", "callable": "m:f", "inputs": ["a"]},
+            a=PALETTE,
+        )
+    )
+    assert list(spec.stages) == ["a", "b", "c", "d"]
+    assert spec.stages["a"].inputs == (RAW,)
+    assert spec.stages["a"].produces == "json"
+
+
+def test_list_form_of_stages_is_accepted() -> None:
+    spec = parse_spec({"name": "p", "stages": [{"name": "pal", **PALETTE}]})
+    assert list(spec.stages) == ["pal"]
+    assert spec.raw_type == "bytes"
+
+
+@pytest.mark.parametrize(
+    ("stages", "field", "fragment"),
+    [
+        ({"a": {"type": "quantum"}}, "stages.a.type", "unknown stage type 'quantum'"),
+        ({"a": {**PALETTE, "inputs": ["nope"]}}, "stages.a.inputs[0]", "'nope' is not a stage"),
+        ({"a": {"type": "inferrer", "inferrer": "sharpness"}}, "stages.a.inferrer", "unknown inferrer"),
+        ({"a": {**PALETTE, "colour": 1}}, "stages.a.colour", "unknown field"),
+        ({"a": {**PALETTE, "params": {"top_k": 0}}}, "stages.a.params.top_k", "1..100"),
+        ({"a": {**PALETTE, "concurrency": 0}}, "stages.a.concurrency", "1..256"),
+        ({"a": {**PALETTE, "retry": {"max_attempts": 99}}}, "stages.a.retry.max_attempts", "1..20"),
+        ({"a": {"type": "python", "callable": "not a path"}}, "stages.a.callable", "import path"),
+        ({"a": {"type": "command", "command": []}}, "stages.a.command", "non-empty"),
+        ({"a": {"type": "model"}}, "stages.a.model", "registered model"),
+        (
+            {"a": {"type": "model", "model": "m", "preprocess": {"resize": -3, "layout": "CHW"}}},
+            "stages.a.preprocess.resize",
+            "side length",
+        ),
+        ({"Bad Name": PALETTE}, "stages.Bad Name", "stage name"),
+        ({"raw": PALETTE}, "stages.raw", "not raw"),
+        (
+            {"a": {"type": "inferrer", "inferrer": "features", "params": {}}},
+            "stages.a.params.model",
+            "registered image model",
+        ),
+        (
+            {
+                "a": {"type": "python", "callable": "m:f", "output_type": "json"},
+                "b": {**PALETTE, "inputs": ["a"]},
+            },
+            "stages.b.inputs[0]",
+            "reads image but a produces json",
+        ),
+        (
+            {"a": {"type": "model", "model": "m"}},
+            "stages.a.inputs[0]",
+            "reads array but raw produces image",
+        ),
+        ({"a": {"type": "python", "callable": "m:f", "inputs": ["a"]}}, "stages.a.inputs[0]", "reads itself"),
+    ],
+)
+def test_each_problem_names_its_field(stages: dict[str, Any], field: str, fragment: str) -> None:
+    found = problems(doc(**stages))
+    assert any(p["field"] == field and fragment in p["detail"] for p in found), found
+
+
+def test_cycle_is_reported_with_its_path() -> None:
+    found = problems(
+        doc(
+            a={"type": "python", "callable": "m:f", "inputs": ["c"]},
+            b={"type": "python", "callable": "m:f", "inputs": ["a"]},
+            c={"type": "python", "callable": "m:f", "inputs": ["b"]},
+        )
+    )
+    cycles = [p for p in found if "cycle" in p["detail"]]
+    assert len(cycles) == 1
+    assert "a -> b -> c -> a" in cycles[0]["detail"] or "b -> c -> a -> b" in cycles[0]["detail"]
+
+
+def test_every_problem_is_listed_at_once() -> None:
+    found = problems(
+        {
+            "name": "Bad!",
+            "extra": 1,
+            "archive_after": "soon",
+            "stages": {
+                "a": {"type": "quantum"},
+                "b": {**PALETTE, "inputs": ["missing"]},
+                "c": {"type": "python", "callable": "m:f", "output_type": "json"},
+                "d": {**PALETTE, "inputs": ["c"]},
+            },
+        }
+    )
+    fields = {p["field"] for p in found}
+    assert {
+        "name",
+        "extra",
+        "archive_after",
+        "stages.a.type",
+        "stages.b.inputs[0]",
+        "stages.d.inputs[0]",
+    } <= fields
+
+
+def test_input_from_an_invalid_stage_is_not_reported_as_missing() -> None:
+    found = problems(doc(a={"type": "quantum"}, b={**PALETTE, "inputs": ["a"]}))
+    assert [p["field"] for p in found] == ["stages.a.type"]
+
+
+def test_empty_and_non_mapping_documents_are_refused() -> None:
+    assert problems(None)[0]["field"] == ""
+    assert problems({"name": "p"})[0]["field"] == "stages"
+    assert problems({"name": "p", "stages": {}})[0]["field"] == "stages"
+
+
+def test_yaml_syntax_error_is_a_validation_failure_with_the_line() -> None:
+    with pytest.raises(ValidationFailed) as info:
+        load_document("name: p\nstages: [\n  - a: {\n")
+    assert "line" in info.value.detail
+
+
+def test_json_is_read_too() -> None:
+    assert load_document('{"name": "p", "stages": {}}') == {"name": "p", "stages": {}}
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        (None, None),
+        ("never", None),
+        (60, 60),
+        ("90s", 90),
+        ("15m", 900),
+        ("2h", 7200),
+        ("7d", 604800),
+        ("1.5d", 129600),
+    ],
+)
+def test_durations(value: Any, seconds: int | None) -> None:
+    assert parse_duration(value) == seconds
+
+
+@pytest.mark.parametrize("value", ["soon", "-5m", 0, True, "5y"])
+def test_bad_durations(value: Any) -> None:
+    with pytest.raises(ValueError):
+        parse_duration(value)
+
+
+@pytest.mark.parametrize(
+    ("produced", "accepted", "ok"),
+    [
+        ("image", "image", True),
+        ("bytes", "image", True),
+        ("image", "bytes", True),
+        ("json", "image", False),
+        ("array", "json", False),
+        ("json", "any", True),
+        ("any", "array", True),
+    ],
+)
+def test_type_compatibility(produced: str, accepted: str, ok: bool) -> None:
+    assert compatible(produced, accepted) is ok
+
+
+def test_closure_pulls_in_dependencies_and_downstream_follows_dependents() -> None:
+    spec = parse_spec(
+        doc(
+            a=PALETTE,
+            b={"type": "python", "callable": "m:f", "inputs": ["a"]},
+            c={"type": "python", "callable": "m:f", "inputs": ["b"]},
+            x={"type": "inferrer", "inferrer": "phash"},
+        )
+    )
+    assert spec.closure(["c"]) == [RAW, "a", "b", "c"]
+    assert spec.closure(None) == [RAW, "a", "x", "b", "c"]
+    assert spec.downstream("a") == ["a", "b", "c"]
+    assert spec.downstream(RAW) == [RAW, "a", "x", "b", "c"]
+
+
+def test_fingerprint_changes_with_version_and_params_only() -> None:
+    base = parse_spec(doc(a=PALETTE)).stages["a"]
+    same = parse_spec(doc(a={**PALETTE, "concurrency": 9})).stages["a"]
+    bumped = parse_spec(doc(a={**PALETTE, "version": 2})).stages["a"]
+    tuned = parse_spec(doc(a={**PALETTE, "params": {"top_k": 3}})).stages["a"]
+    assert base.fingerprint() == same.fingerprint()
+    assert len({base.fingerprint(), bumped.fingerprint(), tuned.fingerprint()}) == 3
+
+
+def test_limits_inherit_pipeline_defaults() -> None:
+    spec = parse_spec(
+        {
+            "name": "p",
+            "defaults": {"concurrency": 2, "retry": {"max_attempts": 5}},
+            "raw": {"type": "image", "batch_size": 8},
+            "stages": {"a": {**PALETTE, "batch_size": 3}},
+        }
+    )
+    assert spec.stages["a"].limits.concurrency == 2
+    assert spec.stages["a"].limits.batch_size == 3
+    assert spec.stages["a"].limits.retry.max_attempts == 5
+    assert spec.raw_limits.batch_size == 8

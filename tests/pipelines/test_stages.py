@@ -1,0 +1,183 @@
+"""Stage kinds inside pipelines: built-in inferrers over fetched URLs, models, commands."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from modelyard.context import AppContext
+from modelyard.pipelines import events
+from modelyard.pipelines.models import EventState, StageState
+from tests.imageserver import ImageServer
+from tests.pipelines.conftest import apply_yaml, drain, event, register_model, runs, submit, write_images
+
+INFERRERS = """
+name: looks
+raw: image
+stages:
+  palette: {type: inferrer, inferrer: palette, params: {top_k: 3}}
+  aspect: {type: inferrer, inferrer: aspect_ratio}
+  hash: {type: inferrer, inferrer: phash}
+"""
+
+
+def test_three_inferrers_share_one_fetch_per_image(ctx: AppContext, image_server: ImageServer) -> None:
+    apply_yaml(ctx, INFERRERS)
+    ids = submit(ctx, "looks", *[(f"i{i}", f"{image_server.url}/img/{i}.png") for i in range(5)])
+    drain(ctx)
+    assert all(event(ctx, e).state == EventState.COMPLETE for e in ids)
+    assert image_server.hits == {f"/img/{i}.png": 1 for i in range(5)}
+    r = runs(ctx, ids[0])
+    assert r["aspect"].result == {"width": 64, "height": 48, "aspect_ratio": 1.333333}
+    assert len(r["hash"].result["phash"]) == 16
+    assert r["palette"].result is None  # 1,000 floats: too big to keep inline; read from the store
+    data, media, _ = events.read_output(ctx, ids[0], "palette")
+    assert media == "application/json" and len(__import__("orjson").loads(data)["embedding"]) == 1000
+    assert events.get_event(ctx, ids[0]).raw.fetches == 1  # type: ignore[union-attr]
+    assert ctx.storage.exists(f"pipelines/raw/{ids[0]}")
+
+
+def test_404_and_undecodable_urls_fail_their_events_with_the_reason(
+    ctx: AppContext, image_server: ImageServer
+) -> None:
+    apply_yaml(ctx, INFERRERS)
+    missing, text = submit(
+        ctx, "looks", ("missing", f"{image_server.url}/gone.png"), ("text", f"{image_server.url}/text")
+    )
+    drain(ctx)
+    assert "HTTP 404" in (event(ctx, missing).error or "")
+    assert event(ctx, text).state == EventState.FAILED
+    assert runs(ctx, text)["raw"].error_type == "UndecodableInput"
+    assert image_server.hits["/gone.png"] == 1  # a 404 is not retried
+
+
+def test_private_addresses_are_refused_unless_allowed(ctx: AppContext, image_server: ImageServer) -> None:
+    ctx.settings.allow_private_urls = False
+    apply_yaml(ctx, INFERRERS)
+    [eid] = submit(ctx, "looks", ("local", f"{image_server.url}/img/1.png"))
+    drain(ctx)
+    r = runs(ctx, eid)["raw"]
+    assert r.state == StageState.FAILED and r.error_type == "UrlRefused"
+    assert image_server.hits == {}
+
+
+def test_undecodable_file_fails_an_image_stage_without_retry(ctx: AppContext) -> None:
+    apply_yaml(ctx, INFERRERS.replace("raw: image", "raw: bytes"))
+    bad = ctx.settings.data_dir / "in" / "bad.png"
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes(b"not a png")
+    [eid] = submit(ctx, "looks", ("bad", str(bad)))
+    drain(ctx)
+    r = runs(ctx, eid)
+    assert r["palette"].state == StageState.FAILED and r["palette"].attempts == 1
+    assert r["palette"].error_type == "UndecodableInput"
+
+
+def test_model_stage_and_features_inferrer_give_l2_normalised_vectors(
+    ctx: AppContext, model_dir: Path
+) -> None:
+    register_model(ctx, model_dir / "image.onnx", "pool")
+    apply_yaml(
+        ctx,
+        """
+name: embed
+raw: image
+stages:
+  vec: {type: model, model: pool, preprocess: {resize: 224}, postprocess: {l2_normalise: true}}
+  feat: {type: inferrer, inferrer: features, params: {model: pool, resize: [224, 224], mean: 0, std: 1}}
+  top: {type: model, model: pool, preprocess: {resize: 224}, postprocess: {softmax: true, top_k: 2, labels: [r, g, b]}}
+""",
+    )
+    paths = write_images(ctx.settings.data_dir / "in", 3)
+    ids = submit(ctx, "embed", *[(p.stem, str(p)) for p in paths])
+    drain(ctx)
+    for eid in ids:
+        assert event(ctx, eid).state == EventState.COMPLETE, [
+            (r.stage, r.error) for r in runs(ctx, eid).values()
+        ]
+        for stage in ("vec", "feat"):
+            data, media, name = events.read_output(ctx, eid, stage)
+            arr = np.load(__import__("io").BytesIO(data))
+            assert media == "application/x-npy" and name.endswith(".npy")
+            assert arr.shape == (3,) and arr.dtype == np.float32
+            assert np.linalg.norm(arr) == pytest.approx(1.0, abs=1e-5)
+        top = runs(ctx, eid)["top"].result
+        assert next(t["label"] for t in top) in "rgb" and len(top) == 2
+    r = runs(ctx, ids[0])
+    assert r["vec"].cache_key is not None
+
+
+def test_unknown_model_and_module_are_listed_when_applying(ctx: AppContext) -> None:
+    from modelyard.errors import ValidationFailed
+
+    with pytest.raises(ValidationFailed) as info:
+        apply_yaml(
+            ctx,
+            """
+name: broken
+raw: image
+stages:
+  vec: {type: model, model: nope, preprocess: {resize: 8}}
+  py: {type: python, callable: "no_such_module_xyz:run"}
+""",
+        )
+    assert [e["field"] for e in info.value.errors] == ["stages.vec.model", "stages.py.callable"]
+
+
+def test_command_stage_reads_input_writes_output_and_gets_no_secrets(
+    ctx: AppContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MODELYARD_DATABASE_URL", "postgresql://secret")
+    script = (
+        "import os, sys, json; data = open(sys.argv[1], 'rb').read(); "
+        "print('seen', len(data)); "
+        "json.dump({'n': len(data), 'leak': [k for k in os.environ if k.startswith('MODELYARD_')], "
+        "'event': os.environ['EVENT_NAME']}, open(sys.argv[2], 'w'))"
+    )
+    apply_yaml(
+        ctx,
+        f"""
+name: cmd
+stages:
+  count:
+    type: command
+    command: [{sys.executable!r}, "-c", {script!r}, "{{input}}", "{{output}}"]
+    output_type: json
+  fail:
+    type: command
+    command: [{sys.executable!r}, "-c", "import sys; sys.stderr.write('bad things'); sys.exit(3)"]
+    retry: {{max_attempts: 1}}
+""",
+    )
+    [path] = write_images(ctx.settings.data_dir / "in", 1)
+    [eid] = submit(ctx, "cmd", ("c1", str(path)))
+    drain(ctx)
+    r = runs(ctx, eid)
+    assert r["count"].result == {"n": path.stat().st_size, "leak": [], "event": "c1"}
+    assert events.read_logs(ctx, eid, "count").startswith("seen ")
+    assert r["fail"].state == StageState.FAILED and "status 3: bad things" in (r["fail"].error or "")
+
+
+def test_array_outputs_round_trip_to_downstream_stages(ctx: AppContext) -> None:
+    apply_yaml(
+        ctx,
+        """
+name: arrays
+stages:
+  v: {type: python, callable: "tests.pipelines.stages:vector", output_type: array}
+  n: {type: model, model: x, inputs: [v]}
+""".replace("  n: {type: model, model: x, inputs: [v]}\n", ""),
+    )
+    [path] = write_images(ctx.settings.data_dir / "in", 1)
+    [eid] = submit(ctx, "arrays", ("a", str(path)))
+    drain(ctx)
+    data, _media, _ = events.read_output(ctx, eid, "v")
+    assert np.load(__import__("io").BytesIO(data)).tolist() == [
+        0.0,
+        1.0 * path.stat().st_size,
+        2.0 * path.stat().st_size,
+        3.0 * path.stat().st_size,
+    ]
