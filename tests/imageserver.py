@@ -22,12 +22,14 @@ class ImageServer:
 
     def __init__(self, delay: float = 0.0):
         self.hits: Counter[str] = Counter()
+        self.hosts: list[str] = []  # the Host header of every GET
         self.delay = delay
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 owner.hits[self.path] += 1
+                owner.hosts.append(self.headers.get("Host", ""))
                 if owner.delay:
                     threading.Event().wait(owner.delay)
                 if self.path.startswith("/img/"):

@@ -1,12 +1,23 @@
-"""The SSRF-guarded URL fetcher: schemes, private addresses (also behind redirects), size and time caps."""
+"""The SSRF-guarded URL fetcher: schemes, private addresses (also behind redirects and DNS rebinding),
+connections pinned to the checked address with the name kept for Host and TLS, size and time caps."""
 
 from __future__ import annotations
+
+import datetime
+import socket
+import ssl
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
+from modelyard import fetch
 from modelyard.errors import FetchFailed, PayloadTooLarge, UrlRefused
-from modelyard.fetch import check_url, fetch_url, is_permanent, is_public
+from modelyard.fetch import check_url, fetch_url, is_permanent, is_public, new_client
 from tests.imageserver import ImageServer
 
 
@@ -48,18 +59,24 @@ def test_a_name_resolving_to_any_private_address_is_refused() -> None:
     check_url("https://example.org/x", allow_private=True, resolver=resolver)
 
 
-def test_redirect_to_a_private_address_is_refused() -> None:
-    with ImageServer() as server, httpx.Client() as client:
+@pytest.fixture
+def loopback_is_public(monkeypatch: pytest.MonkeyPatch) -> None:
+    """127.0.0.1 stands for a public server (the test's own); every other loopback address stays private."""
+    real = fetch.is_public
+    monkeypatch.setattr(fetch, "is_public", lambda address: address == "127.0.0.1" or real(address))
 
-        def resolver(
-            host: str, port: int
-        ) -> list[str]:  # the test server passes as public; the target does not
-            return ["93.184.216.34"] if host == "127.0.0.1" else ["169.254.169.254"]
+
+def test_redirect_to_a_private_address_is_refused(loopback_is_public: None) -> None:
+    with ImageServer() as server, new_client() as client:
+        port = server.server.server_address[1]
+
+        def resolver(host: str, port: int) -> list[str]:
+            return ["127.0.0.1"]
 
         with pytest.raises(UrlRefused, match=r"169\.254\.169\.254"):
             fetch_url(
                 client,
-                f"{server.url}/redirect-private",
+                f"http://public.test:{port}/redirect-private",
                 timeout=5,
                 max_bytes=10**6,
                 allow_private=False,
@@ -68,8 +85,128 @@ def test_redirect_to_a_private_address_is_refused() -> None:
         assert server.hits["/redirect-private"] == 1
 
 
+def test_a_rebinding_name_is_connected_to_at_the_address_that_was_checked(
+    monkeypatch: pytest.MonkeyPatch, loopback_is_public: None
+) -> None:
+    """The name answers a public address to the guard and a private one to any later lookup: the fetch
+    reaches the public one, and nothing connects to the private one."""
+    with ImageServer() as server, new_client() as client, socket.socket() as private:
+        port = server.server.server_address[1]
+        private.bind(("127.0.0.2", port))  # the "internal service" the rebinding answer points at
+        private.listen()
+        private.setblocking(False)
+        real, lookups = socket.getaddrinfo, []
+
+        def rebinding(host: Any, *args: Any, **kwargs: Any) -> Any:
+            if host != "rebind.test":
+                return real(host, *args, **kwargs)
+            lookups.append(host)
+            return real("127.0.0.1" if len(lookups) == 1 else "127.0.0.2", *args, **kwargs)
+
+        monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+        got = fetch_url(
+            client, f"http://rebind.test:{port}/img/1.png", timeout=3, max_bytes=10**6, allow_private=False
+        )
+        assert got.data.startswith(b"\x89PNG") and server.hits["/img/1.png"] == 1
+        assert server.hosts == [f"rebind.test:{port}"]  # the request still names the host
+        assert lookups == ["rebind.test"]  # resolved once, by the guard
+        with pytest.raises(BlockingIOError):
+            private.accept()  # no connection was ever made to the private address
+
+
+def test_the_client_refuses_hosts_the_guard_did_not_check() -> None:
+    with ImageServer() as server, new_client() as client:
+        with pytest.raises(httpx.ConnectError, match="not checked"):
+            client.get(f"{server.url}/img/1.png")
+        assert server.hits == {}
+
+
+def _certificate(tmp_path: Path, name: str) -> tuple[Path, Path]:
+    """A self-signed certificate for ``name`` (DNS only, no IP) and its key, as PEM files."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_path, key_path
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[tuple[int, Path, list[str | None]]]:
+    """An HTTPS server on 127.0.0.1 with a certificate for ``secure.test`` only; yields its port, the
+    certificate (to trust) and the SNI name of every handshake."""
+    cert, key = _certificate(tmp_path, "secure.test")
+    names: list[str | None] = []
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+
+    def record(_sock: ssl.SSLObject, name: str | None, _context: ssl.SSLContext) -> None:
+        names.append(name)
+
+    context.sni_callback = record
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = self.headers.get("Host", "").encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1], cert, names
+    server.shutdown()
+    server.server_close()
+
+
+def test_https_keeps_the_name_for_sni_and_the_certificate(
+    tls_server: tuple[int, Path, list[str | None]], loopback_is_public: None
+) -> None:
+    port, cert, names = tls_server
+    trust = ssl.create_default_context(cafile=str(cert))
+    with new_client(verify=trust) as client:
+        got = fetch_url(
+            client,
+            f"https://secure.test:{port}/x",
+            timeout=5,
+            max_bytes=10**6,
+            allow_private=False,
+            resolver=lambda host, port: ["127.0.0.1"],
+        )
+    assert got.data == f"secure.test:{port}".encode()  # the Host header the server saw
+    assert names == ["secure.test"]  # SNI named the host; the certificate (for the name only) verified
+
+
 def test_status_size_and_time_limits() -> None:
-    with ImageServer() as server, httpx.Client() as client:
+    with ImageServer() as server, new_client() as client:
         got = fetch_url(client, f"{server.url}/img/1.png", timeout=5, max_bytes=10**6, allow_private=True)
         assert got.data.startswith(b"\x89PNG") and got.content_type == "image/png"
         with pytest.raises(FetchFailed) as missing:

@@ -31,6 +31,7 @@ from modelyard.metrics import Metrics
 from modelyard.migrate import upgrade
 from modelyard.pipelines.api import events_router, pipelines_router
 from modelyard.pipelines.runner import close as close_pipelines
+from modelyard.pipelines.watch import PipelineCollector
 from modelyard.registry.api import router as registry_router
 from modelyard.serving.api import router as serving_router
 from modelyard.serving.fastpath import FAST_PREFIXES, InferFastPath
@@ -222,7 +223,8 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
 
     @app.get("/metrics", tags=["health"], response_class=Response)
     def metrics() -> Response:
-        """Prometheus metrics: requests per route, predictions per model, loaded models, batching."""
+        """Prometheus metrics: requests per route, predictions per model, loaded models, batching, job
+        queues and workers, pipeline stage runs and events by state, stage run times and raw data fetches."""
         return Response(ctx.metrics.render(), media_type="text/plain; version=0.0.4")
 
     app.include_router(keys_router)
@@ -239,4 +241,7 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
     if "queue_collector" not in ctx.extras:  # one per registry, however many apps share the context
         ctx.extras["queue_collector"] = QueueCollector(ctx)
         ctx.metrics.registry.register(ctx.extras["queue_collector"])
+    if "pipeline_collector" not in ctx.extras:
+        ctx.extras["pipeline_collector"] = PipelineCollector(ctx)
+        ctx.metrics.registry.register(ctx.extras["pipeline_collector"])
     return app

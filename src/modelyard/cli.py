@@ -767,6 +767,21 @@ def pipelines_submit(
     console.print(f"{created} events submitted, {existing} already existed")
 
 
+ForceOpt = Annotated[bool, typer.Option("--force", help="Cancel pending and running events first")]
+
+
+@pipelines_app.command("rm")
+def pipelines_rm(name: str, force: ForceOpt = False, url: UrlOpt = None, api_key: KeyOpt = None) -> None:
+    """Delete a pipeline with its events, stage runs and stored outputs (refused while events are
+    pending or running, unless --force)."""
+    try:
+        with _client(url, api_key) as client:
+            client.delete_pipeline(name, force=force)
+    except (ApiError, httpx.HTTPError) as exc:
+        raise _fail(exc) from exc
+    console.print(f"deleted pipeline {name}")
+
+
 @pipelines_app.command("events")
 def pipelines_events(
     pipeline: str,
@@ -931,6 +946,18 @@ def events_cancel(event_id: str, url: UrlOpt = None, api_key: KeyOpt = None) -> 
     """Cancel an event."""
     e = _call("POST", f"/api/v1/events/{event_id}/cancel", url, api_key)
     console.print(f"{e['name']} {e['state']}")
+
+
+@events_app.command("rm")
+def events_rm(event_id: str, force: ForceOpt = False, url: UrlOpt = None, api_key: KeyOpt = None) -> None:
+    """Delete an event with its stage runs and stored outputs (refused while it is pending or running,
+    unless --force)."""
+    try:
+        with _client(url, api_key) as client:
+            client.delete_event(event_id, force=force)
+    except (ApiError, httpx.HTTPError) as exc:
+        raise _fail(exc) from exc
+    console.print(f"deleted event {event_id}")
 
 
 def main() -> None:

@@ -30,7 +30,7 @@ class ApiError(Exception):
 
 
 class Client:
-    """Registry, prediction and job operations against one modelyard server."""
+    """Registry, prediction, job and pipeline operations against one modelyard server."""
 
     def __init__(self, url: str | None = None, *, api_key: str | None = None, timeout: float = 60.0):
         self.url = (url or os.environ.get("MODELYARD_URL") or "http://127.0.0.1:8000").rstrip("/")
@@ -144,6 +144,15 @@ class Client:
             headers={"Content-Type": "application/json"},
         )
         return result
+
+    # pipelines
+    def delete_pipeline(self, name: str, *, force: bool = False) -> None:
+        """Delete a pipeline with its events and stored outputs (``force``: cancel running events first)."""
+        self.request("DELETE", f"/api/v1/pipelines/{name}", params={"force": force})
+
+    def delete_event(self, event_id: str, *, force: bool = False) -> None:
+        """Delete an event with its stage runs and stored outputs (``force``: cancel it first if running)."""
+        self.request("DELETE", f"/api/v1/events/{event_id}", params={"force": force})
 
     def create_key(self, name: str, scopes: list[str]) -> dict[str, Any]:
         """Create an API key (needs an admin key); the secret is in the answer only."""

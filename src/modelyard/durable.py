@@ -43,6 +43,7 @@ WORKFLOW_MODULES: list[str] = ["modelyard.jobs.workflows", "modelyard.pipelines.
 APP_NAME = "modelyard"
 # Fixed across processes and restarts: DBOS only recovers and dequeues work of its own version.
 APP_VERSION = "modelyard-1"
+# How often a worker polls a DBOS queue (``jobs.chunks``): a chunk waits up to this long after a slot frees.
 POLL_SECONDS = 0.05
 # DBOS's notification listener (events, messages; on SQLite it polls) is not on the path of queued work,
 # and on SQLite its polls compete with checkpoints for the file: poll it less often.
@@ -242,7 +243,7 @@ class Durable:
             if row is None:
                 row = Worker(executor_id=self.executor_id, host=socket.gethostname(), pid=os.getpid())
                 session.add(row)
-            row.queues = self.listen or sorted(QUEUES)
+            row.queues = self.listen or sorted(set(QUEUES) | set(LOOPS))
             row.state, row.heartbeat_at = "alive", utcnow()
 
     def _monitor(self) -> None:

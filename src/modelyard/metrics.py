@@ -8,6 +8,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+STAGE_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 
 
 class Metrics:
@@ -65,6 +66,23 @@ class Metrics:
             "Time a request waited in the batch queue.",
             ["model"],
             buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+
+        # Observed by the worker that settles a stage run (``/metrics`` of a server with an in-process
+        # worker); stage runs and events by state are read from the database at scrape time instead.
+        self.stage_seconds = Histogram(
+            "modelyard_pipeline_stage_run_seconds",
+            "Time of stage runs settled by this process's worker, by pipeline, stage and outcome "
+            "(done, cached, retry, failed).",
+            ["pipeline", "stage", "outcome"],
+            buckets=STAGE_BUCKETS,
+            registry=r,
+        )
+        self.raw_fetches = Counter(
+            "modelyard_pipeline_raw_fetches_total",
+            "Reads of events' raw data by this process's worker, by pipeline and result (fetched, failed).",
+            ["pipeline", "result"],
             registry=r,
         )
 

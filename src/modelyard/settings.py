@@ -67,7 +67,13 @@ class Settings(BaseSettings):
     )
     heartbeat_seconds: float = Field(2.0, description="How often a worker writes its heartbeat.")
     heartbeat_timeout_seconds: float = Field(10.0, description="Heartbeat age after which a worker is dead.")
-    job_chunk_rows: int = Field(50_000, description="Rows per chunk of a batch job.")
+    job_chunk_rows: int = Field(
+        0, description="Rows per chunk of a batch job; 0 sizes chunks by job_chunk_bytes of model input."
+    )
+    job_chunk_bytes: int = Field(
+        16 * 1024 * 1024,
+        description="Model input per chunk when job_chunk_rows is 0 (e.g. 209,715 rows of 20 float32).",
+    )
     job_max_attempts: int = Field(
         3, description="Attempts per job chunk before it lands in the dead-letter list."
     )
@@ -75,7 +81,14 @@ class Settings(BaseSettings):
         1.0, description="Wait before the first retry of a failed chunk; doubles with every attempt."
     )
     job_queue_concurrency: int = Field(
-        16, description="Job workflows (planning, single-chunk jobs) one worker runs at once."
+        4, description="Batches of queued jobs (planning, single-chunk jobs) one worker runs at once."
+    )
+    job_claim_batch: int = Field(
+        32, description="Most queued jobs one worker claims into one batch (one durable workflow)."
+    )
+    job_poll_seconds: float = Field(0.05, description="How often an idle worker looks for queued jobs.")
+    job_claim_timeout_seconds: float = Field(
+        30.0, description="Claimed jobs whose batch never started are queued again after this long."
     )
     job_row_errors_kept: int = Field(
         100, description="Malformed rows listed per chunk with their row number (all of them are counted)."

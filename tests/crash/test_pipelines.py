@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from modelyard.app import build_context
 from modelyard.context import AppContext
 from modelyard.durable import Worker, close_clients
-from modelyard.pipelines import events, service
+from modelyard.pipelines import service, submission
 from modelyard.pipelines.models import Event, EventState, StageRun, StageState
 from modelyard.pipelines.runner import close
 from modelyard.pipelines.schemas import EventCreate
@@ -72,7 +72,7 @@ def test_killed_worker_loses_nothing_and_writes_nothing_twice(crash_ctx: AppCont
     logs = tmp_path / "executions"
     logs.mkdir()
     paths = write_images(ctx.settings.data_dir / "in", EVENTS)
-    events.submit_events(
+    submission.submit_events(
         ctx, "crashy", [EventCreate(name=p.stem, source=str(p), params={"log_dir": str(logs)}) for p in paths]
     )
     first = worker(ctx, "crash-w1")

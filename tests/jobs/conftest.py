@@ -31,11 +31,8 @@ class FakeDispatcher:
         self.cancelled: list[str] = []
         self.forgotten: list[str] = []
         self.schedules: dict[str, dict[str, Any]] = {}
-        self.fail_enqueue = False
 
     def enqueue(self, workflow: str, queue: str, workflow_id: str, *args: Any) -> None:
-        if self.fail_enqueue:
-            raise ConnectionError("system database unreachable")
         if workflow_id not in self.ids():
             self.enqueued.append((workflow, queue, workflow_id, args))
 

@@ -6,12 +6,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from modelyard.context import AppContext
 from modelyard.db import utcnow
 from modelyard.errors import Conflict
-from modelyard.jobs import runner, service, submission
+from modelyard.jobs import dispatch, runner, service, submission
 from modelyard.jobs.models import ChunkState, Job, JobChunk
 from modelyard.jobs.schemas import JobCreate, JobOptions
 from tests.jobs.conftest import fake, features, jobs_in_db, stored, write_csv
@@ -33,10 +33,11 @@ def test_cancel_retry_and_delete(ctx: AppContext, tmp_path: Path) -> None:
         service.retry(ctx, job.id)
     assert service.cancel(ctx, job.id).state == "cancelled"
     assert service.cancel(ctx, job.id).state == "cancelled"  # cancelling twice is harmless
-    assert fake(ctx).cancelled == [f"job-{job.id}"]
+    assert fake(ctx).enqueued == []  # a planned job's chunks run off its row: nothing to cancel in DBOS
     retried = service.retry(ctx, job.id)
     assert (retried.state, retried.generation) == ("running", 1)
-    assert fake(ctx).ids()[-2:] == [f"job-{job.id}-c000001-g1", f"job-{job.id}-c000002-g1"]
+    claimed = dispatch.claim_chunks(ctx, 10)  # its chunks wait again, for any worker
+    assert [(j, i) for _, j, i in claimed] == [(job.id, 1), (job.id, 2)]
     for index in (1, 2):
         runner.run_chunk(ctx, job.id, index)
     with ctx.uow() as session:
@@ -47,7 +48,6 @@ def test_cancel_retry_and_delete(ctx: AppContext, tmp_path: Path) -> None:
         service.retry(ctx, job.id)
     service.delete(ctx, job.id)
     assert stored(ctx) == [] and jobs_in_db(ctx) == 0
-    assert fake(ctx).forgotten == [f"job-{job.id}"]
 
 
 def test_dead_letter_retry_reruns_only_that_chunk(ctx: AppContext, tmp_path: Path) -> None:
@@ -61,7 +61,7 @@ def test_dead_letter_retry_reruns_only_that_chunk(ctx: AppContext, tmp_path: Pat
     with pytest.raises(Conflict, match="not failed, dead or cancelled"):
         service.retry(ctx, job.id, [0])
     service.retry(ctx, job.id, [1])
-    assert fake(ctx).ids()[-1] == f"job-{job.id}-c000001-g1"
+    assert [(j, i) for _, j, i in dispatch.claim_chunks(ctx, 10)] == [(job.id, 1)]
     runner.run_chunk(ctx, job.id, 1)
     with ctx.uow() as session:
         done = session.get_one(Job, job.id)
@@ -96,12 +96,76 @@ def test_progress_reports_rate_and_eta(ctx: AppContext) -> None:
     assert public.links["events"] == f"/api/v1/jobs/{job.id}/events"
 
 
-def test_orphaned_queued_jobs_are_enqueued_again(ctx: AppContext) -> None:
-    job = submission.submit(ctx, JobCreate(model="churn", rows=[[0.0] * 20]))
-    fake(ctx).enqueued.clear()  # as if the process died between the commit and the enqueue
-    assert service.requeue_orphans(ctx) == 0  # too young: its enqueue may still be on its way
+def queued_claims(ctx: AppContext) -> dict[str, str | None]:
     with ctx.uow() as session:
-        session.execute(update(Job).values(updated_at=utcnow() - timedelta(minutes=1)))
-    assert service.requeue_orphans(ctx) == 1
-    assert service.requeue_orphans(ctx) == 0
-    assert fake(ctx).ids() == [f"job-{job.id}"]
+        return dict(session.execute(select(Job.id, Job.batch_id).where(Job.state == "queued")).all())
+
+
+def test_queued_jobs_are_claimed_in_batches_oldest_first_and_once(ctx: AppContext) -> None:
+    ids = [submission.submit(ctx, JobCreate(model="churn", rows=[[0.0] * 20])).id for _ in range(5)]
+    assert fake(ctx).enqueued == []  # submitting writes the row and nothing else
+    first = dispatch.claim(ctx, 3)
+    second = dispatch.claim(ctx, 3)
+    assert first is not None and second is not None
+    assert first[1] == ids[:3] and second[1] == ids[3:]  # oldest first, no job in two batches
+    assert dispatch.claim(ctx, 3) is None
+    assert dispatch.batch_jobs(ctx, first[0]) == ids[:3]
+    # a retried job that never got planned waits to be claimed again
+    service.cancel(ctx, ids[0])
+    service.retry(ctx, ids[0])
+    again = dispatch.claim(ctx, 3)
+    assert again is not None and again[1] == [ids[0]]
+
+
+def test_claims_whose_workflow_never_started_are_queued_again(ctx: AppContext) -> None:
+    ids = [submission.submit(ctx, JobCreate(model="churn", rows=[[0.0] * 20])).id for _ in range(4)]
+    lost, started = dispatch.claim(ctx, 2), dispatch.claim(ctx, 2)
+    assert lost is not None and started is not None
+    statuses = {started[0]: "PENDING"}  # the second batch's workflow runs; the first never started
+    assert dispatch.sweep(ctx, statuses.get) == 0  # too young: its workflow may be starting right now
+    with ctx.uow() as session:
+        session.execute(update(Job).values(claimed_at=utcnow() - timedelta(minutes=5)))
+    assert dispatch.sweep(ctx, lambda batches: {b: statuses[b] for b in batches if b in statuses}) == 2
+    claims = queued_claims(ctx)
+    assert [claims[i] for i in ids] == [None, None, started[0], started[0]]
+    retaken = dispatch.claim(ctx, 10)
+    assert retaken is not None and retaken[1] == ids[:2]
+
+
+def test_a_batch_that_cannot_start_gives_its_jobs_back(ctx: AppContext) -> None:
+    ids = [submission.submit(ctx, JobCreate(model="churn", rows=[[0.0] * 20])).id for _ in range(3)]
+
+    def refuse(batch_id: str) -> None:
+        raise ConnectionError("system database unreachable")
+
+    loop = dispatch.JobDispatcher(ctx, refuse)
+    assert loop.dispatch_once() == 1  # claimed one batch, failed to start it
+    assert loop.started == 0 and loop.inflight == 0
+    assert queued_claims(ctx) == {i: None for i in ids}
+
+
+def test_waiting_chunks_are_claimed_once_and_freed_if_their_workflow_never_started(ctx: AppContext) -> None:
+    job = submission.submit(ctx, JobCreate(model="churn", rows=features(250).tolist()))
+    assert dispatch.claim_chunks(ctx, 10) == []  # not planned yet: no chunks
+    runner.plan_job(ctx, job.id)
+    first = dispatch.claim_chunks(ctx, 2)
+    rest = dispatch.claim_chunks(ctx, 2)
+    assert [i for _, _, i in first] == [0, 1] and [i for _, _, i in rest] == [2]
+    assert dispatch.claim_chunks(ctx, 2) == [] and not dispatch.chunks_waiting(ctx)
+    assert len({c for c, _, _ in first + rest}) == 3  # one claim (one workflow id) per chunk
+    runner.run_chunk(ctx, job.id, 0)  # the first claim's workflow ran; the second's never started
+    with ctx.uow() as session:
+        session.execute(update(JobChunk).values(claimed_at=utcnow() - timedelta(minutes=5)))
+    started = {first[0][0]: "SUCCESS", rest[0][0]: "PENDING"}
+    assert dispatch.sweep_chunks(ctx, lambda ids: {i: started[i] for i in ids if i in started}) == 1
+    assert [(j, i) for _, j, i in dispatch.claim_chunks(ctx, 10)] == [(job.id, 1)]
+
+
+def test_a_lone_chunk_belongs_to_the_batch_that_planned_it(ctx: AppContext) -> None:
+    job = submission.submit(ctx, JobCreate(model="churn", rows=features(5).tolist()))
+    batch = dispatch.claim(ctx, 10)
+    assert batch is not None
+    assert runner.plan_job(ctx, job.id)["chunks"] == 1
+    assert dispatch.claim_chunks(ctx, 10) == []  # the planning workflow runs it; nobody else may
+    with ctx.uow() as session:
+        assert session.get_one(JobChunk, (job.id, 0)).batch_id == batch[0]

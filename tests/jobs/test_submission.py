@@ -9,19 +9,21 @@ import numpy as np
 import pytest
 
 from modelyard.context import AppContext
-from modelyard.errors import InvalidInput, ModelNotFound, NotFound, PayloadTooLarge, Unavailable
-from modelyard.jobs import service, submission
-from modelyard.jobs.schemas import JobCreate
+from modelyard.errors import InvalidInput, ModelNotFound, NotFound, PayloadTooLarge
+from modelyard.jobs import dispatch, service, submission
+from modelyard.jobs.schemas import JobCreate, JobOptions
 from tests.jobs.conftest import COLUMNS, fake, features, jobs_in_db, run_job, stored, write_csv
 
 
-def test_inline_rows_are_stored_and_the_job_workflow_enqueued(ctx: AppContext) -> None:
+def test_inline_rows_are_stored_and_the_job_queued_as_a_row(ctx: AppContext) -> None:
     rows = [dict(zip(COLUMNS, r, strict=True)) for r in features(2).tolist()]
     job = submission.submit(ctx, JobCreate(model="churn", rows=rows))
     assert (job.state, job.version, job.input_kind, job.total_rows) == ("queued", 1, "inline", 2)
     assert job.options["output_format"] == "jsonl"
     assert stored(ctx) == [f"jobs/{job.id}/input.npy"]
-    assert fake(ctx).enqueued == [(service.JOB_WORKFLOW, service.JOB_QUEUE, f"job-{job.id}", (job.id,))]
+    assert fake(ctx).enqueued == []  # the row is the queue entry: a worker's dispatcher claims it
+    claimed = dispatch.claim(ctx, 10)
+    assert claimed is not None and claimed[1] == [job.id]
     assert run_job(ctx, job.id).rows_done == 2
 
 
@@ -64,15 +66,21 @@ def test_uri_input_is_read_in_place(ctx: AppContext, tmp_path: Path) -> None:
     assert ctx.storage.exists("in/x.csv")  # a uri input is the user's, not the job's
 
 
-def test_an_enqueue_failure_fails_the_job_and_says_so(ctx: AppContext) -> None:
-    fake(ctx).fail_enqueue = True
-    with pytest.raises(Unavailable, match="could not be queued"):
-        submission.submit(ctx, JobCreate(model="churn", rows=[[0.0] * 20]))
-    assert stored(ctx) == []
-
-
 def test_inline_rows_keep_their_float_values(ctx: AppContext) -> None:
     x = features(3)
     job = submission.submit(ctx, JobCreate(model="churn", rows=x.tolist()))
     stored_rows = np.load(ctx.storage.local_path(job.input_key))  # type: ignore[arg-type]
     np.testing.assert_array_equal(stored_rows, x)
+
+
+def test_chunks_are_sized_by_bytes_of_model_input_unless_set(ctx: AppContext) -> None:
+    ctx.settings.job_chunk_rows = 0
+    ctx.settings.job_chunk_bytes = 5_000 * 20 * 4  # 5,000 rows of the model's 20 float32 features
+    row = [[0.0] * 20]
+    assert submission.submit(ctx, JobCreate(model="churn", rows=row)).options["chunk_rows"] == 5_000
+    ctx.settings.job_chunk_bytes = 10  # bounded below: a chunk's bookkeeping must stay small beside its work
+    assert submission.submit(ctx, JobCreate(model="churn", rows=row)).options["chunk_rows"] == 1_000
+    own = JobCreate(model="churn", rows=row, options=JobOptions(chunk_rows=7))
+    assert submission.submit(ctx, own).options["chunk_rows"] == 7
+    ctx.settings.job_chunk_rows = 300
+    assert submission.submit(ctx, JobCreate(model="churn", rows=row)).options["chunk_rows"] == 300

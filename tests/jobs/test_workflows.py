@@ -13,7 +13,7 @@ from dbos import DBOS
 from modelyard.app import build_context
 from modelyard.context import AppContext
 from modelyard.durable import Durable, close_clients, dispatcher
-from modelyard.jobs import schedules, service, submission
+from modelyard.jobs import queues, schedules, service, submission
 from modelyard.jobs.models import Job, JobChunk
 from modelyard.jobs.schemas import JobCreate, ScheduleCreate
 from modelyard.settings import Settings
@@ -62,13 +62,19 @@ def final(ctx: AppContext, job_id: str) -> Job:
     return eventually(probe)
 
 
-def test_job_chunks_run_on_the_chunk_queue(live: AppContext) -> None:
+def test_job_chunks_are_claimed_and_run_one_workflow_each(live: AppContext) -> None:
     job = submission.submit(live, JobCreate(model="churn", rows=features(250).tolist()))
     done = final(live, job.id)
     assert (done.state, done.rows_done, done.chunk_count) == ("succeeded", 250, 3)
-    # the last chunk settles the job inside its step; its workflow records SUCCESS just after
-    status = eventually(lambda: _succeeded(service.chunk_workflow_id(job.id, 2)))
-    assert status.queue_name == service.CHUNK_QUEUE
+    with live.uow() as session:
+        chunks = service.list_chunks(session=session, job_id=job.id)
+        claims = [c.batch_id for c in session.query(JobChunk).where(JobChunk.job_id == job.id)]
+    assert [(c.state, c.attempts) for c in chunks] == [("done", 1)] * 3
+    assert len(set(claims)) == 3 and None not in claims
+    # the last chunk settles the job inside its step; its workflow (id: the claim) records SUCCESS just after
+    for claim in claims:
+        status = eventually(lambda claim=claim: _succeeded(claim))
+        assert (status.name, status.executor_id) == (service.CHUNK_WORKFLOW, "test-worker")
     _, tables = service.results(live, job.id)
     assert [r for t in tables for r in t.column("row").to_pylist()] == list(range(250))
 
@@ -109,10 +115,11 @@ def test_a_chunk_failing_every_attempt_is_a_dead_letter_that_can_be_resubmitted(
         letters, total = service.list_dead_letters(session=session)
     assert total == 1 and letters[0].attempts == live.settings.job_max_attempts
     assert "OSError: disk on fire" in (letters[0].traceback or "")
-    # the workflow ends in ERROR, so the queue page counts the item failed
-    eventually(
-        lambda: getattr(DBOS.get_workflow_status(service.job_workflow_id(job.id)), "status", "") == "ERROR"
-    )
+    # the queue page counts the job failed
+    page = queues.snapshot(live)
+    jobs_queue = next(q for q in page.queues if q.name == service.JOB_QUEUE)
+    assert (jobs_queue.failed_last_hour, jobs_queue.length, jobs_queue.running) == (1, 0, 0)
+    assert page.dead_letters == 1
     monkeypatch.setattr(live.inference, "predict_sync", real)
     service.retry(live, job.id, [0])
     assert final(live, job.id).state == "succeeded"

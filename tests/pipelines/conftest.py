@@ -13,7 +13,7 @@ import yaml
 
 from modelyard.app import build_context
 from modelyard.context import AppContext
-from modelyard.pipelines import events, service
+from modelyard.pipelines import service, submission
 from modelyard.pipelines.dispatch import StageDispatcher
 from modelyard.pipelines.models import Event, StageRun
 from modelyard.pipelines.runner import close
@@ -61,7 +61,7 @@ def apply_yaml(ctx: AppContext, text: str) -> Any:
 
 
 def submit(ctx: AppContext, pipeline: str, *items: tuple[str, str], **kwargs: Any) -> list[str]:
-    got = events.submit_events(ctx, pipeline, [EventCreate(name=n, source=s, **kwargs) for n, s in items])
+    got = submission.submit_events(ctx, pipeline, [EventCreate(name=n, source=s, **kwargs) for n, s in items])
     return [e.id for e in got]
 
 

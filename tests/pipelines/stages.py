@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import numpy as np
 from modelyard.pipelines.stages import StageCall
 
 log = logging.getLogger("tests.stages")
+RELEASE = threading.Event()  # what ``stuck`` calls wait for; tests set it once done with them
 
 
 def size(call: StageCall) -> dict[str, Any]:
@@ -70,3 +72,11 @@ def record(call: StageCall) -> dict[str, Any]:
 
 def join(call: StageCall) -> dict[str, Any]:
     return {"inputs": sorted(call.inputs)}
+
+
+def stuck(call: StageCall) -> dict[str, Any]:
+    """Does not return in time for an event whose params say ``stuck``: it waits for ``RELEASE``."""
+    if call.params.get("stuck"):
+        print(f"{call.event} waits")
+        RELEASE.wait()
+    return {"ok": True}

@@ -10,7 +10,7 @@ from sqlalchemy import update
 from modelyard.context import AppContext
 from modelyard.db import utcnow
 from modelyard.errors import OutputArchived
-from modelyard.pipelines import archive, events
+from modelyard.pipelines import archive, control, events
 from modelyard.pipelines.models import Event
 from tests.imageserver import ImageServer
 from tests.pipelines.conftest import apply_yaml, drain, runs, submit, write_images
@@ -74,7 +74,7 @@ def test_fetched_raw_data_is_archived_and_restored(ctx: AppContext, image_server
     age(ctx, eid, 2)
     archive.archive_due(ctx)
     assert events.get_event(ctx, eid).raw.location == f"archive/pipelines/raw/{eid}"  # type: ignore[union-attr]
-    events.rerun(ctx, eid)  # a re-run of an archived event restores it first
+    control.rerun(ctx, eid)  # a re-run of an archived event restores it first
     drain(ctx)
     assert events.get_event(ctx, eid).raw.location == f"pipelines/raw/{eid}"  # type: ignore[union-attr]
     assert events.read_output(ctx, eid, "b")[1] == "application/x-npy"

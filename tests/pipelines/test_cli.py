@@ -73,3 +73,28 @@ def test_apply_submit_and_inspect_from_the_command_line(server: Any, tmp_path: P
     errors = cli(server, "pipelines", "errors", "looks")
     assert "RuntimeError" in errors.output and "3" in errors.output
     assert cli(server, "events", "rerun", eid, "--stage", "aspect").exit_code == 0
+
+
+def test_rm_deletes_events_and_pipelines_and_refuses_live_ones_without_force(
+    server: Any, tmp_path: Path
+) -> None:
+    from modelyard.pipelines import events
+
+    spec = tmp_path / "looks.yaml"
+    spec.write_text(SPEC)
+    assert cli(server, "pipelines", "apply", str(spec)).exit_code == 0
+    paths = write_images(server.ctx.settings.data_dir / "in", 2)
+    for p in paths:
+        cli(server, "pipelines", "submit", "looks", "--name", p.stem, "--source", str(p))
+    first, second = (e.id for e in events.list_events(server.ctx, "looks").items)
+    refused = cli(server, "events", "rm", first)
+    assert refused.exit_code == 1 and "it is pending or running" in " ".join(refused.output.split())
+    assert cli(server, "events", "rm", first, "--force").exit_code == 0
+    assert cli(server, "events", "show", first).exit_code == 1  # gone: 404
+    busy = cli(server, "pipelines", "rm", "looks")
+    assert busy.exit_code == 1 and "1 event is pending or running" in " ".join(busy.output.split())
+    assert [e.id for e in events.list_events(server.ctx, "looks").items] == [second]  # nothing lost
+    gone = cli(server, "pipelines", "rm", "looks", "--force")
+    assert gone.exit_code == 0 and "deleted pipeline looks" in gone.output
+    missing = cli(server, "pipelines", "show", "looks")
+    assert missing.exit_code == 1 and "pipeline-not-found" in missing.output

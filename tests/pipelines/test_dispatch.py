@@ -83,6 +83,20 @@ stages:
     assert len({runs(ctx, e)["s"].batch_id for e in ids}) == 3
 
 
+def test_a_claim_counts_what_it_took_and_an_empty_one_is_none(ctx: AppContext) -> None:
+    apply_yaml(ctx, PARALLEL)
+    paths = write_images(ctx.settings.data_dir / "in", 3)
+    ids = submit(ctx, "parallel", *[(p.stem, str(p)) for p in paths])
+    pipeline_id = runs(ctx, ids[0])["raw"].pipeline_id
+    first = dispatch.claim(ctx, pipeline_id, "raw", 2)
+    second = dispatch.claim(ctx, pipeline_id, "raw", 2)
+    assert first is not None and second is not None and (first[1], second[1]) == (2, 1)
+    assert dispatch.claim(ctx, pipeline_id, "raw", 2) is None  # nothing ready: no empty batch
+    assert [runner.run_batch(ctx, b[0])["runs"] for b in (first, second)] == [2, 1]
+    drain(ctx)
+    assert all(event(ctx, e).state == EventState.COMPLETE for e in ids)
+
+
 def test_stale_claims_are_made_ready_again(ctx: AppContext) -> None:
     apply_yaml(ctx, PARALLEL)
     [path] = write_images(ctx.settings.data_dir / "in", 1)

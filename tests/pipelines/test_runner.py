@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from modelyard.context import AppContext
-from modelyard.pipelines import events
+from modelyard.pipelines import control, events, submission
 from modelyard.pipelines.models import EventState, StageState
+from modelyard.pipelines.schemas import EventCreate
 from tests.pipelines.conftest import apply_yaml, drain, event, runs, submit, write_images
 
 CHAIN = """
@@ -68,12 +69,12 @@ def test_a_subset_of_stages_pulls_in_its_dependencies_only(ctx: AppContext) -> N
 def test_the_same_event_name_twice_does_not_run_twice(ctx: AppContext) -> None:
     apply_yaml(ctx, CHAIN)
     [path] = write_images(ctx.settings.data_dir / "in", 1)
-    first = events.submit_events(ctx, "chain", [events.EventCreate(name="x", source=str(path))])
+    first = submission.submit_events(ctx, "chain", [EventCreate(name="x", source=str(path))])
     drain(ctx)
-    again = events.submit_events(
+    again = submission.submit_events(
         ctx,
         "chain",
-        [events.EventCreate(name="x", source=str(path)), events.EventCreate(name="x", source="other")],
+        [EventCreate(name="x", source=str(path)), EventCreate(name="x", source="other")],
     )
     assert first[0].created and not again[0].created and not again[1].created
     assert again[0].id == again[1].id == first[0].id
@@ -180,7 +181,7 @@ def test_rerun_is_served_from_the_content_hash_cache(ctx: AppContext) -> None:
     [eid] = submit(ctx, "chain", ("e", str(path)))
     drain(ctx)
     before = runs(ctx, eid)
-    events.rerun(ctx, eid)
+    control.rerun(ctx, eid)
     drain(ctx)
     after = runs(ctx, eid)
     assert event(ctx, eid).state == EventState.COMPLETE and event(ctx, eid).runs == 2
@@ -194,7 +195,7 @@ def test_rerun_of_one_stage_resets_it_and_its_dependents_only(ctx: AppContext) -
     [path] = write_images(ctx.settings.data_dir / "in", 1)
     [eid] = submit(ctx, "diamond", ("e", str(path)))
     drain(ctx)
-    events.rerun(ctx, eid, stage="b", force=True)
+    control.rerun(ctx, eid, stage="b", force=True)
     r = runs(ctx, eid)
     assert r["b"].state == StageState.READY and r["d"].state == StageState.PENDING
     assert r["a"].state == r["c"].state == StageState.DONE
@@ -224,7 +225,7 @@ def test_cancel_skips_what_has_not_run(ctx: AppContext) -> None:
     apply_yaml(ctx, CHAIN)
     [path] = write_images(ctx.settings.data_dir / "in", 1)
     [eid] = submit(ctx, "chain", ("e", str(path)))
-    events.cancel(ctx, eid)
+    control.cancel(ctx, eid)
     drain(ctx)
     assert event(ctx, eid).state == EventState.CANCELLED
     assert {r.state for r in runs(ctx, eid).values()} == {StageState.SKIPPED}

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import select
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from modelyard.context import AppContext
-from modelyard.pipelines import events
+from modelyard.pipelines import events, watch
 from modelyard.pipelines.models import EventState, StageState
 from tests.imageserver import ImageServer
+from tests.pipelines import stages
 from tests.pipelines.conftest import apply_yaml, drain, event, register_model, runs, submit, write_images
 
 INFERRERS = """
@@ -181,3 +186,95 @@ stages:
         2.0 * path.stat().st_size,
         3.0 * path.stat().st_size,
     ]
+
+
+@pytest.fixture
+def release_stuck_calls() -> Iterator[None]:
+    """Stuck calls wait until the test ends; a watchdog frees them sooner if timeouts do not work, so a
+    broken timeout fails the test instead of hanging it."""
+    stages.RELEASE.clear()
+    watchdog = threading.Timer(30, stages.RELEASE.set)
+    watchdog.start()
+    yield
+    stages.RELEASE.set()
+    watchdog.cancel()
+
+
+def test_a_python_call_past_its_timeout_is_abandoned_retried_then_failed(
+    ctx: AppContext, release_stuck_calls: None
+) -> None:
+    apply_yaml(
+        ctx,
+        """
+name: slow
+stages:
+  wait:
+    type: python
+    callable: "tests.pipelines.stages:stuck"
+    timeout_seconds: 0.2
+    retry: {max_attempts: 2, backoff_seconds: 0}
+  other: {type: python, callable: "tests.pipelines.stages:size"}
+""",
+    )
+    paths = write_images(ctx.settings.data_dir / "in", 2)
+    [hung] = submit(ctx, "slow", ("hung", str(paths[0])), params={"stuck": True})
+    [fine] = submit(ctx, "slow", ("fine", str(paths[1])))
+    drain(ctx)  # returns although a call never did
+    r = runs(ctx, hung)
+    assert (r["wait"].state, r["wait"].attempts, r["wait"].error_type) == (StageState.FAILED, 2, "timeout")
+    assert "timeout_seconds of 0.2 s" in (r["wait"].error or "")
+    assert r["wait"].duration_ms == pytest.approx(200, abs=1)
+    assert r["other"].state == StageState.DONE  # the event's other branch ran
+    assert (event(ctx, hung).state, event(ctx, hung).error_stage) == (EventState.FAILED, "wait")
+    assert event(ctx, fine).state == EventState.COMPLETE  # events after it in the batch flowed on
+    assert runs(ctx, fine)["wait"].result == {"ok": True}
+    logs = events.read_logs(ctx, hung, "wait")
+    assert logs.startswith("hung waits\n")  # what it printed before it was abandoned
+    assert "RELEASE.wait()" in logs  # and where it was
+    [group] = watch.error_report(ctx, "slow").groups
+    assert (group.stage, group.error_type, group.events) == ("wait", "timeout", ["hung"])
+
+
+def exited(pid: int, within: float = 10.0) -> bool:
+    """Whether process ``pid`` has ended, or ends within ``within`` seconds (waits on a pidfd)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        return bool(select.select([fd], [], [], within)[0])
+    finally:
+        os.close(fd)
+
+
+def test_a_command_past_its_timeout_is_killed_with_what_it_started(ctx: AppContext, tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    script = (
+        f'if [ "$EVENT_NAME" = hung ]; then sleep 60 & echo "$$ $!" >> {pids}; echo started; wait; fi; '
+        "echo quick"
+    )
+    apply_yaml(
+        ctx,
+        f"""
+name: cmd
+stages:
+  run:
+    type: command
+    command: [sh, -c, {script!r}]
+    timeout_seconds: 0.5
+    retry: {{max_attempts: 2, backoff_seconds: 0}}
+""",
+    )
+    paths = write_images(ctx.settings.data_dir / "in", 2)
+    hung, fine = submit(ctx, "cmd", ("hung", str(paths[0])), ("fine", str(paths[1])))
+    drain(ctx)
+    r = runs(ctx, hung)["run"]
+    assert (r.state, r.attempts, r.error_type) == (StageState.FAILED, 2, "timeout")
+    assert "timeout_seconds of 0.5 s and was killed" in (r.error or "")
+    logs = events.read_logs(ctx, hung, "run")
+    assert logs.startswith("started\n") and "StageTimeout" in logs
+    started = [int(pid) for line in pids.read_text().splitlines() for pid in line.split()]
+    assert len(started) >= 2  # the shell and its sleep, per attempt that got that far
+    assert all(exited(pid) for pid in started)  # the shell and the sleep it left running: both killed
+    assert event(ctx, fine).state == EventState.COMPLETE
+    assert events.read_output(ctx, fine, "run")[0] == b"quick\n"

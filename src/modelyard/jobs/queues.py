@@ -6,18 +6,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
+from sqlalchemy.orm import InstrumentedAttribute
 
 from modelyard import durable
 from modelyard.db import utcnow
-from modelyard.jobs.models import ChunkState, Job, JobChunk
+from modelyard.jobs.models import ChunkState, Job, JobChunk, JobState
 from modelyard.jobs.schemas import QueuePublic, QueuesPublic, WorkerPublic
-from modelyard.jobs.service import aware
+from modelyard.jobs.service import CHUNK_QUEUE, JOB_QUEUE, aware
 
 if TYPE_CHECKING:
     from modelyard.context import AppContext
@@ -29,13 +31,81 @@ RECENT_SECONDS = 300
 WORKERS_SHOWN_FOR = timedelta(days=1)
 
 
+@dataclass(frozen=True)
+class _Table:
+    """A queue that is a table: rows waiting in one state, running in another, ended in others."""
+
+    name: str
+    model: type[Job] | type[JobChunk]
+    waiting_since: InstrumentedAttribute[datetime]
+    waiting: str
+    running: str
+    succeeded: tuple[str, ...]
+    failed: tuple[str, ...]
+
+
+TABLES = (
+    _Table(
+        JOB_QUEUE,
+        Job,
+        Job.created_at,
+        JobState.QUEUED,
+        JobState.RUNNING,
+        (JobState.SUCCEEDED,),
+        (JobState.FAILED,),
+    ),
+    _Table(
+        CHUNK_QUEUE,
+        JobChunk,
+        JobChunk.queued_at,
+        ChunkState.QUEUED,
+        ChunkState.RUNNING,
+        (ChunkState.DONE,),
+        (ChunkState.FAILED, ChunkState.DEAD),
+    ),
+)
+
+
+def _table_queue(ctx: AppContext, q: _Table) -> QueuePublic:
+    """The figures of a queue that is a table (jobs, chunks)."""
+    now = utcnow()
+    hour, recent = now - timedelta(hours=1), now - timedelta(seconds=RECENT_SECONDS)
+    state, finished = q.model.state, q.model.finished_at
+    with ctx.uow() as session:
+        live = dict(
+            session.execute(
+                select(state, func.count()).where(state.in_([q.waiting, q.running])).group_by(state)
+            ).all()
+        )
+        oldest = session.scalar(select(func.min(q.waiting_since)).where(state == q.waiting))
+        ended = dict(
+            session.execute(
+                select(state, func.count())
+                .where(finished >= hour, state.in_([*q.succeeded, *q.failed]))
+                .group_by(state)
+            ).all()
+        )
+        lately = session.scalar(
+            select(func.count()).where(finished >= recent, state.in_([*q.succeeded, *q.failed]))
+        )
+    return QueuePublic(
+        name=q.name,
+        length=live.get(q.waiting, 0),
+        running=live.get(q.running, 0),
+        completed_last_hour=sum(ended.get(s, 0) for s in q.succeeded),
+        failed_last_hour=sum(ended.get(s, 0) for s in q.failed),
+        oldest_waiting_seconds=(now - aware(oldest)).total_seconds() if oldest is not None else None,
+        throughput_per_second=(lately or 0) / RECENT_SECONDS,
+    )
+
+
 def _queues(ctx: AppContext) -> list[QueuePublic]:
     now = utcnow()
     counts = durable.workflow_counts(
         ctx, since=now - timedelta(hours=1), recent_since=now - timedelta(seconds=RECENT_SECONDS)
     )
     names = sorted(set(durable.QUEUES) | {c.queue for c in counts})
-    out = []
+    out = [_table_queue(ctx, q) for q in TABLES]
     now_ms = now.timestamp() * 1000
     for name in names:
         mine = [c for c in counts if c.queue == name]

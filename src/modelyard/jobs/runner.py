@@ -175,6 +175,8 @@ def plan_job(ctx: AppContext, job_id: str) -> Outcome:
             )
             if not _rowcount(won):
                 return {"status": "stop"}
+            # a lone chunk is run by the planning workflow itself: claimed by its batch, nobody else takes it
+            lone = len(spans) == 1 and job.batch_id is not None
             session.add_all(
                 JobChunk(
                     job_id=job_id,
@@ -183,6 +185,8 @@ def plan_job(ctx: AppContext, job_id: str) -> Outcome:
                     row_end=s.row_end,
                     byte_start=s.byte_start,
                     byte_end=s.byte_end,
+                    batch_id=job.batch_id if lone else None,
+                    claimed_at=utcnow() if lone else None,
                 )
                 for i, s in enumerate(spans)
             )
@@ -248,6 +252,19 @@ def run_chunk(ctx: AppContext, job_id: str, index: int, executor_id: str | None 
     if isinstance(started, dict):
         return started
     job, chunk = started
+    done = work_chunk(ctx, job, chunk)
+    if isinstance(done, dict):
+        return done
+    _complete(ctx, job_id, index, *done)
+    return {"status": "done", "rows": done[0]}
+
+
+Done = tuple[int, list[tuple[int, str]], str | None]
+
+
+def work_chunk(ctx: AppContext, job: Job, chunk: JobChunk) -> Done | Outcome:
+    """The work of a started chunk: read, predict, write the output under its key. (rows, row errors,
+    output key) to record, or the outcome of a failure (already recorded on the chunk)."""
     try:
         ref = resolve(ctx, job.model, job.version)
         features = inputs.Features.from_signature(ref.signature, ref.metadata)
@@ -259,18 +276,17 @@ def run_chunk(ctx: AppContext, job_id: str, index: int, executor_id: str | None 
         key = None
         if len(rows.rows):
             outputs = ctx.inference.predict_sync(ref, {features.input_name: rows.values})
-            key = output_key(job_id, index)
+            key = output_key(job.id, chunk.index)
             ctx.storage.put_bytes(key, table_bytes(chunk_table(rows.rows, outputs)))
     except Exception as exc:
         if _permanent(exc):
             assert isinstance(exc, ModelyardError)
-            _chunk_failed(ctx, job_id, index, ChunkState.FAILED, exc.code, exc.detail, None, [])
+            _chunk_failed(ctx, job.id, chunk.index, ChunkState.FAILED, exc.code, exc.detail, None, [])
             return {"status": "failed", "error": exc.detail}
         outcome = {**transient(exc), **_policy(job)}
-        _chunk_retrying(ctx, job_id, index, outcome)
+        _chunk_retrying(ctx, job.id, chunk.index, outcome)
         return outcome
-    _complete(ctx, job_id, index, len(rows.rows), rows.errors, key)
-    return {"status": "done", "rows": len(rows.rows)}
+    return len(rows.rows), rows.errors, key
 
 
 def _row_errors(ctx: AppContext, errors: list[tuple[int, str]]) -> list[dict[str, Any]]:
@@ -286,49 +302,67 @@ def _bad_rows(ctx: AppContext, job: Job, chunk: JobChunk, errors: list[tuple[int
     return {"status": "failed", "error": detail}
 
 
-def _complete(
-    ctx: AppContext, job_id: str, index: int, rows: int, errors: list[tuple[int, str]], key: str | None
-) -> None:
+def record_done(
+    ctx: AppContext,
+    session: Session,
+    job_id: str,
+    index: int,
+    rows: int,
+    errors: list[tuple[int, str]],
+    key: str | None,
+) -> tuple[bool, Any]:
+    """In ``session``: count the chunk's completion once, settle its job; (job finished now, job snapshot)."""
     where = (JobChunk.job_id == job_id, JobChunk.index == index)
-    with _txn(ctx) as session:
-        _write(session, update(JobChunk).where(*where).values(completions=JobChunk.completions + 1))
-        done = _write(
+    _write(session, update(JobChunk).where(*where).values(completions=JobChunk.completions + 1))
+    done = _write(
+        session,
+        update(JobChunk)
+        .where(*where, JobChunk.state == ChunkState.RUNNING)
+        .values(
+            state=ChunkState.DONE,
+            rows=rows,
+            rows_failed=len(errors),
+            row_errors=_row_errors(ctx, errors),
+            output_key=key,
+            error=None,
+            error_code=None,
+            traceback=None,
+            finished_at=utcnow(),
+        ),
+    )
+    if _rowcount(done):
+        _write(
             session,
-            update(JobChunk)
-            .where(*where, JobChunk.state == ChunkState.RUNNING)
+            update(Job)
+            .where(Job.id == job_id)
             .values(
-                state=ChunkState.DONE,
-                rows=rows,
-                rows_failed=len(errors),
-                row_errors=_row_errors(ctx, errors),
-                output_key=key,
-                error=None,
-                error_code=None,
-                traceback=None,
-                finished_at=utcnow(),
+                rows_done=Job.rows_done + rows,
+                rows_failed=Job.rows_failed + len(errors),
+                chunks_done=Job.chunks_done + 1,
+                updated_at=utcnow(),
             ),
         )
-        if _rowcount(done):
-            _write(
-                session,
-                update(Job)
-                .where(Job.id == job_id)
-                .values(
-                    rows_done=Job.rows_done + rows,
-                    rows_failed=Job.rows_failed + len(errors),
-                    chunks_done=Job.chunks_done + 1,
-                    updated_at=utcnow(),
-                ),
-            )
-        finished = settle(session, job_id)
-        job = _snapshot(session, job_id)
-    if job is None:  # deleted while this chunk ran: leave nothing behind
+    finished = settle(session, job_id)
+    return finished, _snapshot(session, job_id)
+
+
+def announce_done(ctx: AppContext, job_id: str, finished: bool, job: Any, key: str | None) -> None:
+    """After the completion committed: tell subscribers; a job deleted meanwhile leaves no output behind."""
+    if job is None:
         if key is not None:
             ctx.storage.delete(key)
         return
     publish(ctx, "jobs.finished" if finished else "jobs.progress", job)
     if finished:
         _drop_cache(ctx, job_id)
+
+
+def _complete(
+    ctx: AppContext, job_id: str, index: int, rows: int, errors: list[tuple[int, str]], key: str | None
+) -> None:
+    with _txn(ctx) as session:
+        finished, job = record_done(ctx, session, job_id, index, rows, errors, key)
+    announce_done(ctx, job_id, finished, job, key)
 
 
 def _chunk_retrying(ctx: AppContext, job_id: str, index: int, outcome: Outcome) -> None:
@@ -434,4 +468,6 @@ def settle(session: Session, job_id: str) -> bool:
 
 
 def _drop_cache(ctx: AppContext, job_id: str) -> None:
-    shutil.rmtree(ctx.settings.data_dir / "cache" / "jobs" / job_id, ignore_errors=True)
+    cache = ctx.settings.data_dir / "cache" / "jobs" / job_id
+    if cache.exists():  # only inputs fetched from a remote store are cached
+        shutil.rmtree(cache, ignore_errors=True)

@@ -1,14 +1,14 @@
 """Jobs: submit, look up, list, cancel, retry, delete, results, dead letters.
 
-No FastAPI and no DBOS here: durable work is reached through ``durable.dispatcher(ctx)`` (a fake in
-tests), and what a worker does with a job lives in ``runner.py``.
+No FastAPI and no DBOS here: jobs and chunks wait as rows that workers claim (``dispatch.py``), and
+what a worker does with them lives in ``runner.py``.
 """
 
 from __future__ import annotations
 
 import io
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, overload
 
 import pyarrow as pa
@@ -18,8 +18,8 @@ from sqlalchemy import delete as sa_delete
 from sqlalchemy.orm import Session
 
 from modelyard.db import utcnow
-from modelyard.durable import dispatcher
 from modelyard.errors import BadRequest, Conflict, JobNotFound
+from modelyard.jobs.dispatch import wake_chunks, wake_local
 from modelyard.jobs.models import ChunkState, Job, JobChunk, JobState
 from modelyard.jobs.schemas import (
     ChunkPublic,
@@ -33,7 +33,8 @@ from modelyard.jobs.schemas import (
 if TYPE_CHECKING:
     from modelyard.context import AppContext
 
-JOB_WORKFLOW, CHUNK_WORKFLOW = "jobs.run_batch", "jobs.run_chunk"
+JOB_WORKFLOW, CHUNK_WORKFLOW = "jobs.run_jobs", "jobs.run_chunk"
+# the two dispatcher loops of a worker (``jobs.dispatch``): queued jobs, and waiting chunks of bigger jobs
 JOB_QUEUE, CHUNK_QUEUE = "jobs", "jobs.chunks"
 API = "/api/v1/jobs"
 
@@ -47,16 +48,6 @@ def aware(value: datetime | None) -> datetime | None:
     if value is not None and value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value
-
-
-def job_workflow_id(job_id: str, generation: int = 0) -> str:
-    """The id of a job's planning workflow (one per retry generation)."""
-    return f"job-{job_id}" + (f"-g{generation}" if generation else "")
-
-
-def chunk_workflow_id(job_id: str, index: int, generation: int = 0) -> str:
-    """The id of one chunk's workflow (one per retry generation)."""
-    return f"job-{job_id}-c{index:06d}" + (f"-g{generation}" if generation else "")
 
 
 def output_key(job_id: str, index: int) -> str:
@@ -232,7 +223,6 @@ def cancel(ctx: AppContext, job_id: str) -> Job:
             .where(JobChunk.job_id == job_id, JobChunk.state == ChunkState.QUEUED)
             .values(state=ChunkState.CANCELLED)
         )
-    dispatcher(ctx).cancel(job_workflow_id(job_id))
     publish(ctx, "jobs.finished", job)
     return job
 
@@ -260,16 +250,13 @@ def retry(ctx: AppContext, job_id: str, indexes: list[int] | None = None) -> Job
         failed = sum(1 for c in chunks if c.state in (ChunkState.FAILED, ChunkState.DEAD))
         job.chunks_failed -= failed
         job.state = JobState.RUNNING if job.chunk_count else JobState.QUEUED
+        job.batch_id, job.claimed_at = None, None  # an unplanned job waits to be claimed again
         for chunk in chunks:
             chunk.state, chunk.error, chunk.error_code, chunk.traceback = ChunkState.QUEUED, None, None, None
             chunk.queued_at, chunk.finished_at = utcnow(), None
-        generation, planned = job.generation, bool(job.chunk_count)
-        indexes_to_run = [c.index for c in chunks]
-    work = dispatcher(ctx)
-    if not planned:
-        work.enqueue(JOB_WORKFLOW, JOB_QUEUE, job_workflow_id(job_id, generation), job_id)
-    for index in indexes_to_run:
-        work.enqueue(CHUNK_WORKFLOW, CHUNK_QUEUE, chunk_workflow_id(job_id, index, generation), job_id, index)
+            chunk.batch_id, chunk.claimed_at = None, None  # waits for any worker's chunk dispatcher
+    wake_local(ctx)
+    wake_chunks(ctx)
     publish(ctx, "jobs.queued", job)
     return job
 
@@ -278,14 +265,9 @@ def delete(ctx: AppContext, job_id: str) -> None:
     """Delete a job, its stored input (not a ``uri`` input) and every output; a live job is cancelled."""
     with ctx.uow() as session:
         job = get_job(session=session, job_id=job_id)
-        live = not JobState(job.state).is_final()
         session.execute(sa_delete(JobChunk).where(JobChunk.job_id == job_id))
         session.delete(job)
-    work = dispatcher(ctx)
-    if live:
-        work.cancel(job_workflow_id(job_id))
     ctx.storage.delete_prefix(f"jobs/{job_id}")
-    work.forget(job_workflow_id(job_id))
 
 
 def results(ctx: AppContext, job_id: str) -> tuple[Job, Iterator[pa.Table]]:
@@ -339,23 +321,3 @@ def list_dead_letters(*, session: Session, offset: int = 0, limit: int = 100) ->
         for c, model, version in rows
     ]
     return items, total
-
-
-def requeue_orphans(ctx: AppContext, *, older_than_seconds: float = 10.0, limit: int = 500) -> int:
-    """Enqueue queued jobs whose workflow is missing (the process died between commit and enqueue);
-    looks at the ``limit`` longest-waiting ones per call."""
-    cutoff = utcnow() - timedelta(seconds=older_than_seconds)
-    with ctx.uow() as session:
-        queued = session.execute(
-            select(Job.id, Job.generation)
-            .where(Job.state == JobState.QUEUED, Job.updated_at < cutoff)
-            .order_by(Job.updated_at)
-            .limit(limit)
-        ).all()
-    wanted = {job_workflow_id(job_id, generation): job_id for job_id, generation in queued}
-    work = dispatcher(ctx)
-    known = work.statuses(list(wanted))
-    missing = [wid for wid in wanted if wid not in known]
-    for workflow_id in missing:
-        work.enqueue(JOB_WORKFLOW, JOB_QUEUE, workflow_id, wanted[workflow_id])
-    return len(missing)

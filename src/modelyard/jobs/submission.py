@@ -1,7 +1,8 @@
-"""Submitting jobs: resolve the model version, check the input, store it, record the job, enqueue it.
+"""Submitting jobs: resolve the model version, check the input, store it, record the job.
 
-Nothing is left behind by a refused submission: the input is checked before it is stored, and a job
-whose enqueue fails is failed (not left queued) while its stored input is removed.
+The job's row is its place in the queue (workers claim queued rows, see ``jobs.dispatch``), so recording
+it is the one write that queues it. Nothing is left behind by a refused submission: the input is checked
+before it is stored, and a job whose row cannot be written has its stored input removed.
 """
 
 from __future__ import annotations
@@ -11,17 +12,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from modelyard.db import new_id
-from modelyard.durable import dispatcher
-from modelyard.errors import InvalidInput, PayloadTooLarge, Unavailable
+from modelyard.errors import InvalidInput, PayloadTooLarge
 from modelyard.jobs import inputs
-from modelyard.jobs.models import Job, JobState
+from modelyard.jobs.dispatch import wake_local
+from modelyard.jobs.models import Job
 from modelyard.jobs.outputs import OUTPUT_FORMATS
 from modelyard.jobs.schemas import JobCreate, JobOptions
-from modelyard.jobs.service import JOB_QUEUE, JOB_WORKFLOW, job_workflow_id, publish
+from modelyard.jobs.service import publish
 from modelyard.registry import service as registry
 from modelyard.serving.rest import rows_to_array
 
@@ -44,32 +44,41 @@ def _inline_array(rows: list[Any], features: inputs.Features) -> np.ndarray:
     return arr.astype(features.dtype)
 
 
-def _options(ctx: AppContext, options: JobOptions, fmt: str, kind: str) -> dict[str, Any]:
+# Bounds of automatic chunk sizes: a chunk small enough to retry cheaply, big enough to amortise its
+# bookkeeping (two transactions, one durable workflow, one output file).
+AUTO_CHUNK_ROWS = (1_000, 500_000)
+DYNAMIC_WIDTH_CHUNK_ROWS = 50_000
+
+
+def chunk_rows(ctx: AppContext, options: JobOptions, features: inputs.Features) -> int:
+    """Rows per chunk: the job's own choice, the server's setting, or ``job_chunk_bytes`` of model input."""
+    if options.chunk_rows or ctx.settings.job_chunk_rows:
+        return options.chunk_rows or ctx.settings.job_chunk_rows
+    if features.width is None:
+        return DYNAMIC_WIDTH_CHUNK_ROWS
+    rows = ctx.settings.job_chunk_bytes // (features.width * features.dtype.itemsize)
+    return max(AUTO_CHUNK_ROWS[0], min(AUTO_CHUNK_ROWS[1], rows))
+
+
+def _options(
+    ctx: AppContext, options: JobOptions, features: inputs.Features, fmt: str, kind: str
+) -> dict[str, Any]:
     default = fmt if fmt in OUTPUT_FORMATS else ("jsonl" if kind == "inline" else "parquet")
     return {
         "on_error": options.on_error,
         "output_format": options.output_format or default,
-        "chunk_rows": options.chunk_rows or ctx.settings.job_chunk_rows,
+        "chunk_rows": chunk_rows(ctx, options, features),
         "max_attempts": ctx.settings.job_max_attempts,
         "retry_seconds": ctx.settings.job_retry_seconds,
     }
 
 
 def _queue(ctx: AppContext, job: Job) -> Job:
-    """Record a new job and enqueue its workflow; if the enqueue fails the job is failed, not lost."""
+    """Record a new job (which queues it) and wake this process's dispatcher if it has one."""
     with ctx.uow() as session:
         session.add(job)
         session.flush()
-    try:
-        dispatcher(ctx).enqueue(JOB_WORKFLOW, JOB_QUEUE, job_workflow_id(job.id), job.id)
-    except Exception as exc:
-        with ctx.uow() as session:
-            session.execute(
-                update(Job)
-                .where(Job.id == job.id)
-                .values(state=JobState.FAILED, error_code="unavailable", error=f"not queued: {exc}")
-            )
-        raise Unavailable(f"the job could not be queued: {exc}") from exc
+    wake_local(ctx)
     publish(ctx, "jobs.queued", job)
     return job
 
@@ -108,7 +117,7 @@ def submit(
         input_key=key,
         input_format="npy",
         input_size=info.size,
-        options=_options(ctx, data.options, "npy", "inline") | (source or {}),
+        options=_options(ctx, data.options, features, "npy", "inline") | (source or {}),
         total_rows=len(rows),
     )
     try:
@@ -145,7 +154,7 @@ def _submit_uri(
         input_key=data.uri,
         input_format=fmt,
         input_size=info.size,
-        options=_options(ctx, data.options, fmt, "uri") | source,
+        options=_options(ctx, data.options, features, fmt, "uri") | source,
     )
     return _queue(ctx, job)
 
@@ -176,7 +185,7 @@ def submit_file(
         input_key=key,
         input_format=fmt,
         input_size=info.size,
-        options=_options(ctx, options, fmt, "upload"),
+        options=_options(ctx, options, features, fmt, "upload"),
     )
     try:
         return _queue(ctx, job)

@@ -1,10 +1,12 @@
 """Durable workflows of jobs (DBOS), each under an explicit, stable name.
 
-``jobs.run_batch`` plans a job and enqueues one ``jobs.run_chunk`` per chunk on the shared queue
-``jobs.chunks``, so every worker process takes chunks; a single-chunk job runs it in the same step. The
-last chunk to stop settles the job, so no workflow sits waiting on others. A step that fails for a
-reason worth retrying is retried with doubling waits (durable sleeps) up to the job's attempt limit,
-then recorded as a dead letter. ``jobs.fire_schedule`` is what cron schedules start.
+``jobs.run_jobs`` takes one batch of queued jobs claimed by a worker's dispatcher (see ``jobs.dispatch``;
+the batch id is the workflow id): one step plans every job of the batch and runs a small job's single
+chunk on the spot; a bigger job's chunks wait as rows that every worker's chunk dispatcher claims, each
+run by one ``jobs.run_chunk`` (its claim id is the workflow id). The last chunk to stop settles the job,
+so no workflow sits waiting on others. A step that fails for a reason worth retrying is retried with doubling
+waits (durable sleeps) up to the job's attempt limit, then recorded as a dead letter.
+``jobs.fire_schedule`` is what cron schedules start.
 
 Bodies orchestrate; steps call ``runner``/``schedules``. Importing registers; nothing starts here.
 """
@@ -12,22 +14,23 @@ Bodies orchestrate; steps call ``runner``/``schedules``. Importing registers; no
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from dbos import DBOS, SetWorkflowID
 
+from modelyard.claims import ClaimLoop
 from modelyard.context import AppContext
-from modelyard.durable import current, declare_queue, on_tick
-from modelyard.jobs import runner, schedules, service
+from modelyard.durable import background, current, dispatcher, on_tick
+from modelyard.jobs import dispatch, runner, schedules, small
 from modelyard.jobs.service import CHUNK_QUEUE, CHUNK_WORKFLOW, JOB_QUEUE, JOB_WORKFLOW
 
 log = logging.getLogger("modelyard.jobs")
 Outcome = dict[str, Any]
-
-declare_queue(JOB_QUEUE, worker_concurrency=lambda s: s.job_queue_concurrency)
-declare_queue(CHUNK_QUEUE, worker_concurrency=None)
 
 
 class WorkFailed(Exception):
@@ -56,10 +59,21 @@ def _start(job_id: str) -> Outcome:
     return {**plan, "stage": "plan"}
 
 
+@DBOS.step(name="jobs.claimed")
+def claimed_step(batch_id: str) -> list[str]:
+    """The jobs claimed into this batch (read once; the list is checkpointed)."""
+    return dispatch.batch_jobs(current(), batch_id)
+
+
 @DBOS.step(name="jobs.start")
-def start_step(job_id: str) -> Outcome:
-    """Split the job into chunks (idempotent); run the chunk too if there is only one."""
-    return _guard(lambda: _start(job_id))
+def start_step(job_ids: list[str]) -> dict[str, Outcome]:
+    """Split each job into chunks (idempotent); run the chunk too where there is only one."""
+    try:
+        outcomes, rest = small.run_small(current(), job_ids, _executor_id())
+    except Exception as exc:  # nothing of it committed, or it committed and the one-job way sees that
+        outcomes, rest = {}, job_ids
+        log.warning("small jobs in bulk failed; running them one by one", extra={"error": repr(exc)})
+    return outcomes | {job_id: _guard(partial(_start, job_id)) for job_id in rest}
 
 
 @DBOS.step(name="jobs.chunk")
@@ -119,19 +133,65 @@ def _gave_up(job_id: str, outcome: Outcome) -> None:
 
 
 @DBOS.workflow(name=JOB_WORKFLOW)
-def run_batch(job_id: str) -> str:
-    """Plan a job and run its chunk in the same step if it has one, else enqueue every chunk on
-    ``jobs.chunks``."""
-    plan = _with_retries(lambda: start_step(job_id), lambda o: _gave_up(job_id, o))
-    if plan["status"] in ("failed", "retry"):
-        raise WorkFailed(f"job {job_id}: {plan.get('error')}")
-    if plan["status"] != "ok" or plan.get("stage") == "chunk":
-        return str(plan["status"])
-    chunks, generation = int(plan["chunks"]), int(plan.get("generation", 0))
-    for index in range(chunks):
-        with SetWorkflowID(service.chunk_workflow_id(job_id, index, generation)):
-            DBOS.enqueue_workflow(CHUNK_QUEUE, run_chunk, job_id, index)
-    return f"enqueued {chunks} chunks"
+def run_jobs(batch_id: str) -> dict[str, str]:
+    """Plan a batch of jobs: run each small job's chunk at once, fan bigger ones out as chunks; jobs
+    whose planning asks for a retry are tried again (together) after a doubling wait."""
+    pending, attempt, ended = claimed_step(batch_id), 0, {}
+    while pending:
+        attempt += 1
+        retry: list[str] = []
+        wait = None
+        for job_id, plan in start_step(pending).items():
+            if plan["status"] == "retry" and attempt < int(plan.get("max_attempts", 3)):
+                retry.append(job_id)
+                seconds = float(plan.get("retry_seconds", 1.0)) * 2 ** (attempt - 1)
+                wait = seconds if wait is None else min(wait, seconds)
+                continue
+            if plan["status"] == "retry":
+                _gave_up(job_id, plan)
+            elif plan["status"] == "ok" and plan.get("stage") != "chunk":
+                dispatch.wake_chunks(current())  # its chunks wait as rows; this worker can take some now
+            ended[job_id] = str(plan["status"])
+        if wait is not None:
+            DBOS.sleep(wait)
+        pending = retry
+    return ended
+
+
+def start_batch(batch_id: str) -> Future[Any] | None:
+    """Start a batch's workflow in this process (a no-op returning None if that workflow id exists)."""
+    with SetWorkflowID(batch_id):
+        handle = DBOS.start_workflow(run_jobs, batch_id)
+    future: Future[Any] | None = getattr(handle, "future", None)
+    return future
+
+
+def start_chunk(claim_id: str, job_id: str, index: int) -> Future[Any] | None:
+    """Start a claimed chunk's workflow in this process (the claim id is the workflow id)."""
+    with SetWorkflowID(claim_id):
+        handle = DBOS.start_workflow(run_chunk, job_id, index)
+    future: Future[Any] | None = getattr(handle, "future", None)
+    return future
+
+
+def _serve(ctx: AppContext, stop: threading.Event, key: str, loop: ClaimLoop) -> None:
+    ctx.extras[key] = loop
+    try:
+        loop.run(stop)
+    finally:
+        ctx.extras.pop(key, None)
+
+
+@background(JOB_QUEUE)
+def dispatch_loop(ctx: AppContext, stop: threading.Event) -> None:
+    """Claim and start batches of queued jobs until the worker stops."""
+    _serve(ctx, stop, dispatch.LOCAL, dispatch.JobDispatcher(ctx, start_batch))
+
+
+@background(CHUNK_QUEUE)
+def chunk_loop(ctx: AppContext, stop: threading.Event) -> None:
+    """Claim and start waiting chunks, up to this worker's concurrency, until the worker stops."""
+    _serve(ctx, stop, dispatch.LOCAL_CHUNKS, dispatch.ChunkDispatcher(ctx, start_chunk))
 
 
 @DBOS.step(name="jobs.fire")
@@ -147,8 +207,8 @@ def fire_schedule(scheduled_at: datetime, context: dict[str, Any]) -> str | None
 
 
 @on_tick
-def requeue_orphans(ctx: AppContext) -> None:
-    """Enqueue queued jobs whose workflow never made it into the queue."""
-    found = service.requeue_orphans(ctx)
-    if found:
-        log.warning("re-enqueued jobs that were never queued", extra={"jobs": found})
+def sweep_claims(ctx: AppContext) -> None:
+    """Free jobs and chunks claimed for workflows that never started (their worker died first)."""
+    statuses = dispatcher(ctx).statuses
+    dispatch.sweep(ctx, statuses)
+    dispatch.sweep_chunks(ctx, statuses)

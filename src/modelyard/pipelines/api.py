@@ -11,8 +11,14 @@ from starlette.concurrency import run_in_threadpool
 
 from modelyard.auth import ReadKey, WriteKey
 from modelyard.context import Ctx
-from modelyard.errors import PayloadTooLarge, ValidationFailed
-from modelyard.pipelines import archive, events, service, watch
+from modelyard.errors import (
+    EventNotFound,
+    ModelyardError,
+    PayloadTooLarge,
+    PipelineNotFound,
+    ValidationFailed,
+)
+from modelyard.pipelines import archive, control, events, removal, service, submission, watch
 from modelyard.pipelines.models import EventState
 from modelyard.pipelines.schemas import (
     ErrorReport,
@@ -53,6 +59,28 @@ SPEC_BODY: dict[str, Any] = {
         },
     }
 }
+PROBLEM = "application/problem+json"
+
+
+def _delete_responses(what: str, not_found: ModelyardError, busy: ModelyardError) -> dict[int | str, Any]:
+    """OpenAPI answers of a delete: 204, and 404 and 409 with example problems made by the real errors."""
+    return {
+        204: {"description": f"The {what} and everything it stored are deleted"},
+        404: {"description": f"No such {what}", "content": {PROBLEM: {"example": not_found.to_problem()}}},
+        409: {
+            "description": "Events are pending or running and `force` is not set",
+            "content": {PROBLEM: {"example": busy.to_problem()}},
+        },
+    }
+
+
+DELETE_PIPELINE = _delete_responses(
+    "pipeline", PipelineNotFound("images"), removal.pipeline_busy("images", 3)
+)
+DELETE_EVENT = _delete_responses("event", EventNotFound("0f3c9a"), removal.event_busy("0f3c9a"))
+Force = Annotated[
+    bool, Query(description="Cancel what is pending or running first, instead of refusing with 409")
+]
 SSE: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/event-stream": {}}, "description": "Event stream"}
 }
@@ -104,13 +132,23 @@ def get_pipeline(name: str, ctx: Ctx, _: ReadKey) -> PipelinePublic:
     return service.describe(ctx, name)
 
 
+@pipelines_router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT, responses=DELETE_PIPELINE)
+def delete_pipeline(name: str, ctx: Ctx, _: WriteKey, force: Force = False) -> Response:
+    """Delete a pipeline: every version of its spec, its events, their stage runs, and everything they
+    stored (outputs and logs, live or archived, and raw data fetched from URLs; files and artifacts the
+    events read stay). Refused with `409` while any event is pending or running, unless `force=true`,
+    which cancels those events first."""
+    removal.delete_pipeline(ctx, name, force=force)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
 @pipelines_router.post("/{name}/events", response_model=EventsSubmitted, status_code=status.HTTP_202_ACCEPTED)
 def submit_events(name: str, body: EventBulk | EventCreate, ctx: Ctx, _: WriteKey) -> EventsSubmitted:
     """Submit one event, or many (`{"events": [...]}`); each runs the pipeline over its raw data. A name
     already submitted is not run again (it is reported with `created: false`). Every invalid event is
     listed in one 422 and none is stored."""
     items = body.events if isinstance(body, EventBulk) else [body]
-    got = events.submit_events(ctx, name, items)
+    got = submission.submit_events(ctx, name, items)
     created = sum(e.created for e in got)
     return EventsSubmitted(created=created, existing=len(got) - created, events=got)
 
@@ -184,6 +222,15 @@ def get_event(event_id: str, ctx: Ctx, _: ReadKey) -> EventPublic:
     return events.get_event(ctx, event_id)
 
 
+@events_router.delete("/{event_id}", status_code=status.HTTP_204_NO_CONTENT, responses=DELETE_EVENT)
+def delete_event(event_id: str, ctx: Ctx, _: WriteKey, force: Force = False) -> Response:
+    """Delete an event, its stage runs and everything they stored (outputs and logs, live or archived,
+    and its raw data if fetched from a URL). Refused with `409` while the event is pending or running,
+    unless `force=true`, which cancels it first."""
+    removal.delete_event(ctx, event_id, force=force)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
 @events_router.get("/{event_id}/stream", responses=SSE)
 def stream_event(event_id: str, ctx: Ctx, _: ReadKey) -> Response:
     """The event as server-sent `event` events whenever it changes; the stream ends with the event."""
@@ -195,13 +242,13 @@ def rerun(event_id: str, ctx: Ctx, _: WriteKey, body: RerunRequest | None = None
     """Run the event again, or one stage and what depends on it. Unchanged inputs of an unchanged stage
     come from the content-hash cache unless `force`."""
     body = body or RerunRequest()
-    return events.rerun(ctx, event_id, stage=body.stage, force=body.force)
+    return control.rerun(ctx, event_id, stage=body.stage, force=body.force)
 
 
 @events_router.post("/{event_id}/cancel", response_model=EventPublic)
 def cancel(event_id: str, ctx: Ctx, _: WriteKey) -> EventPublic:
     """Cancel the event: stage runs not yet done are skipped."""
-    return events.cancel(ctx, event_id)
+    return control.cancel(ctx, event_id)
 
 
 @events_router.post("/{event_id}/archive", response_model=EventPublic)

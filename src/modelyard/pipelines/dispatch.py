@@ -1,5 +1,5 @@
-"""The dispatcher that runs in every worker: it claims batches of ready stage runs, one stage at a time,
-and starts one durable batch workflow per batch (its id is the batch id, so a repeat is a no-op).
+"""The dispatcher that runs in every worker (a ``claims.ClaimLoop``): it claims batches of ready stage
+runs, one stage at a time, and starts one durable batch workflow per batch (its id is the batch id).
 
 Durability is amortised: one workflow (one checkpointed step) settles a whole batch, instead of one
 workflow per event per stage. Each stage is its own queue (its ready runs, oldest first) with its own
@@ -15,25 +15,23 @@ workflow, or whose workflow ended in error, are made ready again by ``sweep`` af
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
-from typing import Any
 
 from sqlalchemy import and_, exists, func, select, update
 from sqlalchemy.orm import aliased
 
+from modelyard.claims import Claim, ClaimLoop, Starter
 from modelyard.context import AppContext
 from modelyard.db import new_id, utcnow
+from modelyard.errors import PipelineNotFound
 from modelyard.pipelines.models import Event, EventState, Pipeline, StageRun, StageState
 from modelyard.pipelines.service import load_spec
 from modelyard.pipelines.settle import advance_events
 from modelyard.pipelines.spec import Limits
 
 log = logging.getLogger("modelyard.pipelines")
-Starter = Callable[[str], "Future[Any] | None"]
 StatusLookup = Callable[[list[str]], dict[str, str]]
 # DBOS statuses after which a batch's runs will not be settled by its workflow.
 ENDED = {"SUCCESS", "ERROR", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED"}
@@ -66,6 +64,8 @@ def claim(ctx: AppContext, pipeline_id: str, stage: str, size: int) -> tuple[str
             .values(state=StageState.RUNNING, batch_id=batch_id, claimed_at=now)
             .execution_options(synchronize_session=False)
         ).rowcount
+        if count < 0:  # SQLite's driver does not count the rows of a statement that starts with WITH
+            count = session.scalar(select(func.count()).where(StageRun.batch_id == batch_id)) or 0
     return (batch_id, count) if count else None
 
 
@@ -158,113 +158,66 @@ def reconcile(ctx: AppContext, *, older_than_seconds: float = 30.0) -> int:
     return len(eids)
 
 
-class StageDispatcher:
-    """Claims and starts batches in this process while there is room; woken when runs become ready."""
+class StageDispatcher(ClaimLoop):
+    """Claims batches of ready stage runs for this worker, deeper stages first, within each stage's limits."""
+
+    what = "pipelines"
 
     def __init__(
         self, ctx: AppContext, starter: Starter, *, slots: int | None = None, parallel_starts: bool = False
     ):
-        self.ctx = ctx
-        self.starter = starter
-        self.slots = slots or ctx.settings.pipeline_worker_batches
-        self._starts = (
-            ThreadPoolExecutor(4, thread_name_prefix="pipelines-start") if parallel_starts else None
+        super().__init__(
+            starter,
+            slots=slots or ctx.settings.pipeline_worker_batches,
+            poll_seconds=ctx.settings.pipeline_poll_seconds,
+            parallel_starts=parallel_starts,
         )
-        self._wake = threading.Event()
-        self._lock = threading.Lock()
-        self._inflight = 0
+        self.ctx = ctx
         self._latest: tuple[float, dict[str, int]] = (0.0, {})
-        self.started = 0
 
-    def wake(self) -> None:
-        """Look for ready runs now instead of at the next poll."""
-        self._wake.set()
-
-    @property
-    def inflight(self) -> int:
-        """Batches started here and not finished."""
-        with self._lock:
-            return self._inflight
-
-    def _finished(self, _future: Future[Any]) -> None:
-        with self._lock:
-            self._inflight -= 1
-        self._wake.set()
-
-    def run(self, stop: threading.Event) -> None:
-        """Dispatch until ``stop`` is set."""
-        poll = self.ctx.settings.pipeline_poll_seconds
-        try:
-            while not stop.is_set():
-                try:
-                    started = self.dispatch_once()
-                except Exception:
-                    log.exception("pipeline dispatch failed")
-                    started = 0
-                    stop.wait(1.0)
-                if not started:
-                    self._wake.wait(poll)
-                    self._wake.clear()
-        finally:
-            if self._starts is not None:
-                self._starts.shutdown()
-
-    def _limits(self, pipeline_id: str, stage: str) -> tuple[Limits, int]:
-        """The stage's limits under the pipeline's latest spec, and its depth (deeper is served first)."""
+    def _limits(self, pipeline_id: str, stage: str) -> tuple[Limits, int] | None:
+        """The stage's limits under the pipeline's latest spec, and its depth (deeper is served first);
+        None if the pipeline was deleted meanwhile."""
         at, versions = self._latest
         if pipeline_id not in versions or time.monotonic() - at > 2.0:
             with self.ctx.uow() as session:
                 versions = dict(session.execute(select(Pipeline.id, Pipeline.latest_version)).all())
             self._latest = (time.monotonic(), versions)
-        spec = load_spec(self.ctx, pipeline_id, versions[pipeline_id])[1]
+        if pipeline_id not in versions:
+            return None
+        try:
+            spec = load_spec(self.ctx, pipeline_id, versions[pipeline_id])[1]
+        except PipelineNotFound:
+            return None
         order = spec.closure(None)
         if stage not in order:
             return Limits(), 0
         return spec.stage_limits(stage), order.index(stage)
 
-    def dispatch_once(self) -> int:
-        """Claim and start as many batches as limits and free slots allow; returns how many started."""
-        free = self.slots - self.inflight
-        if free <= 0:
-            return 0
+    def claim(self, free: int) -> list[Claim]:
+        """See ``ClaimLoop.claim``."""
         groups = ready_groups(self.ctx)
         if not groups:
-            return 0
+            return []
         running = running_batches(self.ctx)
         plans = []
         for pipeline_id, stage, count in groups:
-            limits, depth = self._limits(pipeline_id, stage)
-            plans.append((-depth, pipeline_id, stage, count, limits))
+            found = self._limits(pipeline_id, stage)
+            if found is not None:
+                plans.append((-found[1], pipeline_id, stage, count, found[0]))
         plans.sort(key=lambda p: (p[0], p[1], p[2]))
-        batches: list[str] = []
+        batches: list[Claim] = []
         for _, pipeline_id, stage, count, limits in plans:
             allowed = limits.concurrency - running.get((pipeline_id, stage), 0)
             while allowed > 0 and count > 0 and len(batches) < free:
                 claimed = claim(self.ctx, pipeline_id, stage, limits.batch_size)
                 if claimed is None:
                     break
-                batches.append(claimed[0])
+                batches.append((claimed[0], ()))
                 allowed -= 1
                 count -= claimed[1]
-        if self._starts is not None and len(batches) > 1:
-            # starting a workflow writes to the system database: start independent stages side by side
-            list(self._starts.map(self._start, batches))
-        else:
-            for batch_id in batches:
-                self._start(batch_id)
-        return len(batches)
+        return batches
 
-    def _start(self, batch_id: str) -> None:
-        try:
-            future = self.starter(batch_id)
-        except Exception:
-            log.exception(
-                "could not start a stage batch; its runs are queued again", extra={"batch": batch_id}
-            )
-            unclaim(self.ctx, [batch_id])
-            return
-        self.started += 1
-        if future is not None:
-            with self._lock:
-                self._inflight += 1
-            future.add_done_callback(self._finished)
+    def unclaim(self, batch_ids: list[str]) -> None:
+        """See ``ClaimLoop.unclaim``."""
+        unclaim(self.ctx, batch_ids)

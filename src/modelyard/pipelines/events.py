@@ -1,171 +1,29 @@
-"""Events: submit them (bulk, idempotent by name), look them up with every stage run, re-run or cancel them,
-and read stage outputs and logs. No FastAPI, no DBOS."""
+"""Events as clients see them: look them up (by id or by name) with every stage run, list a pipeline's
+events, and read stage outputs and logs. No FastAPI, no DBOS."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import func, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from modelyard.context import AppContext
-from modelyard.db import new_id, utcnow
-from modelyard.errors import (
-    BadRequest,
-    Conflict,
-    EventNotFound,
-    OutputArchived,
-    StageRunNotFound,
-    ValidationFailed,
-)
-from modelyard.pipelines import archive, outputs, raw
-from modelyard.pipelines.models import (
-    STAGE_TERMINAL,
-    Event,
-    EventState,
-    RawFetch,
-    StageRun,
-    StageState,
-)
+from modelyard.errors import Conflict, EventNotFound, OutputArchived, StageRunNotFound
+from modelyard.pipelines import outputs, raw
+from modelyard.pipelines.models import Event, RawFetch, StageRun, StageState
 from modelyard.pipelines.schemas import (
-    EventCreate,
     EventList,
     EventPublic,
-    EventSubmitted,
     EventSummary,
     OutputRef,
     RawPublic,
     StageError,
     StageRunPublic,
 )
-from modelyard.pipelines.service import API, get_pipeline, load_spec, wake
-from modelyard.pipelines.sources import parse_source
-from modelyard.pipelines.spec import RAW, PipelineSpec
-
-CHUNK = 500  # names per IN (...) lookup
-
-
-def _check_events(ctx: AppContext, spec: PipelineSpec, events: Sequence[EventCreate]) -> list[list[str]]:
-    """The stages each event needs; ``ValidationFailed`` listing every bad event (nothing is stored)."""
-    problems: list[dict[str, Any]] = []
-    limit = ctx.settings.pipeline_max_events_per_request
-    if len(events) > limit:
-        raise ValidationFailed(
-            f"{len(events)} events in one request; the limit is {limit}",
-            errors=[{"field": "events", "detail": "too many events in one request"}],
-            field="events",
-        )
-    closures: list[list[str]] = []
-    data_dir = ctx.settings.data_dir
-    for i, event in enumerate(events):
-        try:
-            parse_source(event.source, data_dir=data_dir)
-        except BadRequest as exc:
-            problems.append({"field": f"events[{i}].source", "detail": exc.detail, "name": event.name})
-        unknown = [s for s in event.stages or [] if s not in spec.stages and s != RAW]
-        if unknown:
-            problems.append(
-                {
-                    "field": f"events[{i}].stages",
-                    "detail": f"unknown stages {unknown} (known: {list(spec.stages)})",
-                    "name": event.name,
-                }
-            )
-            closures.append([])
-        else:
-            closures.append(spec.closure(event.stages))
-    if problems:
-        raise ValidationFailed(
-            f"{len(problems)} of {len(events)} events are invalid (none was stored): "
-            f"{problems[0]['field']}: {problems[0]['detail']}",
-            errors=problems,
-        )
-    return closures
-
-
-def _existing(session: Session, pipeline_id: str, names: Sequence[str]) -> dict[str, tuple[str, str]]:
-    found: dict[str, tuple[str, str]] = {}
-    for i in range(0, len(names), CHUNK):
-        rows = session.execute(
-            select(Event.name, Event.id, Event.state).where(
-                Event.pipeline_id == pipeline_id, Event.name.in_(names[i : i + CHUNK])
-            )
-        ).all()
-        found.update({name: (eid, state) for name, eid, state in rows})
-    return found
-
-
-def submit_events(ctx: AppContext, pipeline_name: str, events: Sequence[EventCreate]) -> list[EventSubmitted]:
-    """Store new events (each with its stage runs, raw fetch first) and report existing ones as they are."""
-    with ctx.uow() as session:
-        pipeline = get_pipeline(session=session, name=pipeline_name)
-    pipeline_id, version = pipeline.id, pipeline.latest_version
-    spec = load_spec(ctx, pipeline_id, version)[1]
-    closures = _check_events(ctx, spec, events)
-    for attempt in range(3):
-        try:
-            result = _insert_events(ctx, pipeline_id, version, events, closures)
-            break
-        except IntegrityError:  # another request stored some of these names meanwhile: look again
-            if attempt == 2:
-                raise
-    wake(ctx)
-    return result
-
-
-def _insert_events(
-    ctx: AppContext, pipeline_id: str, version: int, events: Sequence[EventCreate], closures: list[list[str]]
-) -> list[EventSubmitted]:
-    now = utcnow()
-    out: list[EventSubmitted] = []
-    new_events: list[dict[str, Any]] = []
-    new_runs: list[dict[str, Any]] = []
-    with ctx.uow() as session:
-        existing = _existing(session, pipeline_id, list(dict.fromkeys(e.name for e in events)))
-        for event, stages in zip(events, closures, strict=True):
-            if event.name in existing:
-                eid, state = existing[event.name]
-                out.append(EventSubmitted(id=eid, name=event.name, created=False, state=state))
-                continue
-            eid = new_id()
-            existing[event.name] = (eid, EventState.PENDING)
-            new_events.append(
-                {
-                    "id": eid,
-                    "pipeline_id": pipeline_id,
-                    "version": version,
-                    "name": event.name,
-                    "source": event.source,
-                    "stages": stages,
-                    "params": event.params,
-                    "state": EventState.PENDING,
-                    "runs": 1,
-                    "created_at": now,
-                }
-            )
-            for stage in stages:
-                ready = stage == RAW
-                new_runs.append(
-                    {
-                        "event_id": eid,
-                        "pipeline_id": pipeline_id,
-                        "stage": stage,
-                        "state": StageState.READY if ready else StageState.PENDING,
-                        "ready_at": now if ready else None,
-                        "attempts": 0,
-                        "writes": 0,
-                        "cached": False,
-                        "force": False,
-                    }
-                )
-            out.append(EventSubmitted(id=eid, name=event.name, created=True, state=EventState.PENDING))
-        if new_events:
-            session.execute(insert(Event), new_events)
-            session.execute(insert(StageRun), new_runs)
-    return out
+from modelyard.pipelines.service import API, get_pipeline, load_spec
+from modelyard.pipelines.spec import RAW
 
 
 def find_event(session: Session, event_id: str) -> Event:
@@ -319,102 +177,6 @@ def list_events(
             )
         )
     return EventList(items=items, total=total)
-
-
-def rerun(ctx: AppContext, event_id: str, *, stage: str | None = None, force: bool = False) -> EventPublic:
-    """Run an event again (every stage, or ``stage`` and what depends on it); ready runs start at once."""
-    with ctx.uow() as session:
-        archived = find_event(session, event_id).archived_at is not None
-    if archived:  # outputs back first: the cache and the logs live there
-        archive.restore_event(ctx, event_id)
-    now = utcnow()
-    with ctx.uow() as session:
-        event = find_event(session, event_id)
-        spec = load_spec(ctx, event.pipeline_id, event.version)[1]
-        if stage is not None and stage not in spec.stages and stage != RAW:
-            raise StageRunNotFound(event_id, stage)
-        wanted = spec.closure([*event.stages, *([stage] if stage else [])])
-        reset = set(wanted if stage is None else spec.downstream(stage)) & set(wanted)
-        have = set(session.scalars(select(StageRun.stage).where(StageRun.event_id == event_id)))
-        missing = [s for s in wanted if s not in have]
-        if missing:
-            session.execute(
-                insert(StageRun),
-                [
-                    {
-                        "event_id": event_id,
-                        "pipeline_id": event.pipeline_id,
-                        "stage": s,
-                        "state": StageState.PENDING,
-                        "attempts": 0,
-                        "writes": 0,
-                        "cached": False,
-                        "force": force,
-                    }
-                    for s in missing
-                ],
-            )
-        session.execute(
-            update(StageRun)
-            .where(StageRun.event_id == event_id, StageRun.stage.in_(reset))
-            .values(
-                state=StageState.PENDING,
-                batch_id=None,
-                attempts=0,
-                error=None,
-                error_type=None,
-                traceback=None,
-                ready_at=None,
-                claimed_at=None,
-                started_at=None,
-                finished_at=None,
-                cached=False,
-                # forcing re-runs the named stage (or all); what depends on it may still hit the cache
-                force=StageRun.stage.in_(reset if stage is None else [stage]) & force,
-            )
-        )
-        states = dict(
-            session.execute(select(StageRun.stage, StageRun.state).where(StageRun.event_id == event_id)).all()
-        )
-        ready = [
-            s
-            for s in wanted
-            if states[s] == StageState.PENDING
-            and all(states.get(i) == StageState.DONE for i in spec.inputs_of(s))
-        ]
-        session.execute(
-            update(StageRun)
-            .where(
-                StageRun.event_id == event_id, StageRun.stage.in_(ready), StageRun.state == StageState.PENDING
-            )
-            .values(state=StageState.READY, ready_at=now)
-        )
-        event.stages, event.state, event.runs = wanted, EventState.RUNNING, event.runs + 1
-        event.error, event.error_stage, event.finished_at = None, None, None
-    wake(ctx)
-    return get_event(ctx, event_id)
-
-
-def cancel(ctx: AppContext, event_id: str) -> EventPublic:
-    """Cancel an event: runs not yet done are skipped (a batch running one of them leaves it skipped)."""
-    now = utcnow()
-    with ctx.uow() as session:
-        event = find_event(session, event_id)
-        if EventState(event.state).is_final():
-            raise Conflict(f"event {event_id} is already {event.state}", field="id")
-        session.execute(
-            update(StageRun)
-            .where(StageRun.event_id == event_id, StageRun.state.not_in(list(STAGE_TERMINAL)))
-            .values(
-                state=StageState.SKIPPED,
-                error="cancelled",
-                error_type="Cancelled",
-                finished_at=now,
-                batch_id=None,
-            )
-        )
-        event.state, event.finished_at = EventState.CANCELLED, now
-    return get_event(ctx, event_id)
 
 
 def _run(session: Session, event_id: str, stage: str) -> tuple[Event, StageRun]:

@@ -93,14 +93,19 @@ def decode(kind: str, data: bytes) -> Any:
     return data
 
 
+def stage_prefix(pipeline: str, stage: str) -> str:
+    """Where a stage's outputs and logs for every event live."""
+    return f"pipelines/{pipeline}/{stage}"
+
+
 def output_key(pipeline: str, stage: str, event_id: str, ext: str) -> str:
     """Where a stage's output for an event lives."""
-    return f"pipelines/{pipeline}/{stage}/{event_id}.{ext}"
+    return f"{stage_prefix(pipeline, stage)}/{event_id}.{ext}"
 
 
 def logs_key(pipeline: str, stage: str, event_id: str) -> str:
     """Where a stage run's captured logs live."""
-    return f"pipelines/{pipeline}/{stage}/{event_id}.log"
+    return f"{stage_prefix(pipeline, stage)}/{event_id}.log"
 
 
 def raw_key(event_id: str) -> str:

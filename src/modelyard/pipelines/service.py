@@ -28,7 +28,8 @@ from modelyard.pipelines.schemas import (
     PipelinePublic,
     StageSummary,
 )
-from modelyard.pipelines.spec import Limits, PipelineSpec, parse_spec, spec_hash
+from modelyard.pipelines.spec import Limits, PipelineSpec, spec_hash
+from modelyard.pipelines.spec_parse import parse_spec
 from modelyard.registry import service as registry
 
 API = "/api/v1"

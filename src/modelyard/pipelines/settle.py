@@ -1,5 +1,6 @@
 """Settling a batch: one transaction that records how each stage run ended (only runs still running in
-that batch), makes dependents ready or skips them, and ends events whose last stage finished.
+that batch), makes dependents ready or skips them, and ends events whose last stage finished. A failed
+attempt is retried after its backoff unless the error is permanent or the attempts are used up.
 
 On PostgreSQL the events are locked (in id order) first, so completions of one event's parallel stages
 take turns and the last one sees the others; on SQLite the first write takes the database lock."""
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
@@ -16,9 +17,12 @@ from sqlalchemy.orm import Session
 
 from modelyard.context import AppContext
 from modelyard.db import utcnow
+from modelyard.fetch import is_permanent
 from modelyard.pipelines import raw
 from modelyard.pipelines.models import Event, EventState, RawFetch, StageRun, StageState
 from modelyard.pipelines.service import load_spec
+from modelyard.pipelines.spec import Retry
+from modelyard.pipelines.stages import Outcome, error_type
 
 
 @dataclass(slots=True)
@@ -47,6 +51,23 @@ class Settled:
     state: str
     values: dict[str, Any] = field(default_factory=dict)
     fetched: raw.Fetched | None = None
+
+
+def failure(run: Claimed, out: Outcome, retry: Retry, now: datetime) -> Settled:
+    """How a failed attempt settles: ``ready`` again after its backoff, or ``failed`` when the error is
+    permanent or the stage's attempts are used up."""
+    exc = out.error
+    assert exc is not None
+    values: dict[str, Any] = {
+        "error_type": error_type(exc),
+        "error": str(exc) or type(exc).__name__,
+        "traceback": out.trace,
+        "duration_ms": round(out.seconds * 1000, 3),
+    }
+    if not is_permanent(exc) and run.attempts < retry.max_attempts:
+        values["ready_at"] = now + timedelta(seconds=retry.backoff_seconds * 2 ** (run.attempts - 1))
+        return Settled(run, StageState.READY, values)
+    return Settled(run, StageState.FAILED, values)
 
 
 DONE_COLUMNS = (

@@ -3,27 +3,33 @@ state: events) and the stage watcher (failures grouped by error type, with examp
 and as server-sent event streams that send a snapshot whenever it changes.
 
 Workers may be other processes, so streams poll the database (every ``interval`` seconds) rather than
-listen to this process's bus.
+listen to this process's bus. The same counts, for every pipeline, are exported at ``/metrics`` by
+``PipelineCollector``.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+import logging
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 from pydantic import BaseModel
 from sqlalchemy import func, select
 
 from modelyard.context import AppContext
 from modelyard.db import utcnow
+from modelyard.errors import PipelineNotFound
 from modelyard.pipelines.events import get_event
-from modelyard.pipelines.models import Event, EventState, StageRun, StageState
+from modelyard.pipelines.models import Event, EventState, Pipeline, StageRun, StageState
 from modelyard.pipelines.schemas import ErrorGroup, ErrorReport, EventCounts, QueueSnapshot, StageQueue
 from modelyard.pipelines.service import get_pipeline, load_spec
 from modelyard.sse import SseEvent
 
+log = logging.getLogger("modelyard.pipelines")
 THROUGHPUT_WINDOW_S = 60.0
 
 
@@ -183,3 +189,63 @@ def event_stream(ctx: AppContext, event_id: str, interval: float = 0.5) -> Async
         return EventState(getattr(current, "state")).is_final()  # noqa: B009
 
     return _changes(lambda: get_event(ctx, event_id), "event", interval, set(), final)
+
+
+class PipelineCollector(Collector):
+    """Exports, at ``/metrics``, stage runs per pipeline, stage and state, and events per pipeline and
+    state, read from the database at scrape time (every state is exported, zeros included)."""
+
+    def __init__(self, ctx: AppContext):
+        self.ctx = ctx
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        """The gauges; nothing (and a log line) if the database cannot be read."""
+        try:
+            stages, runs, events = self._counts()
+        except Exception:
+            log.exception("pipeline metrics unavailable")
+            return
+        run_gauge = GaugeMetricFamily(
+            "modelyard_pipeline_stage_runs",
+            "Stage runs by pipeline, stage and state.",
+            labels=["pipeline", "stage", "state"],
+        )
+        event_gauge = GaugeMetricFamily(
+            "modelyard_pipeline_events", "Events by pipeline and state.", labels=["pipeline", "state"]
+        )
+        for pipeline, names in stages.items():
+            for stage in names:
+                for state in StageState:
+                    run_gauge.add_metric([pipeline, stage, state], runs.get((pipeline, stage, state), 0))
+            for event_state in EventState:
+                event_gauge.add_metric([pipeline, event_state], events.get((pipeline, event_state), 0))
+        yield run_gauge
+        yield event_gauge
+
+    def _counts(
+        self,
+    ) -> tuple[dict[str, list[str]], dict[tuple[str, str, str], int], dict[tuple[str, str], int]]:
+        """Stages per pipeline (in DAG order), run counts by (pipeline, stage, state), event counts by
+        (pipeline, state)."""
+        with self.ctx.uow() as session:
+            pipelines = session.execute(select(Pipeline.id, Pipeline.name, Pipeline.latest_version)).all()
+            run_rows = session.execute(
+                select(StageRun.pipeline_id, StageRun.stage, StageRun.state, func.count()).group_by(
+                    StageRun.pipeline_id, StageRun.stage, StageRun.state
+                )
+            ).all()
+            event_rows = session.execute(
+                select(Event.pipeline_id, Event.state, func.count()).group_by(Event.pipeline_id, Event.state)
+            ).all()
+        names = {pid: name for pid, name, _ in pipelines}
+        runs = {(names[p], st, state): int(n) for p, st, state, n in run_rows if p in names}
+        events = {(names[p], state): int(n) for p, state, n in event_rows if p in names}
+        stages: dict[str, list[str]] = {}
+        for pid, name, version in pipelines:
+            try:
+                order = load_spec(self.ctx, pid, version)[1].closure(None)
+            except PipelineNotFound:  # deleted since it was read
+                continue
+            seen = sorted({st for p, st, _ in runs if p == name} - set(order))  # stages of older versions
+            stages[name] = [*order, *seen]
+        return stages, runs, events

@@ -1,0 +1,115 @@
+"""The loop that turns rows waiting in our own tables into durable work: claim a batch, start one DBOS
+workflow for it (its id is the batch id, so a repeat is a no-op), repeat while this process has room.
+
+Durability is amortised: one workflow covers a whole batch instead of one workflow per item. A claim is
+an atomic UPDATE of the waiting rows (``FOR UPDATE SKIP LOCKED`` on PostgreSQL), so two workers never
+claim the same row; rows claimed by a process that died before starting the batch's workflow are made
+waiting again by the owner's sweep after a timeout, and a started workflow is recovered by another worker
+(see ``durable``). Jobs (``jobs.dispatch``) and pipeline stages (``pipelines.dispatch``) use it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+log = logging.getLogger("modelyard.claims")
+# starter(batch id, *arguments of that claim): starts the batch's workflow, returns its future (None if a
+# workflow of that id exists already)
+Starter = Callable[..., "Future[Any] | None"]
+Claim = tuple[str, tuple[Any, ...]]
+
+
+class ClaimLoop:
+    """Claims and starts batches in this process while there is room; woken when work is queued here.
+
+    Subclasses say how to claim (``claim``: up to ``free`` new batches, each its id and the arguments its
+    workflow starts with) and how to give a batch back (``unclaim``) when its workflow could not start.
+    """
+
+    what = "work"
+
+    def __init__(
+        self, starter: Starter, *, slots: int, poll_seconds: float, parallel_starts: bool = False
+    ) -> None:
+        self.starter = starter
+        self.slots = slots
+        self.poll_seconds = poll_seconds
+        self._starts = ThreadPoolExecutor(4, thread_name_prefix="claims-start") if parallel_starts else None
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self._inflight = 0
+        self.started = 0
+
+    def claim(self, free: int) -> list[Claim]:
+        """Claim up to ``free`` batches: (batch id, workflow arguments) of each."""
+        raise NotImplementedError
+
+    def unclaim(self, batch_ids: list[str]) -> None:
+        """Make the items of these batches waiting again."""
+        raise NotImplementedError
+
+    def wake(self) -> None:
+        """Look for work now instead of at the next poll."""
+        self._wake.set()
+
+    @property
+    def inflight(self) -> int:
+        """Batches started here and not finished."""
+        with self._lock:
+            return self._inflight
+
+    def _finished(self, _future: Future[Any]) -> None:
+        with self._lock:
+            self._inflight -= 1
+        self._wake.set()
+
+    def run(self, stop: threading.Event) -> None:
+        """Dispatch until ``stop`` is set."""
+        try:
+            while not stop.is_set():
+                try:
+                    started = self.dispatch_once()
+                except Exception:
+                    log.exception("dispatch failed", extra={"what": self.what})
+                    started = 0
+                    stop.wait(1.0)
+                if not started:
+                    self._wake.wait(self.poll_seconds)
+                    self._wake.clear()
+        finally:
+            if self._starts is not None:
+                self._starts.shutdown()
+
+    def dispatch_once(self) -> int:
+        """Claim and start as many batches as free slots allow; returns how many started."""
+        free = self.slots - self.inflight
+        if free <= 0:
+            return 0
+        batches = self.claim(free)
+        if self._starts is not None and len(batches) > 1:
+            # starting a workflow writes to the system database: start batches side by side
+            list(self._starts.map(self._start, batches))
+        else:
+            for batch_id in batches:
+                self._start(batch_id)
+        return len(batches)
+
+    def _start(self, claim: Claim) -> None:
+        batch_id, args = claim
+        try:
+            future = self.starter(batch_id, *args)
+        except Exception:
+            log.exception(
+                "could not start a batch; its items wait again", extra={"what": self.what, "batch": batch_id}
+            )
+            self.unclaim([batch_id])
+            return
+        self.started += 1
+        if future is not None:
+            with self._lock:
+                self._inflight += 1
+            future.add_done_callback(self._finished)

@@ -1,0 +1,97 @@
+"""Command stages: a command run once per event, its input in a temp file (``{input}``), its output read
+from ``{output}`` or stdout, without the database's or artifact store's credentials in its environment,
+and killed, with every process it started, past the stage's ``timeout_seconds`` (an hour if unset).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from modelyard.pipelines import outputs
+from modelyard.pipelines.spec import StageSpec
+from modelyard.pipelines.stages import Item, Outcome, StageEnv, StageTimeout, single, timed
+
+# Never handed to a command: the database's and the artifact store's credentials.
+SECRET_PREFIXES = ("MODELYARD_", "AWS_", "PG", "DATABASE_URL", "DBOS_")
+# A command stage without ``timeout_seconds`` is still killed after an hour.
+COMMAND_TIMEOUT_SECONDS = 3600.0
+
+
+class CommandFailed(RuntimeError):
+    """A command stage exited with a non-zero status."""
+
+
+def _command_env(item: Item, spec: StageSpec) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(SECRET_PREFIXES)}
+    env["STAGE_PARAMS"] = orjson.dumps(spec.params).decode()
+    env["EVENT_PARAMS"] = orjson.dumps(item.params).decode()
+    env["EVENT_NAME"], env["EVENT_ID"] = item.event, item.event_id
+    return env
+
+
+def _echo(stdout: bytes, stderr: bytes) -> None:
+    """Print a command's output into the run's logs (stderr lines marked)."""
+    print(stdout.decode(errors="replace"), end="")
+    if stderr:
+        lines = stderr.decode(errors="replace").splitlines(True)
+        print("".join(f"[stderr] {line}" for line in lines), end="")
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the command and every process it started (they share its process group), and reap it."""
+    with contextlib.suppress(ProcessLookupError):  # already gone
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def _run_command(spec: StageSpec, item: Item) -> Any:
+    value = single(item)
+    limit = spec.limits.timeout_seconds or COMMAND_TIMEOUT_SECONDS
+    with tempfile.TemporaryDirectory(prefix="modelyard-stage-") as tmp:
+        encoded = outputs.encode(value, "bytes" if isinstance(value, bytes | bytearray) else "any")
+        in_path = Path(tmp) / f"input.{encoded.ext}"
+        in_path.write_bytes(encoded.data)
+        out_path = Path(tmp) / "output"
+        argv = [
+            a.replace("{input}", str(in_path)).replace("{output}", str(out_path))
+            for a in spec.config["command"]
+        ]
+        # its own process group, so a timeout kills what it started too (a child left holding the pipes
+        # would outlive a kill of the command alone)
+        with subprocess.Popen(
+            argv,
+            cwd=tmp,
+            env=_command_env(item, spec),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            process_group=0,
+        ) as proc:
+            try:
+                stdout, stderr = proc.communicate(timeout=limit)
+            except subprocess.TimeoutExpired as exc:
+                _kill_group(proc)
+                _echo(exc.stdout or b"", exc.stderr or b"")
+                raise StageTimeout(
+                    f"stage {spec.name}: {argv[0]} ran past its timeout_seconds of {limit:g} s "
+                    "and was killed with the processes it started"
+                ) from None
+        _echo(stdout, stderr)
+        if proc.returncode != 0:
+            tail = stderr.decode(errors="replace").strip().splitlines()[-5:]
+            raise CommandFailed(f"{argv[0]} exited with status {proc.returncode}: {' | '.join(tail)}")
+        data = out_path.read_bytes() if out_path.exists() else stdout
+        return orjson.loads(data) if spec.produces == "json" else data
+
+
+def run_command(spec: StageSpec, items: list[Item], env: StageEnv) -> list[Outcome]:
+    """A command, once per event: input in a temp file (``{input}``), output from ``{output}`` or stdout;
+    killed, with what it started, past the stage's ``timeout_seconds`` (an hour if unset)."""
+    return [timed(lambda item=item: _run_command(spec, item)) for item in items]  # type: ignore[misc]
