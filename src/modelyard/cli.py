@@ -309,8 +309,8 @@ def worker(
     concurrency: Annotated[
         int | None,
         typer.Option(
-            help="Chunks one worker runs at once (MODELYARD_WORKER_CONCURRENCY; DBOS stores it with "
-            "the queue, so the last worker started sets it for all)"
+            help="Job chunks this worker runs at once (MODELYARD_WORKER_CONCURRENCY; default: its CPU "
+            "count); each worker keeps its own"
         ),
     ] = None,
     executor_id: Annotated[

@@ -6,6 +6,7 @@ their own.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic import Field, SecretStr
@@ -61,7 +62,11 @@ class Settings(BaseSettings):
     worker: bool = Field(
         True, description="Run an in-process worker beside the API (serve --no-worker sets False)."
     )
-    worker_concurrency: int = Field(4, description="Work items one worker runs at once.")
+    worker_concurrency: int = Field(
+        default_factory=lambda: max(2, os.cpu_count() or 2),
+        description="Job chunks one worker runs at once (default: its CPU count; chunks are CPU-bound, and "
+        "more at once than cores only slows each down).",
+    )
     executor_id: str = Field(
         "", description="Durable executor id of this process; empty means host-pid based."
     )
@@ -73,6 +78,9 @@ class Settings(BaseSettings):
     job_chunk_bytes: int = Field(
         16 * 1024 * 1024,
         description="Model input per chunk when job_chunk_rows is 0 (e.g. 209,715 rows of 20 float32).",
+    )
+    job_inline_output_bytes: int = Field(
+        64 * 1024, description="Chunk outputs up to this size are kept in the chunk's row, not in a file."
     )
     job_max_attempts: int = Field(
         3, description="Attempts per job chunk before it lands in the dead-letter list."

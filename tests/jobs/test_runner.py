@@ -62,6 +62,7 @@ class Killed(BaseException):
 def test_a_repeated_chunk_is_written_once_and_counted_once(
     ctx: AppContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    ctx.settings.job_inline_output_bytes = 0  # outputs in files, written under their keys
     job = submit_csv(ctx, tmp_path, features(150))
     runner.plan_job(ctx, job.id)
     assert runner.plan_job(ctx, job.id)["chunks"] == 2  # planning again changes nothing
@@ -145,6 +146,7 @@ def test_skip_leaves_malformed_rows_out_and_lists_them(ctx: AppContext, tmp_path
 def test_transient_failure_asks_for_a_retry_then_dead_letter(
     ctx: AppContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    ctx.settings.job_inline_output_bytes = 0  # the output goes to the (failing) store
     job = submit_csv(ctx, tmp_path, features(50))
     runner.plan_job(ctx, job.id)
 
@@ -194,6 +196,7 @@ def test_cancelled_job_chunks_do_not_run(ctx: AppContext, tmp_path: Path) -> Non
 def test_output_of_a_job_deleted_mid_chunk_is_removed(
     ctx: AppContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    ctx.settings.job_inline_output_bytes = 0  # the output goes to a file
     job = submit_csv(ctx, tmp_path, features(50))
     runner.plan_job(ctx, job.id)
     real_put = ctx.storage.put_bytes
@@ -208,7 +211,15 @@ def test_output_of_a_job_deleted_mid_chunk_is_removed(
     assert list(ctx.storage.list(f"jobs/{job.id}")) == []
 
 
+def test_small_outputs_are_kept_in_the_chunk_row_not_in_files(ctx: AppContext, tmp_path: Path) -> None:
+    job = run_job(ctx, submit_csv(ctx, tmp_path, features(120)).id)
+    assert [c.output_key for c in chunks(ctx, job.id)] == [None, None]
+    assert [o.key for o in ctx.storage.list(f"jobs/{job.id}/out")] == []
+    assert all_results(ctx, job.id).column("row").to_pylist() == list(range(120))
+
+
 def test_results_file_is_valid_parquet_per_chunk(ctx: AppContext, tmp_path: Path) -> None:
+    ctx.settings.job_inline_output_bytes = 0  # every output in a file
     job = run_job(ctx, submit_csv(ctx, tmp_path, features(120)).id)
     keys = [c.output_key for c in chunks(ctx, job.id)]
     assert keys == [f"jobs/{job.id}/out/000000.parquet", f"jobs/{job.id}/out/000001.parquet"]

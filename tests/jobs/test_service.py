@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from datetime import timedelta
 from pathlib import Path
 
@@ -169,3 +170,22 @@ def test_a_lone_chunk_belongs_to_the_batch_that_planned_it(ctx: AppContext) -> N
     assert dispatch.claim_chunks(ctx, 10) == []  # the planning workflow runs it; nobody else may
     with ctx.uow() as session:
         assert session.get_one(JobChunk, (job.id, 0)).batch_id == batch[0]
+
+
+def test_a_worker_runs_at_most_its_own_concurrency_of_chunks(ctx: AppContext) -> None:
+    job = submission.submit(ctx, JobCreate(model="churn", rows=features(500).tolist()))  # 5 chunks
+    runner.plan_job(ctx, job.id)
+    running: list[Future[None]] = []
+
+    def start(claim_id: str, job_id: str, index: int) -> Future[None]:
+        running.append(Future())
+        return running[-1]
+
+    ctx.settings.worker_concurrency = 2
+    loop = dispatch.ChunkDispatcher(ctx, start)
+    assert loop.dispatch_once() == 2
+    assert loop.dispatch_once() == 0  # full: the other chunks wait for this worker or another
+    running[0].set_result(None)
+    assert loop.inflight == 1 and loop.dispatch_once() == 1
+    other = dispatch.ChunkDispatcher(ctx, start)  # a second worker takes what is left
+    assert other.dispatch_once() == 2 and not dispatch.chunks_waiting(ctx)

@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Integer, String, Text
+from sqlalchemy import BigInteger, ForeignKey, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from modelyard.db import Base, new_id, utcnow
@@ -98,6 +98,8 @@ class JobChunk(Base):
     # how many times a run reached the completion transaction; more than 1 means a chunk ran twice
     completions: Mapped[int] = mapped_column(Integer, default=0)
     output_key: Mapped[str | None] = mapped_column(String(500), default=None)
+    # a small output (Parquet bytes up to ``job_inline_output_bytes``) is kept here instead of in a file
+    output_inline: Mapped[bytes | None] = mapped_column(LargeBinary, default=None, deferred=True)
     rows: Mapped[int] = mapped_column(Integer, default=0)
     rows_failed: Mapped[int] = mapped_column(Integer, default=0)
     row_errors: Mapped[list[Any]] = mapped_column(default=list)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import shutil
 import threading
-import time
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,7 +34,6 @@ if TYPE_CHECKING:
     from modelyard.serving.service import VersionRef
 
 log = logging.getLogger("modelyard.jobs")
-REF_TTL_S = 2.0
 Outcome = dict[str, Any]
 SHOWN_ROW_ERRORS = 5
 
@@ -234,16 +232,9 @@ def _start_chunk(
 
 
 def resolve(ctx: AppContext, model: str, version: int) -> VersionRef:
-    """The model version, looked up at most every ``REF_TTL_S`` per process (versions are immutable; a
-    deleted one is noticed within that time)."""
-    cache: dict[tuple[str, int], tuple[float, VersionRef]] = ctx.extras.setdefault("jobs.refs", {})
-    hit = cache.get((model, version))
-    now = time.monotonic()
-    if hit is not None and hit[0] > now:
-        return hit[1]
-    ref = ctx.inference.resolve_sync(model, version)
-    cache[(model, version)] = (now + REF_TTL_S, ref)
-    return ref
+    """The model version, from serving's short-lived lookup cache (versions are immutable; a deleted one
+    is noticed within its lifetime)."""
+    return ctx.inference.resolve_cached_sync(model, version)
 
 
 def run_chunk(ctx: AppContext, job_id: str, index: int, executor_id: str | None = None) -> Outcome:
@@ -259,12 +250,13 @@ def run_chunk(ctx: AppContext, job_id: str, index: int, executor_id: str | None 
     return {"status": "done", "rows": done[0]}
 
 
-Done = tuple[int, list[tuple[int, str]], str | None]
+# rows done, row errors, output key (a file) or output bytes (small: kept in the chunk's row)
+Done = tuple[int, list[tuple[int, str]], str | None, bytes | None]
 
 
 def work_chunk(ctx: AppContext, job: Job, chunk: JobChunk) -> Done | Outcome:
-    """The work of a started chunk: read, predict, write the output under its key. (rows, row errors,
-    output key) to record, or the outcome of a failure (already recorded on the chunk)."""
+    """The work of a started chunk: read, predict, write the output under its key (or keep a small one
+    for the chunk's row). What to record (``Done``), or the outcome of a failure (already recorded)."""
     try:
         ref = resolve(ctx, job.model, job.version)
         features = inputs.Features.from_signature(ref.signature, ref.metadata)
@@ -273,11 +265,15 @@ def work_chunk(ctx: AppContext, job: Job, chunk: JobChunk) -> Done | Outcome:
         rows = readers.read_span(local_input(ctx, job), job.input_format, span, features, layout)
         if rows.errors and job.options.get("on_error") != "skip":
             return _bad_rows(ctx, job, chunk, rows.errors)
-        key = None
+        key, inline = None, None
         if len(rows.rows):
             outputs = ctx.inference.predict_sync(ref, {features.input_name: rows.values})
-            key = output_key(job.id, chunk.index)
-            ctx.storage.put_bytes(key, table_bytes(chunk_table(rows.rows, outputs)))
+            data = table_bytes(chunk_table(rows.rows, outputs))
+            if len(data) <= ctx.settings.job_inline_output_bytes:
+                inline = data  # committed with the chunk's completion: no file to write and sync
+            else:
+                key = output_key(job.id, chunk.index)
+                ctx.storage.put_bytes(key, data)
     except Exception as exc:
         if _permanent(exc):
             assert isinstance(exc, ModelyardError)
@@ -286,7 +282,7 @@ def work_chunk(ctx: AppContext, job: Job, chunk: JobChunk) -> Done | Outcome:
         outcome = {**transient(exc), **_policy(job)}
         _chunk_retrying(ctx, job.id, chunk.index, outcome)
         return outcome
-    return len(rows.rows), rows.errors, key
+    return len(rows.rows), rows.errors, key, inline
 
 
 def _row_errors(ctx: AppContext, errors: list[tuple[int, str]]) -> list[dict[str, Any]]:
@@ -310,6 +306,7 @@ def record_done(
     rows: int,
     errors: list[tuple[int, str]],
     key: str | None,
+    inline: bytes | None = None,
 ) -> tuple[bool, Any]:
     """In ``session``: count the chunk's completion once, settle its job; (job finished now, job snapshot)."""
     where = (JobChunk.job_id == job_id, JobChunk.index == index)
@@ -324,6 +321,7 @@ def record_done(
             rows_failed=len(errors),
             row_errors=_row_errors(ctx, errors),
             output_key=key,
+            output_inline=inline,
             error=None,
             error_code=None,
             traceback=None,
@@ -358,10 +356,16 @@ def announce_done(ctx: AppContext, job_id: str, finished: bool, job: Any, key: s
 
 
 def _complete(
-    ctx: AppContext, job_id: str, index: int, rows: int, errors: list[tuple[int, str]], key: str | None
+    ctx: AppContext,
+    job_id: str,
+    index: int,
+    rows: int,
+    errors: list[tuple[int, str]],
+    key: str | None,
+    inline: bytes | None,
 ) -> None:
     with _txn(ctx) as session:
-        finished, job = record_done(ctx, session, job_id, index, rows, errors, key)
+        finished, job = record_done(ctx, session, job_id, index, rows, errors, key, inline)
     announce_done(ctx, job_id, finished, job, key)
 
 

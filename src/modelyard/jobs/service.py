@@ -276,17 +276,26 @@ def results(ctx: AppContext, job_id: str) -> tuple[Job, Iterator[pa.Table]]:
         job = get_job(session=session, job_id=job_id)
         if job.state != JobState.SUCCEEDED:
             raise Conflict(f"job {job_id} is {job.state}; results are there once it has succeeded")
-        keys = list(
-            session.scalars(
-                select(JobChunk.output_key)
-                .where(JobChunk.job_id == job_id, JobChunk.output_key.is_not(None))
-                .order_by(JobChunk.index)
-            )
-        )
+        parts = session.execute(
+            select(JobChunk.index, JobChunk.output_key)
+            .where(JobChunk.job_id == job_id, JobChunk.state == ChunkState.DONE, JobChunk.rows > 0)
+            .order_by(JobChunk.index)
+        ).all()
 
     def tables() -> Iterator[pa.Table]:
-        for key in keys:
-            yield pq.read_table(io.BytesIO(ctx.storage.get_bytes(str(key))))
+        for index, key in parts:
+            if key is not None:
+                data = ctx.storage.get_bytes(str(key))
+            else:  # a small output, kept in the chunk's row (read one at a time)
+                with ctx.uow() as session:
+                    data = session.scalar(
+                        select(JobChunk.output_inline).where(
+                            JobChunk.job_id == job_id, JobChunk.index == index
+                        )
+                    )
+                if data is None:
+                    raise Conflict(f"chunk {index} of job {job_id} has no output; retry the job")
+            yield pq.read_table(io.BytesIO(data))
 
     return job, tables()
 

@@ -92,7 +92,7 @@ def run_small(
             recorded = [
                 (job, result, runner.record_done(ctx, session, job.id, 0, *result)) for job, result in done
             ]
-        for job, (rows, _, key), (finished, snapshot) in recorded:
+        for job, (rows, _, key, _), (finished, snapshot) in recorded:
             runner.announce_done(ctx, job.id, finished, snapshot, key)
             outcomes[job.id] = {"status": "done", "rows": rows, "chunks": 1, "stage": "chunk"}
     ran = {job.id for job, _ in started}

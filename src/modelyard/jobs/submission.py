@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy.orm import Session
 
 from modelyard.db import new_id
 from modelyard.errors import InvalidInput, PayloadTooLarge
@@ -22,16 +21,17 @@ from modelyard.jobs.models import Job
 from modelyard.jobs.outputs import OUTPUT_FORMATS
 from modelyard.jobs.schemas import JobCreate, JobOptions
 from modelyard.jobs.service import publish
-from modelyard.registry import service as registry
 from modelyard.serving.rest import rows_to_array
 
 if TYPE_CHECKING:
     from modelyard.context import AppContext
 
 
-def _features(session: Session, model: str, version: int | str) -> tuple[int, inputs.Features]:
-    found, v = registry.resolve_version(session=session, name=model, version=version)
-    return v.version, inputs.Features.from_signature(v.signature, {**found.meta, **v.meta})
+def _features(ctx: AppContext, model: str, version: int | str) -> tuple[int, inputs.Features]:
+    """The version a job will run (``latest`` resolved now) and the rows it takes; through serving's
+    short-lived lookup cache, as a predict request would."""
+    ref = ctx.inference.resolve_cached_sync(model, version)
+    return ref.version, inputs.Features.from_signature(ref.signature, ref.metadata)
 
 
 def _inline_array(rows: list[Any], features: inputs.Features) -> np.ndarray:
@@ -91,10 +91,11 @@ def submit(
     With ``job_id`` the submission is idempotent: a job of that id that exists already is returned.
     ``source`` (e.g. the schedule and slot that started it) is kept in the job's options.
     """
-    with ctx.uow() as session:
-        if job_id is not None and (existing := session.get(Job, job_id)) is not None:
-            return existing
-        version, features = _features(session, data.model, data.version)
+    if job_id is not None:
+        with ctx.uow() as session:
+            if (existing := session.get(Job, job_id)) is not None:
+                return existing
+    version, features = _features(ctx, data.model, data.version)
     if data.uri is not None:
         return _submit_uri(ctx, data, version, features, job_id or new_id(), source or {})
     rows = data.rows or []
@@ -170,8 +171,7 @@ def submit_file(
     options: JobOptions,
 ) -> Job:
     """Submit an uploaded file (already on local disk, under the size cap): checked, then stored."""
-    with ctx.uow() as session:
-        number, features = _features(session, model, version)
+    number, features = _features(ctx, model, version)
     fmt = inputs.detect_format(filename, declared_format)
     inputs.inspect(path, fmt, features)
     job_id = new_id()

@@ -96,6 +96,18 @@ class InferenceService:
                 latest=model.versions[-1].version,
             )
 
+    def resolve_cached_sync(self, name: str, version: int | str = "latest") -> VersionRef:
+        """``resolve_sync`` through the same short-lived cache as ``resolve`` (for threads: job submission
+        and job steps). A registry change made in this process is seen at once (``invalidate``)."""
+        ckey = (name, str(version))
+        hit = self._refs.get(ckey)
+        now = time.monotonic()
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        ref = self.resolve_sync(name, version)
+        self._refs[ckey] = (now + RESOLVE_TTL_S, ref)
+        return ref
+
     async def resolve(self, name: str, version: int | str = "latest") -> VersionRef:
         """The version, from a short-lived cache so the hot path rarely touches the database."""
         ckey = (name, str(version))

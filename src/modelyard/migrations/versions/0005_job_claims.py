@@ -1,5 +1,5 @@
-"""job claims: queued jobs and chunks are claimed by the workers' dispatchers (joins the jobs and
-pipelines branches)
+"""job claims: queued jobs and chunks are claimed by the workers' dispatchers; small chunk outputs
+kept in their row (joins the jobs and pipelines branches)
 
 Revision ID: 0005
 Revises: 0003, 0004
@@ -27,6 +27,7 @@ def upgrade() -> None:
     with op.batch_alter_table("job_chunks") as batch:
         batch.add_column(sa.Column("batch_id", sa.String(length=32), nullable=True))
         batch.add_column(sa.Column("claimed_at", sa.DateTime(timezone=True), nullable=True))
+        batch.add_column(sa.Column("output_inline", sa.LargeBinary(), nullable=True))
         batch.create_index("ix_job_chunks_batch_id", ["batch_id"], unique=False)
 
 
@@ -34,6 +35,7 @@ def downgrade() -> None:
     """Downgrade schema."""
     with op.batch_alter_table("job_chunks") as batch:
         batch.drop_index("ix_job_chunks_batch_id")
+        batch.drop_column("output_inline")
         batch.drop_column("claimed_at")
         batch.drop_column("batch_id")
     with op.batch_alter_table("jobs") as batch:
