@@ -12,15 +12,63 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import InstrumentedAttribute
+
+from modelyard.db import utcnow
+
+if TYPE_CHECKING:
+    from modelyard.context import AppContext
 
 log = logging.getLogger("modelyard.claims")
+# While work comes and goes, look again this often (not every ``poll_seconds``): work queued by another
+# process is then seen within ~10 ms; after ``BUSY_WINDOW_S`` without any, idle polling resumes.
+BUSY_POLL_S, BUSY_WINDOW_S = 0.01, 2.0
 # starter(batch id, *arguments of that claim): starts the batch's workflow, returns its future (None if a
 # workflow of that id exists already)
 Starter = Callable[..., "Future[Any] | None"]
 Claim = tuple[str, tuple[Any, ...]]
+# workflow ids -> DBOS status of each that exists
+StatusLookup = Callable[[list[str]], dict[str, str]]
+# DBOS statuses after which a claim's workflow will not take its items any more.
+ENDED = frozenset({"SUCCESS", "ERROR", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED"})
+SWEPT_PER_CALL = 200
+
+
+def old_claims(
+    ctx: AppContext,
+    claim: InstrumentedAttribute[Any],
+    claimed_at: InstrumentedAttribute[Any],
+    waiting: Any,
+    timeout_seconds: float,
+) -> list[str]:
+    """Ids of claims older than ``timeout_seconds`` whose items still wait (``waiting``), at most 200."""
+    cutoff = utcnow() - timedelta(seconds=timeout_seconds)
+    query = select(claim).where(waiting, claim.is_not(None), claimed_at < cutoff).distinct()
+    with ctx.uow() as session:
+        return [str(c) for c in session.scalars(query.limit(SWEPT_PER_CALL)) if c is not None]
+
+
+def free_stale(
+    claims: list[str], status: StatusLookup, unclaim: Callable[[list[str]], int], what: str
+) -> int:
+    """Free the items of those ``claims`` whose workflow never started or has ended; how many items."""
+    if not claims:
+        return 0
+    statuses = status(claims)
+    stale = [c for c in claims if statuses.get(c) is None or statuses[c] in ENDED]
+    count = unclaim(stale)
+    if count:
+        log.warning(
+            "freed the items of stale claims", extra={"what": what, "claims": len(stale), "items": count}
+        )
+    return count
 
 
 class ClaimLoop:
@@ -42,6 +90,7 @@ class ClaimLoop:
         self._wake = threading.Event()
         self._lock = threading.Lock()
         self._inflight = 0
+        self._active_at = 0.0  # monotonic time of the last start or finish here
         self.started = 0
 
     def claim(self, free: int) -> list[Claim]:
@@ -65,7 +114,12 @@ class ClaimLoop:
     def _finished(self, _future: Future[Any]) -> None:
         with self._lock:
             self._inflight -= 1
+        self._active_at = time.monotonic()
         self._wake.set()
+
+    def _wait_seconds(self) -> float:
+        busy = time.monotonic() - self._active_at < BUSY_WINDOW_S
+        return min(self.poll_seconds, BUSY_POLL_S) if busy else self.poll_seconds
 
     def run(self, stop: threading.Event) -> None:
         """Dispatch until ``stop`` is set."""
@@ -77,8 +131,10 @@ class ClaimLoop:
                     log.exception("dispatch failed", extra={"what": self.what})
                     started = 0
                     stop.wait(1.0)
-                if not started:
-                    self._wake.wait(self.poll_seconds)
+                if started:
+                    self._active_at = time.monotonic()
+                else:
+                    self._wake.wait(self._wait_seconds())
                     self._wake.clear()
         finally:
             if self._starts is not None:

@@ -13,20 +13,15 @@ A lone chunk is claimed by its job's batch when it is planned, so nobody else ta
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from datetime import timedelta
 
 from sqlalchemy import ColumnElement, select, update
 
-from modelyard.claims import Claim, ClaimLoop, Starter
+from modelyard.claims import Claim, ClaimLoop, Starter, StatusLookup, free_stale, old_claims
 from modelyard.context import AppContext
 from modelyard.db import new_id, utcnow
 from modelyard.jobs.models import ChunkState, Job, JobChunk, JobState
 
 log = logging.getLogger("modelyard.jobs")
-StatusLookup = Callable[[list[str]], dict[str, str]]
-# DBOS statuses after which a batch's workflow will not plan its jobs any more.
-ENDED = {"SUCCESS", "ERROR", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED"}
 LOCAL, LOCAL_CHUNKS = "jobs.dispatcher", "jobs.chunk_dispatcher"
 
 
@@ -63,19 +58,24 @@ def waiting(ctx: AppContext) -> bool:
     return found is not None
 
 
-def unclaim(ctx: AppContext, batch_ids: list[str]) -> int:
-    """Make the still-queued jobs of these batches wait again."""
-    if not batch_ids:
+def _release(ctx: AppContext, model: type[Job] | type[JobChunk], waiting: str, claim_ids: list[str]) -> int:
+    """Clear these claims from the rows of ``model`` still in state ``waiting``; how many rows."""
+    if not claim_ids:
         return 0
     with ctx.uow() as session:
         return int(
             session.execute(  # type: ignore[attr-defined]
-                update(Job)
-                .where(Job.batch_id.in_(batch_ids), Job.state == JobState.QUEUED)
+                update(model)
+                .where(model.batch_id.in_(claim_ids), model.state == waiting)
                 .values(batch_id=None, claimed_at=None)
                 .execution_options(synchronize_session=False)
             ).rowcount
         )
+
+
+def unclaim(ctx: AppContext, batch_ids: list[str]) -> int:
+    """Make the still-queued jobs of these batches wait again."""
+    return _release(ctx, Job, JobState.QUEUED, batch_ids)
 
 
 def batch_jobs(ctx: AppContext, batch_id: str) -> list[str]:
@@ -86,25 +86,9 @@ def batch_jobs(ctx: AppContext, batch_id: str) -> list[str]:
 
 def sweep(ctx: AppContext, status: StatusLookup) -> int:
     """Queue again the jobs of batches claimed long ago whose workflow never started or has ended."""
-    cutoff = utcnow() - timedelta(seconds=ctx.settings.job_claim_timeout_seconds)
-    with ctx.uow() as session:
-        found = list(
-            session.scalars(
-                select(Job.batch_id)
-                .where(Job.state == JobState.QUEUED, Job.batch_id.is_not(None), Job.claimed_at < cutoff)
-                .distinct()
-                .limit(200)
-            )
-        )
-    batches = [b for b in found if b is not None]
-    if not batches:
-        return 0
-    statuses = status(batches)
-    stale = [b for b in batches if statuses.get(b) is None or statuses[b] in ENDED]
-    count = unclaim(ctx, stale)
-    if count:
-        log.warning("queued again the jobs of stale batches", extra={"batches": len(stale), "jobs": count})
-    return count
+    waiting, timeout = Job.state == JobState.QUEUED, ctx.settings.job_claim_timeout_seconds
+    claims = old_claims(ctx, Job.batch_id, Job.claimed_at, waiting, timeout)
+    return free_stale(claims, status, lambda ids: unclaim(ctx, ids), "jobs")
 
 
 class JobDispatcher(ClaimLoop):
@@ -193,44 +177,14 @@ def claim_chunks(ctx: AppContext, size: int) -> list[tuple[str, str, int]]:
 
 def unclaim_chunks(ctx: AppContext, claim_ids: list[str]) -> int:
     """Make the still-waiting chunks of these claims waiting for anyone again."""
-    if not claim_ids:
-        return 0
-    with ctx.uow() as session:
-        return int(
-            session.execute(  # type: ignore[attr-defined]
-                update(JobChunk)
-                .where(JobChunk.batch_id.in_(claim_ids), JobChunk.state == ChunkState.QUEUED)
-                .values(batch_id=None, claimed_at=None)
-                .execution_options(synchronize_session=False)
-            ).rowcount
-        )
+    return _release(ctx, JobChunk, ChunkState.QUEUED, claim_ids)
 
 
 def sweep_chunks(ctx: AppContext, status: StatusLookup) -> int:
     """Free the waiting chunks of claims made long ago whose workflow never started or has ended."""
-    cutoff = utcnow() - timedelta(seconds=ctx.settings.job_claim_timeout_seconds)
-    with ctx.uow() as session:
-        found = list(
-            session.scalars(
-                select(JobChunk.batch_id)
-                .where(
-                    JobChunk.state == ChunkState.QUEUED,
-                    JobChunk.batch_id.is_not(None),
-                    JobChunk.claimed_at < cutoff,
-                )
-                .distinct()
-                .limit(200)
-            )
-        )
-    claims = [c for c in found if c is not None]
-    if not claims:
-        return 0
-    statuses = status(claims)
-    stale = [c for c in claims if statuses.get(c) is None or statuses[c] in ENDED]
-    count = unclaim_chunks(ctx, stale)
-    if count:
-        log.warning("freed the chunks of stale claims", extra={"claims": len(stale), "chunks": count})
-    return count
+    waiting, timeout = JobChunk.state == ChunkState.QUEUED, ctx.settings.job_claim_timeout_seconds
+    claims = old_claims(ctx, JobChunk.batch_id, JobChunk.claimed_at, waiting, timeout)
+    return free_stale(claims, status, lambda ids: unclaim_chunks(ctx, ids), "jobs.chunks")
 
 
 class ChunkDispatcher(ClaimLoop):

@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from datetime import timedelta
 
 from sqlalchemy import and_, exists, func, select, update
 from sqlalchemy.orm import aliased
 
-from modelyard.claims import Claim, ClaimLoop, Starter
+from modelyard.claims import Claim, ClaimLoop, Starter, StatusLookup, free_stale, old_claims
 from modelyard.context import AppContext
 from modelyard.db import new_id, utcnow
 from modelyard.errors import PipelineNotFound
@@ -32,9 +31,6 @@ from modelyard.pipelines.settle import advance_events
 from modelyard.pipelines.spec import Limits
 
 log = logging.getLogger("modelyard.pipelines")
-StatusLookup = Callable[[list[str]], dict[str, str]]
-# DBOS statuses after which a batch's runs will not be settled by its workflow.
-ENDED = {"SUCCESS", "ERROR", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED"}
 
 
 def claim(ctx: AppContext, pipeline_id: str, stage: str, size: int) -> tuple[str, int] | None:
@@ -108,25 +104,11 @@ def running_batches(ctx: AppContext) -> dict[tuple[str, str], int]:
 
 def sweep(ctx: AppContext, status: StatusLookup) -> int:
     """Ready again the runs of batches claimed long ago whose workflow never started or has ended."""
-    cutoff = utcnow() - timedelta(seconds=ctx.settings.pipeline_claim_timeout_seconds)
-    with ctx.uow() as session:
-        found = list(
-            session.scalars(
-                select(StageRun.batch_id)
-                .where(StageRun.state == StageState.RUNNING, StageRun.claimed_at < cutoff)
-                .distinct()
-                .limit(200)
-            )
-        )
-    batches = [b for b in found if b is not None]
-    if not batches:
-        return 0
-    statuses = status(batches)
-    stale = [b for b in batches if statuses.get(b) is None or statuses[b] in ENDED]
-    count = unclaim(ctx, stale)
-    if count:
-        log.warning("re-queued stage runs of stale batches", extra={"batches": len(stale), "runs": count})
-    return count
+    waiting = StageRun.state == StageState.RUNNING
+    claims = old_claims(
+        ctx, StageRun.batch_id, StageRun.claimed_at, waiting, ctx.settings.pipeline_claim_timeout_seconds
+    )
+    return free_stale(claims, status, lambda ids: unclaim(ctx, ids), "pipelines")
 
 
 def reconcile(ctx: AppContext, *, older_than_seconds: float = 30.0) -> int:
