@@ -228,9 +228,13 @@ def run_job(
             "chunks": done.chunk_count,
             "wall_s": round(wall, 3),
             "queue_and_plan_s": round((started - created).total_seconds(), 3),
+            "claimed_after_s": round((service.aware(done.claimed_at) - created).total_seconds(), 3)
+            if done.claimed_at
+            else None,
             "rows_per_s": round(done.rows_done / wall),
             "chunk_rows": int(done.options["chunk_rows"]),
             "spans": spans(ctx, job.id),
+            "chunk_timeline_ms": timeline(ctx, job.id, created),
         }
 
     # the same job again and again: the first on a fresh process (its allocator grows for chunk-sized
@@ -259,6 +263,21 @@ def spans(ctx: AppContext, job_id: str) -> list[tuple[int, int]]:
             .order_by(JobChunk.index)
         ).all()
     return [(int(a), int(b)) for a, b in found]
+
+
+def timeline(ctx: AppContext, job_id: str, created: dt.datetime) -> list[dict[str, float]]:
+    """Each chunk's claim, start and finish, in ms after the job was created: where the wall time goes."""
+    with ctx.uow() as session:
+        found = session.execute(
+            select(JobChunk.claimed_at, JobChunk.started_at, JobChunk.finished_at)
+            .where(JobChunk.job_id == job_id)
+            .order_by(JobChunk.index)
+        ).all()
+
+    def ms(t: dt.datetime | None) -> float | None:
+        return None if t is None else round((service.aware(t) - created).total_seconds() * 1000, 1)
+
+    return [{"claimed": ms(a), "started": ms(b), "finished": ms(c)} for a, b, c in found]
 
 
 def throughput(tmp: Path, model: Path, rows: int) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sqlalchemy import JSON, Engine, String, or_, select, text, update
+from sqlalchemy import JSON, Engine, String, create_engine, event, or_, select, text, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 from modelyard.context import AppContext
@@ -50,6 +50,8 @@ POLL_SECONDS = 0.05
 NOTIFY_POLL_SECONDS = 0.5
 # How often a worker re-reads the schedules table (after its first minute, when DBOS polls every second).
 SCHEDULER_POLL_SECONDS = 5.0
+# connections DBOS may hold on its system database in one process
+SYS_DB_POOL = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +161,30 @@ def system_database_url(ctx: AppContext) -> str:
     return url.replace("postgresql+psycopg://", "postgresql://", 1)
 
 
+def _system_sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # As DBOS does for its own SQLite engine: writers take the lock at BEGIN and wait out each other.
+    dbapi_conn.isolation_level = "IMMEDIATE"
+    dbapi_conn.execute("PRAGMA busy_timeout=30000")
+    dbapi_conn.execute("PRAGMA foreign_keys=ON")
+    # Like our own database: in WAL mode NORMAL survives any process crash (a lost power supply may undo
+    # the last commits). SQLite's default, FULL, syncs the disk at every checkpoint DBOS writes: several
+    # per workflow, most of a small job's time.
+    dbapi_conn.execute("PRAGMA synchronous=NORMAL")
+
+
+def system_sqlite_engine(ctx: AppContext, pool_size: int) -> Engine:
+    """The engine DBOS uses for its SQLite system database in this process."""
+    engine = create_engine(
+        system_database_url(ctx),
+        connect_args={"check_same_thread": False, "timeout": 30},
+        pool_size=pool_size,
+        max_overflow=0,
+        pool_timeout=30,
+    )
+    event.listen(engine, "connect", _system_sqlite_pragmas)
+    return engine
+
+
 class Durable:
     """DBOS in this process, plus the heartbeat and dead-worker recovery loop."""
 
@@ -170,6 +196,7 @@ class Durable:
         self._thread: threading.Thread | None = None
         self._loops: list[threading.Thread] = []
         self.launched = False
+        self._engine: Engine | None = None
 
     def launch(self) -> None:
         """Configure and start DBOS, register queues, write the first heartbeat, start the monitor."""
@@ -178,14 +205,17 @@ class Durable:
         global _context
         import_workflows()
         _context = self.ctx
+        engine = system_sqlite_engine(self.ctx, SYS_DB_POOL) if self.ctx.settings.is_sqlite() else None
+        self._engine = engine
         DBOS(
             config={
                 "name": APP_NAME,
                 "system_database_url": system_database_url(self.ctx),
+                "system_database_engine": engine,
                 "executor_id": self.executor_id,
                 "application_version": APP_VERSION,
                 "log_level": "WARNING",
-                "sys_db_pool_size": 10,
+                "sys_db_pool_size": SYS_DB_POOL,
                 "notification_listener_polling_interval_sec": NOTIFY_POLL_SECONDS,
                 "scheduler_polling_interval_sec": SCHEDULER_POLL_SECONDS,
             }
@@ -234,6 +264,9 @@ class Durable:
                 update(Worker).where(Worker.executor_id == self.executor_id).values(state="stopped")
             )
         DBOS.destroy(workflow_completion_timeout_sec=timeout)
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
         _context = None
         self.launched = False
 

@@ -76,8 +76,9 @@ class Settings(BaseSettings):
         0, description="Rows per chunk of a batch job; 0 sizes chunks by job_chunk_bytes of model input."
     )
     job_chunk_bytes: int = Field(
-        16 * 1024 * 1024,
-        description="Model input per chunk when job_chunk_rows is 0 (e.g. 209,715 rows of 20 float32).",
+        40 * 1024 * 1024,
+        description="Model input per chunk when job_chunk_rows is 0 (e.g. 500,000 rows of 20 float32, "
+        "the most a chunk takes).",
     )
     job_inline_output_bytes: int = Field(
         64 * 1024, description="Chunk outputs up to this size are kept in the chunk's row, not in a file."

@@ -55,10 +55,9 @@ def test_independent_stages_run_in_parallel(ctx: AppContext) -> None:
     [eid] = submit(ctx, "parallel", ("e", str(path)))
     run_threaded(ctx, lambda: event(ctx, eid).state == EventState.COMPLETE)
     r = runs(ctx, eid)
-    overlap = min(r["b"].finished_at, r["c"].finished_at) - max(r["b"].started_at, r["c"].started_at)
-    assert overlap.total_seconds() > 0.1, "b and c did not overlap"
-    middle = max(r["b"].finished_at, r["c"].finished_at) - min(r["b"].started_at, r["c"].started_at)
-    assert middle.total_seconds() < 0.35  # ~one 200 ms stage; two in turn take 400 ms or more
+    # each started before the other finished: they ran side by side, not in turn (how much faster that
+    # is, is the pipelines benchmark's business, not a timed test's)
+    assert r["b"].started_at < r["c"].finished_at and r["c"].started_at < r["b"].finished_at
 
 
 def test_stage_concurrency_limits_batches_over_all_workers(ctx: AppContext) -> None:

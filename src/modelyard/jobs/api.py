@@ -42,16 +42,23 @@ def _accepted(response: Response, job_id: str) -> None:
 
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=JobPublic, responses=ACCEPTED)
-def submit_job(body: JobCreate, response: Response, ctx: Ctx, _: PredictKey) -> JobPublic:
+async def submit_job(body: JobCreate, ctx: Ctx, _: PredictKey) -> Response:
     """Submit a batch prediction over inline `rows` (up to the inline cap) or a file in the artifact store
     (`uri`). The answer comes at once: `202 Accepted` with the job and its URL in `Location`.
 
     Follow it with `GET /api/v1/jobs/{id}` (progress: rows done, rate, ETA) or the SSE stream
     `/api/v1/jobs/{id}/events`, then download `/api/v1/jobs/{id}/results`.
     """
+    # one trip to a worker thread that also renders the answer: submitting many small jobs is the hot path
+    body_bytes, job_id = await run_in_threadpool(_submit_rendered, ctx, body)
+    response = Response(body_bytes, status_code=status.HTTP_202_ACCEPTED, media_type="application/json")
+    _accepted(response, job_id)
+    return response
+
+
+def _submit_rendered(ctx: AppContext, body: JobCreate) -> tuple[bytes, str]:
     job = submission.submit(ctx, body)
-    _accepted(response, job.id)
-    return service.job_public(job)
+    return service.job_public(job).model_dump_json().encode(), job.id
 
 
 @router.post(
