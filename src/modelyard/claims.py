@@ -41,24 +41,22 @@ ENDED = frozenset({"SUCCESS", "ERROR", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEE
 SWEPT_PER_CALL = 200
 
 
-def old_claims(
+def sweep_stale(
     ctx: AppContext,
     claim: InstrumentedAttribute[Any],
     claimed_at: InstrumentedAttribute[Any],
     waiting: Any,
     timeout_seconds: float,
-) -> list[str]:
-    """Ids of claims older than ``timeout_seconds`` whose items still wait (``waiting``), at most 200."""
+    status: StatusLookup,
+    unclaim: Callable[[list[str]], int],
+    what: str,
+) -> int:
+    """Free the items of claims older than ``timeout_seconds`` whose items still wait (``waiting``) and
+    whose workflow never started or has ended (at most 200 claims a call); how many items."""
     cutoff = utcnow() - timedelta(seconds=timeout_seconds)
     query = select(claim).where(waiting, claim.is_not(None), claimed_at < cutoff).distinct()
     with ctx.uow() as session:
-        return [str(c) for c in session.scalars(query.limit(SWEPT_PER_CALL)) if c is not None]
-
-
-def free_stale(
-    claims: list[str], status: StatusLookup, unclaim: Callable[[list[str]], int], what: str
-) -> int:
-    """Free the items of those ``claims`` whose workflow never started or has ended; how many items."""
+        claims = [str(c) for c in session.scalars(query.limit(SWEPT_PER_CALL)) if c is not None]
     if not claims:
         return 0
     statuses = status(claims)
@@ -120,6 +118,14 @@ class ClaimLoop:
     def _wait_seconds(self) -> float:
         busy = time.monotonic() - self._active_at < BUSY_WINDOW_S
         return min(self.poll_seconds, BUSY_POLL_S) if busy else self.poll_seconds
+
+    def serve(self, ctx: AppContext, stop: threading.Event, key: str) -> None:
+        """Dispatch until ``stop`` is set, findable meanwhile as ``ctx.extras[key]`` (to be woken)."""
+        ctx.extras[key] = self
+        try:
+            self.run(stop)
+        finally:
+            ctx.extras.pop(key, None)
 
     def run(self, stop: threading.Event) -> None:
         """Dispatch until ``stop`` is set."""

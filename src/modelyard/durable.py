@@ -22,6 +22,7 @@ import sqlite3
 import threading
 import uuid
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
@@ -470,6 +471,17 @@ class DbosDispatcher:
             self.client.pause_schedule(name)
         else:
             self.client.resume_schedule(name)
+
+
+def start_claimed(claim_id: str, workflow: Callable[..., Any], *args: Any) -> Future[Any] | None:
+    """Start a claim's workflow in this process, its id the claim id (so a repeat is a no-op: it returns
+    None when a workflow of that id exists already)."""
+    from dbos import DBOS, SetWorkflowID
+
+    with SetWorkflowID(claim_id):
+        handle = DBOS.start_workflow(workflow, *args)
+    future: Future[Any] | None = getattr(handle, "future", None)
+    return future
 
 
 _client_lock = threading.Lock()

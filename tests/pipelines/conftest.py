@@ -13,6 +13,7 @@ import yaml
 
 from modelyard.app import build_context
 from modelyard.context import AppContext
+from modelyard.durable import close_clients
 from modelyard.pipelines import service, submission
 from modelyard.pipelines.dispatch import StageDispatcher
 from modelyard.pipelines.models import Event, StageRun
@@ -35,6 +36,7 @@ def ctx(pipeline_settings: Settings) -> Iterator[AppContext]:
     context = build_context(pipeline_settings)
     yield context
     close(context)
+    close_clients(context)
     context.inference.close()
     context.engine.dispose()
 

@@ -13,10 +13,11 @@ A lone chunk is claimed by its job's batch when it is planned, so nobody else ta
 from __future__ import annotations
 
 import logging
+from functools import partial
 
 from sqlalchemy import ColumnElement, select, update
 
-from modelyard.claims import Claim, ClaimLoop, Starter, StatusLookup, free_stale, old_claims
+from modelyard.claims import Claim, ClaimLoop, Starter, StatusLookup, sweep_stale
 from modelyard.context import AppContext
 from modelyard.db import new_id, utcnow
 from modelyard.jobs.models import ChunkState, Job, JobChunk, JobState
@@ -87,8 +88,9 @@ def batch_jobs(ctx: AppContext, batch_id: str) -> list[str]:
 def sweep(ctx: AppContext, status: StatusLookup) -> int:
     """Queue again the jobs of batches claimed long ago whose workflow never started or has ended."""
     waiting, timeout = Job.state == JobState.QUEUED, ctx.settings.job_claim_timeout_seconds
-    claims = old_claims(ctx, Job.batch_id, Job.claimed_at, waiting, timeout)
-    return free_stale(claims, status, lambda ids: unclaim(ctx, ids), "jobs")
+    return sweep_stale(
+        ctx, Job.batch_id, Job.claimed_at, waiting, timeout, status, partial(unclaim, ctx), "jobs"
+    )
 
 
 class JobDispatcher(ClaimLoop):
@@ -183,8 +185,16 @@ def unclaim_chunks(ctx: AppContext, claim_ids: list[str]) -> int:
 def sweep_chunks(ctx: AppContext, status: StatusLookup) -> int:
     """Free the waiting chunks of claims made long ago whose workflow never started or has ended."""
     waiting, timeout = JobChunk.state == ChunkState.QUEUED, ctx.settings.job_claim_timeout_seconds
-    claims = old_claims(ctx, JobChunk.batch_id, JobChunk.claimed_at, waiting, timeout)
-    return free_stale(claims, status, lambda ids: unclaim_chunks(ctx, ids), "jobs.chunks")
+    return sweep_stale(
+        ctx,
+        JobChunk.batch_id,
+        JobChunk.claimed_at,
+        waiting,
+        timeout,
+        status,
+        partial(unclaim_chunks, ctx),
+        "jobs.chunks",
+    )
 
 
 class ChunkDispatcher(ClaimLoop):

@@ -21,11 +21,10 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
-from dbos import DBOS, SetWorkflowID
+from dbos import DBOS
 
-from modelyard.claims import ClaimLoop
 from modelyard.context import AppContext
-from modelyard.durable import background, current, dispatcher, on_tick
+from modelyard.durable import background, current, dispatcher, on_tick, start_claimed
 from modelyard.jobs import dispatch, runner, schedules, small
 from modelyard.jobs.service import CHUNK_QUEUE, CHUNK_WORKFLOW, JOB_QUEUE, JOB_WORKFLOW
 
@@ -159,39 +158,25 @@ def run_jobs(batch_id: str) -> dict[str, str]:
 
 
 def start_batch(batch_id: str) -> Future[Any] | None:
-    """Start a batch's workflow in this process (a no-op returning None if that workflow id exists)."""
-    with SetWorkflowID(batch_id):
-        handle = DBOS.start_workflow(run_jobs, batch_id)
-    future: Future[Any] | None = getattr(handle, "future", None)
-    return future
+    """Start a batch's workflow in this process (the batch id is the workflow id)."""
+    return start_claimed(batch_id, run_jobs, batch_id)
 
 
 def start_chunk(claim_id: str, job_id: str, index: int) -> Future[Any] | None:
     """Start a claimed chunk's workflow in this process (the claim id is the workflow id)."""
-    with SetWorkflowID(claim_id):
-        handle = DBOS.start_workflow(run_chunk, job_id, index)
-    future: Future[Any] | None = getattr(handle, "future", None)
-    return future
-
-
-def _serve(ctx: AppContext, stop: threading.Event, key: str, loop: ClaimLoop) -> None:
-    ctx.extras[key] = loop
-    try:
-        loop.run(stop)
-    finally:
-        ctx.extras.pop(key, None)
+    return start_claimed(claim_id, run_chunk, job_id, index)
 
 
 @background(JOB_QUEUE)
 def dispatch_loop(ctx: AppContext, stop: threading.Event) -> None:
     """Claim and start batches of queued jobs until the worker stops."""
-    _serve(ctx, stop, dispatch.LOCAL, dispatch.JobDispatcher(ctx, start_batch))
+    dispatch.JobDispatcher(ctx, start_batch).serve(ctx, stop, dispatch.LOCAL)
 
 
 @background(CHUNK_QUEUE)
 def chunk_loop(ctx: AppContext, stop: threading.Event) -> None:
     """Claim and start waiting chunks, up to this worker's concurrency, until the worker stops."""
-    _serve(ctx, stop, dispatch.LOCAL_CHUNKS, dispatch.ChunkDispatcher(ctx, start_chunk))
+    dispatch.ChunkDispatcher(ctx, start_chunk).serve(ctx, stop, dispatch.LOCAL_CHUNKS)
 
 
 @DBOS.step(name="jobs.fire")

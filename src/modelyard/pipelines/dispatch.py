@@ -17,11 +17,12 @@ from __future__ import annotations
 import logging
 import time
 from datetime import timedelta
+from functools import partial
 
 from sqlalchemy import and_, exists, func, select, update
 from sqlalchemy.orm import aliased
 
-from modelyard.claims import Claim, ClaimLoop, Starter, StatusLookup, free_stale, old_claims
+from modelyard.claims import Claim, ClaimLoop, Starter, StatusLookup, sweep_stale
 from modelyard.context import AppContext
 from modelyard.db import new_id, utcnow
 from modelyard.errors import PipelineNotFound
@@ -104,11 +105,17 @@ def running_batches(ctx: AppContext) -> dict[tuple[str, str], int]:
 
 def sweep(ctx: AppContext, status: StatusLookup) -> int:
     """Ready again the runs of batches claimed long ago whose workflow never started or has ended."""
-    waiting = StageRun.state == StageState.RUNNING
-    claims = old_claims(
-        ctx, StageRun.batch_id, StageRun.claimed_at, waiting, ctx.settings.pipeline_claim_timeout_seconds
+    waiting, timeout = StageRun.state == StageState.RUNNING, ctx.settings.pipeline_claim_timeout_seconds
+    return sweep_stale(
+        ctx,
+        StageRun.batch_id,
+        StageRun.claimed_at,
+        waiting,
+        timeout,
+        status,
+        partial(unclaim, ctx),
+        "pipelines",
     )
-    return free_stale(claims, status, lambda ids: unclaim(ctx, ids), "pipelines")
 
 
 def reconcile(ctx: AppContext, *, older_than_seconds: float = 30.0) -> int:

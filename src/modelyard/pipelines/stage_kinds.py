@@ -15,6 +15,7 @@ import sys
 import threading
 import traceback
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -71,17 +72,24 @@ def run_inferrer(spec: StageSpec, items: list[Item], env: StageEnv) -> tuple[lis
     resolved = ""
     images, failed = _decode_all(items)
     if catalog.CATALOG[name].needs_model:
-        p = spec.params
-        try:
-            predict, resolved = env.model(
-                p["model"], p.get("model_version", "latest"), p.get("input"), p.get("output")
-            )
-        except Exception as exc:
-            trace = traceback.format_exc()
-            return [f or Outcome(error=exc, trace=trace) for f in failed], ""
+        loaded = _load_model(env, spec.params)
+        if isinstance(loaded, Outcome):
+            return [f or replace(loaded) for f in failed], ""
+        predict, resolved = loaded
     return _batched(
         items, images, failed, lambda good: catalog.run(name, good, spec.params, predict)
     ), resolved
+
+
+def _load_model(env: StageEnv, conf: Mapping[str, Any]) -> tuple[Predict, str] | Outcome:
+    """The model a stage names (``model``, ``model_version``, ``input``, ``output``): its predict function
+    and resolved version, or the failure every item of the batch gets."""
+    try:
+        return env.model(
+            conf["model"], conf.get("model_version", "latest"), conf.get("input"), conf.get("output")
+        )
+    except Exception as exc:
+        return Outcome(error=exc, trace=traceback.format_exc())
 
 
 def _postprocess(rows: np.ndarray, post: Mapping[str, Any]) -> list[Any]:
@@ -110,13 +118,10 @@ def _postprocess(rows: np.ndarray, post: Mapping[str, Any]) -> list[Any]:
 def run_model(spec: StageSpec, items: list[Item], env: StageEnv) -> tuple[list[Outcome], str]:
     """A registered model over the batch (images preprocessed as declared, or arrays stacked)."""
     cfg = spec.config
-    try:
-        predict, resolved = env.model(
-            cfg["model"], cfg.get("model_version", "latest"), cfg.get("input"), cfg.get("output")
-        )
-    except Exception as exc:
-        trace = traceback.format_exc()
-        return [Outcome(error=exc, trace=trace) for _ in items], ""
+    loaded = _load_model(env, cfg)
+    if isinstance(loaded, Outcome):
+        return [replace(loaded) for _ in items], ""
+    predict, resolved = loaded
     post = cfg.get("postprocess") or {}
 
     def infer(batch: np.ndarray) -> list[Any]:

@@ -17,11 +17,10 @@ import threading
 from concurrent.futures import Future
 from typing import Any
 
-from dbos import DBOS, SetWorkflowID
-from sqlalchemy import text
+from dbos import DBOS
 
 from modelyard.context import AppContext
-from modelyard.durable import background, current, on_tick, system_engine
+from modelyard.durable import background, current, dispatcher, on_tick, start_claimed
 from modelyard.pipelines import archive, dispatch, runner
 
 log = logging.getLogger("modelyard.pipelines")
@@ -45,42 +44,18 @@ def run_batch(batch_id: str) -> dict[str, int]:
 
 def start_batch(batch_id: str) -> Future[Any] | None:
     """Start the batch workflow here (a no-op returning None if that workflow id already exists)."""
-    with SetWorkflowID(batch_id):
-        handle = DBOS.start_workflow(run_batch, batch_id)
-    future: Future[Any] | None = getattr(handle, "future", None)
-    return future
-
-
-def statuses(ctx: AppContext, workflow_ids: list[str]) -> dict[str, str]:
-    """DBOS status of each workflow id that DBOS knows."""
-    engine, table = system_engine(ctx)
-    found: dict[str, str] = {}
-    with engine.connect() as conn:
-        for i in range(0, len(workflow_ids), 500):
-            chunk = workflow_ids[i : i + 500]
-            params = {f"w{j}": wid for j, wid in enumerate(chunk)}
-            marks = ", ".join(f":w{j}" for j in range(len(chunk)))
-            rows = conn.execute(
-                text(f"SELECT workflow_uuid, status FROM {table} WHERE workflow_uuid IN ({marks})"), params
-            )
-            found.update({str(w): str(s) for w, s in rows})
-    return found
+    return start_claimed(batch_id, run_batch, batch_id)
 
 
 @background(LOOP)
 def dispatch_loop(ctx: AppContext, stop: threading.Event) -> None:
     """Claim and start stage batches until the worker stops."""
-    dispatcher = dispatch.StageDispatcher(ctx, start_batch, parallel_starts=True)
-    ctx.extras["pipelines.dispatcher"] = dispatcher
-    try:
-        dispatcher.run(stop)
-    finally:
-        ctx.extras.pop("pipelines.dispatcher", None)
+    dispatch.StageDispatcher(ctx, start_batch, parallel_starts=True).serve(ctx, stop, "pipelines.dispatcher")
 
 
 @on_tick
 def housekeeping(ctx: AppContext) -> None:
     """Re-queue stale claims, advance stuck events, archive outputs past their pipeline's TTL."""
-    dispatch.sweep(ctx, lambda ids: statuses(ctx, ids))
+    dispatch.sweep(ctx, dispatcher(ctx).statuses)
     dispatch.reconcile(ctx)
     archive.archive_due(ctx)
