@@ -4,10 +4,11 @@ and scale-out on PostgreSQL.
 1. **throughput** (embedded default: SQLite + local folder): one job over N rows x 20 features (1,000,000
    in a full pass) through the logreg model, run by one ``modelyard worker`` process with the server's
    default chunking; measured against a plain loop of raw onnxruntime over the same chunks (the job's
-   own spans, read back) of the same ``.npy`` file, in the same run (``raw``: ``session.run`` on each
-   chunk; ``raw_io``: the loop a person would write instead of a job, reading each chunk and writing
-   its output as Parquet too). The goal is judged against ``raw_io``: both sides then do the same
-   work, and the job's extra is its bookkeeping. The worker's peak RSS (VmHWM) is its memory.
+   own spans, read back) of the same ``.npy`` file, one pass of it after each run of the job so both
+   see the same machine (``raw``: ``session.run`` on each chunk; ``raw_io``: the loop a person would
+   write instead of a job, reading each chunk and writing its output as Parquet too). The goal is
+   judged against ``raw_io``: both sides then do the same work, and the job's extra is its
+   bookkeeping. Medians of 7 warm runs each. The worker's peak RSS (VmHWM) is its memory.
 2. **tiny jobs** (embedded default): ``modelyard serve`` (API + in-process worker); M jobs of one inline
    row each (2,000 in a full pass) submitted over HTTP by 4 clients; jobs/s from the first submission to
    the last job finished, per-job overhead, and per-job latency (created -> finished).
@@ -64,7 +65,7 @@ from modelyard.settings import Settings  # noqa: E402
 
 BIN = Path(sys.executable).with_name("modelyard")
 KEY = "bench-admin-key-" + uuid.uuid4().hex
-WARM_RUNS = 3
+WARM_RUNS = 7
 SERVER_CORE, CLIENT_CORE = 0, 1
 
 
@@ -99,33 +100,46 @@ def write_input(path: Path, rows: int) -> Path:
     return path
 
 
-def raw_loops(model: Path, data: Path, out_dir: Path, spans: list[tuple[int, int]]) -> dict[str, float]:
-    """Seconds for a plain loop of raw onnxruntime over the job's chunks: compute only, and with I/O
-    (median of ``WARM_RUNS`` after one warm-up pass, like the job)."""
-    sess = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
-    arr = np.load(data, mmap_mode="r")
-    chunks = [np.ascontiguousarray(arr[a:b]) for a, b in spans]
-    out_dir.mkdir(parents=True, exist_ok=True)
+class RawLoops:
+    """A plain loop of raw onnxruntime over the job's chunks (its own spans, read back), compute only and
+    with I/O; each pass is timed, and passes are interleaved with the job's runs so both see the same
+    machine."""
 
-    def compute() -> float:
+    def __init__(self, model: Path, data: Path, out_dir: Path) -> None:
+        self.sess = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+        self.arr = np.load(data, mmap_mode="r")
+        self.out_dir = out_dir
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self.times: dict[str, list[float]] = {"raw_s": [], "raw_io_s": []}
+
+    def compute(self, spans: list[tuple[int, int]]) -> float:
+        chunks = [np.ascontiguousarray(self.arr[a:b]) for a, b in spans]
         start = time.perf_counter()
         for x in chunks:
-            sess.run(None, {"X": x})
+            self.sess.run(None, {"X": x})
         return time.perf_counter() - start
 
-    def with_io() -> float:
+    def with_io(self, spans: list[tuple[int, int]]) -> float:
         start = time.perf_counter()
         for i, (a, b) in enumerate(spans):
-            label, proba = sess.run(None, {"X": np.ascontiguousarray(arr[a:b])})
+            label, proba = self.sess.run(None, {"X": np.ascontiguousarray(self.arr[a:b])})
             table = outputs.chunk_table(np.arange(a, b), {"label": label, "probabilities": proba})
-            (out_dir / f"{i:06d}.parquet").write_bytes(outputs.table_bytes(table))  # the job's own encoding
+            (self.out_dir / f"{i:06d}.parquet").write_bytes(outputs.table_bytes(table))  # the job's encoding
         return time.perf_counter() - start
 
-    compute(), with_io()
-    return {
-        "raw_s": float(np.median([compute() for _ in range(WARM_RUNS)])),
-        "raw_io_s": float(np.median([with_io() for _ in range(WARM_RUNS)])),
-    }
+    def one_pass(self, spans: list[tuple[int, int]], *, record: bool = True) -> None:
+        raw, raw_io = self.compute(spans), self.with_io(spans)
+        if record:
+            self.times["raw_s"].append(raw)
+            self.times["raw_io_s"].append(raw_io)
+
+    def medians(self) -> dict[str, float]:
+        return {name: float(np.median(found)) for name, found in self.times.items()}
+
+    def hot(self, spans: list[tuple[int, int]]) -> float:
+        """The loop with I/O run back to back (its allocator and caches hot from the pass before): a
+        figure beside the judged one, for a reader who asks how fast the loop can go at best."""
+        return float(np.median([self.with_io(spans) for _ in range(WARM_RUNS)]))
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -178,9 +192,14 @@ def register(ctx: AppContext, model: Path) -> None:
 
 
 def run_job(
-    ctx: AppContext, procs: list[subprocess.Popen[bytes]], workers: int, concurrency: int | None
+    ctx: AppContext,
+    procs: list[subprocess.Popen[bytes]],
+    workers: int,
+    concurrency: int | None,
+    alongside: RawLoops | None = None,
 ) -> dict[str, Any]:
-    """Start ``workers`` worker processes, run one job over ``in/rows.npy``, return its timings."""
+    """Start ``workers`` worker processes, run one job over ``in/rows.npy``, return its timings (with
+    ``alongside``: a pass of the raw loops over the job's chunks after each run of the job)."""
     log = ctx.settings.data_dir.parent / "workers.log"
     extra = {"MODELYARD_WORKER_CONCURRENCY": str(concurrency)} if concurrency else {}
     mine = []
@@ -239,8 +258,16 @@ def run_job(
 
     # the same job again and again: the first on a fresh process (its allocator grows for chunk-sized
     # buffers), then as a worker that has been running a while; the median warm run is judged
+    def run_and_compare() -> dict[str, Any]:
+        found = one_run()
+        if alongside is not None:
+            alongside.one_pass(found["spans"])
+        return found
+
     cold = one_run()
-    warm_runs = sorted((one_run() for _ in range(WARM_RUNS)), key=lambda r: r["wall_s"])
+    if alongside is not None:
+        alongside.one_pass(cold["spans"], record=False)  # warms the raw loop as the cold run warms the job
+    warm_runs = sorted((run_and_compare() for _ in range(WARM_RUNS)), key=lambda r: r["wall_s"])
     result = {
         **warm_runs[len(warm_runs) // 2],
         "cold_wall_s": cold["wall_s"],
@@ -285,9 +312,10 @@ def throughput(tmp: Path, model: Path, rows: int) -> dict[str, Any]:
     try:
         register(ctx, model)
         ctx.storage.put_file("in/rows.npy", write_input(tmp / "rows.npy", rows))
+        loops = RawLoops(model, tmp / "rows.npy", tmp / "raw-out")
         with processes() as procs:
-            job = run_job(ctx, procs, 1, None)
-        raw = raw_loops(model, tmp / "rows.npy", tmp / "raw-out", job.pop("spans"))
+            job = run_job(ctx, procs, 1, None, alongside=loops)
+        raw = {**loops.medians(), "raw_io_hot_s": loops.hot(job.pop("spans"))}
     finally:
         close_clients(ctx)
         ctx.engine.dispose()
@@ -298,6 +326,8 @@ def throughput(tmp: Path, model: Path, rows: int) -> dict[str, Any]:
         "raw_io_rows_per_s": round(rows / raw["raw_io_s"]),
         "vs_raw": round(rps / (rows / raw["raw_s"]), 3),
         "vs_raw_io": round(rps / (rows / raw["raw_io_s"]), 3),
+        "raw_io_hot_rows_per_s": round(rows / raw["raw_io_hot_s"]),
+        "vs_raw_io_hot": round(rps / (rows / raw["raw_io_hot_s"]), 3),
         "worker_concurrency": Settings(_env_file=None).worker_concurrency,  # type: ignore[call-arg]
     }
 
@@ -525,7 +555,9 @@ def print_table(report: dict[str, Any]) -> None:
             f"(planning/queue {t['queue_and_plan_s']} s)",
             f"  raw ORT loop  {t['raw_rows_per_s']:>9} rows/s -> job/raw = {t['vs_raw']:.3f} (compute only)",
             f"  raw ORT + I/O {t['raw_io_rows_per_s']:>9} rows/s -> job/raw_io = {t['vs_raw_io']:.3f} "
-            "(goal >= 0.9)",
+            "(goal >= 0.9; a pass after each run of the job)",
+            f"  raw, hot      {t['raw_io_hot_rows_per_s']:>9} rows/s -> job/hot = {t['vs_raw_io_hot']:.3f} "
+            "(the loop with I/O back to back)",
             f"  worker peak   {max(t['worker_peak_mb']):.0f} MB (goal < 500)",
         ]
     if "tiny_jobs" in r:

@@ -127,6 +127,21 @@ def test_failing_source_leaves_nothing(storage: Storage) -> None:
     assert keys(storage) == []
 
 
+def test_writing_a_file_in_place(storage: Storage) -> None:
+    storage.put_bytes("w/kept", b"previous")
+    with storage.writing("w/new") as path:
+        path.write_bytes(b"written by path")
+    assert storage.get_bytes("w/new") == b"written by path"
+
+    with pytest.raises(OSError, match="encoder failed"), storage.writing("w/kept") as path:
+        path.write_bytes(b"half")
+        raise OSError("encoder failed")
+    assert storage.get_bytes("w/kept") == b"previous"  # the failed write replaced nothing
+    assert keys(storage) == ["w/kept", "w/new"]
+    if isinstance(storage, LocalStorage):
+        assert sorted(os.listdir(storage.root / "w")) == ["kept", "new"]  # no temp file left
+
+
 def test_listing_is_by_directory_and_sorted(storage: Storage) -> None:
     for key in ["m/b/2", "m/a/1", "m/a/sub/3", "ma/x", "other"]:
         storage.put_bytes(key, key.encode())
@@ -197,6 +212,7 @@ def test_bad_keys_rejected(storage: Storage, key: str, tmp_path: Path) -> None:
     calls: list[Callable[[], object]] = [
         lambda: storage.put_bytes(key, b"x"),
         lambda: storage.put_stream(key, [b"x"]),
+        lambda: storage.writing(key).__enter__(),
         lambda: storage.get_bytes(key),
         lambda: storage.open_read(key),
         lambda: storage.stat(key),

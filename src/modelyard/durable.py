@@ -19,6 +19,7 @@ import logging
 import os
 import socket
 import sqlite3
+import sys
 import threading
 import uuid
 from collections.abc import Callable
@@ -204,6 +205,7 @@ class Durable:
         from dbos import DBOS
 
         global _context
+        sys.setswitchinterval(self.ctx.settings.worker_switch_interval_ms / 1000)
         import_workflows()
         _context = self.ctx
         engine = system_sqlite_engine(self.ctx, SYS_DB_POOL) if self.ctx.settings.is_sqlite() else None

@@ -62,6 +62,13 @@ class Settings(BaseSettings):
     worker: bool = Field(
         True, description="Run an in-process worker beside the API (serve --no-worker sets False)."
     )
+    worker_switch_interval_ms: float = Field(
+        1.0,
+        gt=0,
+        description="How long a worker process's busy thread holds the interpreter before another may "
+        "run (Python's default is 5 ms). A worker's threads hand work to each other (dispatcher, workflow, "
+        "step), and each hand-off waits up to this long behind a thread encoding or reading a chunk.",
+    )
     worker_concurrency: int = Field(
         default_factory=lambda: max(2, os.cpu_count() or 2),
         description="Job chunks one worker runs at once (default: its CPU count; chunks are CPU-bound, and "

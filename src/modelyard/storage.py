@@ -16,6 +16,7 @@ import stat
 import tempfile
 import threading
 from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Protocol, runtime_checkable
@@ -53,7 +54,9 @@ class Storage(Protocol):
     leaving any previous object at ``key`` untouched and nothing new behind. ``list`` and
     ``delete_prefix`` treat the prefix as a directory ("a" covers "a/x", not "ab" nor "a"
     itself; "" covers everything) and ``list`` yields in key order. ``local_path`` is the
-    on-disk file for backends that have one (load it in place), else None.
+    on-disk file for backends that have one (load it in place), else None. ``writing`` hands out a
+    local file for a writer that wants a path (an encoder writing straight to disk, no copy in
+    memory); when the block ends without error the file becomes the object, else nothing is stored.
     """
 
     def put_bytes(self, key: str, data: bytes) -> ObjectInfo: ...
@@ -61,6 +64,7 @@ class Storage(Protocol):
         self, key: str, chunks: Iterable[bytes], *, max_bytes: int | None = None
     ) -> ObjectInfo: ...
     def put_file(self, key: str, path: Path) -> ObjectInfo: ...
+    def writing(self, key: str) -> AbstractContextManager[Path]: ...
     def get_bytes(self, key: str) -> bytes: ...
     def open_read(self, key: str, *, chunk_size: int = CHUNK) -> Iterator[bytes]: ...
     def local_path(self, key: str) -> Path | None: ...
@@ -113,23 +117,32 @@ def _file_chunks(f: IO[bytes], chunk_size: int = CHUNK) -> Iterator[bytes]:
         yield chunk
 
 
-def _write_atomic(path: Path, chunks: Iterable[bytes]) -> os.stat_result:
-    """Write ``chunks`` to a temp file beside ``path`` and rename it over ``path``; removed on failure."""
+@contextlib.contextmanager
+def _replacing(path: Path) -> Iterator[Path]:
+    """A temp file beside ``path`` to write; synced to disk and renamed over ``path`` when the block ends
+    without error, removed otherwise."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=_TMP, dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
-            for chunk in chunks:
-                f.write(chunk)
-            f.flush()
-            os.fsync(f.fileno())
-            st = os.fstat(f.fileno())
+        try:
+            yield Path(tmp)
+            os.fsync(fd)  # the same file, whatever handle wrote it
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    return st
+
+
+def _write_atomic(path: Path, chunks: Iterable[bytes]) -> os.stat_result:
+    """Write ``chunks`` to a temp file beside ``path`` and rename it over ``path``; removed on failure."""
+    with _replacing(path) as tmp:
+        with open(tmp, "wb") as f:
+            for chunk in chunks:
+                f.write(chunk)
+        return os.stat(tmp)
 
 
 def _etag(st: os.stat_result) -> str:
@@ -151,6 +164,14 @@ class _Common:
     def put_file(self, key: str, path: Path) -> ObjectInfo:
         with open(path, "rb") as f:
             return self.put_stream(key, _file_chunks(f))
+
+    @contextlib.contextmanager
+    def writing(self, key: str) -> Iterator[Path]:
+        check_key(key)
+        with tempfile.TemporaryDirectory(prefix=_TMP) as folder:
+            path = Path(folder) / "object"
+            yield path
+            self.put_file(key, path)
 
     def local_path(self, key: str) -> Path | None:
         check_key(key)
@@ -183,6 +204,11 @@ class LocalStorage(_Common):
         path, digest = self._path(key), hashlib.sha256()
         st = _write_atomic(path, _capped(chunks, max_bytes, digest))
         return ObjectInfo(key, st.st_size, digest.hexdigest(), _etag(st))
+
+    @contextlib.contextmanager
+    def writing(self, key: str) -> Iterator[Path]:
+        with _replacing(self._path(key)) as tmp:
+            yield tmp
 
     def get_bytes(self, key: str) -> bytes:
         try:

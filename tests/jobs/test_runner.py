@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -153,7 +155,7 @@ def test_transient_failure_asks_for_a_retry_then_dead_letter(
     def broken(*args: object) -> None:
         raise ConnectionResetError("storage went away")
 
-    monkeypatch.setattr(ctx.storage, "put_bytes", broken)
+    monkeypatch.setattr(ctx.storage, "writing", broken)
     outcome = runner.run_chunk(ctx, job.id, 0)
     assert outcome["status"] == "retry"
     assert outcome["max_attempts"] == ctx.settings.job_max_attempts
@@ -199,14 +201,15 @@ def test_output_of_a_job_deleted_mid_chunk_is_removed(
     ctx.settings.job_inline_output_bytes = 0  # the output goes to a file
     job = submit_csv(ctx, tmp_path, features(50))
     runner.plan_job(ctx, job.id)
-    real_put = ctx.storage.put_bytes
+    real_writing = ctx.storage.writing
 
-    def put_then_delete(key: str, data: bytes) -> object:
-        info = real_put(key, data)
+    @contextlib.contextmanager
+    def write_then_delete(key: str) -> Iterator[Path]:
+        with real_writing(key) as path:
+            yield path
         service.delete(ctx, job.id)
-        return info
 
-    monkeypatch.setattr(ctx.storage, "put_bytes", put_then_delete)
+    monkeypatch.setattr(ctx.storage, "writing", write_then_delete)
     runner.run_chunk(ctx, job.id, 0)
     assert list(ctx.storage.list(f"jobs/{job.id}")) == []
 

@@ -110,7 +110,6 @@ def test_queued_jobs_are_claimed_in_batches_oldest_first_and_once(ctx: AppContex
     assert first is not None and second is not None
     assert first[1] == ids[:3] and second[1] == ids[3:]  # oldest first, no job in two batches
     assert dispatch.claim(ctx, 3) is None
-    assert dispatch.batch_jobs(ctx, first[0]) == ids[:3]
     # a retried job that never got planned waits to be claimed again
     service.cancel(ctx, ids[0])
     service.retry(ctx, ids[0])

@@ -79,12 +79,6 @@ def unclaim(ctx: AppContext, batch_ids: list[str]) -> int:
     return _release(ctx, Job, JobState.QUEUED, batch_ids)
 
 
-def batch_jobs(ctx: AppContext, batch_id: str) -> list[str]:
-    """The jobs claimed into a batch, oldest first."""
-    with ctx.uow() as session:
-        return list(session.scalars(select(Job.id).where(Job.batch_id == batch_id).order_by(Job.created_at)))
-
-
 def sweep(ctx: AppContext, status: StatusLookup) -> int:
     """Queue again the jobs of batches claimed long ago whose workflow never started or has ended."""
     waiting, timeout = Job.state == JobState.QUEUED, ctx.settings.job_claim_timeout_seconds
@@ -113,7 +107,7 @@ class JobDispatcher(ClaimLoop):
             found = claim(self.ctx, self.ctx.settings.job_claim_batch)
             if found is None:
                 break
-            batches.append((found[0], ()))
+            batches.append((found[0], (found[1],)))
         return batches
 
     def unclaim(self, batch_ids: list[str]) -> None:

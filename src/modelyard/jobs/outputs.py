@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -47,6 +48,12 @@ def table_bytes(table: pa.Table) -> bytes:
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, **PARQUET_OPTIONS)
     return bytes(sink.getvalue())
+
+
+def write_table(table: pa.Table, path: Path) -> None:
+    """A table as a Parquet file at ``path``, encoded straight to disk (no copy of it in memory)."""
+    with pa.OSFile(str(path), "wb") as sink:
+        pq.write_table(table, sink, **PARQUET_OPTIONS)
 
 
 class _Drain:

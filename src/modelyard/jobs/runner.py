@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+import pyarrow as pa
 from sqlalchemy import ColumnElement, CursorResult, case, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -26,7 +27,7 @@ from modelyard.db import utcnow
 from modelyard.errors import BadRequest, ModelyardError
 from modelyard.jobs import inputs, readers
 from modelyard.jobs.models import ChunkState, Job, JobChunk, JobState
-from modelyard.jobs.outputs import chunk_table, table_bytes
+from modelyard.jobs.outputs import chunk_table, table_bytes, write_table
 from modelyard.jobs.service import PUBLISHED, output_key, publish
 
 if TYPE_CHECKING:
@@ -268,12 +269,7 @@ def work_chunk(ctx: AppContext, job: Job, chunk: JobChunk) -> Done | Outcome:
         key, inline = None, None
         if len(rows.rows):
             outputs = ctx.inference.predict_sync(ref, {features.input_name: rows.values})
-            data = table_bytes(chunk_table(rows.rows, outputs))
-            if len(data) <= ctx.settings.job_inline_output_bytes:
-                inline = data  # committed with the chunk's completion: no file to write and sync
-            else:
-                key = output_key(job.id, chunk.index)
-                ctx.storage.put_bytes(key, data)
+            key, inline = _keep_output(ctx, job.id, chunk.index, chunk_table(rows.rows, outputs))
     except Exception as exc:
         if _permanent(exc):
             assert isinstance(exc, ModelyardError)
@@ -283,6 +279,23 @@ def work_chunk(ctx: AppContext, job: Job, chunk: JobChunk) -> Done | Outcome:
         _chunk_retrying(ctx, job.id, chunk.index, outcome)
         return outcome
     return len(rows.rows), rows.errors, key, inline
+
+
+Kept = tuple[str | None, bytes | None]  # an output's key (a file), or its bytes (small: kept in the row)
+
+
+def _keep_output(ctx: AppContext, job_id: str, index: int, table: pa.Table) -> Kept:
+    """A small output as bytes for the chunk's row (committed with its completion: no file to write and
+    sync); a bigger one encoded straight into its file under the chunk's key. (key, inline bytes)."""
+    limit = ctx.settings.job_inline_output_bytes
+    if table.nbytes <= limit:
+        data = table_bytes(table)
+        if len(data) <= limit:
+            return None, data
+    key = output_key(job_id, index)
+    with ctx.storage.writing(key) as path:
+        write_table(table, path)
+    return key, None
 
 
 def _row_errors(ctx: AppContext, errors: list[tuple[int, str]]) -> list[dict[str, Any]]:

@@ -55,13 +55,9 @@ def _start(job_id: str) -> Outcome:
     if plan["status"] == "ok" and plan["chunks"] == 1:  # a small job: no second step, no child workflow
         ran = _guard(lambda: runner.run_chunk(ctx, job_id, 0, _executor_id()))
         return {**plan, **ran, "stage": "chunk"}
+    if plan["status"] == "ok":
+        dispatch.wake_chunks(ctx)  # its chunks wait as rows; this worker can take some now
     return {**plan, "stage": "plan"}
-
-
-@DBOS.step(name="jobs.claimed")
-def claimed_step(batch_id: str) -> list[str]:
-    """The jobs claimed into this batch (read once; the list is checkpointed)."""
-    return dispatch.batch_jobs(current(), batch_id)
 
 
 @DBOS.step(name="jobs.start")
@@ -132,10 +128,11 @@ def _gave_up(job_id: str, outcome: Outcome) -> None:
 
 
 @DBOS.workflow(name=JOB_WORKFLOW)
-def run_jobs(batch_id: str) -> dict[str, str]:
-    """Plan a batch of jobs: run each small job's chunk at once, fan bigger ones out as chunks; jobs
-    whose planning asks for a retry are tried again (together) after a doubling wait."""
-    pending, attempt, ended = claimed_step(batch_id), 0, {}
+def run_jobs(batch_id: str, job_ids: list[str]) -> dict[str, str]:
+    """Plan a batch of jobs (the ids claimed into it, kept with the workflow's inputs): run each small
+    job's chunk at once, fan bigger ones out as chunks; jobs whose planning asks for a retry are tried
+    again (together) after a doubling wait."""
+    pending, attempt, ended = list(job_ids), 0, {}
     while pending:
         attempt += 1
         retry: list[str] = []
@@ -148,8 +145,6 @@ def run_jobs(batch_id: str) -> dict[str, str]:
                 continue
             if plan["status"] == "retry":
                 _gave_up(job_id, plan)
-            elif plan["status"] == "ok" and plan.get("stage") != "chunk":
-                dispatch.wake_chunks(current())  # its chunks wait as rows; this worker can take some now
             ended[job_id] = str(plan["status"])
         if wait is not None:
             DBOS.sleep(wait)
@@ -157,9 +152,9 @@ def run_jobs(batch_id: str) -> dict[str, str]:
     return ended
 
 
-def start_batch(batch_id: str) -> Future[Any] | None:
+def start_batch(batch_id: str, job_ids: list[str]) -> Future[Any] | None:
     """Start a batch's workflow in this process (the batch id is the workflow id)."""
-    return start_claimed(batch_id, run_jobs, batch_id)
+    return start_claimed(batch_id, run_jobs, batch_id, job_ids)
 
 
 def start_chunk(claim_id: str, job_id: str, index: int) -> Future[Any] | None:
