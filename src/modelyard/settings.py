@@ -87,6 +87,10 @@ class Settings(BaseSettings):
         description="Model input per chunk when job_chunk_rows is 0 (e.g. 500,000 rows of 20 float32, "
         "the most a chunk takes).",
     )
+    job_inline_input_bytes: int = Field(
+        64 * 1024,
+        description="Inline rows up to this size (as .npy) are kept in the job's row, not in a file.",
+    )
     job_inline_output_bytes: int = Field(
         64 * 1024, description="Chunk outputs up to this size are kept in the chunk's row, not in a file."
     )

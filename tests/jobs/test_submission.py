@@ -3,6 +3,7 @@ and that a refused submission leaves nothing behind."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -20,11 +21,23 @@ def test_inline_rows_are_stored_and_the_job_queued_as_a_row(ctx: AppContext) -> 
     job = submission.submit(ctx, JobCreate(model="churn", rows=rows))
     assert (job.state, job.version, job.input_kind, job.total_rows) == ("queued", 1, "inline", 2)
     assert job.options["output_format"] == "jsonl"
-    assert stored(ctx) == [f"jobs/{job.id}/input.npy"]
+    assert stored(ctx) == []  # small inline rows are kept in the job's row: no file to write and sync
+    assert np.load(io.BytesIO(job.input_inline or b"")).tolist() == features(2).tolist()
+    assert service.job_public(job).input.uri is None
     assert fake(ctx).enqueued == []  # the row is the queue entry: a worker's dispatcher claims it
     claimed = dispatch.claim(ctx, 10)
     assert claimed is not None and claimed[1] == [job.id]
     assert run_job(ctx, job.id).rows_done == 2
+
+
+def test_inline_rows_over_the_row_limit_are_stored_as_a_file(ctx: AppContext) -> None:
+    ctx.settings.job_inline_input_bytes = 100  # one row is 208 bytes as .npy
+    job = submission.submit(ctx, JobCreate(model="churn", rows=features(3).tolist()))
+    assert job.input_inline is None
+    assert stored(ctx) == [f"jobs/{job.id}/input.npy"]
+    assert service.job_public(job).input.uri == f"jobs/{job.id}/input.npy"
+    finished = run_job(ctx, job.id)
+    assert (finished.state, finished.rows_done) == ("succeeded", 3)
 
 
 @pytest.mark.parametrize(
@@ -69,8 +82,10 @@ def test_uri_input_is_read_in_place(ctx: AppContext, tmp_path: Path) -> None:
 def test_inline_rows_keep_their_float_values(ctx: AppContext) -> None:
     x = features(3)
     job = submission.submit(ctx, JobCreate(model="churn", rows=x.tolist()))
-    stored_rows = np.load(ctx.storage.local_path(job.input_key))  # type: ignore[arg-type]
-    np.testing.assert_array_equal(stored_rows, x)
+    np.testing.assert_array_equal(np.load(io.BytesIO(job.input_inline or b"")), x)
+    ctx.settings.job_inline_input_bytes = 0  # and in a file
+    job = submission.submit(ctx, JobCreate(model="churn", rows=x.tolist()))
+    np.testing.assert_array_equal(np.load(ctx.storage.local_path(job.input_key)), x)  # type: ignore[arg-type]
 
 
 def test_chunks_are_sized_by_bytes_of_model_input_unless_set(ctx: AppContext) -> None:

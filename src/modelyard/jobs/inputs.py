@@ -16,7 +16,7 @@ import csv
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import orjson
@@ -138,17 +138,30 @@ def _check_width(found: int, features: Features, what: str) -> None:
 # ---------------------------------------------------------------- inspection (at submission)
 
 
-def inspect(path: Path, fmt: str, features: Features) -> Layout:
+Source = Path | bytes  # a file, or the .npy bytes of small inline rows kept in the job's row
+
+
+def load_npy(source: Source) -> np.ndarray:
+    """A .npy array: memory-mapped from a file, or read from bytes."""
+    if isinstance(source, bytes):
+        found = np.load(io.BytesIO(source), allow_pickle=False)
+    else:
+        found = np.load(source, mmap_mode="r", allow_pickle=False)
+    return cast(np.ndarray, found)
+
+
+def inspect(source: Source, fmt: str, features: Features) -> Layout:
     """Check a file's structure against the model quickly (header, columns, dtypes; not every row).
 
     Raises ``BadRequest`` for an unreadable or empty file and ``InvalidInput`` for wrong columns or
     dtypes. Row-level problems are found while the job runs and handled per its ``on_error``.
     """
-    if path.stat().st_size == 0:
+    if (len(source) if isinstance(source, bytes) else source.stat().st_size) == 0:
         raise BadRequest("the input file is empty", field="file")
     if fmt == "npy":
-        _inspect_npy(path, features)
+        _inspect_npy(source, features)
         return Layout()
+    path = file_of(source)
     if fmt == "parquet":
         parquet_columns(path, features)
         return Layout()
@@ -158,11 +171,18 @@ def inspect(path: Path, fmt: str, features: Features) -> Layout:
     return _inspect_csv(path, features)
 
 
-def _inspect_npy(path: Path, features: Features) -> None:
-    if not _head(path).startswith(b"\x93NUMPY"):
+def file_of(source: Source) -> Path:
+    """Only .npy input is ever kept as bytes; every other format is a file."""
+    assert isinstance(source, Path), "only .npy input is kept as bytes"
+    return source
+
+
+def _inspect_npy(source: Source, features: Features) -> None:
+    head = source[:8] if isinstance(source, bytes) else _head(source)
+    if not head.startswith(b"\x93NUMPY"):
         raise BadRequest("the file is not a readable .npy array (no NumPy header)", field="file")
     try:
-        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+        arr = load_npy(source)
     except ValueError as exc:
         raise InvalidInput(f"the .npy file cannot be read as a numeric array: {exc}", field="file") from exc
     except Exception as exc:
@@ -270,11 +290,11 @@ def _inspect_csv(path: Path, features: Features) -> Layout:
 # ---------------------------------------------------------------- planning (one streaming pass)
 
 
-def plan(path: Path, fmt: str, chunk_rows: int, layout: Layout) -> list[Span]:
+def plan(source: Source, fmt: str, chunk_rows: int, layout: Layout) -> list[Span]:
     """Split the file into spans of ``chunk_rows`` rows, streaming it once; an empty list if no rows."""
     if fmt == "npy":
-        total = int(np.load(path, mmap_mode="r", allow_pickle=False).shape[0])
-        return _row_spans(total, chunk_rows)
+        return _row_spans(int(load_npy(source).shape[0]), chunk_rows)
+    path = file_of(source)
     if fmt == "parquet":
         return _row_spans(pq.ParquetFile(path).metadata.num_rows, chunk_rows)
     skip = 1 if layout.header is not None else 0

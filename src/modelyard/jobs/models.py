@@ -60,6 +60,8 @@ class Job(Base):
     input_key: Mapped[str] = mapped_column(String(500))
     input_format: Mapped[str] = mapped_column(String(10))  # csv | jsonl | parquet | npy
     input_size: Mapped[int] = mapped_column(BigInteger, default=0)
+    # small inline rows as .npy bytes, kept here instead of a file (``input_key`` then names no artifact)
+    input_inline: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
     # on_error, output_format, chunk_rows, max_attempts, retry_seconds, columns (CSV header), schedule
     options: Mapped[dict[str, Any]] = mapped_column(default=dict)
     total_rows: Mapped[int | None] = mapped_column(BigInteger, default=None)

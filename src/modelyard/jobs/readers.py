@@ -19,15 +19,26 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from modelyard.jobs.inputs import Features, Layout, Rows, Span, is_list_type, parquet_columns
+from modelyard.jobs.inputs import (
+    Features,
+    Layout,
+    Rows,
+    Source,
+    Span,
+    file_of,
+    is_list_type,
+    load_npy,
+    parquet_columns,
+)
 
 
-def read_span(path: Path, fmt: str, span: Span, features: Features, layout: Layout) -> Rows:
+def read_span(source: Source, fmt: str, span: Span, features: Features, layout: Layout) -> Rows:
     """The rows of one span, cast to the model's dtype, with every malformed row listed (not raised)."""
     if fmt == "npy":
-        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+        arr = load_npy(source)
         values = np.ascontiguousarray(arr[span.row_start : span.row_end], dtype=features.dtype)
         return Rows(values, np.arange(span.row_start, span.row_end, dtype=np.int64))
+    path = file_of(source)
     if fmt == "parquet":
         return _read_parquet(path, span, features)
     assert span.byte_start is not None and span.byte_end is not None

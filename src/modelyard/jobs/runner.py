@@ -15,7 +15,6 @@ import threading
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import pyarrow as pa
@@ -100,8 +99,11 @@ def _permanent(exc: BaseException) -> bool:
     return isinstance(exc, ModelyardError) and exc.status < 500
 
 
-def local_input(ctx: AppContext, job: Job) -> Path:
-    """The job's input as a local file: in place on local storage, else fetched once into the cache."""
+def local_input(ctx: AppContext, job: Job) -> inputs.Source:
+    """The job's input: the rows kept in its row, or a local file (in place on local storage, else
+    fetched once into the cache)."""
+    if job.input_inline is not None:
+        return job.input_inline
     path = ctx.storage.local_path(job.input_key)
     if path is not None:
         return path

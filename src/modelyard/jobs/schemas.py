@@ -65,7 +65,7 @@ class JobInput(BaseModel):
 
     kind: Literal["inline", "upload", "uri"]
     format: str
-    uri: str
+    uri: str | None = Field(None, description="Where the rows are stored; none for small inline rows.")
     size: int
 
 

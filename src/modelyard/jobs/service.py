@@ -168,7 +168,12 @@ def job_public(job: Job) -> JobPublic:
         version=job.version,
         state=JobState(job.state).value,
         input=JobInput.model_validate(
-            {"kind": job.input_kind, "format": job.input_format, "uri": job.input_key, "size": job.input_size}
+            {
+                "kind": job.input_kind,
+                "format": job.input_format,
+                "uri": None if job.input_inline is not None else job.input_key,
+                "size": job.input_size,
+            }
         ),
         options={k: v for k, v in job.options.items() if k != "layout"},
         progress=_progress(job),

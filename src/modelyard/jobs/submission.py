@@ -109,15 +109,19 @@ def submit(
     key = f"jobs/{job_id}/input.npy"
     buf = io.BytesIO()
     np.save(buf, arr, allow_pickle=False)
-    info = ctx.storage.put_bytes(key, buf.getvalue())
+    npy = buf.getvalue()
+    kept = npy if len(npy) <= ctx.settings.job_inline_input_bytes else None  # no file to write and sync
+    if kept is None:
+        ctx.storage.put_bytes(key, npy)
     job = Job(
         id=job_id,
         model=data.model,
         version=version,
         input_kind="inline",
         input_key=key,
+        input_inline=kept,
         input_format="npy",
-        input_size=info.size,
+        input_size=len(npy),
         options=_options(ctx, data.options, features, "npy", "inline") | (source or {}),
         total_rows=len(rows),
     )
