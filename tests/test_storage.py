@@ -142,6 +142,22 @@ def test_writing_a_file_in_place(storage: Storage) -> None:
         assert sorted(os.listdir(storage.root / "w")) == ["kept", "new"]  # no temp file left
 
 
+def test_put_many(storage: Storage) -> None:
+    storage.put_bytes("m/b", b"old")
+    infos = storage.put_many([("m/a", b"first"), ("m/b", b"second"), ("m/c/d", b"")])
+    assert [(i.key, i.size) for i in infos] == [("m/a", 5), ("m/b", 6), ("m/c/d", 0)]
+    assert [storage.get_bytes(k) for k in ("m/a", "m/b", "m/c/d")] == [b"first", b"second", b""]
+    if known_sha(storage):
+        assert infos[1].sha256 == sha(b"second")
+    assert storage.put_many([]) == []
+
+    with pytest.raises(BadRequest):  # one bad key: refused before anything is written
+        storage.put_many([("m/e", b"x"), ("../m/f", b"y")])
+    assert keys(storage) == ["m/a", "m/b", "m/c/d"]
+    if isinstance(storage, LocalStorage):
+        assert sorted(os.listdir(storage.root / "m")) == ["a", "b", "c"]  # no temp file left
+
+
 def test_listing_is_by_directory_and_sorted(storage: Storage) -> None:
     for key in ["m/b/2", "m/a/1", "m/a/sub/3", "ma/x", "other"]:
         storage.put_bytes(key, key.encode())

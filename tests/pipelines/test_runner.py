@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from modelyard.context import AppContext
 from modelyard.pipelines import control, events, submission
 from modelyard.pipelines.models import EventState, StageState
@@ -162,6 +164,38 @@ stages:
     r = runs(ctx, eid)["a"]
     assert (r.state, r.attempts, r.result) == (StageState.DONE, 2, {"second": True})
     assert r.error is None
+
+
+def test_a_store_that_refuses_the_batch_writes_is_retried(
+    ctx: AppContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    apply_yaml(
+        ctx,
+        """
+name: stored
+stages:
+  a: {type: python, callable: "tests.pipelines.stages:size", output_type: json,
+      retry: {max_attempts: 2, backoff_seconds: 0}}
+""",
+    )
+    paths = write_images(ctx.settings.data_dir / "in", 2)
+    ids = submit(ctx, "stored", *((f"e{i}", str(p)) for i, p in enumerate(paths)))
+    real_put_many, calls = ctx.storage.put_many, []
+
+    def refuse_once(items: list[tuple[str, bytes]]) -> object:
+        calls.append([key for key, _ in items])
+        if len(calls) == 1:
+            raise OSError("no space left on device")
+        return real_put_many(items)
+
+    monkeypatch.setattr(ctx.storage, "put_many", refuse_once)
+    drain(ctx)
+    assert len(calls) == 2 and sorted(calls[0]) == sorted(calls[1])  # the whole batch, then again
+    for eid in ids:
+        r = runs(ctx, eid)["a"]
+        assert (r.state, r.attempts, r.error) == (StageState.DONE, 2, None)
+        assert ctx.storage.exists(r.output_key)
+    assert [o.key for o in ctx.storage.list("pipelines/stored")] == sorted(calls[1])  # nothing half-written
 
 
 def test_prints_and_log_records_are_kept_per_stage_run(ctx: AppContext) -> None:

@@ -245,11 +245,7 @@ def _execute(
     results, _ = run_stage(stage, items, stage_env(ctx)) if items else ([], "")
     now = utcnow()
     jobs = [(run, out) for run, out in zip(ready, results, strict=True)]
-    written = (
-        list(io_pool(ctx).map(lambda j: store.write(ctx, pipeline, stage, j[0], j[1]), jobs))
-        if len(jobs) > 8
-        else [store.write(ctx, pipeline, stage, run, out) for run, out in jobs]
-    )
+    written = store.write_all(ctx, pipeline, stage, jobs)
     for (run, out), write in zip(jobs, written, strict=True):
         if write.error is not None:
             failed = failure(run, write, retry, now)
