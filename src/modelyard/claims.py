@@ -74,6 +74,9 @@ class ClaimLoop:
 
     Subclasses say how to claim (``claim``: up to ``free`` new batches, each its id and the arguments its
     workflow starts with) and how to give a batch back (``unclaim``) when its workflow could not start.
+    Code that makes new work here can also claim some of it itself, in the transaction that creates it:
+    it ``reserve``s free slots first and then ``hand_over``s what it claimed, which the loop starts at
+    once (no poll, no second claim).
     """
 
     what = "work"
@@ -88,6 +91,8 @@ class ClaimLoop:
         self._wake = threading.Event()
         self._lock = threading.Lock()
         self._inflight = 0
+        self._reserved = 0  # slots held by reserve() until hand_over()
+        self._handed: list[Claim] = []
         self._active_at = 0.0  # monotonic time of the last start or finish here
         self.started = 0
 
@@ -101,6 +106,21 @@ class ClaimLoop:
 
     def wake(self) -> None:
         """Look for work now instead of at the next poll."""
+        self._wake.set()
+
+    def reserve(self, wanted: int) -> int:
+        """Hold up to ``wanted`` free slots for claims the caller is about to make; how many it got."""
+        with self._lock:
+            got = max(0, min(wanted, self.slots - self._inflight - self._reserved))
+            self._reserved += got
+            return got
+
+    def hand_over(self, claims: list[Claim], reserved: int) -> None:
+        """Start ``claims``, made in ``reserved`` slots held by ``reserve``, at once from the loop's thread
+        (outside the caller's context); the slots they do not use are free again."""
+        with self._lock:
+            self._handed.extend(claims)
+            self._reserved -= reserved - len(claims)
         self._wake.set()
 
     @property
@@ -147,10 +167,18 @@ class ClaimLoop:
                 self._starts.shutdown()
 
     def dispatch_once(self) -> int:
-        """Claim and start as many batches as free slots allow; returns how many started."""
-        free = self.slots - self.inflight
+        """Start what was handed over, then claim and start as many batches as free slots allow; returns
+        how many started."""
+        with self._lock:
+            handed, self._handed = self._handed, []
+        for claim in handed:
+            self._start(claim)
+            with self._lock:
+                self._reserved -= 1
+        with self._lock:
+            free = self.slots - self._inflight - self._reserved
         if free <= 0:
-            return 0
+            return len(handed)
         batches = self.claim(free)
         if self._starts is not None and len(batches) > 1:
             # starting a workflow writes to the system database: start batches side by side
@@ -158,7 +186,7 @@ class ClaimLoop:
         else:
             for batch_id in batches:
                 self._start(batch_id)
-        return len(batches)
+        return len(handed) + len(batches)
 
     def _start(self, claim: Claim) -> None:
         batch_id, args = claim

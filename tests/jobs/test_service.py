@@ -188,3 +188,43 @@ def test_a_worker_runs_at_most_its_own_concurrency_of_chunks(ctx: AppContext) ->
     assert loop.inflight == 1 and loop.dispatch_once() == 1
     other = dispatch.ChunkDispatcher(ctx, start)  # a second worker takes what is left
     assert other.dispatch_once() == 2 and not dispatch.chunks_waiting(ctx)
+
+
+def test_planning_claims_the_chunks_its_worker_has_room_for_and_hands_them_over(ctx: AppContext) -> None:
+    job = submission.submit(ctx, JobCreate(model="churn", rows=features(500).tolist()))  # 5 chunks
+    started: list[tuple[str, str, int]] = []
+    running: list[Future[None]] = []
+
+    def start(claim_id: str, job_id: str, index: int) -> Future[None]:
+        started.append((claim_id, job_id, index))
+        running.append(Future())
+        return running[-1]
+
+    ctx.settings.worker_concurrency = 2
+    loop = dispatch.ChunkDispatcher(ctx, start)
+    reserved = loop.reserve(5)
+    assert reserved == 2 and loop.reserve(1) == 0  # held: nobody else can take these slots meanwhile
+    plan = runner.plan_job(ctx, job.id, claim_first=reserved)
+    assert [index for _, index in plan["claims"]] == [0, 1]
+    loop.hand_over([(claim_id, (job.id, index)) for claim_id, index in plan["claims"]], reserved)
+    assert loop.dispatch_once() == 2  # started at once, nothing else claimed: the worker is full
+    assert [[c, i] for c, _, i in started] == plan["claims"]
+    with ctx.uow() as session:
+        claimed = session.scalars(
+            select(JobChunk.index).where(JobChunk.job_id == job.id, JobChunk.batch_id.is_not(None))
+        ).all()
+    assert sorted(claimed) == [0, 1]  # the other three wait as rows for any worker
+    running[0].set_result(None)  # one of them finished: the next waiting chunk is claimed as usual
+    assert loop.dispatch_once() == 1 and started[-1][2] == 2
+
+
+def test_a_reservation_not_used_is_given_back(ctx: AppContext) -> None:
+    job = submission.submit(ctx, JobCreate(model="churn", rows=features(5).tolist()))  # 1 chunk
+    ctx.settings.worker_concurrency = 2
+    loop = dispatch.ChunkDispatcher(ctx, lambda *args: Future())
+    assert dispatch.claim(ctx, 10) is not None
+    reserved = loop.reserve(2)
+    plan = runner.plan_job(ctx, job.id, claim_first=reserved)
+    assert plan["claims"] == []  # a lone chunk is its batch's, never handed over
+    loop.hand_over([], reserved)
+    assert loop.reserve(2) == 2

@@ -122,10 +122,16 @@ def wake_local(ctx: AppContext) -> None:
         found.wake()
 
 
+def local_chunks(ctx: AppContext) -> ChunkDispatcher | None:
+    """This process's chunk dispatcher, if it runs one."""
+    found = ctx.extras.get(LOCAL_CHUNKS)
+    return found if isinstance(found, ChunkDispatcher) else None
+
+
 def wake_chunks(ctx: AppContext) -> None:
     """Nudge this process's chunk dispatcher (if it runs one): chunks were just queued here."""
-    found = ctx.extras.get(LOCAL_CHUNKS)
-    if isinstance(found, ChunkDispatcher):
+    found = local_chunks(ctx)
+    if found is not None:
         found.wake()
 
 

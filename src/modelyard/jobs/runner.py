@@ -22,7 +22,7 @@ from sqlalchemy import ColumnElement, CursorResult, case, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from modelyard.db import utcnow
+from modelyard.db import new_id, utcnow
 from modelyard.errors import BadRequest, ModelyardError
 from modelyard.jobs import inputs, readers
 from modelyard.jobs.models import ChunkState, Job, JobChunk, JobState
@@ -135,8 +135,11 @@ def _fail_job(ctx: AppContext, job_id: str, code: str, detail: str) -> None:
 # ---------------------------------------------------------------- planning
 
 
-def plan_job(ctx: AppContext, job_id: str) -> Outcome:
-    """Split the job's input into chunks (once) and mark it running; ``stop`` if it cannot run."""
+def plan_job(ctx: AppContext, job_id: str, claim_first: int = 0) -> Outcome:
+    """Split the job's input into chunks (once) and mark it running; ``stop`` if it cannot run.
+
+    The first ``claim_first`` chunks of a job of several are claimed in the same transaction, each under
+    a new claim id, for the caller to start (``claims``: [claim id, chunk index] each)."""
     with _txn(ctx) as session:
         job = session.get(Job, job_id)
         if job is None or job.state not in (JobState.QUEUED, JobState.RUNNING):
@@ -178,6 +181,8 @@ def plan_job(ctx: AppContext, job_id: str) -> Outcome:
                 return {"status": "stop"}
             # a lone chunk is run by the planning workflow itself: claimed by its batch, nobody else takes it
             lone = len(spans) == 1 and job.batch_id is not None
+            claims = {} if lone else {i: new_id() for i in range(min(claim_first, len(spans)))}
+            now = utcnow()
             session.add_all(
                 JobChunk(
                     job_id=job_id,
@@ -186,8 +191,8 @@ def plan_job(ctx: AppContext, job_id: str) -> Outcome:
                     row_end=s.row_end,
                     byte_start=s.byte_start,
                     byte_end=s.byte_end,
-                    batch_id=job.batch_id if lone else None,
-                    claimed_at=utcnow() if lone else None,
+                    batch_id=job.batch_id if lone else claims.get(i),
+                    claimed_at=now if lone or i in claims else None,
                 )
                 for i, s in enumerate(spans)
             )
@@ -197,7 +202,8 @@ def plan_job(ctx: AppContext, job_id: str) -> Outcome:
         return plan_job(ctx, job_id)
     if started is not None:
         publish(ctx, "jobs.started", started)
-    return {"status": "ok", "chunks": len(spans), **_policy(job)}
+    claimed = [[claim_id, index] for index, claim_id in claims.items()]
+    return {"status": "ok", "chunks": len(spans), "claims": claimed, **_policy(job)}
 
 
 # ---------------------------------------------------------------- one chunk

@@ -51,12 +51,20 @@ def _executor_id() -> str | None:
 
 def _start(job_id: str) -> Outcome:
     ctx = current()
-    plan = runner.plan_job(ctx, job_id)
+    # this worker's room for chunks: the planning transaction claims that many of the job's chunks,
+    # which this worker's chunk dispatcher then starts at once; the rest wait as rows for any worker
+    chunks = dispatch.local_chunks(ctx)
+    reserved = chunks.reserve(ctx.settings.worker_concurrency) if chunks is not None else 0
+    plan: Outcome = {}
+    try:
+        plan = runner.plan_job(ctx, job_id, claim_first=reserved)
+    finally:
+        if chunks is not None:
+            claims = [(claim_id, (job_id, index)) for claim_id, index in plan.get("claims", [])]
+            chunks.hand_over(claims, reserved)
     if plan["status"] == "ok" and plan["chunks"] == 1:  # a small job: no second step, no child workflow
         ran = _guard(lambda: runner.run_chunk(ctx, job_id, 0, _executor_id()))
         return {**plan, **ran, "stage": "chunk"}
-    if plan["status"] == "ok":
-        dispatch.wake_chunks(ctx)  # its chunks wait as rows; this worker can take some now
     return {**plan, "stage": "plan"}
 
 
