@@ -16,6 +16,7 @@ import stat
 import tempfile
 import threading
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,6 +148,29 @@ def _write_atomic(path: Path, chunks: Iterable[bytes]) -> os.stat_result:
         return os.stat(tmp)
 
 
+_sync_threads: ThreadPoolExecutor | None = None
+_sync_threads_lock = threading.Lock()
+
+
+def _sync_pool() -> ThreadPoolExecutor:
+    """Threads that wait on file syncs for ``put_many`` (they hold no interpreter while they wait)."""
+    global _sync_threads
+    with _sync_threads_lock:
+        if _sync_threads is None:
+            _sync_threads = ThreadPoolExecutor(8, thread_name_prefix="storage-sync")
+        return _sync_threads
+
+
+def _synced(path: str) -> os.stat_result:
+    """Sync a written file to disk; its stat."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        return os.fstat(fd)
+    finally:
+        os.close(fd)
+
+
 def _etag(st: os.stat_result) -> str:
     return f"{st.st_mtime_ns:x}-{st.st_size:x}"
 
@@ -218,9 +242,9 @@ class LocalStorage(_Common):
             yield tmp
 
     def put_many(self, items: Sequence[tuple[str, bytes]]) -> builtins.list[ObjectInfo]:
-        """Every object into its temp file first, then each synced and renamed into place: the first sync
-        commits the file system's journal for all of them, so the rest cost little (syncing each
-        object as it is written costs one journal commit per object)."""
+        """Every object into its temp file first, then all synced side by side (the file system commits
+        syncs that wait together in one journal commit; one object after another costs a commit each),
+        then each renamed into place."""
         targets = [self._path(key) for key, _ in items]  # every key checked before anything is written
         temps: builtins.list[str] = []
         try:
@@ -230,14 +254,9 @@ class LocalStorage(_Common):
                 temps.append(tmp)
                 with os.fdopen(fd, "wb") as f:
                     f.write(data)
+            stats = list(_sync_pool().map(_synced, temps)) if len(temps) > 1 else [_synced(t) for t in temps]
             infos = []
-            for path, (key, data), tmp in zip(targets, items, temps, strict=True):
-                fd = os.open(tmp, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                    st = os.fstat(fd)
-                finally:
-                    os.close(fd)
+            for path, (key, data), tmp, st in zip(targets, items, temps, stats, strict=True):
                 os.replace(tmp, path)
                 infos.append(ObjectInfo(key, st.st_size, hashlib.sha256(data).hexdigest(), _etag(st)))
             return infos
