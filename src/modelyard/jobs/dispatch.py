@@ -204,7 +204,10 @@ class ChunkDispatcher(ClaimLoop):
 
     def __init__(self, ctx: AppContext, starter: Starter):
         super().__init__(
-            starter, slots=ctx.settings.worker_concurrency, poll_seconds=ctx.settings.job_poll_seconds
+            starter,
+            slots=ctx.settings.worker_concurrency,
+            poll_seconds=ctx.settings.job_poll_seconds,
+            parallel_starts=True,
         )
         self.ctx = ctx
 
