@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from modelyard.context import AppContext
 from modelyard.errors import Conflict
-from modelyard.pipelines import removal, runner
+from modelyard.pipelines import outputs, removal, runner
 from modelyard.pipelines.models import Event, EventState, PipelineVersion, RawFetch, StageRun, StageState
 from modelyard.pipelines.stages import Item, Outcome, StageEnv
 from modelyard.storage import Storage
@@ -181,6 +181,24 @@ def test_a_forced_delete_while_a_batch_is_mid_stage_leaves_nothing_behind(
     with ctx.uow() as session:
         assert session.scalar(select(func.count()).select_from(StageRun)) == 0
     assert path.exists()
+
+
+def test_a_delete_racing_archival_leaves_no_archived_object_behind(ctx: AppContext) -> None:
+    apply_yaml(ctx, SPEC.format(name="p"))
+    paths = write_images(ctx.settings.data_dir / "in", 2)
+    doomed, kept = submit(ctx, "p", ("doomed", str(paths[0])), ("kept", str(paths[1])))
+    drain(ctx)
+    talk = runs(ctx, doomed)["talk"]
+    assert talk.output_key and talk.logs_key
+    before = stored(ctx.storage)
+    # archival has moved the event's objects but not yet recorded it when the delete reads the rows
+    moved = [talk.output_key, talk.logs_key, runs(ctx, doomed)["vec"].output_key]
+    for key in moved:
+        ctx.storage.move(key, outputs.archive_key(key))
+    removal.delete_event(ctx, doomed)
+    assert stored(ctx.storage) == {k for k in before if k not in moved}  # the kept event's are untouched
+    assert not any(doomed in key for key in stored(ctx.storage))
+    assert all(ctx.storage.exists(r.output_key) for r in runs(ctx, kept).values() if r.stage != "raw")
 
 
 def test_a_batch_that_claimed_a_deleted_events_run_still_runs_the_others(ctx: AppContext) -> None:

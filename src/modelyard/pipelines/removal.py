@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from modelyard.context import AppContext
 from modelyard.errors import Conflict, EventNotFound, PipelineNotFound
 from modelyard.pipelines import control, outputs
+from modelyard.pipelines.archive import ARCHIVE
 from modelyard.pipelines.models import (
     EVENT_TERMINAL,
     Event,
@@ -148,13 +149,16 @@ def discard_orphans(ctx: AppContext, settled: Sequence[Settled]) -> int:
 
 
 def _stored_keys(session: Session, event_ids: Sequence[str]) -> list[str]:
-    """Outputs and logs (live or archived) of these events' stage runs; raw data is handled apart."""
+    """Outputs and logs of these events' stage runs, each where it lives and where archival moves it (an
+    archival racing the delete may have moved an object after the delete read its row); raw data is
+    handled apart."""
     rows = session.execute(
         select(StageRun.output_key, StageRun.archive_key, StageRun.logs_key).where(
             StageRun.event_id.in_(event_ids), StageRun.stage != RAW
         )
     )
-    return [key for row in rows for key in row if key]
+    live = {key.removeprefix(ARCHIVE) for row in rows for key in row if key}
+    return sorted(k for key in live for k in (key, outputs.archive_key(key)))
 
 
 def _lock_pipeline(session: Session, pipeline_id: str, name: str) -> None:
