@@ -42,7 +42,7 @@ def stage_env(ctx: AppContext) -> StageEnv:
 
 
 def io_pool(ctx: AppContext) -> ThreadPoolExecutor:
-    """Threads for artifact writes and URL fetches of batches in this process."""
+    """Threads for the URL fetches of raw batches in this process (stage outputs go out in one put_many)."""
     pool: ThreadPoolExecutor | None = ctx.extras.get(IO_POOL)
     if pool is None:
         pool = ctx.extras[IO_POOL] = ThreadPoolExecutor(
