@@ -30,7 +30,7 @@ from modelyard.logs import setup_logging
 from modelyard.metrics import Metrics
 from modelyard.migrate import upgrade
 from modelyard.pipelines.api import events_router, pipelines_router
-from modelyard.pipelines.runner import close as close_pipelines
+from modelyard.pipelines.run.runner import close as close_pipelines
 from modelyard.pipelines.watch import PipelineCollector
 from modelyard.registry.api import router as registry_router
 from modelyard.serving.api import router as serving_router

@@ -18,7 +18,7 @@ from modelyard.context import AppContext
 from modelyard.durable import Worker, close_clients, dispatcher
 from modelyard.pipelines import service, submission
 from modelyard.pipelines.models import Event, EventState, StageRun, StageState
-from modelyard.pipelines.runner import close
+from modelyard.pipelines.run.runner import close
 from modelyard.pipelines.schemas import EventCreate
 from modelyard.settings import Settings
 from tests.crash.workers import WorkerProcess, eventually

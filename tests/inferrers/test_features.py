@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from modelyard.inferrers import catalog
+from modelyard.inferrers import builtin
 from modelyard.inferrers.features import Preprocess, feature_vectors, l2_normalise, preprocess, problems
 from tests.inferrers.images import noise, solid
 
@@ -67,17 +67,17 @@ def test_preprocess_problems_name_the_field(params: dict[str, object], field: st
 
 def test_catalog_runs_every_image_inferrer() -> None:
     imgs = [solid((1, 2, 3)), noise(0)]
-    assert [r["aspect_ratio"] for r in catalog.run("aspect_ratio", imgs, {})] == [2.0, 1.333333]
-    assert len(catalog.run("palette", imgs, {"top_k": 2})[1]["top"]) == 2
-    assert len(catalog.run("phash", imgs, {})) == 2
-    vectors = catalog.run("features", imgs, {"resize": 8}, predict=lambda x: x.reshape(len(x), -1)[:, :5])
+    assert [r["aspect_ratio"] for r in builtin.run("aspect_ratio", imgs, {})] == [2.0, 1.333333]
+    assert len(builtin.run("palette", imgs, {"top_k": 2})[1]["top"]) == 2
+    assert len(builtin.run("phash", imgs, {})) == 2
+    vectors = builtin.run("features", imgs, {"resize": 8}, predict=lambda x: x.reshape(len(x), -1)[:, :5])
     assert vectors[0].shape == (5,) and vectors[0].dtype == np.float32
 
 
 def test_catalog_param_problems() -> None:
-    assert catalog.param_problems("phash", {"x": 1})[0][0] == "x"
-    assert [f for f, _ in catalog.param_problems("features", {"model_version": "new"})] == [
+    assert builtin.param_problems("phash", {"x": 1})[0][0] == "x"
+    assert [f for f, _ in builtin.param_problems("features", {"model_version": "new"})] == [
         "model",
         "model_version",
     ]
-    assert catalog.param_problems("features", {"model": "m", "resize": [4, 4]}) == []
+    assert builtin.param_problems("features", {"model": "m", "resize": [4, 4]}) == []

@@ -17,7 +17,7 @@ from modelyard.durable import close_clients
 from modelyard.pipelines import service, submission
 from modelyard.pipelines.dispatch import StageDispatcher
 from modelyard.pipelines.models import Event, StageRun
-from modelyard.pipelines.runner import close
+from modelyard.pipelines.run.runner import close
 from modelyard.pipelines.schemas import EventCreate
 from modelyard.registry import service as registry
 from modelyard.registry.schemas import ModelCreate
@@ -43,7 +43,7 @@ def ctx(pipeline_settings: Settings) -> Iterator[AppContext]:
 
 def drain(ctx: AppContext, *, rounds: int = 1000) -> int:
     """Run every ready batch in this thread until nothing is ready; returns batches run."""
-    from modelyard.pipelines.runner import run_batch
+    from modelyard.pipelines.run.runner import run_batch
 
     def start(batch_id: str) -> None:
         run_batch(ctx, batch_id)

@@ -10,8 +10,9 @@ from sqlalchemy import update
 from modelyard.context import AppContext
 from modelyard.db import utcnow
 from modelyard.errors import OutputArchived
-from modelyard.pipelines import archive, control, events
+from modelyard.pipelines import events
 from modelyard.pipelines.models import Event
+from modelyard.pipelines.run import archive, control
 from tests.imageserver import ImageServer
 from tests.pipelines.conftest import apply_yaml, drain, runs, submit, write_images
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from modelyard.pipelines.capture import STAGE_LOGGER, capture
+from modelyard.pipelines.stages.capture import STAGE_LOGGER, capture
 
 
 def test_threads_capture_their_own_output() -> None:

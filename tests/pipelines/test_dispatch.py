@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from modelyard.context import AppContext
-from modelyard.pipelines import dispatch, runner, settle
+from modelyard.pipelines import dispatch
 from modelyard.pipelines.models import Event, EventState, StageState
+from modelyard.pipelines.run import runner, settle
 from modelyard.storage import MemoryStorage, ObjectInfo
 from tests.pipelines.conftest import apply_yaml, drain, event, runs, submit, write_images
 

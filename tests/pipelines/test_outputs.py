@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from modelyard.pipelines import outputs
+from modelyard.pipelines.stages import outputs
 
 
 @pytest.mark.parametrize(

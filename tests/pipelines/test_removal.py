@@ -10,9 +10,9 @@ from sqlalchemy import func, select
 
 from modelyard.context import AppContext
 from modelyard.errors import Conflict
-from modelyard.pipelines import outputs, removal, runner
 from modelyard.pipelines.models import Event, EventState, PipelineVersion, RawFetch, StageRun, StageState
-from modelyard.pipelines.stages import Item, Outcome, StageEnv
+from modelyard.pipelines.run import removal, runner
+from modelyard.pipelines.stages import Item, Outcome, StageEnv, outputs
 from modelyard.storage import Storage
 from tests.imageserver import ImageServer
 from tests.pipelines.conftest import apply_yaml, drain, event, runs, submit, write_images

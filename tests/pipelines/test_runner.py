@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from modelyard.context import AppContext
-from modelyard.pipelines import control, events, submission
+from modelyard.pipelines import events, submission
 from modelyard.pipelines.models import EventState, StageState
+from modelyard.pipelines.run import control
 from modelyard.pipelines.schemas import EventCreate
 from tests.pipelines.conftest import apply_yaml, drain, event, runs, submit, write_images
 
@@ -266,7 +267,7 @@ def test_cancel_skips_what_has_not_run(ctx: AppContext) -> None:
 
 
 def test_repeating_a_settled_batch_changes_nothing(ctx: AppContext) -> None:
-    from modelyard.pipelines.runner import run_batch
+    from modelyard.pipelines.run.runner import run_batch
 
     apply_yaml(ctx, CHAIN)
     [path] = write_images(ctx.settings.data_dir / "in", 1)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from modelyard.errors import BadRequest, FetchFailed, PayloadTooLarge
-from modelyard.pipelines.sources import Source, parse_source, read_source
+from modelyard.pipelines.stages.sources import Source, parse_source, read_source
 from modelyard.settings import Settings
 from modelyard.storage import MemoryStorage
 

@@ -8,7 +8,7 @@ import pytest
 
 from modelyard.errors import ValidationFailed
 from modelyard.pipelines.spec import RAW, compatible, load_document, parse_duration
-from modelyard.pipelines.spec_parse import parse_spec
+from modelyard.pipelines.spec.parse import parse_spec
 
 
 def doc(**stages: Any) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import numpy as np
 from modelyard.context import AppContext
 from modelyard.errors import NotFound, ValidationFailed
 from modelyard.fetch import fetch
-from modelyard.inferrers import catalog
+from modelyard.inferrers import builtin
 from modelyard.inferrers.images import decode_image
 from modelyard.inferrers.onnx import bind_model
 
@@ -19,17 +19,17 @@ def describe() -> list[dict[str, Any]]:
     """The catalogue: each inferrer's name, summary, output type and parameters."""
     return [
         {"name": i.name, "summary": i.summary, "produces": i.produces, "params": dict(i.params)}
-        for i in catalog.CATALOG.values()
+        for i in builtin.CATALOG.values()
     ]
 
 
 def check(name: str, params: Mapping[str, Any]) -> None:
     """``NotFound`` for an unknown inferrer, ``ValidationFailed`` listing every bad parameter."""
-    if name not in catalog.CATALOG:
-        raise NotFound(f"no inferrer {name!r} (known: {', '.join(catalog.CATALOG)})", field="name")
+    if name not in builtin.CATALOG:
+        raise NotFound(f"no inferrer {name!r} (known: {', '.join(builtin.CATALOG)})", field="name")
     problems = [
         {"field": f"params.{k}" if k else "params", "detail": d}
-        for k, d in catalog.param_problems(name, params)
+        for k, d in builtin.param_problems(name, params)
     ]
     if problems:
         raise ValidationFailed(f"{problems[0]['field']}: {problems[0]['detail']}", errors=problems)
@@ -41,7 +41,7 @@ def infer(ctx: AppContext, name: str, data: bytes, params: Mapping[str, Any]) ->
     image = decode_image(data)
     predict = None
     body: dict[str, Any] = {"inferrer": name}
-    if catalog.CATALOG[name].needs_model:
+    if builtin.CATALOG[name].needs_model:
         predict, ref = bind_model(
             ctx.inference,
             params["model"],
@@ -50,7 +50,7 @@ def infer(ctx: AppContext, name: str, data: bytes, params: Mapping[str, Any]) ->
             output_name=params.get("output"),
         )
         body["model"] = {"name": ref.name, "version": ref.version}
-    [value] = catalog.run(name, [image], params, predict)
+    [value] = builtin.run(name, [image], params, predict)
     if isinstance(value, np.ndarray):
         value = {"dtype": str(value.dtype), "shape": list(value.shape), "data": value.tolist()}
     body["result"] = value

@@ -18,8 +18,9 @@ from modelyard.errors import (
     PipelineNotFound,
     ValidationFailed,
 )
-from modelyard.pipelines import archive, control, events, removal, service, submission, watch
+from modelyard.pipelines import events, service, submission, watch
 from modelyard.pipelines.models import EventState
+from modelyard.pipelines.run import archive, control, removal
 from modelyard.pipelines.schemas import (
     ErrorReport,
     EventBulk,

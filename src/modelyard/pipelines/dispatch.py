@@ -27,8 +27,8 @@ from modelyard.context import AppContext
 from modelyard.db import new_id, utcnow
 from modelyard.errors import PipelineNotFound
 from modelyard.pipelines.models import Event, EventState, Pipeline, StageRun, StageState
+from modelyard.pipelines.run.settle import advance_events
 from modelyard.pipelines.service import load_spec
-from modelyard.pipelines.settle import advance_events
 from modelyard.pipelines.spec import Limits
 
 log = logging.getLogger("modelyard.pipelines")

@@ -11,7 +11,6 @@ from sqlalchemy.orm import Session
 
 from modelyard.context import AppContext
 from modelyard.errors import Conflict, EventNotFound, OutputArchived, StageRunNotFound
-from modelyard.pipelines import outputs, raw
 from modelyard.pipelines.models import Event, RawFetch, StageRun, StageState
 from modelyard.pipelines.schemas import (
     EventList,
@@ -24,6 +23,7 @@ from modelyard.pipelines.schemas import (
 )
 from modelyard.pipelines.service import API, get_pipeline, load_spec
 from modelyard.pipelines.spec import RAW
+from modelyard.pipelines.stages import outputs, raw
 
 
 def find_event(session: Session, event_id: str) -> Event:

@@ -29,7 +29,7 @@ from modelyard.pipelines.schemas import (
     StageSummary,
 )
 from modelyard.pipelines.spec import Limits, PipelineSpec, spec_hash
-from modelyard.pipelines.spec_parse import parse_spec
+from modelyard.pipelines.spec.parse import parse_spec
 from modelyard.registry import service as registry
 
 API = "/api/v1"

@@ -17,8 +17,8 @@ from modelyard.errors import BadRequest, ValidationFailed
 from modelyard.pipelines.models import Event, EventState, StageRun, StageState
 from modelyard.pipelines.schemas import EventCreate, EventSubmitted
 from modelyard.pipelines.service import get_pipeline, load_spec, wake
-from modelyard.pipelines.sources import parse_source
 from modelyard.pipelines.spec import RAW, PipelineSpec
+from modelyard.pipelines.stages.sources import parse_source
 
 CHUNK = 500  # names per IN (...) lookup
 

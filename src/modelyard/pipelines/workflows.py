@@ -21,7 +21,8 @@ from dbos import DBOS
 
 from modelyard.context import AppContext
 from modelyard.durable import background, current, dispatcher, on_tick, start_claimed
-from modelyard.pipelines import archive, dispatch, runner
+from modelyard.pipelines import dispatch
+from modelyard.pipelines.run import archive, runner
 
 log = logging.getLogger("modelyard.pipelines")
 BATCH_WORKFLOW = "pipelines.run_batch"

@@ -12,11 +12,11 @@ import orjson
 from sqlalchemy import select
 
 from modelyard.context import AppContext
-from modelyard.pipelines import outputs
 from modelyard.pipelines.models import StageRun, StageState
-from modelyard.pipelines.settle import Claimed, Settled
+from modelyard.pipelines.run.settle import Claimed, Settled
+from modelyard.pipelines.run.store import same_content
 from modelyard.pipelines.spec import StageSpec
-from modelyard.pipelines.store import same_content
+from modelyard.pipelines.stages import outputs
 from modelyard.serving.service import InferenceService
 
 

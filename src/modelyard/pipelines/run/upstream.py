@@ -11,10 +11,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from modelyard.context import AppContext
-from modelyard.pipelines import outputs, raw
 from modelyard.pipelines.models import RawFetch, StageRun
-from modelyard.pipelines.settle import Claimed
+from modelyard.pipelines.run.settle import Claimed
 from modelyard.pipelines.spec import RAW, StageSpec
+from modelyard.pipelines.stages import outputs, raw
 
 
 @dataclass(slots=True)

@@ -18,11 +18,10 @@ from sqlalchemy.orm import Session
 from modelyard.context import AppContext
 from modelyard.db import utcnow
 from modelyard.fetch import is_permanent
-from modelyard.pipelines import raw
 from modelyard.pipelines.models import Event, EventState, RawFetch, StageRun, StageState
 from modelyard.pipelines.service import load_spec
 from modelyard.pipelines.spec import Retry
-from modelyard.pipelines.stages import Outcome, error_type
+from modelyard.pipelines.stages import Outcome, error_type, raw
 
 
 @dataclass(slots=True)

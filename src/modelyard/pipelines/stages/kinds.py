@@ -22,13 +22,13 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from modelyard.inferrers import catalog
+from modelyard.inferrers import builtin
 from modelyard.inferrers.features import Predict, Preprocess, l2_normalise, preprocess
 from modelyard.inferrers.images import decode_image
-from modelyard.pipelines.capture import STAGE_LOGGER
 from modelyard.pipelines.spec import StageSpec
-from modelyard.pipelines.stage_command import run_command
 from modelyard.pipelines.stages import Item, Outcome, StageCall, StageEnv, StageTimeout, single, timed
+from modelyard.pipelines.stages.capture import STAGE_LOGGER
+from modelyard.pipelines.stages.command import run_command
 
 
 def _decode_all(items: list[Item]) -> tuple[list[Image.Image | None], list[Outcome | None]]:
@@ -71,13 +71,13 @@ def run_inferrer(spec: StageSpec, items: list[Item], env: StageEnv) -> tuple[lis
     predict: Predict | None = None
     resolved = ""
     images, failed = _decode_all(items)
-    if catalog.CATALOG[name].needs_model:
+    if builtin.CATALOG[name].needs_model:
         loaded = _load_model(env, spec.params)
         if isinstance(loaded, Outcome):
             return [f or replace(loaded) for f in failed], ""
         predict, resolved = loaded
     return _batched(
-        items, images, failed, lambda good: catalog.run(name, good, spec.params, predict)
+        items, images, failed, lambda good: builtin.run(name, good, spec.params, predict)
     ), resolved
 
 

@@ -18,8 +18,8 @@ from PIL import Image, UnidentifiedImageError
 from modelyard.context import AppContext
 from modelyard.errors import UndecodableInput
 from modelyard.fetch import http_client
-from modelyard.pipelines.outputs import raw_key
-from modelyard.pipelines.sources import parse_source, read_source
+from modelyard.pipelines.stages.outputs import raw_key
+from modelyard.pipelines.stages.sources import parse_source, read_source
 
 CACHE = "pipelines.raw_cache"
 _lock = threading.Lock()

@@ -16,7 +16,7 @@ from modelyard.context import AppContext
 from modelyard.db import utcnow
 from modelyard.errors import EventNotFound, NotFound
 from modelyard.pipelines.models import EVENT_TERMINAL, Event, Pipeline, RawFetch, StageRun
-from modelyard.pipelines.outputs import archive_key
+from modelyard.pipelines.stages.outputs import archive_key
 from modelyard.storage import Storage
 
 log = logging.getLogger("modelyard.pipelines")

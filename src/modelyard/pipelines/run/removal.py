@@ -20,8 +20,6 @@ from sqlalchemy.orm import Session
 
 from modelyard.context import AppContext
 from modelyard.errors import Conflict, EventNotFound, PipelineNotFound
-from modelyard.pipelines import control, outputs
-from modelyard.pipelines.archive import ARCHIVE
 from modelyard.pipelines.models import (
     EVENT_TERMINAL,
     Event,
@@ -30,9 +28,12 @@ from modelyard.pipelines.models import (
     RawFetch,
     StageRun,
 )
+from modelyard.pipelines.run import control
+from modelyard.pipelines.run.archive import ARCHIVE
+from modelyard.pipelines.run.settle import Settled
 from modelyard.pipelines.service import SPECS, get_pipeline
-from modelyard.pipelines.settle import Settled
 from modelyard.pipelines.spec import RAW
+from modelyard.pipelines.stages import outputs
 
 
 def _live(session: Session, where: ColumnElement[bool]) -> list[str]:

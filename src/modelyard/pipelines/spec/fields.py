@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from modelyard.inferrers import features
-from modelyard.inferrers.catalog import CATALOG, param_problems
+from modelyard.inferrers.builtin import CATALOG, param_problems
 from modelyard.pipelines.spec import TYPES, Limits, Retry
 
 CALLABLE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")

@@ -19,8 +19,8 @@ from PIL import Image
 from modelyard.inferrers.features import Predict
 from modelyard.inferrers.images import decode_image
 from modelyard.inferrers.onnx import bind_model
-from modelyard.pipelines.capture import capture
 from modelyard.pipelines.spec import RAW
+from modelyard.pipelines.stages.capture import capture
 from modelyard.serving.service import InferenceService
 
 TIMEOUT = "timeout"  # the error type of a stage run that ran past its stage's timeout_seconds

@@ -21,7 +21,7 @@ from modelyard.pipelines.spec import (
     compatible,
     parse_duration,
 )
-from modelyard.pipelines.spec_fields import Checker, kind_config
+from modelyard.pipelines.spec.fields import Checker, kind_config
 
 TOP_FIELDS = {"name", "description", "raw", "stages", "defaults", "archive_after"}
 COMMON = {

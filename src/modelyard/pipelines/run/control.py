@@ -12,7 +12,6 @@ from sqlalchemy.orm import Session
 from modelyard.context import AppContext
 from modelyard.db import utcnow
 from modelyard.errors import Conflict, StageRunNotFound
-from modelyard.pipelines import archive
 from modelyard.pipelines.events import find_event, get_event
 from modelyard.pipelines.models import (
     EVENT_TERMINAL,
@@ -22,6 +21,7 @@ from modelyard.pipelines.models import (
     StageRun,
     StageState,
 )
+from modelyard.pipelines.run import archive
 from modelyard.pipelines.schemas import EventPublic
 from modelyard.pipelines.service import load_spec, wake
 from modelyard.pipelines.spec import RAW

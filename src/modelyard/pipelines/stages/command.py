@@ -15,9 +15,8 @@ from typing import Any
 
 import orjson
 
-from modelyard.pipelines import outputs
 from modelyard.pipelines.spec import StageSpec
-from modelyard.pipelines.stages import Item, Outcome, StageEnv, StageTimeout, single, timed
+from modelyard.pipelines.stages import Item, Outcome, StageEnv, StageTimeout, outputs, single, timed
 
 # Never handed to a command: the database's and the artifact store's credentials.
 SECRET_PREFIXES = ("MODELYARD_", "AWS_", "PG", "DATABASE_URL", "DBOS_")

@@ -20,13 +20,13 @@ from sqlalchemy import select, update
 from modelyard.context import AppContext
 from modelyard.db import utcnow
 from modelyard.errors import NotFound
-from modelyard.pipelines import cache, raw, removal, settle, store, upstream
 from modelyard.pipelines.models import Event, EventState, RawFetch, StageRun, StageState
+from modelyard.pipelines.run import removal, settle, store, upstream
+from modelyard.pipelines.run.settle import Claimed, Settled, failure
 from modelyard.pipelines.service import load_spec, wake
-from modelyard.pipelines.settle import Claimed, Settled, failure
 from modelyard.pipelines.spec import RAW, PipelineSpec, StageSpec
-from modelyard.pipelines.stage_kinds import run_stage
-from modelyard.pipelines.stages import Item, Outcome, StageEnv
+from modelyard.pipelines.stages import Item, Outcome, StageEnv, cache, raw
+from modelyard.pipelines.stages.kinds import run_stage
 
 log = logging.getLogger("modelyard.pipelines")
 ENV = "pipelines.stage_env"

@@ -10,10 +10,9 @@ from dataclasses import dataclass, field
 
 from modelyard.context import AppContext
 from modelyard.errors import NotFound
-from modelyard.pipelines import outputs
-from modelyard.pipelines.settle import Claimed
+from modelyard.pipelines.run.settle import Claimed
 from modelyard.pipelines.spec import StageSpec
-from modelyard.pipelines.stages import Outcome
+from modelyard.pipelines.stages import Outcome, outputs
 from modelyard.storage import Storage
 
 
