@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +14,15 @@ from tests.imageserver import ImageServer
 from tests.inferrers.images import encode, halves, noise
 
 
-def test_catalogue_lists_every_inferrer(client: Any) -> None:
-    names = {i["name"]: i["produces"] for i in client.get("/api/v1/inferrers").json()}
-    assert names == {"palette": "json", "aspect_ratio": "json", "phash": "json", "features": "array"}
+def test_catalogue_lists_every_inferrer_with_what_it_accepts_and_produces(client: Any) -> None:
+    names = {i["name"]: (i["accepts"], i["produces"]) for i in client.get("/api/v1/inferrers").json()}
+    assert names == {
+        "palette": (["image"], "json"),
+        "aspect_ratio": (["image"], "json"),
+        "phash": (["image"], "json"),
+        "features": (["image"], "array"),
+        "array_stats": (["array"], "json"),
+    }
 
 
 def test_upload_runs_an_inferrer(client: Any) -> None:
@@ -66,6 +73,29 @@ def test_unknown_inferrer_and_bad_parameters(
 def test_undecodable_upload_is_a_422(client: Any) -> None:
     resp = client.post("/api/v1/inferrers/phash", content=b"nope", headers={"Content-Type": "image/png"})
     assert resp.status_code == 422 and resp.json()["code"] == "undecodable-input"
+
+
+def test_array_stats_reads_an_uploaded_npy_array(client: Any) -> None:
+    buf = io.BytesIO()
+    np.save(buf, np.array([[1, 2], [3, 6]], dtype=np.int16))
+    resp = client.post("/api/v1/inferrers/array_stats", files={"file": ("a.npy", buf.getvalue())})
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["result"] == {
+        "shape": [2, 2],
+        "dtype": "int16",
+        "size": 4,
+        "min": 1.0,
+        "max": 6.0,
+        "mean": 3.0,
+    }
+
+
+def test_an_upload_that_is_not_what_the_inferrer_accepts_is_a_422(client: Any) -> None:
+    resp = client.post(
+        "/api/v1/inferrers/array_stats", content=encode(noise(1)), headers={"Content-Type": "image/png"}
+    )
+    assert resp.status_code == 422 and resp.json()["code"] == "undecodable-input"
+    assert "not a .npy file" in resp.json()["detail"]
 
 
 def test_features_from_a_registered_model(client: Any, model_dir: Path) -> None:

@@ -74,6 +74,13 @@ def test_catalog_runs_every_image_inferrer() -> None:
     assert vectors[0].shape == (5,) and vectors[0].dtype == np.float32
 
 
+def test_an_inferrer_must_accept_known_data_types() -> None:
+    with pytest.raises(ValueError, match="accepts \\['video'\\]"):
+        builtin.InferrerInfo("clip", "", "json", accepts=("image", "video"))
+    with pytest.raises(ValueError, match="accepts nothing"):
+        builtin.InferrerInfo("void", "", "json", accepts=())
+
+
 def test_catalog_param_problems() -> None:
     assert builtin.param_problems("phash", {"x": 1})[0][0] == "x"
     assert [f for f, _ in builtin.param_problems("features", {"model_version": "new"})] == [

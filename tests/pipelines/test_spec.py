@@ -225,3 +225,102 @@ def test_limits_inherit_pipeline_defaults() -> None:
     assert spec.stages["a"].limits.batch_size == 3
     assert spec.stages["a"].limits.retry.max_attempts == 5
     assert spec.raw_limits.batch_size == 8
+
+
+@pytest.mark.parametrize(
+    ("stage", "field", "detail"),
+    [
+        (
+            {"type": "python", "callable": "nope"},
+            "stages.s.callable",
+            "must be an import path like package.module:function",
+        ),
+        (
+            {"type": "python", "callable": "m:f", "input_type": "video"},
+            "stages.s.input_type",
+            "unknown data type 'video' (one of bytes, image, json, array, any)",
+        ),
+        (
+            {"type": "command", "command": [""]},
+            "stages.s.command",
+            "must be a non-empty list of arguments (or one string)",
+        ),
+        ({"type": "model", "model": ""}, "stages.s.model", "the name of a registered model is required"),
+        (
+            {"type": "model", "model": "m", "model_version": 0},
+            "stages.s.model_version",
+            "must be a version number or latest",
+        ),
+        ({"type": "model", "model": "m", "input": 1}, "stages.s.input", "must be the name of a model input"),
+        (
+            {"type": "model", "model": "m", "postprocess": {"top_k": 0}},
+            "stages.s.postprocess.top_k",
+            "must be an integer 1..1000",
+        ),
+        (
+            {"type": "model", "model": "m", "postprocess": {"mode": 1}},
+            "stages.s.postprocess.mode",
+            "unknown field (known: l2_normalise, labels, softmax, top_k)",
+        ),
+        (
+            {"type": "model", "model": "m", "postprocess": []},
+            "stages.s.postprocess",
+            "must be a mapping of l2_normalise, labels, softmax, top_k",
+        ),
+        (
+            {"type": "model", "model": "m", "preprocess": {"zoom": 2}},
+            "stages.s.preprocess.zoom",
+            "unknown preprocess field (known: layout, mean, mode, resize, scale, std)",
+        ),
+        (
+            {"type": "inferrer", "inferrer": "palette", "params": {"top_k": 101}},
+            "stages.s.params.top_k",
+            "must be an integer 1..100",
+        ),
+        (
+            {"type": "inferrer", "inferrer": "phash", "params": {"x": 1}},
+            "stages.s.params.x",
+            "unknown parameter of phash (known: none)",
+        ),
+        (
+            {"type": "inferrer", "inferrer": "features", "params": {}},
+            "stages.s.params.model",
+            "the name of a registered image model is required",
+        ),
+        (
+            {"type": "command", "command": "cat", "callable": "m:f"},
+            "stages.s.callable",
+            "unknown field for a command stage (known: batch_size, cache, command, concurrency, input_type, inputs, output_type, params, retry, timeout_seconds, type, version)",
+        ),
+    ],
+)
+def test_each_kind_reports_its_fields_problems_with_exact_paths_and_messages(
+    stage: dict[str, Any], field: str, detail: str
+) -> None:
+    found = problems({"name": "p", "stages": {"s": stage}})
+    assert {"field": field, "detail": detail} in found, found
+
+
+@pytest.mark.parametrize(
+    ("raw", "inferrer", "detail"),
+    [
+        ("image", "array_stats", "stage s reads array but raw produces image"),
+        ("json", "array_stats", "stage s reads array but raw produces json"),
+        ("array", "palette", "stage s reads image but raw produces array"),
+        ("json", "phash", "stage s reads image but raw produces json"),
+    ],
+)
+def test_raw_data_a_stage_does_not_accept_is_refused_naming_the_stage_and_both_types(
+    raw: str, inferrer: str, detail: str
+) -> None:
+    found = problems({"name": "p", "raw": raw, "stages": {"s": {"type": "inferrer", "inferrer": inferrer}}})
+    assert found == [{"field": "stages.s.inputs[0]", "detail": detail}]
+
+
+@pytest.mark.parametrize(
+    ("raw", "inferrer"),
+    [("array", "array_stats"), ("any", "array_stats"), ("bytes", "palette"), ("image", "phash")],
+)
+def test_raw_data_a_stage_accepts_passes(raw: str, inferrer: str) -> None:
+    spec = parse_spec({"name": "p", "raw": raw, "stages": {"s": {"type": "inferrer", "inferrer": inferrer}}})
+    assert spec.stages["s"].accepts == (("array",) if inferrer == "array_stats" else ("image",))

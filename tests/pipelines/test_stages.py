@@ -278,3 +278,23 @@ stages:
     assert all(exited(pid) for pid in started)  # the shell and the sleep it left running: both killed
     assert event(ctx, fine).state == EventState.COMPLETE
     assert events.read_output(ctx, fine, "run")[0] == b"quick\n"
+
+
+def test_an_array_inferrer_reads_npy_raw_data(ctx: AppContext) -> None:
+    apply_yaml(ctx, "name: stats\nraw: array\nstages:\n  s: {type: inferrer, inferrer: array_stats}\n")
+    folder = ctx.settings.data_dir / "in"
+    folder.mkdir(parents=True)
+    np.save(folder / "a.npy", np.array([[1.0, 2.0], [3.0, np.nan]], dtype=np.float32))
+    (folder / "b.npy").write_bytes(b"not an array")
+    good, bad = submit(ctx, "stats", ("a", str(folder / "a.npy")), ("b", str(folder / "b.npy")))
+    drain(ctx)
+    assert runs(ctx, good)["s"].result == {
+        "shape": [2, 2],
+        "dtype": "float32",
+        "size": 4,
+        "min": 1.0,
+        "max": 3.0,
+        "mean": 2.0,
+    }
+    assert event(ctx, bad).state == EventState.FAILED  # refused as array raw data when fetched
+    assert runs(ctx, bad)["raw"].error_type == "UndecodableInput"

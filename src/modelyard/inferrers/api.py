@@ -17,7 +17,7 @@ from modelyard.uploads import receive_upload, upload_openapi
 router = APIRouter(prefix="/api/v1/inferrers", tags=["inferrers"])
 RESERVED = {"url"}
 
-UPLOAD_BODY = upload_openapi("An image")
+UPLOAD_BODY = upload_openapi("The input: an image, or what the inferrer accepts (`.npy` for an array)")
 
 
 def _params(request: Request) -> dict[str, Any]:
@@ -35,7 +35,8 @@ def _params(request: Request) -> dict[str, Any]:
 
 @router.get("")
 def list_inferrers(_: ReadKey) -> list[dict[str, Any]]:
-    """The built-in inferrers: what each produces and which parameters it takes."""
+    """The built-in inferrers: the data types each accepts (`image`, `array`, `table`, `json`, `bytes`;
+    its input is read as the first), what it produces and which parameters it takes."""
     return service.describe()
 
 
@@ -46,17 +47,19 @@ def infer_url(
     ctx: Ctx,
     _: PredictKey,
     url: Annotated[
-        str, Query(description="http(s) URL of the image (public addresses only, unless allowed)")
+        str, Query(description="http(s) URL of the input (public addresses only, unless allowed)")
     ],
 ) -> dict[str, Any]:
-    """Run an inferrer on the image at `url`. Other query parameters are the inferrer's, e.g.
-    `?url=...&top_k=3` for `palette` or `?url=...&model=resnet&resize=224` for `features`."""
+    """Run an inferrer on the input at `url` (an image, or what the inferrer accepts). Other query
+    parameters are the inferrer's, e.g. `?url=...&top_k=3` for `palette` or
+    `?url=...&model=resnet&resize=224` for `features`."""
     return service.infer_url(ctx, name, url, _params(request))
 
 
 @router.post("/{name}", openapi_extra=UPLOAD_BODY)
 async def infer_upload(name: str, request: Request, ctx: Ctx, _: PredictKey) -> dict[str, Any]:
-    """Run an inferrer on an uploaded image (multipart `file`, or the raw body); parameters as query."""
+    """Run an inferrer on an uploaded input (multipart `file`, or the raw body): an image, or what the
+    inferrer accepts (`.npy` for an array); parameters as query."""
     params = _params(request)
     await run_in_threadpool(service.check, name, params)
     upload = await receive_upload(

@@ -1,5 +1,6 @@
-"""The catalogue of built-in inferrers: what each takes, produces and accepts as parameters, and one
-entry point that runs any of them over a batch of images. Pure (the model of ``features`` is passed in)."""
+"""The built-in inferrers: what raw data each accepts (``inputs.ACCEPTS``), what it produces and which
+parameters it takes, and one entry point that runs any of them over a batch of inputs already read as what
+it accepts (``inputs.read_input``). Pure (the model of ``features`` is passed in)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from PIL import Image
-
 from modelyard.inferrers import features
+from modelyard.inferrers.arrays import array_stats
 from modelyard.inferrers.aspect import aspect_ratio
+from modelyard.inferrers.inputs import ACCEPTS
 from modelyard.inferrers.palette import palette
 from modelyard.inferrers.phash import phash
 
@@ -19,13 +20,22 @@ MODEL_KEYS = {"model", "model_version", "input", "output"}
 
 @dataclass(frozen=True, slots=True)
 class InferrerInfo:
-    """One built-in inferrer: it accepts an image and produces ``json`` or an ``array``."""
+    """One built-in inferrer: the data types it accepts (its input is read as the first), and whether
+    it produces ``json`` or an ``array``."""
 
     name: str
     summary: str
     produces: str
     params: Mapping[str, str] = field(default_factory=dict)
     needs_model: bool = False
+    accepts: tuple[str, ...] = ("image",)
+
+    def __post_init__(self) -> None:
+        unknown = [a for a in self.accepts if a not in ACCEPTS]
+        if not self.accepts or unknown:
+            raise ValueError(
+                f"inferrer {self.name} accepts {unknown or 'nothing'} (known: {', '.join(ACCEPTS)})"
+            )
 
 
 CATALOG: dict[str, InferrerInfo] = {
@@ -56,6 +66,12 @@ CATALOG: dict[str, InferrerInfo] = {
                 "mode": "RGB (default) or L",
             },
             needs_model=True,
+        ),
+        InferrerInfo(
+            "array_stats",
+            "shape, dtype, size, and min, max, mean of the finite numbers of an array",
+            "json",
+            accepts=("array",),
         ),
     ]
 }
@@ -96,19 +112,22 @@ def preprocess_of(params: Mapping[str, Any]) -> features.Preprocess:
 
 def run(
     name: str,
-    images: Sequence[Image.Image],
+    values: Sequence[Any],
     params: Mapping[str, Any],
     predict: features.Predict | None = None,
 ) -> list[Any]:
-    """Inferrer ``name`` over ``images``: one result per image (a JSON-able dict, or a float32 array)."""
+    """Inferrer ``name`` over ``values`` (inputs of the type it accepts): one result per input (a JSON-able
+    dict, or a float32 array)."""
     if name == "palette":
-        return [palette(img, top_k=int(params.get("top_k", 5))) for img in images]
+        return [palette(img, top_k=int(params.get("top_k", 5))) for img in values]
     if name == "aspect_ratio":
-        return [aspect_ratio(img) for img in images]
+        return [aspect_ratio(img) for img in values]
     if name == "phash":
-        return [phash(img) for img in images]
+        return [phash(img) for img in values]
     if name == "features":
         if predict is None:
             raise ValueError("the features inferrer needs a model")
-        return list(features.feature_vectors(images, preprocess_of(params), predict))
+        return list(features.feature_vectors(values, preprocess_of(params), predict))
+    if name == "array_stats":
+        return [array_stats(arr) for arr in values]
     raise KeyError(name)

@@ -1,4 +1,4 @@
-"""Calling a built-in inferrer synchronously on one image (uploaded, or fetched from a URL)."""
+"""Calling a built-in inferrer synchronously on one input (uploaded, or fetched from a URL)."""
 
 from __future__ import annotations
 
@@ -11,14 +11,21 @@ from modelyard.context import AppContext
 from modelyard.errors import NotFound, ValidationFailed
 from modelyard.fetch import fetch
 from modelyard.inferrers import builtin
-from modelyard.inferrers.images import decode_image
+from modelyard.inferrers.inputs import read_input
 from modelyard.inferrers.onnx import bind_model
 
 
 def describe() -> list[dict[str, Any]]:
-    """The catalogue: each inferrer's name, summary, output type and parameters."""
+    """The catalogue: each inferrer's name, summary, the data types it accepts, its output type and its
+    parameters."""
     return [
-        {"name": i.name, "summary": i.summary, "produces": i.produces, "params": dict(i.params)}
+        {
+            "name": i.name,
+            "summary": i.summary,
+            "accepts": list(i.accepts),
+            "produces": i.produces,
+            "params": dict(i.params),
+        }
         for i in builtin.CATALOG.values()
     ]
 
@@ -36,9 +43,10 @@ def check(name: str, params: Mapping[str, Any]) -> None:
 
 
 def infer(ctx: AppContext, name: str, data: bytes, params: Mapping[str, Any]) -> dict[str, Any]:
-    """Run inferrer ``name`` on an encoded image; arrays come back as dtype, shape and data."""
+    """Run inferrer ``name`` on ``data`` read as the first type it accepts (an encoded image, a ``.npy``
+    array, JSON...); arrays come back as dtype, shape and data."""
     check(name, params)
-    image = decode_image(data)
+    value = read_input(builtin.CATALOG[name].accepts[0], data)
     predict = None
     body: dict[str, Any] = {"inferrer": name}
     if builtin.CATALOG[name].needs_model:
@@ -50,7 +58,7 @@ def infer(ctx: AppContext, name: str, data: bytes, params: Mapping[str, Any]) ->
             output_name=params.get("output"),
         )
         body["model"] = {"name": ref.name, "version": ref.version}
-    [value] = builtin.run(name, [image], params, predict)
+    [value] = builtin.run(name, [value], params, predict)
     if isinstance(value, np.ndarray):
         value = {"dtype": str(value.dtype), "shape": list(value.shape), "data": value.tolist()}
     body["result"] = value

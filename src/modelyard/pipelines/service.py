@@ -156,7 +156,7 @@ def pipeline_public(pipeline: Pipeline, spec: PipelineSpec) -> PipelinePublic:
                 name=s.name,
                 type=s.kind,
                 inputs=list(s.inputs),
-                accepts=s.accepts,
+                accepts=" or ".join(s.accepts),
                 produces=s.produces,
                 version=s.version,
                 concurrency=s.limits.concurrency,

@@ -26,7 +26,7 @@ from modelyard.pipelines.run.settle import Claimed, Settled, failure
 from modelyard.pipelines.service import load_spec, wake
 from modelyard.pipelines.spec import RAW, PipelineSpec, StageSpec
 from modelyard.pipelines.stages import Item, Outcome, StageEnv, cache, raw
-from modelyard.pipelines.stages.kinds import run_stage
+from modelyard.pipelines.stages.batch import run_stage
 
 log = logging.getLogger("modelyard.pipelines")
 ENV = "pipelines.stage_env"

@@ -1,10 +1,12 @@
 """Pipeline specs as validated: a pipeline names the type of its raw data and a DAG of stages. Each stage
-is a built-in ``inferrer``, a registered ``model`` (pre/post-processing in the spec), a ``python`` callable
-by import path, or a ``command``; it reads the raw data and/or other stages' outputs (``inputs``, default
-``[raw]``) and produces one typed output, scheduled by its ``Limits``.
+is of a registered kind (``kinds``; built in: a built-in ``inferrer``, a registered ``model`` with
+pre/post-processing in the spec, a ``python`` callable by import path, or a ``command``); it reads the raw
+data and/or other stages' outputs (``inputs``, default ``[raw]``) and produces one typed output, scheduled
+by its ``Limits``.
 
-Reading a document into these types, with every problem listed at once, is ``spec_parse``. Pure: no
-database, no registry (``service.apply`` adds the checks that need them).
+Reading a document into these types, with every problem listed at once, is ``parse`` (the common fields
+read by ``fields``, each kind's own by its kind). Pure: no database, no registry (``service.apply`` adds
+the checks that need them).
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ import yaml
 from modelyard.errors import ValidationFailed
 
 RAW = "raw"
-KINDS = ("inferrer", "model", "python", "command")
 TYPES = ("bytes", "image", "json", "array", "any")
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
@@ -50,12 +51,13 @@ class Limits:
 
 @dataclass(frozen=True, slots=True)
 class StageSpec:
-    """One stage: what runs (``kind`` + ``config``), what it reads and produces, and how it is scheduled."""
+    """One stage: what runs (``kind`` + ``config``), what it reads (any one of ``accepts``) and produces,
+    and how it is scheduled."""
 
     name: str
     kind: str
     inputs: tuple[str, ...]
-    accepts: str
+    accepts: tuple[str, ...]
     produces: str
     version: str
     config: dict[str, Any]

@@ -1,7 +1,7 @@
 """Pipeline specs parsed from YAML or JSON and validated as a whole, every problem listed at once.
 
 Validation finds unknown stage types and fields, inputs that name no stage, cycles, and edges whose
-upstream output type is not what the stage reads (one stage's fields are read by ``spec_fields``).
+upstream output type is not what the stage reads (each stage kind reads its own fields: ``kinds``).
 Pure: no database, no registry (``service.apply`` adds the checks that need them).
 """
 
@@ -12,7 +12,6 @@ from typing import Any
 
 from modelyard.errors import ValidationFailed
 from modelyard.pipelines.spec import (
-    KINDS,
     NAME,
     RAW,
     Limits,
@@ -21,7 +20,8 @@ from modelyard.pipelines.spec import (
     compatible,
     parse_duration,
 )
-from modelyard.pipelines.spec.fields import Checker, kind_config
+from modelyard.pipelines.spec.fields import Checker
+from modelyard.pipelines.spec.kinds import stage_kinds
 
 TOP_FIELDS = {"name", "description", "raw", "stages", "defaults", "archive_after"}
 COMMON = {
@@ -34,12 +34,6 @@ COMMON = {
     "retry",
     "timeout_seconds",
     "cache",
-}
-KIND_FIELDS = {
-    "inferrer": {"inferrer"},
-    "model": {"model", "model_version", "input", "output", "preprocess", "postprocess"},
-    "python": {"callable", "input_type", "output_type"},
-    "command": {"command", "input_type", "output_type"},
 }
 MAX_STAGES = 100
 
@@ -69,15 +63,18 @@ def _stage(name: str, doc: Any, defaults: Limits, check: Checker) -> StageSpec |
     if not isinstance(doc, Mapping):
         check.add(where, "must be a mapping with at least a type")
         return None
-    kind = doc.get("type")
-    if kind not in KINDS:
-        check.add(f"{where}.type", f"unknown stage type {kind!r} (one of {', '.join(KINDS)})")
+    kinds = stage_kinds()
+    kind_name = doc.get("type")
+    kind = kinds.get(kind_name) if isinstance(kind_name, str) else None
+    if kind is None:
+        check.add(f"{where}.type", f"unknown stage type {kind_name!r} (one of {', '.join(kinds)})")
         return None
-    allowed = COMMON | KIND_FIELDS[kind]
+    allowed = COMMON | kind.fields
     for key in doc:
         if key not in allowed:
             check.add(
-                f"{where}.{key}", f"unknown field for a {kind} stage (known: {', '.join(sorted(allowed))})"
+                f"{where}.{key}",
+                f"unknown field for a {kind.name} stage (known: {', '.join(sorted(allowed))})",
             )
     inputs = doc.get("inputs", [RAW])
     if isinstance(inputs, str):
@@ -99,15 +96,15 @@ def _stage(name: str, doc: Any, defaults: Limits, check: Checker) -> StageSpec |
     if not isinstance(cache, bool):
         check.add(f"{where}.cache", "must be true or false")
         cache = True
-    config, accepts, produces = kind_config(kind, doc, where, check)
+    read = kind.parse(doc, where, check)
     return StageSpec(
         name=name,
-        kind=kind,
+        kind=kind.name,
         inputs=tuple(inputs),
-        accepts=accepts,
-        produces=produces,
+        accepts=read.accepts,
+        produces=read.produces,
         version=str(version),
-        config=config,
+        config=read.config,
         params=dict(params),
         limits=check.limits(doc, where, defaults),
         cache=cache,
@@ -245,8 +242,8 @@ def _check_edges(stages: dict[str, StageSpec], raw_type: str, declared: set[str]
                 if upstream not in declared:
                     check.add(where, f"input {upstream!r} is not a stage of this pipeline (nor raw)")
                 continue
-            if not compatible(produced, spec.accepts):
+            if not any(compatible(produced, accepted) for accepted in spec.accepts):
                 check.add(
                     where,
-                    f"stage {name} reads {spec.accepts} but {upstream} produces {produced}",
+                    f"stage {name} reads {' or '.join(spec.accepts)} but {upstream} produces {produced}",
                 )

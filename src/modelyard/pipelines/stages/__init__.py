@@ -1,7 +1,7 @@
 """What a stage is given and gives back, whatever its kind: each event of a batch is an ``Item`` (its
 inputs, already read) and comes back as an ``Outcome`` (the value, or the exception, its captured logs and
-how long it took). A Python callable stage receives a ``StageCall``. Running the kinds is ``stage_kinds``
-(inferrers, models, Python callables) and ``stage_command`` (commands).
+how long it took). A Python callable stage receives a ``StageCall``. Each kind runs its batches in its own
+module (``inferrer``, ``model``, ``python``, ``command``), registered in ``spec.kinds``.
 """
 
 from __future__ import annotations

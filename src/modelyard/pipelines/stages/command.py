@@ -1,6 +1,7 @@
-"""Command stages: a command run once per event, its input in a temp file (``{input}``), its output read
-from ``{output}`` or stdout, without the database's or artifact store's credentials in its environment,
-and killed, with every process it started, past the stage's ``timeout_seconds`` (an hour if unset).
+"""The ``command`` stage kind: a command run once per event, its input in a temp file (``{input}``), its
+output read from ``{output}`` or stdout, without the database's or artifact store's credentials in its
+environment, and killed, with every process it started, past the stage's ``timeout_seconds`` (an hour if
+unset).
 """
 
 from __future__ import annotations
@@ -10,12 +11,15 @@ import os
 import signal
 import subprocess
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from modelyard.pipelines.spec import StageSpec
+from modelyard.pipelines.spec.fields import Checker
+from modelyard.pipelines.spec.kinds import KindConfig, register_stage_kind
 from modelyard.pipelines.stages import Item, Outcome, StageEnv, StageTimeout, outputs, single, timed
 
 # Never handed to a command: the database's and the artifact store's credentials.
@@ -90,7 +94,28 @@ def _run_command(spec: StageSpec, item: Item) -> Any:
         return orjson.loads(data) if spec.produces == "json" else data
 
 
-def run_command(spec: StageSpec, items: list[Item], env: StageEnv) -> list[Outcome]:
-    """A command, once per event: input in a temp file (``{input}``), output from ``{output}`` or stdout;
-    killed, with what it started, past the stage's ``timeout_seconds`` (an hour if unset)."""
-    return [timed(lambda item=item: _run_command(spec, item)) for item in items]  # type: ignore[misc]
+class CommandKind:
+    """``type: command``: ``command`` is a list of arguments (or one string split on spaces) where
+    ``{input}`` and ``{output}`` are file paths; ``input_type`` and ``output_type`` default to ``bytes``."""
+
+    name = "command"
+    fields = frozenset({"command", "input_type", "output_type"})
+
+    def parse(self, doc: Mapping[str, Any], where: str, check: Checker) -> KindConfig:
+        """The arguments and the declared types."""
+        command = doc.get("command")
+        if isinstance(command, str):
+            command = command.split()
+        if not isinstance(command, list) or not command or not all(isinstance(c, str) and c for c in command):
+            check.add(f"{where}.command", "must be a non-empty list of arguments (or one string)")
+        accepts = check.type_name(doc.get("input_type"), f"{where}.input_type", "bytes")
+        produces = check.type_name(doc.get("output_type"), f"{where}.output_type", "bytes")
+        return KindConfig({"command": command}, (accepts,), produces)
+
+    def run_batch(self, spec: StageSpec, items: list[Item], env: StageEnv) -> tuple[list[Outcome], str]:
+        """The command, once per event: input in a temp file (``{input}``), output from ``{output}`` or
+        stdout; killed, with what it started, past the stage's ``timeout_seconds`` (an hour if unset)."""
+        return [timed(lambda item=item: _run_command(spec, item)) for item in items], ""  # type: ignore[misc]
+
+
+register_stage_kind(CommandKind())

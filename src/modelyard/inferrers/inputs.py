@@ -1,0 +1,54 @@
+"""Raw data read as what an inferrer accepts: an ``image`` decoded (bounded, upright, RGB), an ``array``
+loaded from ``.npy`` bytes, ``json`` parsed; values already of that type pass through. A value that cannot
+be read so is an ``UndecodableInput``."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+import orjson
+from PIL import Image
+
+from modelyard.errors import UndecodableInput
+from modelyard.inferrers.images import decode_image
+
+ACCEPTS = ("image", "array", "table", "json", "bytes")
+NPY_MAGIC = b"\x93NUMPY"
+
+
+def _array(value: Any) -> np.ndarray:
+    if isinstance(value, np.ndarray):
+        return value
+    if isinstance(value, list | int | float):
+        return np.asarray(value)
+    data = bytes(value)
+    if not data.startswith(NPY_MAGIC):
+        raise UndecodableInput("cannot read the input as an array: it is not a .npy file")
+    try:
+        return np.asarray(np.load(io.BytesIO(data), allow_pickle=False))
+    except (ValueError, OSError, EOFError) as exc:
+        raise UndecodableInput(f"cannot read the input as an array (.npy): {exc}") from None
+
+
+def _json(value: Any) -> Any:
+    if not isinstance(value, bytes | bytearray | memoryview):
+        return value
+    try:
+        return orjson.loads(bytes(value))
+    except orjson.JSONDecodeError as exc:
+        raise UndecodableInput(f"cannot read the input as JSON: {exc}") from None
+
+
+def read_input(accepts: str, value: Any) -> Any:
+    """``value`` (raw bytes, or an upstream output) as data of type ``accepts``."""
+    if accepts == "image":
+        return value if isinstance(value, Image.Image) else decode_image(bytes(value))
+    if accepts == "array":
+        return _array(value)
+    if accepts == "json":
+        return _json(value)
+    if accepts == "bytes" and isinstance(value, bytearray | memoryview):
+        return bytes(value)
+    return value

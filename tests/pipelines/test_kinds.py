@@ -1,0 +1,83 @@
+"""Stage kinds as plug-ins: a kind registered from a module outside ``pipelines/`` is parsed, validated
+and run like a built-in one."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from modelyard.context import AppContext
+from modelyard.errors import ValidationFailed
+from modelyard.pipelines.models import EventState
+from modelyard.pipelines.spec.kinds import register_stage_kind, stage_kinds, unregister_stage_kind
+from modelyard.pipelines.spec.parse import parse_spec
+from tests.pipelines.conftest import apply_yaml, drain, event, runs, submit, write_images
+from tests.pipelines.kinds import REPEAT, RepeatKind
+
+
+@pytest.fixture
+def repeat() -> Iterator[None]:
+    register_stage_kind(REPEAT)
+    yield
+    unregister_stage_kind(REPEAT.name)
+
+
+def problems(document: object) -> dict[str, str]:
+    with pytest.raises(ValidationFailed) as info:
+        parse_spec(document)
+    return {e["field"]: e["detail"] for e in info.value.errors}
+
+
+def test_a_registered_kind_runs_in_a_pipeline(ctx: AppContext, repeat: None) -> None:
+    applied = apply_yaml(ctx, "name: rep\nstages:\n  r: {type: repeat, times: 3}\n")
+    assert [(s.type, s.accepts, s.produces) for s in applied.stages] == [("repeat", "bytes", "json")]
+    [path] = write_images(ctx.settings.data_dir / "in", 1)
+    [eid] = submit(ctx, "rep", ("a", str(path)))
+    drain(ctx)
+    assert event(ctx, eid).state == EventState.COMPLETE
+    assert runs(ctx, eid)["r"].result == {"n": 3 * path.stat().st_size}
+
+
+def test_a_registered_kinds_fields_are_validated_with_their_paths(repeat: None) -> None:
+    found = problems(
+        {
+            "name": "rep",
+            "raw": "json",
+            "stages": {"r": {"type": "repeat", "times": 0, "colour": "red"}},
+        }
+    )
+    assert found["stages.r.times"] == "must be an integer 1..10"
+    assert found["stages.r.colour"].startswith("unknown field for a repeat stage (known: ")
+    assert "times" in found["stages.r.colour"]
+    assert found["stages.r.inputs[0]"] == "stage r reads bytes but raw produces json"
+
+
+def test_an_unknown_type_names_every_registered_kind(repeat: None) -> None:
+    found = problems({"name": "p", "stages": {"a": {"type": "teleport"}}})
+    assert found["stages.a.type"] == (
+        "unknown stage type 'teleport' (one of inferrer, model, python, command, repeat)"
+    )
+
+
+def test_an_unregistered_kind_is_an_unknown_type() -> None:
+    assert "repeat" not in stage_kinds()
+    assert "stages.r.type" in problems({"name": "p", "stages": {"r": {"type": "repeat", "times": 1}}})
+
+
+def test_a_second_kind_under_a_taken_name_is_refused(repeat: None) -> None:
+    register_stage_kind(REPEAT)  # the same object again is fine
+    with pytest.raises(ValueError, match="'repeat' is already registered"):
+        register_stage_kind(RepeatKind())
+
+
+def test_importing_pipelines_registers_no_kind() -> None:
+    code = (
+        "import modelyard.pipelines.workflows, modelyard.pipelines.api\n"
+        "from modelyard.pipelines.spec import kinds\n"
+        "print(sorted(kinds._KINDS), kinds._loaded)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[] False"
