@@ -55,6 +55,13 @@ def test_a_registered_kinds_fields_are_validated_with_their_paths(repeat: None) 
     assert found["stages.r.inputs[0]"] == "stage r reads bytes but raw produces json"
 
 
+def test_what_a_registered_kind_uses_is_checked_when_applying(ctx: AppContext, repeat: None) -> None:
+    with pytest.raises(ValidationFailed) as info:
+        apply_yaml(ctx, "name: rep\nstages:\n  r: {type: repeat, times: 1, model: ghost}\n")
+    assert [e["field"] for e in info.value.errors] == ["stages.r.model"]
+    assert "ghost" in info.value.errors[0]["detail"]
+
+
 def test_an_unknown_type_names_every_registered_kind(repeat: None) -> None:
     found = problems({"name": "p", "stages": {"a": {"type": "teleport"}}})
     assert found["stages.a.type"] == (

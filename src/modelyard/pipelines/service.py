@@ -29,6 +29,7 @@ from modelyard.pipelines.schemas import (
     StageSummary,
 )
 from modelyard.pipelines.spec import Limits, PipelineSpec, spec_hash
+from modelyard.pipelines.spec.kinds import stage_kind
 from modelyard.pipelines.spec.parse import parse_spec
 from modelyard.registry import service as registry
 
@@ -73,33 +74,21 @@ def _registry_problems(session: Session, spec: PipelineSpec) -> list[dict[str, s
     """Problems only the registry and the Python path can tell: unknown models, unimportable modules."""
     found = []
     for name, stage in spec.stages.items():
-        model = None
-        if stage.kind == "model":
-            model, version, where = (
-                stage.config["model"],
-                stage.config.get("model_version", "latest"),
-                "model",
-            )
-        elif stage.kind == "inferrer" and "model" in stage.params:
-            model, version, where = (
-                stage.params["model"],
-                stage.params.get("model_version", "latest"),
-                "params.model",
-            )
-        if model is not None:
+        uses = stage_kind(stage.kind).uses(stage)
+        if uses.model is not None:
+            model, version = uses.model
             try:
                 registry.resolve_version(session=session, name=model, version=version)
             except (ModelNotFound, VersionNotFound) as exc:
-                found.append({"field": f"stages.{name}.{where}", "detail": exc.detail})
-        if stage.kind == "python":
-            module = stage.config["callable"].partition(":")[0]
+                found.append({"field": f"stages.{name}.{uses.model_field}", "detail": exc.detail})
+        for where, module in uses.modules.items():
             try:
                 missing = importlib.util.find_spec(module) is None
             except (ImportError, ValueError):
                 missing = True
             if missing:
                 found.append(
-                    {"field": f"stages.{name}.callable", "detail": f"module {module!r} cannot be imported"}
+                    {"field": f"stages.{name}.{where}", "detail": f"module {module!r} cannot be imported"}
                 )
     return found
 

@@ -1,6 +1,6 @@
 """Stage kinds as plug-ins: each stage ``type`` of a spec is one registered ``StageKind`` object that reads
-its own spec fields (every problem with its field path), says what its stage reads and produces, and runs
-a batch of events.
+its own spec fields (every problem with its field path), says what its stage reads and produces and which
+registered model and modules it uses, and runs a batch of events.
 
 The built-in kinds are the modules in ``KIND_MODULES``; a package adds a kind by listing its module in the
 ``modelyard.stage_kinds`` entry-point group (or by calling ``register_stage_kind`` from code it imports
@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -41,6 +41,17 @@ class KindConfig:
     produces: str
 
 
+@dataclass(frozen=True, slots=True)
+class Uses:
+    """What a stage runs that only the running system can check (when the spec is applied) and that
+    decides its output beyond the spec (part of its cache key): the registered model it runs, as
+    (name, version) and the field naming it, and the modules it imports, by field."""
+
+    model: tuple[str, Any] | None = None
+    model_field: str = "model"
+    modules: dict[str, str] = field(default_factory=dict)
+
+
 class StageKind(Protocol):
     """One stage ``type``: its own fields, how it reads them, and how it runs a batch."""
 
@@ -56,6 +67,10 @@ class StageKind(Protocol):
 
     def parse(self, doc: Mapping[str, Any], where: str, check: Checker) -> KindConfig:
         """Read its fields of stage ``doc`` (at field path ``where``), adding each problem to ``check``."""
+        ...
+
+    def uses(self, spec: StageSpec) -> Uses:
+        """The registered model and the modules ``spec`` uses (``Uses()`` for neither)."""
         ...
 
     def run_batch(self, spec: StageSpec, items: list[Item], env: StageEnv) -> tuple[list[Outcome], str]:

@@ -16,6 +16,7 @@ from modelyard.pipelines.models import StageRun, StageState
 from modelyard.pipelines.run.settle import Claimed, Settled
 from modelyard.pipelines.run.store import same_content
 from modelyard.pipelines.spec import StageSpec
+from modelyard.pipelines.spec.kinds import stage_kind
 from modelyard.pipelines.stages import outputs
 from modelyard.serving.service import InferenceService
 
@@ -28,13 +29,10 @@ def cache_key(stage: StageSpec, resolved: str, hashes: list[str], params: dict[s
 
 def resolve(stage: StageSpec, inference: InferenceService) -> str:
     """The model version a stage would run now (part of its cache key), or '' for model-less stages."""
-    if stage.kind == "model":
-        name, version = stage.config["model"], stage.config.get("model_version", "latest")
-    elif stage.kind == "inferrer" and "model" in stage.params:
-        name, version = stage.params["model"], stage.params.get("model_version", "latest")
-    else:
+    model = stage_kind(stage.kind).uses(stage).model
+    if model is None:
         return ""
-    ref = inference.resolve_sync(name, version)
+    ref = inference.resolve_sync(*model)
     return f"{ref.name}@{ref.version}"
 
 

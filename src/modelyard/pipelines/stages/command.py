@@ -19,7 +19,7 @@ import orjson
 
 from modelyard.pipelines.spec import StageSpec
 from modelyard.pipelines.spec.fields import Checker
-from modelyard.pipelines.spec.kinds import KindConfig, register_stage_kind
+from modelyard.pipelines.spec.kinds import KindConfig, Uses, register_stage_kind
 from modelyard.pipelines.stages import Item, Outcome, StageEnv, StageTimeout, outputs, single, timed
 
 # Never handed to a command: the database's and the artifact store's credentials.
@@ -111,6 +111,10 @@ class CommandKind:
         accepts = check.type_name(doc.get("input_type"), f"{where}.input_type", "bytes")
         produces = check.type_name(doc.get("output_type"), f"{where}.output_type", "bytes")
         return KindConfig({"command": command}, (accepts,), produces)
+
+    def uses(self, spec: StageSpec) -> Uses:
+        """Nothing the system can check: the command is found when it runs."""
+        return Uses()
 
     def run_batch(self, spec: StageSpec, items: list[Item], env: StageEnv) -> tuple[list[Outcome], str]:
         """The command, once per event: input in a temp file (``{input}``), output from ``{output}`` or

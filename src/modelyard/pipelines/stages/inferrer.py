@@ -13,7 +13,7 @@ from modelyard.inferrers.features import Predict
 from modelyard.inferrers.inputs import read_input
 from modelyard.pipelines.spec import StageSpec
 from modelyard.pipelines.spec.fields import Checker
-from modelyard.pipelines.spec.kinds import KindConfig, register_stage_kind
+from modelyard.pipelines.spec.kinds import KindConfig, Uses, register_stage_kind
 from modelyard.pipelines.stages import Item, Outcome, StageEnv
 from modelyard.pipelines.stages.batch import batched, load_model, read_all
 
@@ -35,6 +35,12 @@ class InferrerKind:
             check.add(f"{where}.params" + (f".{key}" if key else ""), detail)
         info = builtin.CATALOG[name]
         return KindConfig({"inferrer": name}, info.accepts, info.produces)
+
+    def uses(self, spec: StageSpec) -> Uses:
+        """The model ``features`` runs (``params.model``), if any."""
+        if "model" not in spec.params:
+            return Uses()
+        return Uses((spec.params["model"], spec.params.get("model_version", "latest")), "params.model")
 
     def run_batch(self, spec: StageSpec, items: list[Item], env: StageEnv) -> tuple[list[Outcome], str]:
         """The inferrer over the batch; returns outcomes and what it resolved (a model version)."""

@@ -14,7 +14,7 @@ from modelyard.inferrers.features import Preprocess, l2_normalise, preprocess
 from modelyard.inferrers.images import decode_image
 from modelyard.pipelines.spec import StageSpec
 from modelyard.pipelines.spec.fields import Checker
-from modelyard.pipelines.spec.kinds import KindConfig, register_stage_kind
+from modelyard.pipelines.spec.kinds import KindConfig, Uses, register_stage_kind
 from modelyard.pipelines.stages import Item, Outcome, StageEnv, single, timed
 from modelyard.pipelines.stages.batch import batched, load_model, read_all
 
@@ -102,6 +102,10 @@ class ModelKind:
             if isinstance(post, Mapping):
                 config["postprocess"] = dict(post)
         return KindConfig(config, (accepts,), produces)
+
+    def uses(self, spec: StageSpec) -> Uses:
+        """The model it runs."""
+        return Uses((spec.config["model"], spec.config.get("model_version", "latest")))
 
     def run_batch(self, spec: StageSpec, items: list[Item], env: StageEnv) -> tuple[list[Outcome], str]:
         """The model over the batch (images preprocessed as declared, or arrays stacked)."""

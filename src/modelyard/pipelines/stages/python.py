@@ -16,7 +16,7 @@ from typing import Any
 
 from modelyard.pipelines.spec import StageSpec
 from modelyard.pipelines.spec.fields import Checker
-from modelyard.pipelines.spec.kinds import KindConfig, register_stage_kind
+from modelyard.pipelines.spec.kinds import KindConfig, Uses, register_stage_kind
 from modelyard.pipelines.stages import Item, Outcome, StageCall, StageEnv, StageTimeout, timed
 from modelyard.pipelines.stages.capture import STAGE_LOGGER
 
@@ -71,6 +71,10 @@ class PythonKind:
         accepts = check.type_name(doc.get("input_type"), f"{where}.input_type", "any")
         produces = check.type_name(doc.get("output_type"), f"{where}.output_type", "any")
         return KindConfig({"callable": target}, (accepts,), produces)
+
+    def uses(self, spec: StageSpec) -> Uses:
+        """The module of its callable."""
+        return Uses(modules={"callable": spec.config["callable"].partition(":")[0]})
 
     def run_batch(self, spec: StageSpec, items: list[Item], env: StageEnv) -> tuple[list[Outcome], str]:
         """The callable once per event, each call bounded as ``_call_within`` says."""
