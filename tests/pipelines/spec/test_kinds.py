@@ -15,7 +15,7 @@ from modelyard.pipelines.models import EventState
 from modelyard.pipelines.spec.kinds import register_stage_kind, stage_kinds, unregister_stage_kind
 from modelyard.pipelines.spec.parse import parse_spec
 from tests.pipelines.conftest import apply_yaml, drain, event, runs, submit, write_images
-from tests.pipelines.kinds import REPEAT, RepeatKind
+from tests.pipelines.spec.kinds import REPEAT, RepeatKind
 
 
 @pytest.fixture
