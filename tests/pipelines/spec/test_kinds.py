@@ -3,9 +3,11 @@ and run like a built-in one."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +18,8 @@ from modelyard.pipelines.spec.kinds import register_stage_kind, stage_kinds, unr
 from modelyard.pipelines.spec.parse import parse_spec
 from tests.pipelines.conftest import apply_yaml, drain, event, runs, submit, write_images
 from tests.pipelines.spec.kinds import REPEAT, RepeatKind
+
+ROOT = Path(__file__).parents[3]  # the checkout, so ``tests`` imports in a child process
 
 
 @pytest.fixture
@@ -88,3 +92,21 @@ def test_importing_pipelines_registers_no_kind() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[] False"
+
+
+def test_a_kind_module_listed_as_an_entry_point_is_loaded(tmp_path: Path) -> None:
+    """An installed package lists its kind module in the ``modelyard.stage_kinds`` entry-point group."""
+    (tmp_path / "acme_kinds.py").write_text(
+        "from modelyard.pipelines.spec.kinds import register_stage_kind\n"
+        "from tests.pipelines.spec.kinds import RepeatKind\n"
+        "register_stage_kind(RepeatKind())\n"
+    )
+    info = tmp_path / "acme_kinds-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-kinds\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[modelyard.stage_kinds]\nrepeat = acme_kinds\n")
+    code = "from modelyard.pipelines.spec.kinds import stage_kinds\nprint(list(stage_kinds()))\n"
+    path = os.pathsep.join([str(tmp_path), str(ROOT), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "PYTHONPATH": path}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert out.stdout.strip() == "['inferrer', 'model', 'python', 'command', 'repeat']"
