@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 import orjson
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import RedirectResponse
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -40,6 +41,7 @@ from modelyard.serving.v2_api import router as v2_router
 from modelyard.serving.ws import router as ws_router
 from modelyard.settings import Settings
 from modelyard.storage import open_storage
+from modelyard.web import create_ui
 
 log = logging.getLogger("modelyard.app")
 PROBLEM = "application/problem+json"
@@ -238,6 +240,13 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
     app.include_router(pipelines_router)
     app.include_router(events_router)
     app.include_router(inferrers_router)
+    app.mount("/ui", create_ui(app, ctx.verifier))
+
+    @app.get("/", include_in_schema=False)
+    async def home() -> Response:
+        """People who open the server's address land on the dashboard."""
+        return RedirectResponse("/ui/", status_code=307)
+
     if "queue_collector" not in ctx.extras:  # one per registry, however many apps share the context
         ctx.extras["queue_collector"] = QueueCollector(ctx)
         ctx.metrics.registry.register(ctx.extras["queue_collector"])

@@ -1,0 +1,170 @@
+"""The dashboard app (mounted at ``/ui``): sign-in, the overview, and each part's pages."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, FastAPI, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp
+
+from modelyard.auth import KeyVerifier
+from modelyard.errors import ModelyardError
+from modelyard.web import jobs, pipelines, registry
+from modelyard.web.charts import sparkline
+from modelyard.web.client import ApiProblem
+from modelyard.web.render import (
+    HERE,
+    Acting,
+    CsrfRejected,
+    SignedIn,
+    SignInRequired,
+    api,
+    current_viewer,
+    page,
+)
+from modelyard.web.session import COOKIE, COOKIE_MAX_AGE
+
+router = APIRouter()
+# Throughput samples kept for the overview's sparklines: one per refresh (every few seconds), ~10 minutes.
+SAMPLES = 200
+SAMPLE_EVERY_S = 2.0
+STALE_FORM = "the form is stale or came from another site: reload the page"
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a path inside the dashboard (never another site) after signing in."""
+    return target if target and target.startswith("/ui") and not target.startswith("//") else "/ui/"
+
+
+@router.get("/login", response_class=HTMLResponse)
+async def login_form(request: Request, next: str | None = None, reason: str | None = None) -> Response:
+    """The sign-in form."""
+    return page(request, "login.html", None, next=_safe_next(next), reason=reason)
+
+
+@router.post("/login", response_class=HTMLResponse)
+async def login(
+    request: Request, key: Annotated[str, Form()], next: Annotated[str | None, Form()] = None
+) -> Response:
+    """Check the key (it needs the read scope) and keep it in an HttpOnly, SameSite=Strict cookie."""
+    verifier: KeyVerifier = request.app.state.verifier
+    try:
+        await verifier.authorize(f"Bearer {key.strip()}", None, "read")
+    except ModelyardError as exc:
+        return page(request, "login.html", None, status=401, next=_safe_next(next), reason=exc.detail)
+    response = RedirectResponse(_safe_next(next), status_code=303)
+    response.set_cookie(
+        COOKIE,
+        key.strip(),
+        max_age=COOKIE_MAX_AGE,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path="/ui",
+    )
+    return response
+
+
+@router.post("/logout")
+async def logout(_: Acting) -> Response:
+    """Forget the key: the cookie is cleared."""
+    response = RedirectResponse("/ui/login", status_code=303)
+    response.delete_cookie(COOKIE, path="/ui")
+    return response
+
+
+def _remember(request: Request, queues: list[dict[str, Any]]) -> dict[str, str]:
+    """Add this snapshot's throughput to the kept samples (at most one per ``SAMPLE_EVERY_S``) and draw
+    one sparkline per queue."""
+    history: dict[str, deque[tuple[float, float]]] = request.app.state.samples
+    now = time.monotonic()
+    for q in queues:
+        kept = history.setdefault(q["name"], deque(maxlen=SAMPLES))
+        if not kept or now - kept[-1][0] >= SAMPLE_EVERY_S:
+            kept.append((now, float(q.get("throughput_per_second") or 0.0)))
+    return {
+        name: sparkline([v for _, v in kept], label=f"{name}: items per second")
+        for name, kept in history.items()
+    }
+
+
+async def _overview(request: Request, viewer: Any) -> dict[str, Any]:
+    async with api(request, viewer) as my:
+        queues, running, failed, pipes = await asyncio.gather(
+            my.get("/api/v1/queues"),
+            my.get("/api/v1/jobs", state=["running", "queued"], limit=20),
+            my.get("/api/v1/jobs", state=["failed"], limit=5),
+            my.get("/api/v1/pipelines", limit=20),
+        )
+        snapshots = await asyncio.gather(
+            *(my.get(f"/api/v1/pipelines/{quote(p['name'])}/queues") for p in pipes["items"])
+        )
+    return {
+        "queues": queues,
+        "running": running,
+        "failed": failed,
+        "pipelines": list(zip(pipes["items"], snapshots, strict=True)),
+        "sparks": _remember(request, queues["queues"]),
+    }
+
+
+@router.get("/", response_class=HTMLResponse)
+async def overview(request: Request, viewer: SignedIn) -> Response:
+    """What runs now: queue depths and throughput, workers, running jobs, recent failures, pipelines."""
+    return page(request, "overview.html", viewer, **await _overview(request, viewer))
+
+
+@router.get("/overview/live", response_class=HTMLResponse)
+async def overview_live(request: Request, viewer: SignedIn) -> Response:
+    """The overview's body alone, refreshed every few seconds by the page."""
+    return page(request, "_overview.html", viewer, **await _overview(request, viewer))
+
+
+def create_ui(api_app: ASGIApp, verifier: KeyVerifier) -> FastAPI:
+    """The dashboard as an ASGI app to mount at ``/ui``; it calls ``api_app`` for everything it shows."""
+    ui = FastAPI(title="modelyard dashboard", docs_url=None, redoc_url=None, openapi_url=None)
+    ui.state.api_app = api_app
+    ui.state.verifier = verifier
+    ui.state.samples = {}
+    ui.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+
+    async def sign_in(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, SignInRequired)
+        target = f"/ui/login?next={quote(request.url.path)}"
+        if exc.reason:
+            target += f"&reason={quote(exc.reason)}"
+        if request.headers.get("hx-request"):  # htmx follows a header, not a 303, for a whole-page move
+            return Response(status_code=204, headers={"HX-Redirect": target})
+        return RedirectResponse(target, status_code=303)
+
+    async def problem(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ApiProblem)
+        viewer = None
+        with contextlib.suppress(SignInRequired):
+            viewer = await current_viewer(request)
+        return page(request, "error.html", viewer, status=exc.status, problem=exc)
+
+    async def csrf(request: Request, exc: Exception) -> Response:
+        return page(
+            request,
+            "error.html",
+            None,
+            status=403,
+            problem=ApiProblem(403, {"detail": STALE_FORM}),
+        )
+
+    ui.add_exception_handler(SignInRequired, sign_in)
+    ui.add_exception_handler(ApiProblem, problem)
+    ui.add_exception_handler(CsrfRejected, csrf)
+    ui.include_router(router)
+    ui.include_router(registry.router)
+    ui.include_router(jobs.router)
+    ui.include_router(pipelines.router)
+    return ui
