@@ -9,13 +9,16 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import httpx
 import typer
 from rich.console import Console
 
 from modelyard.client import ApiError, Client
+
+if TYPE_CHECKING:
+    from modelyard.settings import Settings
 
 console = Console()
 err = Console(stderr=True)
@@ -73,3 +76,18 @@ def kv(pairs: list[str]) -> dict[str, Any]:
         except json.JSONDecodeError:
             out[key] = raw
     return out
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """The settings from the environment (and ``overrides``); a refused setting exits with usage error."""
+    from pydantic import ValidationError
+
+    from modelyard.settings import Settings
+
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        for problem in exc.errors():
+            where = ".".join(str(p) for p in problem["loc"])
+            err.print(f"[red]invalid setting[/red] {where + ': ' if where else ''}{problem['msg']}")
+        raise typer.Exit(EXIT_USAGE) from exc

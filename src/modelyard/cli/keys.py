@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from modelyard.cli.common import EXIT_REFUSED, KeyOpt, UrlOpt, connect, err
+from modelyard.cli.common import EXIT_REFUSED, KeyOpt, UrlOpt, connect, err, load_settings
 
 app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 
@@ -27,9 +27,8 @@ def keys_create(
         from modelyard.auth import create_key
         from modelyard.db import make_engine, make_sessionmaker, unit_of_work
         from modelyard.migrate import upgrade
-        from modelyard.settings import Settings
 
-        settings = Settings()
+        settings = load_settings()
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         engine = make_engine(settings.resolved_database_url())
         upgrade(engine)

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from modelyard.cli.common import KeyOpt, UrlOpt, call, console, err
+from modelyard.cli.common import KeyOpt, UrlOpt, call, console, err, load_settings
 
 
 def serve(
@@ -23,16 +23,14 @@ def serve(
     import uvicorn
 
     from modelyard.app import create_app
-    from modelyard.settings import Settings
 
-    settings = Settings()
+    # demo goes in before validation: it decides whether a short admin key is accepted
+    settings = load_settings(**({"demo": True} if demo else {}))
     updates: dict[str, Any] = {"worker": worker and settings.worker}
     if host:
         updates["host"] = host
     if port:
         updates["port"] = port
-    if demo:
-        updates["demo"] = True
     settings = settings.model_copy(update=updates)
     application = create_app(settings)
     uvicorn.run(
@@ -73,9 +71,8 @@ def worker(
     from modelyard.app import build_context
     from modelyard.durable import Durable, close_clients
     from modelyard.logs import setup_logging
-    from modelyard.settings import Settings
 
-    settings = Settings()
+    settings = load_settings()
     if concurrency:
         settings = settings.model_copy(update={"worker_concurrency": concurrency})
     setup_logging(settings.log_level, settings.data_dir / "logs" if settings.log_to_file else None)

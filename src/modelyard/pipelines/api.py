@@ -9,8 +9,7 @@ from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
-from modelyard.auth import ReadKey, WriteKey
-from modelyard.context import Ctx
+from modelyard.deps import Ctx, ReadKey, WriteKey
 from modelyard.errors import (
     EventNotFound,
     ModelyardError,

@@ -8,8 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
-from modelyard.auth import ReadKey, WriteKey
-from modelyard.context import Ctx
+from modelyard.deps import Ctx, ReadKey, WriteKey
 from modelyard.errors import BadRequest
 from modelyard.registry import service
 from modelyard.registry.schemas import ModelCreate, ModelList, ModelPublic, ModelUpdate, VersionPublic
