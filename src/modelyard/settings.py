@@ -51,6 +51,12 @@ class Settings(BaseSettings):
         "a well-known default (dev-admin-key, changeme, admin...).",
     )
     max_upload_bytes: int = Field(512 * 1024 * 1024, description="Largest model file accepted on upload.")
+    max_model_materialised_bytes: int = Field(
+        256 * 1024 * 1024,
+        description="Most bytes of constants a model may compute from constants alone when loaded "
+        "(ConstantOfShape, Expand, Tile... that constant folding materialises), beyond its file's own "
+        "weights. An upload over it is refused (422) naming the node, so a tiny file cannot take gigabytes.",
+    )
     max_request_bytes: int = Field(64 * 1024 * 1024, description="Largest prediction request body.")
     max_tensor_elements: int = Field(64 * 1024 * 1024, description="Most elements in one request's tensors.")
     max_inline_rows: int = Field(10_000, description="Most rows accepted inline in a batch job request.")

@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from modelyard.deps import Ctx, ReadKey, WriteKey
 from modelyard.errors import (
+    PROBLEM_JSON,
     EventNotFound,
     ModelyardError,
     PayloadTooLarge,
@@ -58,7 +59,7 @@ SPEC_BODY: dict[str, Any] = {
         },
     }
 }
-PROBLEM = "application/problem+json"
+PROBLEM = PROBLEM_JSON
 
 
 def _delete_responses(what: str, not_found: ModelyardError, busy: ModelyardError) -> dict[int | str, Any]:
