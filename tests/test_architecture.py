@@ -92,6 +92,28 @@ def test_importing_a_service_workflow_or_pure_module_leaves_fastapi_out() -> Non
     assert {name: what for name, what in loaded.items() if what != "clean"} == {}
 
 
+def test_registry_does_not_import_serving() -> None:
+    offenders = [
+        str(p.relative_to(SRC))
+        for p in (SRC / "registry").rglob("*.py")
+        if any(m.startswith("modelyard.serving") for m in _imports(p))
+    ]
+    assert offenders == []
+    probe = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, modelyard.registry.service, modelyard.registry.inspect; "
+            "print(sorted(m for m in sys.modules if m.startswith('modelyard.serving')))",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.strip() == "[]"
+
+
 def test_nothing_imports_app_but_the_cli() -> None:
     offenders = [
         str(p.relative_to(SRC))
