@@ -89,5 +89,6 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as exc:
         for problem in exc.errors():
             where = ".".join(str(p) for p in problem["loc"])
-            err.print(f"[red]invalid setting[/red] {where + ': ' if where else ''}{problem['msg']}")
+            detail = problem["msg"].removeprefix("Value error, ")
+            err.print(f"[red]invalid setting[/red] {where + ': ' if where else ''}{detail}")
         raise typer.Exit(EXIT_USAGE) from exc
