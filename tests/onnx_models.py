@@ -122,6 +122,25 @@ def unknown_op(path: Path) -> Path:
     return _save(model, path)
 
 
+def constant_bomb(path: Path, side: int = 12_000) -> Path:
+    """A file of under 200 bytes that asks for a ``side`` x ``side`` float32 constant (576 MB at 12,000):
+    ``y = x + ConstantOfShape([side, side])``, which constant folding would materialise on load."""
+    shape = helper.make_tensor("shape", TensorProto.INT64, [2], [side, side])
+    one = helper.make_tensor("one", TensorProto.FLOAT, [1], [1.0])
+    nodes = [
+        helper.make_node("ConstantOfShape", ["shape"], ["big"], name="fill", value=one),
+        helper.make_node("Add", ["x", "big"], ["y"], name="add"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "bomb",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [side, side])],
+        initializer=[shape],
+    )
+    return _save(helper.make_model(graph, opset_imports=OPSET), path)
+
+
 def build_all(folder: Path) -> Path:
     """Every model above, in ``folder``."""
     logreg(folder / "logreg.onnx")
@@ -130,4 +149,5 @@ def build_all(folder: Path) -> Path:
     image_pool(folder / "image.onnx")
     fixed_batch(folder / "fixed.onnx")
     unknown_op(folder / "unknown_op.onnx")
+    constant_bomb(folder / "bomb.onnx")
     return folder

@@ -4,12 +4,49 @@ every route is documented."""
 from __future__ import annotations
 
 import ast
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 from fastapi.testclient import TestClient
 
 SRC = Path(__file__).parents[1] / "src" / "modelyard"
 PURE = ["service.py", "v2.py", "rest.py", "runtime.py", "batching.py", "models.py", "schemas.py"]
+WEB = {"app.py", "deps.py", "sse.py", "fastpath.py", "ws.py"}
+"""Web-layer modules besides the routers (``*api.py``) and the CLI, which starts the server."""
+
+# In a fresh interpreter, import the third-party libraries modelyard uses (except the web framework),
+# then fork once per module: each child imports one module from a clean slate and reports whether
+# FastAPI came with it. Forking keeps ~100 fresh imports to a few seconds.
+_PROBE = """
+import importlib, importlib.util, json, os, sys
+modules, third_party = sys.argv[1:], set()
+for name in modules:
+    spec = importlib.util.find_spec(name)
+    source = open(spec.origin).read()
+    third_party |= {line.split()[1].split(".")[0] for line in source.splitlines()
+                    if line.startswith(("import ", "from ")) and not line.split()[1].startswith(("modelyard", "."))}
+for top in sorted(third_party - {"fastapi", "starlette", "__future__"}):
+    try:
+        importlib.import_module(top)
+    except ImportError:
+        pass
+assert "fastapi" not in sys.modules, "a third-party library loads FastAPI"
+loaded = {}
+for name in modules:
+    read, write = os.pipe()
+    if os.fork() == 0:
+        os.close(read)
+        importlib.import_module(name)  # a failure writes nothing, so it is not taken for clean
+        os.write(write, b"fastapi" if "fastapi" in sys.modules else b"clean")
+        os._exit(0)
+    os.close(write)
+    loaded[name] = os.read(read, 16).decode() or "import failed"
+    os.close(read)
+    os.wait()
+print(json.dumps(loaded))
+"""
 
 
 def _imports(path: Path) -> set[str]:
@@ -32,11 +69,56 @@ def test_services_and_codecs_do_not_import_web_frameworks() -> None:
     assert offenders == []
 
 
+def _non_web_modules() -> list[str]:
+    names = []
+    for path in sorted(SRC.rglob("*.py")):
+        rel = path.relative_to(SRC)
+        if rel.parts[0] in {"cli", "migrations"} or path.name in WEB or path.stem.endswith("api"):
+            continue
+        parts = ["modelyard", *rel.with_suffix("").parts]
+        names.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    return names
+
+
+def test_importing_a_service_workflow_or_pure_module_leaves_fastapi_out() -> None:
+    modules = _non_web_modules()
+    assert "modelyard.pipelines.service" in modules and "modelyard.context" in modules
+    probe = subprocess.run(
+        [sys.executable, "-c", _PROBE, *modules], capture_output=True, text=True, timeout=300
+    )
+    assert probe.returncode == 0, probe.stderr
+    loaded = json.loads(probe.stdout)
+    assert sorted(loaded) == sorted(modules)
+    assert {name: what for name, what in loaded.items() if what != "clean"} == {}
+
+
+def test_registry_does_not_import_serving() -> None:
+    offenders = [
+        str(p.relative_to(SRC))
+        for p in (SRC / "registry").rglob("*.py")
+        if any(m.startswith("modelyard.serving") for m in _imports(p))
+    ]
+    assert offenders == []
+    probe = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, modelyard.registry.service, modelyard.registry.inspect; "
+            "print(sorted(m for m in sys.modules if m.startswith('modelyard.serving')))",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.strip() == "[]"
+
+
 def test_nothing_imports_app_but_the_cli() -> None:
     offenders = [
         str(p.relative_to(SRC))
         for p in SRC.rglob("*.py")
-        if "modelyard.app" in _imports(p) and p.name not in {"cli.py", "app.py"}
+        if "modelyard.app" in _imports(p) and p.name != "app.py" and p.parent.name != "cli"
     ]
     assert offenders == []
 

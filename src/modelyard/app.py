@@ -44,7 +44,6 @@ from modelyard.storage import open_storage
 from modelyard.web import create_ui
 
 log = logging.getLogger("modelyard.app")
-PROBLEM = "application/problem+json"
 
 
 def build_context(settings: Settings) -> AppContext:
@@ -80,15 +79,11 @@ def build_context(settings: Settings) -> AppContext:
     )
 
 
-def problem_response(exc: errors.ModelyardError, path: str) -> Response:
+def problem_response(exc: BaseException, path: str) -> Response:
     """The error as problem+json, or as the V2 protocol's ``{"error": ...}`` under ``/v2``."""
-    if path.startswith("/v2"):
-        return Response(
-            orjson.dumps({"error": exc.detail}), status_code=exc.status, media_type="application/json"
-        )
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    answer = errors.problem(exc, path, v2=path.startswith("/v2"))
     return Response(
-        orjson.dumps(exc.to_problem(path)), status_code=exc.status, media_type=PROBLEM, headers=headers
+        answer.encode(), status_code=answer.status, media_type=answer.media_type, headers=answer.headers
     )
 
 
@@ -111,7 +106,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     async def unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error", extra={"path": request.url.path})
-        return problem_response(errors.ModelyardError("internal error; see the server log"), request.url.path)
+        return problem_response(exc, request.url.path)
 
     app.add_exception_handler(errors.ModelyardError, domain)
     app.add_exception_handler(RequestValidationError, invalid)

@@ -1,4 +1,5 @@
-"""API keys with scopes: storage (hashed), verification (cached briefly), and FastAPI dependencies.
+"""API keys with scopes: storage (hashed) and verification (cached briefly). The FastAPI dependencies
+that check a request's key (``ReadKey``…) are in the web layer, ``deps.py``.
 
 Scopes: ``read`` < ``predict`` / ``write`` < ``admin``. A key is sent as ``Authorization: Bearer KEY``
 or ``X-API-Key: KEY``. The bootstrap admin key comes from ``MODELYARD_ADMIN_KEY``.
@@ -9,13 +10,11 @@ import hmac
 import secrets
 import time
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Depends, Request
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+import anyio.to_thread
 from sqlalchemy import JSON, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
-from starlette.concurrency import run_in_threadpool
 
 from modelyard.db import Base, new_id, unit_of_work, utcnow
 from modelyard.errors import BadRequest, Forbidden, NotFound, Unauthorized
@@ -126,7 +125,7 @@ class KeyVerifier:
         key = _presented(authorization, x_api_key)
         known = self.cached(key)
         if known is False:
-            known = await run_in_threadpool(self.scopes_for, key)
+            known = await anyio.to_thread.run_sync(self.scopes_for, key)
         return _check(known, scope)  # type: ignore[arg-type]
 
 
@@ -147,27 +146,3 @@ def _check(scopes: frozenset[str] | None, scope: str) -> frozenset[str]:
     if scope not in scopes:
         raise Forbidden(f"this API key lacks the {scope!r} scope")
     return scopes
-
-
-_bearer = HTTPBearer(auto_error=False, description="API key as a bearer token")
-_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="API key in the X-API-Key header")
-
-
-def _require(scope: str) -> Any:
-    # async, so FastAPI does not hand each request's check to a thread
-    async def dependency(
-        request: Request,
-        creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-        api_key: Annotated[str | None, Depends(_header)],
-    ) -> frozenset[str]:
-        auth = f"Bearer {creds.credentials}" if creds else None
-        verifier: KeyVerifier = request.app.state.ctx.verifier
-        return await verifier.authorize(auth, api_key, scope)
-
-    return Depends(dependency)
-
-
-ReadKey = Annotated[frozenset[str], _require("read")]
-PredictKey = Annotated[frozenset[str], _require("predict")]
-WriteKey = Annotated[frozenset[str], _require("write")]
-AdminKey = Annotated[frozenset[str], _require("admin")]

@@ -94,21 +94,20 @@ class Client:
         description: str = "",
         progress: Callable[[int], None] | None = None,
     ) -> dict[str, Any]:
-        """Upload ``path`` as the next version of ``name`` (registering the name when new)."""
-        try:
-            self.create_model(name, description=description, metadata=metadata)
-        except ApiError as exc:
-            if exc.status != 409:
-                raise
-            if metadata:
-                self.request("PATCH", f"/api/v1/models/{name}", json={"metadata": metadata})
-        path = Path(path)
+        """Upload ``path`` as the next version of ``name``, registering the name when new.
+
+        The server creates a new model and its first version in one transaction: a refused file leaves
+        no model behind. ``metadata`` is merged into the model's once the version is stored.
+        """
         result: dict[str, Any] = self.request(
             "POST",
             f"/api/v1/models/{name}/versions",
-            content=_read_chunks(path, progress),
+            params={"create": "true", "description": description},
+            content=_read_chunks(Path(path), progress),
             headers={"Content-Type": "application/octet-stream"},
         )
+        if metadata:
+            self.request("PATCH", f"/api/v1/models/{name}", json={"metadata": metadata})
         return result
 
     def list_models(self, **filters: str) -> list[dict[str, Any]]:

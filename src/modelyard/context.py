@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
-from fastapi import Depends, Request
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -38,13 +37,3 @@ class AppContext:
     def uow(self) -> AbstractContextManager[Session]:
         """A unit of work: a session committed on success, rolled back on error."""
         return unit_of_work(self.sessions)
-
-
-async def get_context(request: Request) -> AppContext:
-    """The context of the app serving ``request`` (a FastAPI dependency)."""
-    ctx: AppContext = request.app.state.ctx
-    return ctx
-
-
-Ctx = Annotated[AppContext, Depends(get_context)]
-"""Route parameter alias: the running app's context."""

@@ -1,4 +1,6 @@
-"""Domain errors, raised anywhere and mapped once to problem+json (RFC 9457) in ``app.py``.
+"""Domain errors, raised anywhere, and the one builder of their wire form (``problem``): problem+json
+(RFC 9457), or the V2 inference protocol's ``{"error": ...}``. ``app.py``, the inference fast path
+and the WebSocket stream only wrap what it builds.
 
 Every error carries an HTTP ``status``, a stable machine ``code`` (the last part of the
 problem ``type`` URI), a human ``detail`` and, where one input is to blame, the offending
@@ -31,7 +33,13 @@ problem ``type`` URI), a human ``detail`` and, where one input is to blame, the 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
+
+import orjson
+
+PROBLEM_JSON = "application/problem+json"
+INTERNAL_DETAIL = "internal error; see the server log"
 
 
 class ModelyardError(Exception):
@@ -218,3 +226,28 @@ class Unavailable(ModelyardError):
     """The service cannot take this work right now (not ready, shutting down)."""
 
     status, code, title = 503, "unavailable", "Unavailable"
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """An error as it goes on the wire, whatever carries it (a response, the fast path, a WebSocket)."""
+
+    status: int
+    body: dict[str, Any]
+    media_type: str
+    headers: dict[str, str]
+
+    def encode(self) -> bytes:
+        """The body as JSON bytes."""
+        return orjson.dumps(self.body)
+
+
+def problem(exc: BaseException, instance: str | None = None, *, v2: bool = False) -> Problem:
+    """The wire form of an error: problem+json (``WWW-Authenticate`` on 401), or ``{"error": detail}``
+    for the V2 inference protocol. Anything but a ``ModelyardError`` is an internal error, answered
+    without its detail (the caller logs it)."""
+    err = exc if isinstance(exc, ModelyardError) else ModelyardError(INTERNAL_DETAIL)
+    if v2:
+        return Problem(err.status, {"error": err.detail}, "application/json", {})
+    headers = {"WWW-Authenticate": "Bearer"} if err.status == 401 else {}
+    return Problem(err.status, err.to_problem(instance), PROBLEM_JSON, headers)

@@ -8,8 +8,7 @@ from fastapi import APIRouter, Response, status
 from pydantic import BaseModel, Field
 
 from modelyard import auth
-from modelyard.auth import AdminKey
-from modelyard.context import Ctx
+from modelyard.deps import AdminKey, Ctx
 
 router = APIRouter(prefix="/api/v1/keys", tags=["keys"])
 

@@ -8,9 +8,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Self
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+WEAK_ADMIN_KEYS = frozenset(
+    {"admin", "admin-key", "changeme", "change-me", "dev-admin-key", "password", "secret", "test"}
+)
+"""Admin keys found in examples and tutorials: refused outside the demo whatever their length."""
+MIN_ADMIN_KEY_LENGTH = 16
 
 
 class Settings(BaseSettings):
@@ -38,9 +45,18 @@ class Settings(BaseSettings):
         "127.0.0.1", description="Proxies whose X-Forwarded-* headers are trusted."
     )
     admin_key: SecretStr | None = Field(
-        None, description="Bootstrap API key with the admin scope, accepted as long as it is set."
+        None,
+        description="Bootstrap API key with the admin scope, accepted as long as it is set. Unset means "
+        f"none; outside the demo a set key must have at least {MIN_ADMIN_KEY_LENGTH} characters and not be "
+        "a well-known default (dev-admin-key, changeme, admin...).",
     )
     max_upload_bytes: int = Field(512 * 1024 * 1024, description="Largest model file accepted on upload.")
+    max_model_materialised_bytes: int = Field(
+        256 * 1024 * 1024,
+        description="Most bytes of constants a model may compute from constants alone when loaded "
+        "(ConstantOfShape, Expand, Tile... that constant folding materialises), beyond its file's own "
+        "weights. An upload over it is refused (422) naming the node, so a tiny file cannot take gigabytes.",
+    )
     max_request_bytes: int = Field(64 * 1024 * 1024, description="Largest prediction request body.")
     max_tensor_elements: int = Field(64 * 1024 * 1024, description="Most elements in one request's tensors.")
     max_inline_rows: int = Field(10_000, description="Most rows accepted inline in a batch job request.")
@@ -139,7 +155,31 @@ class Settings(BaseSettings):
     pipeline_raw_cache_bytes: int = Field(
         64 * 1024 * 1024, description="Raw data kept in memory per worker, shared by the stages it runs."
     )
-    demo: bool = Field(False, description="Register a small demo model on start if the registry is empty.")
+    demo: bool = Field(
+        False,
+        description="Register a small demo model on start if the registry is empty, and accept a short or "
+        "well-known admin key (make run's dev-admin-key).",
+    )
+
+    @model_validator(mode="after")
+    def _refuse_weak_admin_key(self) -> Self:
+        """Outside the demo, an admin key anyone could guess is a configuration error, not a default."""
+        if self.admin_key is None or self.demo:
+            return self
+        key = self.admin_key.get_secret_value()
+        if not key.strip():
+            raise ValueError("MODELYARD_ADMIN_KEY is set but empty; unset it, or set a random key")
+        if key.strip().lower() in WEAK_ADMIN_KEYS:
+            raise ValueError(
+                "MODELYARD_ADMIN_KEY is a well-known default; set a random key "
+                "(python -c 'import secrets; print(secrets.token_urlsafe(32))'), or run the demo (--demo)"
+            )
+        if len(key) < MIN_ADMIN_KEY_LENGTH:
+            raise ValueError(
+                f"MODELYARD_ADMIN_KEY has {len(key)} characters; use at least {MIN_ADMIN_KEY_LENGTH} "
+                "(a random key), or run the demo (--demo)"
+            )
+        return self
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to the SQLite file in the data dir."""

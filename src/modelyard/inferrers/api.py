@@ -8,8 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from modelyard.auth import PredictKey, ReadKey
-from modelyard.context import Ctx
+from modelyard.deps import Ctx, PredictKey, ReadKey
 from modelyard.errors import BadRequest
 from modelyard.inferrers import service
 from modelyard.uploads import receive_upload, upload_openapi

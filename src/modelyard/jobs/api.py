@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from modelyard.auth import PredictKey, ReadKey
-from modelyard.context import AppContext, get_context
+from modelyard.context import AppContext
+from modelyard.deps import Ctx, PredictKey, ReadKey
 from modelyard.errors import BadRequest
 from modelyard.jobs import outputs, service, submission
 from modelyard.jobs.events import job_events
@@ -20,7 +20,6 @@ from modelyard.sse import event_stream
 from modelyard.uploads import receive_upload, upload_openapi
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
-Ctx = Annotated[AppContext, Depends(get_context)]
 ACCEPTED: dict[int | str, dict[str, Any]] = {
     202: {"description": "Accepted: the job is queued; `Location` is its URL."}
 }

@@ -23,8 +23,8 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from modelyard.dtypes import numpy_of
 from modelyard.errors import BadRequest, InvalidInput
-from modelyard.serving.rest import V2_TO_NUMPY
 
 FORMATS = ("csv", "jsonl", "parquet", "npy")
 SUFFIXES = {
@@ -61,7 +61,7 @@ class Features:
                 "batch jobs need a model with exactly one 2-D input (rows x features)", field="model"
             )
         spec = inputs[0]
-        dtype = np.dtype(V2_TO_NUMPY.get(spec["datatype"], np.float32))
+        dtype = numpy_of(spec["datatype"])
         if dtype.kind not in NUMERIC_KINDS:
             raise InvalidInput(
                 f"batch jobs need a numeric model input, not {spec['datatype']}", field="model"

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response, status
+from fastapi import APIRouter, Query, Response, status
 
-from modelyard.auth import PredictKey, ReadKey
-from modelyard.context import AppContext, get_context
+from modelyard.deps import Ctx, PredictKey, ReadKey
 from modelyard.jobs import queues, service
 from modelyard.jobs.schemas import DeadLetterList, JobPublic, QueuesPublic
 
 router = APIRouter(prefix="/api/v1/queues", tags=["queues"])
-Ctx = Annotated[AppContext, Depends(get_context)]
 
 
 @router.get("", response_model=QueuesPublic)

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from fastapi import APIRouter, Response, status
 
-from fastapi import APIRouter, Depends, Response, status
-
-from modelyard.auth import ReadKey, WriteKey
-from modelyard.context import AppContext, get_context
+from modelyard.deps import Ctx, ReadKey, WriteKey
 from modelyard.jobs import schedules
 from modelyard.jobs.schemas import JobTypePublic, ScheduleCreate, ScheduleList, SchedulePublic
 
 router = APIRouter(prefix="/api/v1/schedules", tags=["schedules"])
-Ctx = Annotated[AppContext, Depends(get_context)]
 
 
 @router.get("", response_model=ScheduleList)

@@ -9,9 +9,9 @@ from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
-from modelyard.auth import ReadKey, WriteKey
-from modelyard.context import Ctx
+from modelyard.deps import Ctx, ReadKey, WriteKey
 from modelyard.errors import (
+    PROBLEM_JSON,
     EventNotFound,
     ModelyardError,
     PayloadTooLarge,
@@ -60,7 +60,7 @@ SPEC_BODY: dict[str, Any] = {
         },
     }
 }
-PROBLEM = "application/problem+json"
+PROBLEM = PROBLEM_JSON
 
 
 def _delete_responses(what: str, not_found: ModelyardError, busy: ModelyardError) -> dict[int | str, Any]:

@@ -6,10 +6,10 @@ import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response, status
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from modelyard.auth import ReadKey, WriteKey
-from modelyard.context import Ctx
+from modelyard.deps import Ctx, ReadKey, WriteKey
 from modelyard.errors import BadRequest
 from modelyard.registry import service
 from modelyard.registry.schemas import ModelCreate, ModelList, ModelPublic, ModelUpdate, VersionPublic
@@ -87,19 +87,32 @@ def delete_model(name: str, ctx: Ctx, _: WriteKey) -> Response:
     response_model=VersionPublic,
     openapi_extra=UPLOAD_BODY,
 )
-async def upload_version(name: str, request: Request, ctx: Ctx, _: WriteKey) -> VersionPublic:
+async def upload_version(
+    name: str,
+    request: Request,
+    ctx: Ctx,
+    _: WriteKey,
+    create: Annotated[
+        bool, Query(description="Register the model too if it does not exist (in the same transaction)")
+    ] = False,
+    description: Annotated[str, Query(description="Description of a model this upload creates")] = "",
+) -> VersionPublic:
     """Upload an ONNX file as the next version (multipart field `file`, or a raw body).
 
-    The file is streamed to disk under the size cap, checked with `onnx.checker`, loaded once with
-    onnxruntime, and its signature recorded. A file that is not ONNX, truncated, not runnable or
-    too large is refused with a 4xx saying which, and nothing is kept.
+    The file is streamed to disk under the size cap, checked with `onnx.checker` and shape inference,
+    its constants measured against `MODELYARD_MAX_MODEL_MATERIALISED_BYTES` (without computing them),
+    loaded once by onnxruntime with graph optimisation off, and its signature recorded. A file that is
+    not ONNX, truncated, not runnable, too large or that would materialise too much is refused with a
+    4xx saying which, and nothing is kept: with `create=true`, not even the model.
     """
+    new = _new_model(name, description) if create else None
 
     def model_exists() -> None:
         with ctx.uow() as session:
             service.get_model(session=session, name=name)
 
-    await run_in_threadpool(model_exists)
+    if new is None:
+        await run_in_threadpool(model_exists)
     length = request.headers.get("content-length")
     upload = await receive_upload(
         request.stream(),
@@ -120,6 +133,8 @@ async def upload_version(name: str, request: Request, ctx: Ctx, _: WriteKey) -> 
                     path=upload.path,
                     sha256=upload.sha256,
                     metadata=meta,
+                    create=new,
+                    max_materialised_bytes=ctx.settings.max_model_materialised_bytes,
                 )
                 return service.version_public(model, version)
 
@@ -128,6 +143,14 @@ async def upload_version(name: str, request: Request, ctx: Ctx, _: WriteKey) -> 
         upload.discard()
     ctx.inference.invalidate(name)
     return result
+
+
+def _new_model(name: str, description: str) -> ModelCreate:
+    try:
+        return ModelCreate(name=name, description=description)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise BadRequest(f"{first['loc'][0]}: {first['msg']}", field=str(first["loc"][0])) from exc
 
 
 def _parse_metadata(raw: str | None) -> dict[str, Any]:

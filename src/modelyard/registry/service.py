@@ -10,12 +10,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from modelyard.errors import AlreadyExists, ModelNotFound, VersionNotFound
+from modelyard.registry.inspect import inspect_model
 from modelyard.registry.models import ModelVersion, RegisteredModel
 from modelyard.registry.schemas import ModelCreate, ModelPublic, ModelUpdate, Signature, VersionPublic
-from modelyard.serving.runtime import inspect_model
 from modelyard.storage import Storage
 
 LATEST = "latest"
+MAX_MATERIALISED_BYTES = 256 * 1024 * 1024
+"""The default of the ``max_model_materialised_bytes`` setting, for callers without settings."""
 
 
 def version_public(model: RegisteredModel, v: ModelVersion) -> VersionPublic:
@@ -155,10 +157,18 @@ def add_version(
     path: Path,
     sha256: str,
     metadata: dict[str, Any] | None = None,
+    create: ModelCreate | None = None,
+    max_materialised_bytes: int = MAX_MATERIALISED_BYTES,
 ) -> tuple[RegisteredModel, ModelVersion]:
-    """Check the file, store it, and record a new version; nothing is left behind on any failure."""
-    model = get_model(session=session, name=name)
-    signature = inspect_model(path)
+    """Check the file, store it, and record a new version; nothing is left behind on any failure.
+
+    With ``create``, a model that does not exist yet is registered in the same transaction, so a
+    refused file leaves no model behind either.
+    """
+    model = get_model(session=session, name=name) if create is None else None
+    signature = inspect_model(path, max_materialised_bytes=max_materialised_bytes)
+    if model is None:
+        model = _get_or_create(session=session, data=create or ModelCreate(name=name))
     number = (
         session.scalar(select(func.max(ModelVersion.version)).where(ModelVersion.model_id == model.id)) or 0
     ) + 1
@@ -181,6 +191,11 @@ def add_version(
         raise
     session.refresh(model)
     return model, version
+
+
+def _get_or_create(*, session: Session, data: ModelCreate) -> RegisteredModel:
+    found = session.scalar(select(RegisteredModel).where(RegisteredModel.name == data.name))
+    return found if found is not None else create_model(session=session, data=data)
 
 
 def delete_version(*, session: Session, storage: Storage, name: str, version: int | str) -> None:

@@ -9,8 +9,8 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Request, Response
 
-from modelyard.auth import PredictKey
-from modelyard.context import AppContext, Ctx
+from modelyard.context import AppContext
+from modelyard.deps import Ctx, PredictKey
 from modelyard.errors import BadRequest, PayloadTooLarge
 from modelyard.serving.rest import decode_inputs, encode_outputs
 

@@ -13,11 +13,10 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
-import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modelyard.context import AppContext
-from modelyard.errors import ModelyardError, PayloadTooLarge
+from modelyard.errors import ModelyardError, PayloadTooLarge, problem
 from modelyard.serving.api import predict_core
 from modelyard.serving.v2_api import infer_core
 
@@ -99,26 +98,17 @@ class InferFastPath:
             body = await self._read(receive, headers)
             payload, media, extra = await core(self.ctx, name, version, headers, body)
             status = 200
-        except ModelyardError as exc:
-            status, payload, media = exc.status, *self._error(exc, path, v2_errors)
-            if exc.status == 401 and not v2_errors:
-                extra = {"WWW-Authenticate": "Bearer"}
-        except Exception:
-            log.exception("prediction failed", extra={"model": name, "path": path})
-            err = ModelyardError("internal error; see the server log")
-            status, payload, media = 500, *self._error(err, path, v2_errors)
+        except Exception as exc:
+            if not isinstance(exc, ModelyardError):
+                log.exception("prediction failed", extra={"model": name, "path": path})
+            answer = problem(exc, path, v2=v2_errors)
+            status, payload, media, extra = answer.status, answer.encode(), answer.media_type, answer.headers
         raw = [(b"content-type", media.encode()), (b"content-length", str(len(payload)).encode())]
         raw += [(k.lower().encode(), v.encode()) for k, v in extra.items()]
         await send({"type": "http.response.start", "status": status, "headers": raw})
         await send({"type": "http.response.body", "body": payload})
         template = route_version.path if match.group(2) else route.path
         self.ctx.metrics.record_request(template, "POST", status, time.perf_counter() - start)
-
-    @staticmethod
-    def _error(exc: ModelyardError, path: str, v2_errors: bool) -> tuple[bytes, str]:
-        if v2_errors:
-            return orjson.dumps({"error": exc.detail}), "application/json"
-        return orjson.dumps(exc.to_problem(path)), "application/problem+json"
 
     async def _read(self, receive: Receive, headers: dict[str, str]) -> bytes:
         cap = self.ctx.settings.max_request_bytes

@@ -9,28 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from modelyard.dtypes import numpy_of
 from modelyard.errors import InvalidInput
-from modelyard.serving.runtime import ORT_TO_NUMPY
-
-V2_TO_NUMPY = {
-    "FP32": np.float32,
-    "FP64": np.float64,
-    "FP16": np.float16,
-    "INT8": np.int8,
-    "INT16": np.int16,
-    "INT32": np.int32,
-    "INT64": np.int64,
-    "UINT8": np.uint8,
-    "UINT16": np.uint16,
-    "UINT32": np.uint32,
-    "UINT64": np.uint64,
-    "BOOL": np.bool_,
-    "BYTES": np.object_,
-}
-
-
-def _dtype(spec: dict[str, Any]) -> Any:
-    return V2_TO_NUMPY.get(spec["datatype"], ORT_TO_NUMPY.get(spec["datatype"], np.float32))
 
 
 def decode_inputs(
@@ -53,7 +33,7 @@ def decode_inputs(
                 f"unknown input {name!r}; the model takes {list(specs)}", field=f"inputs.{name}"
             )
         try:
-            arr = np.asarray(value, dtype=_dtype(spec))
+            arr = np.asarray(value, dtype=numpy_of(spec["datatype"]))
         except (ValueError, TypeError) as exc:
             raise InvalidInput(
                 f"input {name!r} is not a regular numeric array: {exc}", field=f"inputs.{name}"
@@ -85,7 +65,7 @@ def rows_to_array(rows: Any, signature: dict[str, Any], metadata: dict[str, Any]
         except (KeyError, TypeError) as exc:
             raise InvalidInput(f"a row lacks column {exc}; columns are {columns}", field="rows") from exc
     try:
-        arr = np.asarray(rows, dtype=_dtype(spec))
+        arr = np.asarray(rows, dtype=numpy_of(spec["datatype"]))
     except (ValueError, TypeError) as exc:
         raise InvalidInput(f"rows are not a regular numeric table: {exc}", field="rows") from exc
     if arr.ndim != 2:

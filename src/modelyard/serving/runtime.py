@@ -1,11 +1,11 @@
-"""onnxruntime sessions: inspect files on upload, load lazily, cache (LRU by count and bytes), run.
+"""onnxruntime sessions: load lazily, cache (LRU by count and bytes), run. (Files are checked on upload
+by the registry, ``registry/inspect.py``.)
 
 Arrays in, arrays out; no HTTP here.
 """
 
 from __future__ import annotations
 
-import ctypes
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -14,41 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 
-from modelyard.errors import InvalidInput, InvalidModelFile
-
-ORT_TO_NUMPY: dict[str, Any] = {
-    "tensor(float)": np.float32,
-    "tensor(double)": np.float64,
-    "tensor(float16)": np.float16,
-    "tensor(int8)": np.int8,
-    "tensor(int16)": np.int16,
-    "tensor(int32)": np.int32,
-    "tensor(int64)": np.int64,
-    "tensor(uint8)": np.uint8,
-    "tensor(uint16)": np.uint16,
-    "tensor(uint32)": np.uint32,
-    "tensor(uint64)": np.uint64,
-    "tensor(bool)": np.bool_,
-    "tensor(string)": np.object_,
-}
-ORT_TO_V2 = {
-    "tensor(float)": "FP32",
-    "tensor(double)": "FP64",
-    "tensor(float16)": "FP16",
-    "tensor(int8)": "INT8",
-    "tensor(int16)": "INT16",
-    "tensor(int32)": "INT32",
-    "tensor(int64)": "INT64",
-    "tensor(uint8)": "UINT8",
-    "tensor(uint16)": "UINT16",
-    "tensor(uint32)": "UINT32",
-    "tensor(uint64)": "UINT64",
-    "tensor(bool)": "BOOL",
-    "tensor(string)": "BYTES",
-}
+from modelyard.dtypes import ONNX_TO_NUMPY
+from modelyard.errors import InvalidInput
 
 
 def session_options(intra_op_threads: int = 1) -> ort.SessionOptions:
@@ -58,45 +27,6 @@ def session_options(intra_op_threads: int = 1) -> ort.SessionOptions:
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
     return opts
-
-
-def _tensor_spec(arg: Any) -> dict[str, Any]:
-    shape = [d if isinstance(d, int) else (d if isinstance(d, str) and d else -1) for d in (arg.shape or [])]
-    return {"name": arg.name, "datatype": ORT_TO_V2.get(arg.type, arg.type), "shape": shape}
-
-
-def inspect_model(path: Path) -> dict[str, Any]:
-    """Check an ONNX file and load it once; return its signature or raise ``InvalidModelFile``.
-
-    The detail says which check failed: not ONNX / truncated (parse), invalid graph (checker),
-    or not runnable here (onnxruntime load, e.g. an unknown operator).
-    """
-    try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:
-        raise InvalidModelFile(
-            f"file is not a readable ONNX model (not ONNX or truncated): {exc}", field="file"
-        ) from exc
-    if not proto.graph.node and not proto.graph.output:
-        raise InvalidModelFile("file is not an ONNX model: it has no graph", field="file")
-    try:
-        onnx.checker.check_model(proto)
-    except Exception as exc:
-        raise InvalidModelFile(f"ONNX checker rejected the model: {exc}", field="file") from exc
-    try:
-        sess = ort.InferenceSession(str(path), session_options(), providers=["CPUExecutionProvider"])
-    except Exception as exc:
-        raise InvalidModelFile(f"onnxruntime cannot run this model: {exc}", field="file") from exc
-    opset = max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=None)
-    signature = {
-        "inputs": [_tensor_spec(i) for i in sess.get_inputs()],
-        "outputs": [_tensor_spec(o) for o in sess.get_outputs()],
-        "opset": opset,
-        "producer": proto.producer_name or None,
-    }
-    del sess, proto
-    trim_heap()  # the check's session is gone; give its memory back rather than keep it in the heap
-    return signature
 
 
 MEASURED_RUNS = 20
@@ -110,7 +40,7 @@ class LoadedModel:
     session: ort.InferenceSession
     size: int
     input_names: list[str]
-    input_dtypes: dict[str, Any]
+    input_dtypes: dict[str, np.dtype[Any]]
     input_shapes: dict[str, list[int | str | None]]
     output_names: list[str]
     batch_dynamic: bool
@@ -151,7 +81,7 @@ class LoadedModel:
         for name in self.input_names:
             arr = inputs[name]
             want = self.input_dtypes[name]
-            if want is np.object_:
+            if want.kind == "O":
                 arr = _as_strings(name, arr)
             elif arr.dtype != want:
                 arr = _cast(name, arr, want)
@@ -183,7 +113,7 @@ def _as_strings(name: str, arr: np.ndarray) -> np.ndarray:
     return np.array(flat, dtype=np.object_).reshape(arr.shape)
 
 
-def _cast(name: str, arr: np.ndarray, want: Any) -> np.ndarray:
+def _cast(name: str, arr: np.ndarray, want: np.dtype[Any]) -> np.ndarray:
     kind_ok = np.can_cast(arr.dtype, want, casting="same_kind") or (
         arr.dtype.kind in "iub" and np.dtype(want).kind in "iuf"
     )
@@ -218,7 +148,7 @@ def load_session(key: tuple[str, int], path: Path, size: int, intra_op_threads: 
         session=sess,
         size=size,
         input_names=[i.name for i in ins],
-        input_dtypes={i.name: ORT_TO_NUMPY.get(i.type, np.float32) for i in ins},
+        input_dtypes={i.name: ONNX_TO_NUMPY.get(i.type, np.dtype(np.float32)) for i in ins},
         input_shapes={k: list(v) for k, v in shapes.items()},
         output_names=[o.name for o in sess.get_outputs()],
         batch_dynamic=batch_dynamic,
@@ -310,21 +240,3 @@ class SessionCache:
         """Keys of loaded models, least recently used first."""
         with self._lock:
             return list(self._items)
-
-
-def trim_heap() -> None:
-    """Return freed heap memory to the OS (glibc keeps it otherwise; the model cache's cap is about RSS)."""
-    if _LIBC is not None:
-        _LIBC.malloc_trim(0)
-
-
-def _load_libc() -> ctypes.CDLL | None:
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.malloc_trim  # noqa: B018 - glibc only; other C libraries have no malloc_trim
-    except (OSError, AttributeError):
-        return None
-    return libc
-
-
-_LIBC = _load_libc()

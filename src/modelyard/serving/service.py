@@ -19,10 +19,11 @@ import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
 from modelyard.db import unit_of_work
+from modelyard.heap import trim_heap
 from modelyard.metrics import Metrics
 from modelyard.registry import service as registry
 from modelyard.serving.batching import BatchConfig, DynamicBatcher
-from modelyard.serving.runtime import LoadedModel, SessionCache, load_session, trim_heap
+from modelyard.serving.runtime import LoadedModel, SessionCache, load_session
 from modelyard.storage import Storage
 
 Arrays = dict[str, np.ndarray]

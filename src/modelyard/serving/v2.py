@@ -27,11 +27,11 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeAlias
 
-import ml_dtypes
 import numpy as np
 import numpy.typing as npt
 import orjson
 
+from modelyard.dtypes import NUMPY_TO_V2, ONNX_TO_V2, V2_TO_NUMPY
 from modelyard.errors import InvalidInput, InvalidModelFile, ModelyardError, PayloadTooLarge
 
 __all__ = [
@@ -58,27 +58,6 @@ Array: TypeAlias = npt.NDArray[Any]
 #: HTTP header carrying the byte length of the JSON part when a binary tail follows it.
 HEADER_LENGTH_HEADER = "Inference-Header-Content-Length"
 
-#: V2 datatype -> numpy dtype (native byte order; the wire is little-endian).
-V2_TO_NUMPY: Mapping[str, np.dtype[Any]] = {
-    "BOOL": np.dtype(np.bool_),
-    "UINT8": np.dtype(np.uint8),
-    "UINT16": np.dtype(np.uint16),
-    "UINT32": np.dtype(np.uint32),
-    "UINT64": np.dtype(np.uint64),
-    "INT8": np.dtype(np.int8),
-    "INT16": np.dtype(np.int16),
-    "INT32": np.dtype(np.int32),
-    "INT64": np.dtype(np.int64),
-    "FP16": np.dtype(np.float16),
-    "FP32": np.dtype(np.float32),
-    "FP64": np.dtype(np.float64),
-    "BF16": np.dtype(ml_dtypes.bfloat16),
-    "BYTES": np.dtype(np.object_),
-}
-
-#: numpy dtype -> V2 datatype, for the dtypes that map one to one (``numpy_to_v2`` also takes str/bytes).
-NUMPY_TO_V2: Mapping[np.dtype[Any], str] = {dt: name for name, dt in V2_TO_NUMPY.items()}
-
 _WIRE: dict[str, np.dtype[Any]] = {
     name: dt.newbyteorder("<") for name, dt in V2_TO_NUMPY.items() if name != "BYTES"
 }
@@ -89,23 +68,6 @@ _INT_RANGE: dict[str, tuple[int, int]] = {
 }
 _FLOATS = frozenset({"FP16", "FP32", "FP64", "BF16"})
 _NARROW_FLOATS = frozenset({"FP16", "FP32", "BF16"})
-
-_ONNX_TO_V2: Mapping[str, str] = {
-    "tensor(bool)": "BOOL",
-    "tensor(uint8)": "UINT8",
-    "tensor(uint16)": "UINT16",
-    "tensor(uint32)": "UINT32",
-    "tensor(uint64)": "UINT64",
-    "tensor(int8)": "INT8",
-    "tensor(int16)": "INT16",
-    "tensor(int32)": "INT32",
-    "tensor(int64)": "INT64",
-    "tensor(float16)": "FP16",
-    "tensor(float)": "FP32",
-    "tensor(double)": "FP64",
-    "tensor(bfloat16)": "BF16",
-    "tensor(string)": "BYTES",
-}
 
 _U32 = struct.Struct("<I")
 _MAX_BYTES_ELEMENT = 0xFFFFFFFF
@@ -148,7 +110,7 @@ def onnx_type_to_v2(onnx_type: str) -> str:
     Raises InvalidModelFile for types V2 cannot carry (sequences, maps, complex, 8-bit floats...).
     """
     try:
-        return _ONNX_TO_V2[onnx_type]
+        return ONNX_TO_V2[onnx_type]
     except KeyError:
         raise InvalidModelFile(
             f"ONNX type {onnx_type!r} has no Open Inference Protocol datatype; "

@@ -17,8 +17,8 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from modelyard import __version__
-from modelyard.auth import ReadKey, WriteKey
-from modelyard.context import AppContext, Ctx
+from modelyard.context import AppContext
+from modelyard.deps import Ctx, ReadKey, WriteKey
 from modelyard.errors import BadRequest, ModelyardError, NotFound, PayloadTooLarge
 from modelyard.registry import service as registry
 from modelyard.serving import v2

@@ -17,7 +17,7 @@ import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from modelyard.context import AppContext
-from modelyard.errors import BadRequest, ModelyardError
+from modelyard.errors import BadRequest, ModelyardError, problem
 from modelyard.serving.rest import decode_inputs, encode_outputs
 
 router = APIRouter(prefix="/api/v1/models", tags=["serving"])
@@ -51,10 +51,10 @@ async def _answer(ctx: AppContext, name: str, raw: str | bytes) -> dict[str, Any
         }
     except ModelyardError as exc:
         ctx.metrics.prediction_errors.labels(name, exc.code).inc()
-        return {"id": request_id, "error": exc.to_problem()}
-    except Exception:
+        return {"id": request_id, "error": problem(exc).body}
+    except Exception as exc:
         log.exception("websocket prediction failed", extra={"model": name})
-        return {"id": request_id, "error": ModelyardError("internal error; see the server log").to_problem()}
+        return {"id": request_id, "error": problem(exc).body}
 
 
 @router.websocket("/{name}/stream")

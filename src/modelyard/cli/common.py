@@ -1,0 +1,94 @@
+"""What every ``modelyard`` command shares: the consoles, the ``--url``/``--api-key`` options, the exit
+codes, and one way to call the server and turn its refusals into an exit code.
+
+Exit codes: 0 ok, 1 the server refused (4xx/5xx), 2 bad usage, 3 server unreachable.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+
+from modelyard.client import ApiError, Client
+
+if TYPE_CHECKING:
+    from modelyard.settings import Settings
+
+console = Console()
+err = Console(stderr=True)
+
+UrlOpt = Annotated[str | None, typer.Option("--url", envvar="MODELYARD_URL", help="Server URL")]
+KeyOpt = Annotated[str | None, typer.Option("--api-key", envvar="MODELYARD_API_KEY", help="API key")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Cancel pending and running events first")]
+EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE = 1, 2, 3
+
+
+def fail(exc: Exception) -> typer.Exit:
+    """Print a refusal (with every listed problem) or an unreachable server; the exit to raise."""
+    if isinstance(exc, ApiError):
+        err.print(f"[red]error[/red] {exc}")
+        for problem in exc.problem.get("errors") or []:
+            err.print(f"  {problem.get('field') or '(document)'}: {problem.get('detail')}")
+        return typer.Exit(EXIT_REFUSED)
+    err.print(f"[red]cannot reach the server[/red]: {exc}")
+    return typer.Exit(EXIT_UNREACHABLE)
+
+
+@contextmanager
+def connect(url: str | None, api_key: str | None) -> Iterator[Client]:
+    """A client of the server; a refusal or a connection error inside the block exits the command."""
+    try:
+        with Client(url, api_key=api_key) as client:
+            yield client
+    except (ApiError, httpx.HTTPError) as exc:
+        raise fail(exc) from exc
+
+
+def call(method: str, path: str, url: str | None, api_key: str | None, **kwargs: Any) -> Any:
+    """One request to the server; its decoded answer, or the command exits."""
+    with connect(url, api_key) as client:
+        return client.request(method, path, **kwargs)
+
+
+def check_stream(client: Client, resp: httpx.Response) -> None:
+    """Raise the server's refusal of a streamed request (read in full first) as an ``ApiError``."""
+    if resp.status_code >= 400:
+        resp.read()
+        client._decode(resp)
+
+
+def kv(pairs: list[str]) -> dict[str, Any]:
+    """``key=value`` options as a dict; values that parse as JSON are decoded."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep:
+            err.print(f"[red]--metadata expects key=value, got {pair!r}[/red]")
+            raise typer.Exit(EXIT_USAGE)
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """The settings from the environment (and ``overrides``); a refused setting exits with usage error."""
+    from pydantic import ValidationError
+
+    from modelyard.settings import Settings
+
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        for problem in exc.errors():
+            where = ".".join(str(p) for p in problem["loc"])
+            detail = problem["msg"].removeprefix("Value error, ")
+            err.print(f"[red]invalid setting[/red] {where + ': ' if where else ''}{detail}")
+        raise typer.Exit(EXIT_USAGE) from exc
