@@ -73,7 +73,7 @@ def _non_web_modules() -> list[str]:
     names = []
     for path in sorted(SRC.rglob("*.py")):
         rel = path.relative_to(SRC)
-        if rel.parts[0] in {"cli", "migrations"} or path.name in WEB or path.stem.endswith("api"):
+        if rel.parts[0] in {"cli", "migrations", "web"} or path.name in WEB or path.stem.endswith("api"):
             continue
         parts = ["modelyard", *rel.with_suffix("").parts]
         names.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
