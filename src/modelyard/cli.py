@@ -323,7 +323,7 @@ def worker(
     import threading
 
     from modelyard.app import build_context
-    from modelyard.durable import Durable, close_clients
+    from modelyard.durable import Durable
     from modelyard.logs import setup_logging
     from modelyard.settings import Settings
 
@@ -340,10 +340,7 @@ def worker(
     durable.launch()
     err.print(f"worker {durable.executor_id} running ({', '.join(names or ['all queues'])}); Ctrl-C stops it")
     stop.wait()
-    durable.shutdown()
-    close_clients(ctx)
-    ctx.inference.close()
-    ctx.engine.dispose()
+    ctx.close()
 
 
 def _job_line(job: dict[str, Any]) -> str:

@@ -30,7 +30,7 @@ from modelyard.pipelines.models import (
     RawFetch,
     StageRun,
 )
-from modelyard.pipelines.service import SPECS, get_pipeline
+from modelyard.pipelines.service import get_pipeline
 from modelyard.pipelines.settle import Settled
 from modelyard.pipelines.spec import RAW
 
@@ -89,9 +89,8 @@ def delete_pipeline(ctx: AppContext, name: str, *, force: bool = False) -> int:
         ctx.storage.delete_prefix(prefix)
         ctx.storage.delete_prefix(outputs.archive_key(prefix))
     _delete_keys(ctx, _raw_keys(fetched))
-    specs: dict[tuple[str, int], object] = ctx.extras.get(SPECS, {})
-    for key in [k for k in specs if k[0] == pipeline_id]:
-        specs.pop(key, None)
+    for key in [k for k in ctx.specs if k[0] == pipeline_id]:
+        ctx.specs.pop(key, None)
     return len(event_ids)
 
 

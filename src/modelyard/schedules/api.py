@@ -8,8 +8,8 @@ from fastapi import APIRouter, Depends, Response, status
 
 from modelyard.auth import ReadKey, WriteKey
 from modelyard.context import AppContext, get_context
-from modelyard.jobs import schedules
-from modelyard.jobs.schemas import JobTypePublic, ScheduleCreate, ScheduleList, SchedulePublic
+from modelyard.schedules import service as schedules
+from modelyard.schedules.schemas import JobTypePublic, ScheduleCreate, ScheduleList, SchedulePublic
 
 router = APIRouter(prefix="/api/v1/schedules", tags=["schedules"])
 Ctx = Annotated[AppContext, Depends(get_context)]
