@@ -17,12 +17,13 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from sqlalchemy import (
     CTE,
     JSON,
     BigInteger,
+    ColumnElement,
     DateTime,
     Engine,
     Integer,
@@ -30,8 +31,9 @@ from sqlalchemy import (
     Select,
     create_engine,
     event,
+    update,
 )
-from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, InstrumentedAttribute, Session, sessionmaker
 
 if TYPE_CHECKING:
     from modelyard.settings import Settings
@@ -44,6 +46,7 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 SQLITE, POSTGRESQL = "sqlite", "postgresql"
+Q = TypeVar("Q", bound="Select[*tuple[Any, ...]]")
 # A 64-bit autoincrementing key: SQLite autoincrements an INTEGER PRIMARY KEY only.
 BigId = BigInteger().with_variant(Integer(), SQLITE)
 
@@ -178,6 +181,20 @@ class Database:
             .cte("claim")
             .prefix_with("MATERIALIZED", dialect=POSTGRESQL)
         )
+
+    @staticmethod
+    def take(session: Session, column: InstrumentedAttribute[Any], *where: ColumnElement[bool]) -> int:
+        """Take the rows matching ``where`` of ``column``'s table for this transaction, before it reads
+        anything: a write that changes nothing, which on SQLite takes the database lock (so what follows
+        reads settled data) and on PostgreSQL locks those rows. How many rows."""
+        result = session.execute(update(column.class_).where(*where).values({column: column}))
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+    @staticmethod
+    def locking(query: Q) -> Q:
+        """``query`` locking the rows it reads until commit (PostgreSQL; on SQLite the transaction's first
+        write took the database lock already). Lock in one order everywhere (order by id)."""
+        return query.with_for_update()
 
     def system_database_url(self) -> str:
         """DBOS's system database: its own SQLite file in the data dir (in WAL mode), or our PostgreSQL
