@@ -101,6 +101,12 @@ def test_a_declared_queue_is_known_by_name() -> None:
     assert DECLARED[PARCELS.name] is PARCELS
 
 
+def test_a_batch_queue_over_a_composite_key_is_refused_when_declared() -> None:
+    with pytest.raises(ValueError, match="one-column key"):
+        ClaimedQueue(**{**PARCELS.__dict__, "name": "tests.bad", "key": (Parcel.id, Parcel.state)})
+    assert "tests.bad" not in DECLARED
+
+
 def test_a_claim_takes_a_batch_in_order_once(ctx: AppContext) -> None:
     ids = add_parcels(ctx, 3)
     first, second = PARCELS.claim_batch(ctx, 2), PARCELS.claim_batch(ctx, 2)

@@ -116,6 +116,8 @@ class ClaimedQueue:
     monitor: Monitor | None = None
 
     def __post_init__(self) -> None:
+        if self.batch_size is not None and len(self.key) != 1:
+            raise ValueError(f"queue {self.name}: batch claims need a one-column key")
         DECLARED[self.name] = self
 
     # -- reads -------------------------------------------------------------------------------------
