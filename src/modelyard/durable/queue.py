@@ -193,8 +193,9 @@ class ClaimedQueue:
         out: list[tuple[str, tuple[Any, ...]]] = []
         for group in groups:
             if self.batch_size is None:
-                for c in self.claim_rows(ctx, min(group.claims, free - len(out)), group.where):
-                    out.append((c.claim_id, self.args(c)))
+                limit = min(group.claims, free - len(out))
+                rows = self.claim_rows(ctx, limit, group.where) if limit > 0 else []
+                out.extend((c.claim_id, self.args(c)) for c in rows)
                 continue
             size = group.size or self.batch_size(ctx.settings)
             made, left = 0, group.rows
