@@ -55,7 +55,7 @@ sys.path[:0] = [str(REPO / "tests")]
 import onnx_models  # noqa: E402  (tests/onnx_models.py: the test models, built on the spot)
 from modelyard.app import build_context  # noqa: E402
 from modelyard.context import AppContext  # noqa: E402
-from modelyard.durable import Worker, close_clients  # noqa: E402
+from modelyard.durable import Worker  # noqa: E402
 from modelyard.jobs import outputs, service, submission  # noqa: E402
 from modelyard.jobs.models import Job, JobChunk  # noqa: E402
 from modelyard.jobs.schemas import JobCreate, JobOptions  # noqa: E402
@@ -317,8 +317,7 @@ def throughput(tmp: Path, model: Path, rows: int) -> dict[str, Any]:
             job = run_job(ctx, procs, 1, None, alongside=loops)
         raw = {**loops.medians(), "raw_io_hot_s": loops.hot(job.pop("spans"))}
     finally:
-        close_clients(ctx)
-        ctx.engine.dispose()
+        ctx.close()
     rps = job["rows_per_s"]
     return {
         **job,
@@ -467,8 +466,7 @@ def scale_out(tmp: Path, model: Path, rows: int, concurrency: int) -> dict[str, 
                     runs[f"workers_{workers}"] = run_job(ctx, procs, workers, concurrency)
                 runs[f"workers_{workers}"].pop("spans")
             finally:
-                close_clients(ctx)
-                ctx.engine.dispose()
+                ctx.close()
     one, two = runs["workers_1"]["wall_s"], runs["workers_2"]["wall_s"]
     return {**runs, "concurrency_per_worker": concurrency, "speedup": round(one / two, 2)}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 import orjson
@@ -17,23 +18,27 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modelyard import errors
 from modelyard.auth import KeyVerifier
-from modelyard.context import AppContext
-from modelyard.db import make_engine, make_sessionmaker
+from modelyard.context import AppContext, Lazy
+from modelyard.db import Database
 from modelyard.demo import register_demo
-from modelyard.durable import Durable, close_clients
+from modelyard.durable import Durable, open_dispatcher
+from modelyard.fetch import new_client
 from modelyard.inferrers.api import router as inferrers_router
 from modelyard.jobs.api import router as jobs_router
-from modelyard.jobs.queues import QueueCollector
-from modelyard.jobs.queues_api import router as queues_router
-from modelyard.jobs.schedules_api import router as schedules_router
+from modelyard.jobs.dead_letters_api import router as dead_letters_router
+from modelyard.jobs.metrics import JobsCollector
 from modelyard.keys_api import router as keys_router
 from modelyard.logs import setup_logging
 from modelyard.metrics import Metrics
 from modelyard.migrate import upgrade
+from modelyard.ops.api import router as queues_router
+from modelyard.ops.queues import QueueCollector
 from modelyard.pipelines.api import events_router, pipelines_router
-from modelyard.pipelines.run.runner import close as close_pipelines
+from modelyard.pipelines.stages import StageEnv
+from modelyard.pipelines.stages.raw import RawCache
 from modelyard.pipelines.watch import PipelineCollector
 from modelyard.registry.api import router as registry_router
+from modelyard.schedules.api import router as schedules_router
 from modelyard.serving.api import router as serving_router
 from modelyard.serving.fastpath import FAST_PREFIXES, InferFastPath
 from modelyard.serving.service import InferenceService
@@ -49,16 +54,15 @@ log = logging.getLogger("modelyard.app")
 def build_context(settings: Settings) -> AppContext:
     """Open the database (migrated), artifact store, metrics and services of one process."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(settings.resolved_database_url())
-    upgrade(engine)
-    sessions = make_sessionmaker(engine)
+    db = Database(settings.resolved_database_url(), data_dir=settings.data_dir)
+    upgrade(db.engine)
     storage = open_storage(
         settings.storage_url, data_dir=settings.data_dir, s3_endpoint_url=settings.s3_endpoint_url
     )
     metrics = Metrics()
     admin = settings.admin_key.get_secret_value() if settings.admin_key else None
     inference = InferenceService(
-        sessions=sessions,
+        sessions=db.sessions,
         storage=storage,
         cache_dir=settings.data_dir / "cache",
         metrics=metrics,
@@ -70,12 +74,19 @@ def build_context(settings: Settings) -> AppContext:
     )
     return AppContext(
         settings=settings,
-        engine=engine,
-        sessions=sessions,
+        db=db,
         storage=storage,
         metrics=metrics,
-        verifier=KeyVerifier(sessions, admin),
+        verifier=KeyVerifier(db.sessions, admin),
         inference=inference,
+        dispatcher=Lazy(lambda: open_dispatcher(db), lambda d: d.close()),
+        http=Lazy(new_client, lambda c: c.close()),
+        io_pool=Lazy(
+            lambda: ThreadPoolExecutor(settings.pipeline_fetch_threads, thread_name_prefix="pipelines-io"),
+            lambda p: p.shutdown(wait=False, cancel_futures=True),
+        ),
+        raw_cache=Lazy(lambda: RawCache(settings.pipeline_raw_cache_bytes)),
+        stage_env=Lazy(lambda: StageEnv(inference=inference)),
     )
 
 
@@ -171,10 +182,8 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        durable = Durable(ctx) if settings.worker else None
-        if durable is not None:
-            await run_in_threadpool(durable.launch)
-        ctx.extras["durable"] = durable
+        if settings.worker:
+            await run_in_threadpool(Durable(ctx).launch)
         log.info(
             "modelyard started",
             extra={"database": ctx.engine.url.render_as_string(), "worker": settings.worker},
@@ -182,11 +191,7 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
         try:
             yield
         finally:
-            if durable is not None:
-                await run_in_threadpool(durable.shutdown)
-            close_clients(ctx)
-            close_pipelines(ctx)
-            ctx.inference.close()
+            await run_in_threadpool(ctx.close)
 
     app = ModelyardAPI(
         title="modelyard",
@@ -231,6 +236,7 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
     app.include_router(v2_router)
     app.include_router(jobs_router)
     app.include_router(queues_router)
+    app.include_router(dead_letters_router)
     app.include_router(schedules_router)
     app.include_router(pipelines_router)
     app.include_router(events_router)
@@ -242,10 +248,8 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
         """People who open the server's address land on the dashboard."""
         return RedirectResponse("/ui/", status_code=307)
 
-    if "queue_collector" not in ctx.extras:  # one per registry, however many apps share the context
-        ctx.extras["queue_collector"] = QueueCollector(ctx)
-        ctx.metrics.registry.register(ctx.extras["queue_collector"])
-    if "pipeline_collector" not in ctx.extras:
-        ctx.extras["pipeline_collector"] = PipelineCollector(ctx)
-        ctx.metrics.registry.register(ctx.extras["pipeline_collector"])
+    if not ctx.collectors:  # one set per registry, however many apps share the context
+        for collector in (QueueCollector(ctx), JobsCollector(ctx), PipelineCollector(ctx)):
+            ctx.metrics.registry.register(collector)
+        ctx.collectors = True
     return app

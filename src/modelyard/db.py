@@ -1,18 +1,42 @@
-"""Database engine, sessions and the one shared declarative ``Base``.
+"""The database: one ``Database`` object per process (engine, sessions, the writer transaction,
+skip-locked claiming, the DBOS system database, and the capabilities later parts add), the one shared
+declarative ``Base``, and small helpers.
 
-``make_engine`` is the only place that knows SQLite from PostgreSQL.
+This is the only module that knows SQLite from PostgreSQL: every dialect decision goes through it, so a
+part asks ``ctx.db`` (``writer()``, ``claimable()``, ``system_database_url()``...) instead of testing the
+URL itself. A test (``tests/test_architecture.py``) keeps it so.
 """
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from sqlalchemy import JSON, DateTime, Engine, MetaData, create_engine, event
-from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy import (
+    CTE,
+    JSON,
+    BigInteger,
+    ColumnElement,
+    DateTime,
+    Engine,
+    Integer,
+    MetaData,
+    Select,
+    create_engine,
+    event,
+    update,
+)
+from sqlalchemy.orm import DeclarativeBase, InstrumentedAttribute, Session, sessionmaker
+
+if TYPE_CHECKING:
+    from modelyard.settings import Settings
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -21,6 +45,10 @@ NAMING = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+SQLITE, POSTGRESQL = "sqlite", "postgresql"
+Q = TypeVar("Q", bound="Select[*tuple[Any, ...]]")
+# A 64-bit autoincrementing key: SQLite autoincrements an INTEGER PRIMARY KEY only.
+BigId = BigInteger().with_variant(Integer(), SQLITE)
 
 
 class Base(DeclarativeBase):
@@ -35,9 +63,27 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+@overload
+def aware(value: datetime) -> datetime: ...
+@overload
+def aware(value: None) -> None: ...
+def aware(value: datetime | None) -> datetime | None:
+    """A timestamp read back from the database as UTC-aware (SQLite returns naive ones)."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
 def new_id() -> str:
     """A new random id (32 hex chars)."""
     return uuid.uuid4().hex
+
+
+def database_url(settings: Settings) -> str:
+    """The metadata database's URL: ``settings.database_url``, else the SQLite file in the data dir."""
+    if settings.database_url:
+        return settings.database_url
+    return f"{SQLITE}:///{(settings.data_dir / 'modelyard.db').resolve()}"
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -52,14 +98,25 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+def _system_sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # As DBOS does for its own SQLite engine: writers take the lock at BEGIN and wait out each other.
+    dbapi_conn.isolation_level = "IMMEDIATE"
+    dbapi_conn.execute("PRAGMA busy_timeout=30000")
+    dbapi_conn.execute("PRAGMA foreign_keys=ON")
+    # Like our own database: in WAL mode NORMAL survives any process crash (a lost power supply may undo
+    # the last commits). SQLite's default, FULL, syncs the disk at every checkpoint DBOS writes: several
+    # per workflow, most of a small job's time.
+    dbapi_conn.execute("PRAGMA synchronous=NORMAL")
+
+
 def make_engine(url: str) -> Engine:
     """An engine for ``url``: SQLite (WAL, busy timeout) or PostgreSQL (psycopg 3, pooled)."""
-    if url.startswith("sqlite"):
+    if url.startswith(SQLITE):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    if url.startswith(f"{POSTGRESQL}://"):
+        url = f"{POSTGRESQL}+psycopg://" + url.removeprefix(f"{POSTGRESQL}://")
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
@@ -78,3 +135,108 @@ def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+@dataclass
+class Capabilities:
+    """What the database offers beyond plain SQL, found when it is opened: the catalog part sets
+    ``vector`` (pgvector, or an in-process index) and the geo part ``spatial`` (PostGIS, or STRtree)."""
+
+    vector: object | None = None
+    spatial: object | None = None
+
+
+class Database:
+    """The metadata database of one process, and every decision that depends on its dialect."""
+
+    def __init__(self, url: str, *, data_dir: Path):
+        self.url = url
+        self.data_dir = data_dir
+        self.engine = make_engine(url)
+        self.sessions = make_sessionmaker(self.engine)
+        self.capabilities = Capabilities()
+        self.embedded = url.startswith(SQLITE)  # one file, one writer at a time
+        # On SQLite this process's writers take turns here: SQLite's own busy handler makes a waiting
+        # writer sleep 1-100 ms per retry, which under a dozen worker threads costs more than the work.
+        self._writers = threading.Lock()
+        self._lock = threading.Lock()
+        self._system: Engine | None = None
+
+    def uow(self) -> AbstractContextManager[Session]:
+        """A unit of work: a session committed on success, rolled back on error."""
+        return unit_of_work(self.sessions)
+
+    @contextmanager
+    def writer(self) -> Iterator[Session]:
+        """A unit of work for a hot write path: on SQLite the writers of this process queue for it."""
+        with self._writers if self.embedded else nullcontext(), self.uow() as session:
+            yield session
+
+    def claimable(self, query: Select[Any]) -> CTE:
+        """``query`` (the rows to claim, with its LIMIT) as a CTE whose rows are locked, skipping those
+        another transaction holds (PostgreSQL), and materialised, so PostgreSQL runs the locking LIMIT
+        query once (as a plain IN subquery it may run it per row and claim more than the limit)."""
+        return (
+            query.with_for_update(skip_locked=True)
+            .cte("claim")
+            .prefix_with("MATERIALIZED", dialect=POSTGRESQL)
+        )
+
+    @staticmethod
+    def take(session: Session, column: InstrumentedAttribute[Any], *where: ColumnElement[bool]) -> int:
+        """Take the rows matching ``where`` of ``column``'s table for this transaction, before it reads
+        anything: a write that changes nothing, which on SQLite takes the database lock (so what follows
+        reads settled data) and on PostgreSQL locks those rows. How many rows."""
+        result = session.execute(update(column.class_).where(*where).values({column: column}))
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+    @staticmethod
+    def locking(query: Q) -> Q:
+        """``query`` locking the rows it reads until commit (PostgreSQL; on SQLite the transaction's first
+        write took the database lock already). Lock in one order everywhere (order by id)."""
+        return query.with_for_update()
+
+    def system_database_url(self) -> str:
+        """DBOS's system database: its own SQLite file in the data dir (in WAL mode), or our PostgreSQL
+        database (DBOS uses schema ``dbos``)."""
+        if self.embedded:
+            path = (self.data_dir / "dbos.sqlite").resolve()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # WAL persists on the file; DBOS leaves SQLite in rollback-journal mode, 2-3x slower here.
+            with sqlite3.connect(path) as conn:
+                conn.execute("PRAGMA journal_mode=WAL")
+            return f"{SQLITE}:///{path}"
+        url = self.engine.url.render_as_string(hide_password=False)
+        return url.replace(f"{POSTGRESQL}+psycopg://", f"{POSTGRESQL}://", 1)
+
+    def dbos_engine(self, pool_size: int) -> Engine | None:
+        """The engine DBOS should use on its system database, or None to let DBOS make its own (it does
+        well on PostgreSQL; on SQLite ours sets the pragmas above). The caller disposes of it."""
+        if not self.embedded:
+            return None
+        engine = create_engine(
+            self.system_database_url(),
+            connect_args={"check_same_thread": False, "timeout": 30},
+            pool_size=pool_size,
+            max_overflow=0,
+            pool_timeout=30,
+        )
+        event.listen(engine, "connect", _system_sqlite_pragmas)
+        return engine
+
+    def system_table(self, name: str) -> tuple[Engine, str]:
+        """An engine that reads DBOS's system database, and the qualified name of its table ``name``."""
+        if not self.embedded:
+            return self.engine, f"dbos.{name}"
+        with self._lock:
+            if self._system is None:
+                self._system = make_engine(self.system_database_url())
+        return self._system, name
+
+    def close(self) -> None:
+        """Dispose of this process's engines."""
+        with self._lock:
+            if self._system is not None:
+                self._system.dispose()
+                self._system = None
+        self.engine.dispose()

@@ -14,7 +14,6 @@ from __future__ import annotations
 import ipaddress
 import socket
 import ssl
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -31,8 +30,6 @@ from modelyard.errors import FetchFailed, ModelyardError, PayloadTooLarge, UrlRe
 MAX_REDIRECTS = 5
 DEFAULT_PORTS = {"http": 80, "https": 443}
 Resolver = Callable[[str, int], list[str]]
-CLIENT = "fetch.http_client"
-_lock = threading.Lock()
 # (host, port) -> the addresses checked for it, for connections made in this context (thread)
 _pins: ContextVar[dict[tuple[str, int], list[str]] | None] = ContextVar("fetch_pins", default=None)
 
@@ -87,20 +84,7 @@ def new_client(*, verify: ssl.SSLContext | bool = True) -> httpx.Client:
 
 def http_client(ctx: AppContext) -> httpx.Client:
     """This process's client for user-named URLs (see ``new_client``)."""
-    found: httpx.Client | None = ctx.extras.get(CLIENT)
-    if found is None:
-        with _lock:
-            found = ctx.extras.get(CLIENT)
-            if found is None:
-                found = ctx.extras[CLIENT] = new_client()
-    return found
-
-
-def close_client(ctx: AppContext) -> None:
-    """Close this process's URL client, if one was opened."""
-    found = ctx.extras.pop(CLIENT, None)
-    if found is not None:
-        found.close()
+    return ctx.http.get()
 
 
 def fetch(ctx: AppContext, url: str) -> Fetched:

@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 MODEL_MODULES = [
     "modelyard.auth",
     "modelyard.registry.models",
-    "modelyard.durable",
+    "modelyard.durable.workers",
     "modelyard.jobs.models",
     "modelyard.pipelines.models",
 ]

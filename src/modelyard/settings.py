@@ -182,11 +182,7 @@ class Settings(BaseSettings):
         return self
 
     def resolved_database_url(self) -> str:
-        """The database URL, defaulting to the SQLite file in the data dir."""
-        if self.database_url:
-            return self.database_url
-        return f"sqlite:///{(self.data_dir / 'modelyard.db').resolve()}"
+        """The database URL, defaulting to the SQLite file in the data dir (see ``db.database_url``)."""
+        from modelyard.db import database_url
 
-    def is_sqlite(self) -> bool:
-        """Whether the metadata database is SQLite."""
-        return self.resolved_database_url().startswith("sqlite")
+        return database_url(self)

@@ -15,10 +15,9 @@ from sqlalchemy import func, select
 
 from modelyard.app import build_context
 from modelyard.context import AppContext
-from modelyard.durable import Worker, close_clients, dispatcher
+from modelyard.durable import Worker, WorkState
 from modelyard.pipelines import service, submission
 from modelyard.pipelines.models import Event, EventState, StageRun, StageState
-from modelyard.pipelines.run.runner import close
 from modelyard.pipelines.schemas import EventCreate
 from modelyard.settings import Settings
 from tests.crash.workers import WorkerProcess, eventually
@@ -47,10 +46,7 @@ def crash_ctx(tmp_path: Path, database_url: str) -> Iterator[AppContext]:
     )
     ctx = build_context(settings)
     yield ctx
-    close(ctx)
-    close_clients(ctx)
-    ctx.inference.close()
-    ctx.engine.dispose()
+    ctx.close()
 
 
 def worker(ctx: AppContext, executor_id: str) -> WorkerProcess:
@@ -92,7 +88,7 @@ def test_killed_worker_loses_nothing_and_writes_nothing_twice(crash_ctx: AppCont
         in_flight = {(r.event_id, r.stage) for r in running}
         batches = sorted({r.batch_id for r in running if r.batch_id})
     assert in_flight, "nothing was running when the worker was killed"
-    pending = [b for b, s in dispatcher(ctx).statuses(batches).items() if s == "PENDING"]
+    pending = [b for b, s in ctx.dispatcher.get().statuses(batches).items() if s == WorkState.RUNNING]
     second = worker(ctx, "crash-w2")
     try:
 

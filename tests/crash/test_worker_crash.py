@@ -14,12 +14,15 @@ from sqlalchemy import select
 
 from modelyard.app import build_context
 from modelyard.context import AppContext
-from modelyard.durable import close_clients, dispatcher
-from modelyard.jobs import queues, schedules, service, submission
+from modelyard.jobs import service, submission
 from modelyard.jobs.models import Job, JobChunk
-from modelyard.jobs.schemas import JobCreate, JobOptions, ScheduleCreate, WorkerPublic
+from modelyard.jobs.schemas import JobCreate, JobOptions
+from modelyard.ops import queues
+from modelyard.ops.schemas import WorkerPublic
 from modelyard.registry import service as registry
 from modelyard.registry.schemas import ModelCreate
+from modelyard.schedules import service as schedules
+from modelyard.schedules.schemas import ScheduleCreate
 from modelyard.settings import Settings
 from tests.crash.workers import WorkerProcess, eventually, slow_model
 
@@ -50,9 +53,7 @@ def ctx(tmp_path: Path, database_url: str) -> Iterator[AppContext]:
     np.save(tmp_path / "in.npy", np.random.default_rng(0).normal(size=(ROWS, 20)).astype(np.float32))
     context.storage.put_file("in/rows.npy", tmp_path / "in.npy")
     yield context
-    close_clients(context)
-    context.inference.close()
-    context.engine.dispose()
+    context.close()
 
 
 @pytest.fixture
@@ -172,7 +173,7 @@ def test_a_schedule_fires_once_per_slot_with_two_workers(
     schedules.set_paused(ctx, "each-second", True)
     slots = [j.options["schedule"] for j in jobs]
     assert len(slots) == len(set(slots))
-    runs = dispatcher(ctx).client.list_workflows(  # type: ignore[attr-defined]
+    runs = ctx.dispatcher.get().client.list_workflows(  # type: ignore[attr-defined]
         name=schedules.FIRE_WORKFLOW, load_input=False, load_output=False
     )
     ids = [r.workflow_id for r in runs]

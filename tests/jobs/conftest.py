@@ -13,8 +13,8 @@ import pytest
 
 from modelyard.app import build_context
 from modelyard.context import AppContext
-from modelyard.durable import close_clients
-from modelyard.jobs import runner, service
+from modelyard.durable import WorkState
+from modelyard.jobs import dispatch, runner, service
 from modelyard.jobs.models import Job
 from modelyard.registry import service as registry
 from modelyard.registry.schemas import ModelCreate
@@ -46,8 +46,8 @@ class FakeDispatcher:
     def forget(self, workflow_id_prefix: str) -> None:
         self.forgotten.append(workflow_id_prefix)
 
-    def statuses(self, workflow_ids: list[str]) -> dict[str, str]:
-        return {w: "ENQUEUED" for w in workflow_ids if w in self.ids()}
+    def statuses(self, workflow_ids: list[str]) -> dict[str, WorkState]:
+        return {w: WorkState.WAITING for w in workflow_ids if w in self.ids()}
 
     def create_schedule(
         self, name: str, workflow: str, cron: str, context: dict[str, Any], timezone: str | None
@@ -73,6 +73,9 @@ class FakeDispatcher:
 
     def set_schedule_paused(self, name: str, paused: bool) -> None:
         self.schedules[name]["status"] = "PAUSED" if paused else "ACTIVE"
+
+    def close(self) -> None:
+        pass
 
 
 def register_churn(ctx: AppContext, onnx_file: Path, columns: list[str] | None = COLUMNS) -> None:
@@ -100,16 +103,25 @@ def job_settings(settings: Settings) -> Settings:
 def ctx(job_settings: Settings, model_dir: Path) -> Iterator[AppContext]:
     """A context with ``churn`` registered and a fake dispatcher."""
     context = build_context(job_settings)
-    context.extras["dispatcher"] = FakeDispatcher()
+    context.dispatcher.set(FakeDispatcher())
     register_churn(context, model_dir / "logreg.onnx")
     yield context
-    close_clients(context)
-    context.inference.close()
-    context.engine.dispose()
+    context.close()
+
+
+def claim_jobs(ctx: AppContext, size: int) -> tuple[str, list[str]] | None:
+    """Claim up to ``size`` queued jobs as one batch: (batch id, job ids), or None."""
+    found = dispatch.JOBS.claim_batch(ctx, size)
+    return (found.claim_id, [k[0] for k in found.keys]) if found is not None else None
+
+
+def claim_chunks(ctx: AppContext, limit: int) -> list[tuple[str, str, int]]:
+    """Claim up to ``limit`` waiting chunks, one claim each: (claim id, job id, index)."""
+    return [(c.claim_id, *c.keys[0]) for c in dispatch.CHUNKS.claim_rows(ctx, limit)]
 
 
 def fake(ctx: AppContext) -> FakeDispatcher:
-    found = ctx.extras["dispatcher"]
+    found = ctx.dispatcher.get()
     assert isinstance(found, FakeDispatcher)
     return found
 

@@ -11,9 +11,9 @@ import pytest
 
 from modelyard.context import AppContext
 from modelyard.errors import InvalidInput, ModelNotFound, NotFound, PayloadTooLarge
-from modelyard.jobs import dispatch, service, submission
+from modelyard.jobs import service, submission
 from modelyard.jobs.schemas import JobCreate, JobOptions
-from tests.jobs.conftest import COLUMNS, fake, features, jobs_in_db, run_job, stored, write_csv
+from tests.jobs.conftest import COLUMNS, claim_jobs, fake, features, jobs_in_db, run_job, stored, write_csv
 
 
 def test_inline_rows_are_stored_and_the_job_queued_as_a_row(ctx: AppContext) -> None:
@@ -25,7 +25,7 @@ def test_inline_rows_are_stored_and_the_job_queued_as_a_row(ctx: AppContext) -> 
     assert np.load(io.BytesIO(job.input_inline or b"")).tolist() == features(2).tolist()
     assert service.job_public(job).input.uri is None
     assert fake(ctx).enqueued == []  # the row is the queue entry: a worker's dispatcher claims it
-    claimed = dispatch.claim(ctx, 10)
+    claimed = claim_jobs(ctx, 10)
     assert claimed is not None and claimed[1] == [job.id]
     assert run_job(ctx, job.id).rows_done == 2
 

@@ -12,10 +12,13 @@ from dbos import DBOS
 
 from modelyard.app import build_context
 from modelyard.context import AppContext
-from modelyard.durable import Durable, close_clients, dispatcher
-from modelyard.jobs import queues, schedules, service, submission
+from modelyard.durable import Durable
+from modelyard.jobs import dispatch, service, submission
 from modelyard.jobs.models import Job, JobChunk
-from modelyard.jobs.schemas import JobCreate, ScheduleCreate
+from modelyard.jobs.schemas import JobCreate
+from modelyard.ops import queues
+from modelyard.schedules import service as schedules
+from modelyard.schedules.schemas import ScheduleCreate
 from modelyard.settings import Settings
 from tests.jobs.conftest import features, register_churn
 
@@ -42,10 +45,7 @@ def live(job_settings: Settings, model_dir: Path) -> Iterator[AppContext]:
     durable = Durable(ctx, executor_id="test-worker")
     durable.launch()
     yield ctx
-    durable.shutdown()
-    close_clients(ctx)
-    ctx.inference.close()
-    ctx.engine.dispose()
+    ctx.close()
 
 
 def _succeeded(workflow_id: str) -> Any:
@@ -117,7 +117,7 @@ def test_a_chunk_failing_every_attempt_is_a_dead_letter_that_can_be_resubmitted(
     assert "OSError: disk on fire" in (letters[0].traceback or "")
     # the queue page counts the job failed
     page = queues.snapshot(live)
-    jobs_queue = next(q for q in page.queues if q.name == service.JOB_QUEUE)
+    jobs_queue = next(q for q in page.queues if q.name == dispatch.JOB_QUEUE)
     assert (jobs_queue.failed_last_hour, jobs_queue.length, jobs_queue.running) == (1, 0, 0)
     assert page.dead_letters == 1
     monkeypatch.setattr(live.inference, "predict_sync", real)
@@ -169,4 +169,4 @@ def test_a_schedule_fires_once_per_slot(live: AppContext, tmp_path: Path) -> Non
     assert all(s.startswith("every-second@") for s in slots)
     assert schedules.get(ctx, "every-second").paused
     schedules.delete(ctx, "every-second")
-    assert dispatcher(ctx).get_schedule("every-second") is None
+    assert ctx.dispatcher.get().get_schedule("every-second") is None

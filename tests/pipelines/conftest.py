@@ -13,11 +13,10 @@ import yaml
 
 from modelyard.app import build_context
 from modelyard.context import AppContext
-from modelyard.durable import close_clients
+from modelyard.durable import ClaimLoop
 from modelyard.pipelines import service, submission
-from modelyard.pipelines.dispatch import StageDispatcher
+from modelyard.pipelines.dispatch import STAGE_RUNS
 from modelyard.pipelines.models import Event, StageRun
-from modelyard.pipelines.run.runner import close
 from modelyard.pipelines.schemas import EventCreate
 from modelyard.registry import service as registry
 from modelyard.registry.schemas import ModelCreate
@@ -35,10 +34,19 @@ def pipeline_settings(private_settings: Settings) -> Settings:
 def ctx(pipeline_settings: Settings) -> Iterator[AppContext]:
     context = build_context(pipeline_settings)
     yield context
-    close(context)
-    close_clients(context)
-    context.inference.close()
-    context.engine.dispose()
+    context.close()
+
+
+def stage_loop(ctx: AppContext, start: Any) -> ClaimLoop:
+    """A worker's loop over the stage runs queue, starting batches with ``start(batch_id)``."""
+    return ClaimLoop(ctx, STAGE_RUNS, start, parallel_starts=False)
+
+
+def claim(ctx: AppContext, pipeline_id: str, stage: str, size: int) -> tuple[str, int] | None:
+    """Claim up to ``size`` ready runs of one stage as a batch: (batch id, runs), or None."""
+    where = (StageRun.pipeline_id == pipeline_id, StageRun.stage == stage)
+    found = STAGE_RUNS.claim_batch(ctx, size, where)
+    return (found.claim_id, found.count) if found is not None else None
 
 
 def drain(ctx: AppContext, *, rounds: int = 1000) -> int:
@@ -48,7 +56,7 @@ def drain(ctx: AppContext, *, rounds: int = 1000) -> int:
     def start(batch_id: str) -> None:
         run_batch(ctx, batch_id)
 
-    dispatcher = StageDispatcher(ctx, start)
+    dispatcher = stage_loop(ctx, start)
     total = 0
     for _ in range(rounds):
         started = dispatcher.dispatch_once()

@@ -10,11 +10,12 @@ from typing import Any
 import pytest
 
 from modelyard.context import AppContext
+from modelyard.durable import ClaimLoop, WorkState
 from modelyard.pipelines import dispatch
 from modelyard.pipelines.models import Event, EventState, StageState
 from modelyard.pipelines.run import runner, settle
 from modelyard.storage import MemoryStorage, ObjectInfo
-from tests.pipelines.conftest import apply_yaml, drain, event, runs, submit, write_images
+from tests.pipelines.conftest import apply_yaml, claim, drain, event, runs, stage_loop, submit, write_images
 
 PARALLEL = """
 name: parallel
@@ -26,16 +27,15 @@ stages:
 """
 
 
-def run_threaded(ctx: AppContext, done: Any, timeout: float = 30.0) -> dispatch.StageDispatcher:
+def run_threaded(ctx: AppContext, done: Any, timeout: float = 30.0) -> ClaimLoop:
     pool = ThreadPoolExecutor(8)
 
     def start(batch_id: str) -> Future[Any]:
         return pool.submit(runner.run_batch, ctx, batch_id)
 
-    dispatcher = dispatch.StageDispatcher(ctx, start)
-    ctx.extras["pipelines.dispatcher"] = dispatcher
+    dispatcher = stage_loop(ctx, start)
     stop = threading.Event()
-    thread = threading.Thread(target=dispatcher.run, args=(stop,), daemon=True)
+    thread = threading.Thread(target=dispatcher.serve, args=(stop,), daemon=True)
     thread.start()
     deadline = time.monotonic() + timeout
     try:
@@ -46,7 +46,6 @@ def run_threaded(ctx: AppContext, done: Any, timeout: float = 30.0) -> dispatch.
         stop.set()
         thread.join(5)
         pool.shutdown()
-        ctx.extras.pop("pipelines.dispatcher", None)
     return dispatcher
 
 
@@ -88,10 +87,10 @@ def test_a_claim_counts_what_it_took_and_an_empty_one_is_none(ctx: AppContext) -
     paths = write_images(ctx.settings.data_dir / "in", 3)
     ids = submit(ctx, "parallel", *[(p.stem, str(p)) for p in paths])
     pipeline_id = runs(ctx, ids[0])["raw"].pipeline_id
-    first = dispatch.claim(ctx, pipeline_id, "raw", 2)
-    second = dispatch.claim(ctx, pipeline_id, "raw", 2)
+    first = claim(ctx, pipeline_id, "raw", 2)
+    second = claim(ctx, pipeline_id, "raw", 2)
     assert first is not None and second is not None and (first[1], second[1]) == (2, 1)
-    assert dispatch.claim(ctx, pipeline_id, "raw", 2) is None  # nothing ready: no empty batch
+    assert claim(ctx, pipeline_id, "raw", 2) is None  # nothing ready: no empty batch
     assert [runner.run_batch(ctx, b[0])["runs"] for b in (first, second)] == [2, 1]
     drain(ctx)
     assert all(event(ctx, e).state == EventState.COMPLETE for e in ids)
@@ -101,11 +100,13 @@ def test_stale_claims_are_made_ready_again(ctx: AppContext) -> None:
     apply_yaml(ctx, PARALLEL)
     [path] = write_images(ctx.settings.data_dir / "in", 1)
     [eid] = submit(ctx, "parallel", ("e", str(path)))
-    claimed = dispatch.claim(ctx, runs(ctx, eid)["raw"].pipeline_id, "raw", 10)
+    claimed = claim(ctx, runs(ctx, eid)["raw"].pipeline_id, "raw", 10)
     assert claimed is not None
     assert runs(ctx, eid)["raw"].state == StageState.RUNNING
-    assert dispatch.sweep(ctx, lambda ids: {i: "PENDING" for i in ids}) == 0  # still running somewhere
-    assert dispatch.sweep(ctx, lambda ids: {}) == 1  # the workflow never started
+    assert (
+        dispatch.STAGE_RUNS.sweep(ctx, lambda ids: {i: WorkState.RUNNING for i in ids}) == 0
+    )  # still running somewhere
+    assert dispatch.STAGE_RUNS.sweep(ctx, lambda ids: {}) == 1  # the workflow never started
     assert runs(ctx, eid)["raw"].state == StageState.READY
     drain(ctx)
     assert event(ctx, eid).state == EventState.COMPLETE
@@ -151,10 +152,10 @@ def test_a_batch_repeated_after_a_crash_writes_nothing_twice(
     paths = write_images(ctx.settings.data_dir / "in", 3)
     ids = submit(ctx, "once", *[(p.stem, str(p)) for p in paths])
     pipeline_id = runs(ctx, ids[0])["a"].pipeline_id
-    fetch = dispatch.claim(ctx, pipeline_id, "raw", 10)
+    fetch = claim(ctx, pipeline_id, "raw", 10)
     assert fetch is not None
     runner.run_batch(ctx, fetch[0])
-    claimed = dispatch.claim(ctx, pipeline_id, "a", 10)
+    claimed = claim(ctx, pipeline_id, "a", 10)
     assert claimed is not None
     real_settle = settle.settle
     monkeypatch.setattr(settle, "settle", lambda *a: (_ for _ in ()).throw(SystemExit("killed")))

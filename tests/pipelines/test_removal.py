@@ -15,7 +15,7 @@ from modelyard.pipelines.run import removal, runner
 from modelyard.pipelines.stages import Item, Outcome, StageEnv, outputs
 from modelyard.storage import Storage
 from tests.imageserver import ImageServer
-from tests.pipelines.conftest import apply_yaml, drain, event, runs, submit, write_images
+from tests.pipelines.conftest import apply_yaml, claim, drain, event, runs, stage_loop, submit, write_images
 
 SPEC = """
 name: {name}
@@ -202,13 +202,12 @@ def test_a_delete_racing_archival_leaves_no_archived_object_behind(ctx: AppConte
 
 
 def test_a_batch_that_claimed_a_deleted_events_run_still_runs_the_others(ctx: AppContext) -> None:
-    from modelyard.pipelines import dispatch
 
     apply_yaml(ctx, SPEC.format(name="p"))
     paths = write_images(ctx.settings.data_dir / "in", 2)
     doomed, kept = submit(ctx, "p", ("doomed", str(paths[0])), ("kept", str(paths[1])))
     pipeline_id = runs(ctx, doomed)["raw"].pipeline_id
-    claimed = dispatch.claim(ctx, pipeline_id, "raw", 10)
+    claimed = claim(ctx, pipeline_id, "raw", 10)
     assert claimed is not None
     removal.delete_event(ctx, doomed, force=True)  # its raw run is claimed by a batch not yet run
     runner.run_batch(ctx, claimed[0])
@@ -254,4 +253,4 @@ def test_the_dispatcher_skips_ready_runs_of_a_pipeline_deleted_meanwhile(
     assert stale == [(runs(ctx, eid)["raw"].pipeline_id, "raw", 1)]
     removal.delete_pipeline(ctx, "p", force=True)
     monkeypatch.setattr(dispatch, "ready_groups", lambda _ctx: stale)
-    assert dispatch.StageDispatcher(ctx, lambda _batch: None).dispatch_once() == 0
+    assert stage_loop(ctx, lambda _batch: None).dispatch_once() == 0

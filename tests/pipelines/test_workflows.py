@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from modelyard.context import AppContext
-from modelyard.durable import Durable, dispatcher
+from modelyard.durable import Durable, WorkState
 from modelyard.pipelines.models import EventState
 from tests.pipelines.conftest import apply_yaml, event, runs, submit, write_images
 
@@ -44,8 +44,8 @@ def test_events_flow_through_durable_batches(ctx: AppContext, worker: Durable) -
     batches = {r.batch_id for e in ids for r in runs(ctx, e).values()}
     ids = [b for b in batches if b]
     wait_for(
-        lambda: set(dispatcher(ctx).statuses(ids).values()) == {"SUCCESS"}
+        lambda: set(ctx.dispatcher.get().statuses(ids).values()) == {WorkState.SUCCEEDED}
     )  # the step returns after settling
-    statuses = dispatcher(ctx).statuses(ids)
+    statuses = ctx.dispatcher.get().statuses(ids)
     assert len(statuses) == len(batches) < 4 * len(ids)  # batches, not one workflow per stage run
-    assert ctx.extras["pipelines.dispatcher"].started >= 4
+    assert ctx.claim_loops["pipelines"].started >= 4

@@ -69,7 +69,7 @@ def worker(
     import threading
 
     from modelyard.app import build_context
-    from modelyard.durable import Durable, close_clients
+    from modelyard.durable import Durable
     from modelyard.logs import setup_logging
 
     settings = load_settings()
@@ -85,10 +85,7 @@ def worker(
     durable.launch()
     err.print(f"worker {durable.executor_id} running ({', '.join(names or ['all queues'])}); Ctrl-C stops it")
     stop.wait()
-    durable.shutdown()
-    close_clients(ctx)
-    ctx.inference.close()
-    ctx.engine.dispose()
+    ctx.close()
 
 
 def queues(url: UrlOpt = None, api_key: KeyOpt = None) -> None:

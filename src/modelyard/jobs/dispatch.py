@@ -1,222 +1,112 @@
-"""Queued jobs and chunks are claimed by every worker's dispatchers (see ``claims``).
+"""The two claimed queues of jobs (``durable.ClaimedQueue`` declarations; see ``durable.queue``).
 
 ``jobs``: a job waits as a row (``state = 'queued'``, no ``batch_id``); submitting writes that row and
 nothing else, so an API replica needs no worker and no enqueue can be lost between two databases. Jobs
 are claimed oldest first, ``job_claim_batch`` to a batch, at most ``job_queue_concurrency`` batches in
 flight per worker; one durable workflow per batch plans its jobs (and runs a small job's only chunk).
 
-``jobs.chunks``: the chunks of bigger jobs wait as rows too, and every worker claims them one at a time up
-to its own ``worker_concurrency`` (``modelyard worker --concurrency``), each run by one durable workflow.
-A lone chunk is claimed by its job's batch when it is planned, so nobody else takes it.
+``jobs.chunks``: the chunks of bigger jobs wait as rows too, and every worker claims them one per claim
+up to its own ``worker_concurrency`` (``modelyard worker --concurrency``), each run by one durable
+workflow. A lone chunk is claimed by its job's batch when it is planned, so nobody else takes it.
 """
 
 from __future__ import annotations
 
-import logging
-from functools import partial
+from typing import Any
 
-from sqlalchemy import ColumnElement, select, update
+from sqlalchemy import Select
 
-from modelyard.claims import Claim, ClaimLoop, Starter, StatusLookup, sweep_stale
 from modelyard.context import AppContext
-from modelyard.db import new_id, utcnow
+from modelyard.durable import Claimed, ClaimedQueue, Monitor, wake
 from modelyard.jobs.models import ChunkState, Job, JobChunk, JobState
 
-log = logging.getLogger("modelyard.jobs")
-LOCAL, LOCAL_CHUNKS = "jobs.dispatcher", "jobs.chunk_dispatcher"
+# the two claim loops of a worker: queued jobs, and waiting chunks of bigger jobs
+JOB_QUEUE, CHUNK_QUEUE = "jobs", "jobs.chunks"
 
 
-def claim(ctx: AppContext, size: int) -> tuple[str, list[str]] | None:
-    """Claim up to ``size`` waiting jobs, oldest first, as a new batch; (batch id, job ids) or None."""
-    batch_id, now = new_id(), utcnow()
-    ids = (
-        select(Job.id)
-        .where(Job.state == JobState.QUEUED, Job.batch_id.is_(None))
-        .order_by(Job.created_at, Job.id)
-        .limit(size)
-        .with_for_update(skip_locked=True)
-        # materialised, so PostgreSQL runs the locking LIMIT query once
-        .cte("claim")
-        .prefix_with("MATERIALIZED", dialect="postgresql")
-    )
-    with ctx.uow() as session:
-        session.execute(
-            update(Job)
-            .where(Job.id.in_(select(ids.c.id)), Job.state == JobState.QUEUED, Job.batch_id.is_(None))
-            .values(batch_id=batch_id, claimed_at=now)
-            .execution_options(synchronize_session=False)
-        )
-        jobs = list(session.scalars(select(Job.id).where(Job.batch_id == batch_id).order_by(Job.created_at)))
-    return (batch_id, jobs) if jobs else None
+def _unclaimed_job() -> tuple[Any, ...]:
+    return (Job.state == JobState.QUEUED, Job.batch_id.is_(None))
 
 
-def waiting(ctx: AppContext) -> bool:
-    """Whether any job waits to be claimed."""
-    with ctx.uow() as session:
-        found = session.scalar(
-            select(Job.id).where(Job.state == JobState.QUEUED, Job.batch_id.is_(None)).limit(1)
-        )
-    return found is not None
-
-
-def _release(ctx: AppContext, model: type[Job] | type[JobChunk], waiting: str, claim_ids: list[str]) -> int:
-    """Clear these claims from the rows of ``model`` still in state ``waiting``; how many rows."""
-    if not claim_ids:
-        return 0
-    with ctx.uow() as session:
-        return int(
-            session.execute(  # type: ignore[attr-defined]
-                update(model)
-                .where(model.batch_id.in_(claim_ids), model.state == waiting)
-                .values(batch_id=None, claimed_at=None)
-                .execution_options(synchronize_session=False)
-            ).rowcount
-        )
-
-
-def unclaim(ctx: AppContext, batch_ids: list[str]) -> int:
-    """Make the still-queued jobs of these batches wait again."""
-    return _release(ctx, Job, JobState.QUEUED, batch_ids)
-
-
-def sweep(ctx: AppContext, status: StatusLookup) -> int:
-    """Queue again the jobs of batches claimed long ago whose workflow never started or has ended."""
-    waiting, timeout = Job.state == JobState.QUEUED, ctx.settings.job_claim_timeout_seconds
-    return sweep_stale(
-        ctx, Job.batch_id, Job.claimed_at, waiting, timeout, status, partial(unclaim, ctx), "jobs"
-    )
-
-
-class JobDispatcher(ClaimLoop):
-    """Claims batches of queued jobs for this worker."""
-
-    what = "jobs"
-
-    def __init__(self, ctx: AppContext, starter: Starter):
-        super().__init__(
-            starter, slots=ctx.settings.job_queue_concurrency, poll_seconds=ctx.settings.job_poll_seconds
-        )
-        self.ctx = ctx
-
-    def claim(self, free: int) -> list[Claim]:
-        """See ``ClaimLoop.claim``."""
-        if not waiting(self.ctx):  # a read, so an idle worker's polls never take SQLite's write lock
-            return []
-        batches: list[Claim] = []
-        for _ in range(free):
-            found = claim(self.ctx, self.ctx.settings.job_claim_batch)
-            if found is None:
-                break
-            batches.append((found[0], (found[1],)))
-        return batches
-
-    def unclaim(self, batch_ids: list[str]) -> None:
-        """See ``ClaimLoop.unclaim``."""
-        unclaim(self.ctx, batch_ids)
-
-
-def wake_local(ctx: AppContext) -> None:
-    """Nudge this process's dispatcher (if it runs one) so a job just queued here starts at once."""
-    found = ctx.extras.get(LOCAL)
-    if isinstance(found, JobDispatcher):
-        found.wake()
-
-
-def local_chunks(ctx: AppContext) -> ChunkDispatcher | None:
-    """This process's chunk dispatcher, if it runs one."""
-    found = ctx.extras.get(LOCAL_CHUNKS)
-    return found if isinstance(found, ChunkDispatcher) else None
-
-
-def wake_chunks(ctx: AppContext) -> None:
-    """Nudge this process's chunk dispatcher (if it runs one): chunks were just queued here."""
-    found = local_chunks(ctx)
-    if found is not None:
-        found.wake()
-
-
-# ---------------------------------------------------------------- chunks
-
-
-def _open_chunks() -> tuple[ColumnElement[bool], ...]:
+def _unclaimed_chunk() -> tuple[Any, ...]:
     return (JobChunk.state == ChunkState.QUEUED, JobChunk.batch_id.is_(None))
 
 
-def chunks_waiting(ctx: AppContext) -> bool:
-    """Whether any chunk waits to be claimed."""
-    with ctx.uow() as session:
-        found = session.scalar(select(JobChunk.job_id).where(*_open_chunks()).limit(1))
-    return found is not None
+def _of_running_jobs(query: Select[Any]) -> Select[Any]:
+    return query.join(Job, Job.id == JobChunk.job_id).where(Job.state == JobState.RUNNING)
 
 
-def claim_chunks(ctx: AppContext, size: int) -> list[tuple[str, str, int]]:
-    """Claim up to ``size`` waiting chunks of running jobs, oldest first: (claim id, job id, index) each.
-    Each claim is a guarded UPDATE, so of two workers that saw the same chunk only one gets it."""
-    with ctx.uow() as session:
-        found = session.execute(
-            select(JobChunk.job_id, JobChunk.index)
-            .join(Job, Job.id == JobChunk.job_id)
-            .where(*_open_chunks(), Job.state == JobState.RUNNING)
-            .order_by(JobChunk.queued_at, JobChunk.job_id, JobChunk.index)
-            .limit(size)
-        ).all()
-    if not found:
-        return []
-    claimed, now = [], utcnow()
-    with ctx.uow() as session:
-        for job_id, index in found:
-            claim_id = new_id()
-            won = session.execute(  # type: ignore[attr-defined]
-                update(JobChunk)
-                .where(JobChunk.job_id == job_id, JobChunk.index == index, *_open_chunks())
-                .values(batch_id=claim_id, claimed_at=now)
-                .execution_options(synchronize_session=False)
-            ).rowcount
-            if won:
-                claimed.append((claim_id, str(job_id), int(index)))
-    return claimed
+def _cleared() -> dict[str, Any]:
+    return {"claimed_at": None}
 
 
-def unclaim_chunks(ctx: AppContext, claim_ids: list[str]) -> int:
-    """Make the still-waiting chunks of these claims waiting for anyone again."""
-    return _release(ctx, JobChunk, ChunkState.QUEUED, claim_ids)
+JOBS = ClaimedQueue(
+    name=JOB_QUEUE,
+    model=Job,
+    key=(Job.id,),
+    claim_id=Job.batch_id,
+    claimed_at=Job.claimed_at,
+    waiting=_unclaimed_job,
+    claimed=lambda: (Job.state == JobState.QUEUED,),
+    order_by=(Job.created_at, Job.id),
+    args=lambda c: ([k[0] for k in c.keys],),
+    batch_size=lambda s: s.job_claim_batch,
+    slots=lambda s: s.job_queue_concurrency,
+    poll_seconds=lambda s: s.job_poll_seconds,
+    claim_timeout=lambda s: s.job_claim_timeout_seconds,
+    on_release=_cleared,
+    monitor=Monitor(
+        state=Job.state,
+        waiting_since=Job.created_at,
+        finished_at=Job.finished_at,
+        waiting=JobState.QUEUED,
+        running=JobState.RUNNING,
+        succeeded=(JobState.SUCCEEDED,),
+        failed=(JobState.FAILED,),
+    ),
+)
 
 
-def sweep_chunks(ctx: AppContext, status: StatusLookup) -> int:
-    """Free the waiting chunks of claims made long ago whose workflow never started or has ended."""
-    waiting, timeout = JobChunk.state == ChunkState.QUEUED, ctx.settings.job_claim_timeout_seconds
-    return sweep_stale(
-        ctx,
-        JobChunk.batch_id,
-        JobChunk.claimed_at,
-        waiting,
-        timeout,
-        status,
-        partial(unclaim_chunks, ctx),
-        "jobs.chunks",
-    )
+def _chunk_args(claimed: Claimed) -> tuple[Any, ...]:
+    job_id, index = claimed.keys[0]
+    return (str(job_id), int(index))
 
 
-class ChunkDispatcher(ClaimLoop):
-    """Claims waiting chunks for this worker, up to its own concurrency."""
+CHUNKS = ClaimedQueue(
+    name=CHUNK_QUEUE,
+    model=JobChunk,
+    key=(JobChunk.job_id, JobChunk.index),
+    claim_id=JobChunk.batch_id,
+    claimed_at=JobChunk.claimed_at,
+    waiting=_unclaimed_chunk,
+    claimed=lambda: (JobChunk.state == ChunkState.QUEUED,),
+    order_by=(JobChunk.queued_at, JobChunk.job_id, JobChunk.index),
+    args=_chunk_args,
+    pass_claim_id=False,
+    slots=lambda s: s.worker_concurrency,
+    poll_seconds=lambda s: s.job_poll_seconds,
+    claim_timeout=lambda s: s.job_claim_timeout_seconds,
+    on_release=_cleared,
+    eligible=_of_running_jobs,
+    parallel_starts=True,
+    monitor=Monitor(
+        state=JobChunk.state,
+        waiting_since=JobChunk.queued_at,
+        finished_at=JobChunk.finished_at,
+        waiting=ChunkState.QUEUED,
+        running=ChunkState.RUNNING,
+        succeeded=(ChunkState.DONE,),
+        failed=(ChunkState.FAILED, ChunkState.DEAD),
+        dead=(ChunkState.DEAD,),
+    ),
+)
 
-    what = "jobs.chunks"
 
-    def __init__(self, ctx: AppContext, starter: Starter):
-        super().__init__(
-            starter,
-            slots=ctx.settings.worker_concurrency,
-            poll_seconds=ctx.settings.job_poll_seconds,
-            parallel_starts=True,
-        )
-        self.ctx = ctx
+def wake_local(ctx: AppContext) -> None:
+    """Nudge this process's job loop (if it runs one) so a job just queued here starts at once."""
+    wake(ctx, JOB_QUEUE)
 
-    def claim(self, free: int) -> list[Claim]:
-        """See ``ClaimLoop.claim``."""
-        if not chunks_waiting(self.ctx):
-            return []
-        return [(claim_id, (job_id, index)) for claim_id, job_id, index in claim_chunks(self.ctx, free)]
 
-    def unclaim(self, batch_ids: list[str]) -> None:
-        """See ``ClaimLoop.unclaim``."""
-        unclaim_chunks(self.ctx, batch_ids)
+def wake_chunks(ctx: AppContext) -> None:
+    """Nudge this process's chunk loop (if it runs one): chunks were just queued here."""
+    wake(ctx, CHUNK_QUEUE)

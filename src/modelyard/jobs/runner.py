@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import logging
 import shutil
-import threading
 import traceback
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, cast
 
 import pyarrow as pa
@@ -51,19 +49,9 @@ def _rowcount(result: Any) -> int:
     return cast(CursorResult[Any], result).rowcount
 
 
-_SQLITE_WRITERS = threading.Lock()
-
-
-@contextmanager
-def _txn(ctx: AppContext) -> Iterator[Session]:
-    """A unit of work. On SQLite this process's job steps take turns here: SQLite's own busy handler makes
-    a waiting writer sleep 1-100 ms per retry, which under a dozen worker threads costs more than the work."""
-    if ctx.settings.is_sqlite():
-        with _SQLITE_WRITERS, ctx.uow() as session:
-            yield session
-    else:
-        with ctx.uow() as session:
-            yield session
+def _txn(ctx: AppContext) -> AbstractContextManager[Session]:
+    """A unit of work on the database's writer path (on SQLite this process's job steps take turns)."""
+    return ctx.db.writer()
 
 
 def _write(session: Session, statement: Any) -> Any:

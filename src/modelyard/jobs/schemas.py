@@ -1,4 +1,4 @@
-"""What the jobs, queues and schedules APIs send and receive."""
+"""What the jobs API (and its dead letters) send and receive."""
 
 from __future__ import annotations
 
@@ -142,35 +142,6 @@ class ChunkList(BaseModel):
     items: list[ChunkPublic]
 
 
-class QueuePublic(BaseModel):
-    """One durable work queue."""
-
-    name: str
-    length: int = Field(description="Items waiting.")
-    running: int
-    completed_last_hour: int
-    failed_last_hour: int
-    oldest_waiting_seconds: float | None
-    throughput_per_second: float = Field(description="Items finished per second over the last 5 minutes.")
-
-
-class WorkerPublic(BaseModel):
-    """One worker process, its heartbeat, what it runs now, and whether its work was recovered."""
-
-    executor_id: str
-    host: str
-    pid: int
-    queues: list[str]
-    state: str = Field(description="alive, stopped, recovering (heartbeat expired) or recovered.")
-    started_at: datetime
-    heartbeat_at: datetime
-    heartbeat_age_seconds: float
-    current_work: list[str]
-    recovered_by: str | None
-    recovered_at: datetime | None
-    recovered_workflows: int
-
-
 class DeadLetter(BaseModel):
     """A chunk that failed every attempt: its error and traceback; re-submit it through the API."""
 
@@ -193,54 +164,3 @@ class DeadLetterList(BaseModel):
 
     items: list[DeadLetter]
     total: int
-
-
-class QueuesPublic(BaseModel):
-    """The queue page: queues, workers, and how many dead letters wait."""
-
-    queues: list[QueuePublic]
-    workers: list[WorkerPublic]
-    dead_letters: int
-
-
-class ScheduleCreate(BaseModel):
-    """A cron schedule that submits a registered job type with fixed parameters once per slot."""
-
-    name: str = Field(pattern=NAME_PATTERN, examples=["nightly-churn"])
-    cron: str = Field(
-        description="Cron expression, 5 fields (minute precision) or 6 (leading seconds field).",
-        examples=["0 2 * * *"],
-    )
-    job_type: str = Field("batch_predict", examples=["batch_predict"])
-    params: dict[str, Any] = Field(
-        default_factory=dict,
-        examples=[{"model": "churn", "uri": "batches/customers.parquet", "options": {"on_error": "skip"}}],
-    )
-    timezone: str | None = Field(None, description="IANA time zone of the cron expression (UTC if empty).")
-
-
-class SchedulePublic(BaseModel):
-    """A schedule and when it fires."""
-
-    name: str
-    cron: str
-    job_type: str
-    params: dict[str, Any]
-    timezone: str | None
-    paused: bool
-    last_fired_at: datetime | None
-    next_fire_at: datetime | None
-
-
-class ScheduleList(BaseModel):
-    """Every schedule."""
-
-    items: list[SchedulePublic]
-
-
-class JobTypePublic(BaseModel):
-    """A job type schedules can submit, with the JSON schema of its parameters."""
-
-    name: str
-    description: str
-    params_schema: dict[str, Any]

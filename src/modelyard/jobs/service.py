@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, overload
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -17,7 +17,7 @@ from sqlalchemy import Row, func, select, update
 from sqlalchemy import delete as sa_delete
 from sqlalchemy.orm import Session
 
-from modelyard.db import utcnow
+from modelyard.db import aware, utcnow
 from modelyard.errors import BadRequest, Conflict, JobNotFound
 from modelyard.jobs.dispatch import wake_chunks, wake_local
 from modelyard.jobs.models import ChunkState, Job, JobChunk, JobState
@@ -34,20 +34,7 @@ if TYPE_CHECKING:
     from modelyard.context import AppContext
 
 JOB_WORKFLOW, CHUNK_WORKFLOW = "jobs.run_jobs", "jobs.run_chunk"
-# the two dispatcher loops of a worker (``jobs.dispatch``): queued jobs, and waiting chunks of bigger jobs
-JOB_QUEUE, CHUNK_QUEUE = "jobs", "jobs.chunks"
 API = "/api/v1/jobs"
-
-
-@overload
-def aware(value: datetime) -> datetime: ...
-@overload
-def aware(value: None) -> None: ...
-def aware(value: datetime | None) -> datetime | None:
-    """A timestamp read back from the database as UTC-aware (SQLite returns naive ones)."""
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
 
 
 def output_key(job_id: str, index: int) -> str:

@@ -1,32 +1,28 @@
 """Durable workflows of jobs (DBOS), each under an explicit, stable name.
 
-``jobs.run_jobs`` takes one batch of queued jobs claimed by a worker's dispatcher (see ``jobs.dispatch``;
-the batch id is the workflow id): one step plans every job of the batch and runs a small job's single
-chunk on the spot; a bigger job's chunks wait as rows that every worker's chunk dispatcher claims, each
-run by one ``jobs.run_chunk`` (its claim id is the workflow id). The last chunk to stop settles the job,
-so no workflow sits waiting on others. A step that fails for a reason worth retrying is retried with doubling
-waits (durable sleeps) up to the job's attempt limit, then recorded as a dead letter.
-``jobs.fire_schedule`` is what cron schedules start.
+``jobs.run_jobs`` takes one batch of queued jobs claimed by a worker's claim loop (the ``jobs`` queue
+of ``jobs.dispatch``; the batch id is the workflow id): one step plans every job of the batch and runs a
+small job's single chunk on the spot; a bigger job's chunks wait as rows of the ``jobs.chunks`` queue
+that every worker claims, each run by one ``jobs.run_chunk`` (its claim id is the workflow id). The last
+chunk to stop settles the job, so no workflow sits waiting on others. A step that fails for a reason
+worth retrying is retried with doubling waits (durable sleeps) up to the job's attempt limit, then
+recorded as a dead letter.
 
-Bodies orchestrate; steps call ``runner``/``schedules``. Importing registers; nothing starts here.
+Bodies orchestrate; steps call ``runner``. Importing registers; nothing starts here.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
-from concurrent.futures import Future
-from datetime import datetime
 from functools import partial
 from typing import Any
 
 from dbos import DBOS
 
-from modelyard.context import AppContext
-from modelyard.durable import background, current, dispatcher, on_tick, start_claimed
-from modelyard.jobs import dispatch, runner, schedules, small
-from modelyard.jobs.service import CHUNK_QUEUE, CHUNK_WORKFLOW, JOB_QUEUE, JOB_WORKFLOW
+from modelyard.durable import current, runs
+from modelyard.jobs import dispatch, runner, small
+from modelyard.jobs.service import CHUNK_WORKFLOW, JOB_WORKFLOW
 
 log = logging.getLogger("modelyard.jobs")
 Outcome = dict[str, Any]
@@ -45,15 +41,15 @@ def _guard(fn: Callable[[], Outcome]) -> Outcome:
 
 
 def _executor_id() -> str | None:
-    durable = current().extras.get("durable")
-    return getattr(durable, "executor_id", None)
+    durable = current().durable
+    return durable.executor_id if durable is not None else None
 
 
 def _start(job_id: str) -> Outcome:
     ctx = current()
     # this worker's room for chunks: the planning transaction claims that many of the job's chunks,
     # which this worker's chunk dispatcher then starts at once; the rest wait as rows for any worker
-    chunks = dispatch.local_chunks(ctx)
+    chunks = ctx.claim_loops.get(dispatch.CHUNK_QUEUE)
     reserved = chunks.reserve(ctx.settings.worker_concurrency) if chunks is not None else 0
     plan: Outcome = {}
     try:
@@ -122,6 +118,7 @@ def _chunk(job_id: str, index: int) -> str:
     return str(outcome["status"])
 
 
+@runs(dispatch.CHUNKS)
 @DBOS.workflow(name=CHUNK_WORKFLOW)
 def run_chunk(job_id: str, index: int) -> str:
     """One chunk of a job, retried with backoff, dead-lettered after its last attempt."""
@@ -135,6 +132,7 @@ def _gave_up(job_id: str, outcome: Outcome) -> None:
         planning_dead_step(job_id, outcome["error"])
 
 
+@runs(dispatch.JOBS)
 @DBOS.workflow(name=JOB_WORKFLOW)
 def run_jobs(batch_id: str, job_ids: list[str]) -> dict[str, str]:
     """Plan a batch of jobs (the ids claimed into it, kept with the workflow's inputs): run each small
@@ -158,45 +156,3 @@ def run_jobs(batch_id: str, job_ids: list[str]) -> dict[str, str]:
             DBOS.sleep(wait)
         pending = retry
     return ended
-
-
-def start_batch(batch_id: str, job_ids: list[str]) -> Future[Any] | None:
-    """Start a batch's workflow in this process (the batch id is the workflow id)."""
-    return start_claimed(batch_id, run_jobs, batch_id, job_ids)
-
-
-def start_chunk(claim_id: str, job_id: str, index: int) -> Future[Any] | None:
-    """Start a claimed chunk's workflow in this process (the claim id is the workflow id)."""
-    return start_claimed(claim_id, run_chunk, job_id, index)
-
-
-@background(JOB_QUEUE)
-def dispatch_loop(ctx: AppContext, stop: threading.Event) -> None:
-    """Claim and start batches of queued jobs until the worker stops."""
-    dispatch.JobDispatcher(ctx, start_batch).serve(ctx, stop, dispatch.LOCAL)
-
-
-@background(CHUNK_QUEUE)
-def chunk_loop(ctx: AppContext, stop: threading.Event) -> None:
-    """Claim and start waiting chunks, up to this worker's concurrency, until the worker stops."""
-    dispatch.ChunkDispatcher(ctx, start_chunk).serve(ctx, stop, dispatch.LOCAL_CHUNKS)
-
-
-@DBOS.step(name="jobs.fire")
-def fire_step(slot: str, context: dict[str, Any]) -> str | None:
-    """Submit the scheduled job of one slot (idempotent per slot)."""
-    return schedules.fire(current(), context, slot)
-
-
-@DBOS.workflow(name=schedules.FIRE_WORKFLOW)
-def fire_schedule(scheduled_at: datetime, context: dict[str, Any]) -> str | None:
-    """What a cron schedule starts, once per slot."""
-    return fire_step(scheduled_at.isoformat(), context)
-
-
-@on_tick
-def sweep_claims(ctx: AppContext) -> None:
-    """Free jobs and chunks claimed for workflows that never started (their worker died first)."""
-    statuses = dispatcher(ctx).statuses
-    dispatch.sweep(ctx, statuses)
-    dispatch.sweep_chunks(ctx, statuses)

@@ -25,9 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from modelyard.db import Base, new_id, utcnow
-
-BigId = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements INTEGER PRIMARY KEY only
+from modelyard.db import Base, BigId, new_id, utcnow
 
 
 class EventState(StrEnum):

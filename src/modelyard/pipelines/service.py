@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from modelyard.context import AppContext
 from modelyard.db import utcnow
+from modelyard.durable.loop import wake as wake_loop
 from modelyard.errors import (
     ModelNotFound,
     PipelineNotFound,
@@ -34,7 +35,8 @@ from modelyard.pipelines.spec.parse import parse_spec
 from modelyard.registry import service as registry
 
 API = "/api/v1"
-SPECS = "pipelines.specs"
+# the name of the stage runs queue (``dispatch.STAGE_RUNS``)
+QUEUE = "pipelines"
 
 
 def defaults(ctx: AppContext) -> Limits:
@@ -45,7 +47,7 @@ def defaults(ctx: AppContext) -> Limits:
 
 def load_spec(ctx: AppContext, pipeline_id: str, version: int) -> tuple[str, PipelineSpec]:
     """The pipeline's name and the parsed spec of one version (versions are immutable: cached)."""
-    cache: dict[tuple[str, int], tuple[str, PipelineSpec]] = ctx.extras.setdefault(SPECS, {})
+    cache = ctx.specs
     hit = cache.get((pipeline_id, version))
     if hit is None:
         with ctx.uow() as session:
@@ -62,9 +64,7 @@ def load_spec(ctx: AppContext, pipeline_id: str, version: int) -> tuple[str, Pip
 
 def wake(ctx: AppContext) -> None:
     """Tell this process's dispatcher (if it runs one) that stage runs became ready."""
-    dispatcher = ctx.extras.get("pipelines.dispatcher")
-    if dispatcher is not None:
-        dispatcher.wake()
+    wake_loop(ctx, QUEUE)
 
 
 # -- pipelines ---------------------------------------------------------------------------------------

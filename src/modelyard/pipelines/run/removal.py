@@ -15,10 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import ColumnElement, delete, select, update
+from sqlalchemy import ColumnElement, delete, select
 from sqlalchemy.orm import Session
 
 from modelyard.context import AppContext
+from modelyard.db import Database
 from modelyard.errors import Conflict, EventNotFound, PipelineNotFound
 from modelyard.pipelines.models import (
     EVENT_TERMINAL,
@@ -31,7 +32,7 @@ from modelyard.pipelines.models import (
 from modelyard.pipelines.run import control
 from modelyard.pipelines.run.archive import ARCHIVE
 from modelyard.pipelines.run.settle import Settled
-from modelyard.pipelines.service import SPECS, get_pipeline
+from modelyard.pipelines.service import get_pipeline
 from modelyard.pipelines.spec import RAW
 from modelyard.pipelines.stages import outputs
 
@@ -90,9 +91,8 @@ def delete_pipeline(ctx: AppContext, name: str, *, force: bool = False) -> int:
         ctx.storage.delete_prefix(prefix)
         ctx.storage.delete_prefix(outputs.archive_key(prefix))
     _delete_keys(ctx, _raw_keys(fetched))
-    specs: dict[tuple[str, int], object] = ctx.extras.get(SPECS, {})
-    for key in [k for k in specs if k[0] == pipeline_id]:
-        specs.pop(key, None)
+    for key in [k for k in ctx.specs if k[0] == pipeline_id]:
+        ctx.specs.pop(key, None)
     return len(event_ids)
 
 
@@ -108,10 +108,8 @@ def delete_event(ctx: AppContext, event_id: str, *, force: bool = False) -> None
         raise event_busy(event_id)
     control.cancel_events(ctx, live)
     with ctx.uow() as session:
-        # a write first: on SQLite it takes the database lock; on PostgreSQL it locks the event's row,
-        # which settling a batch of it also locks
-        locked = session.execute(update(Event).where(Event.id == event_id).values(state=Event.state))
-        if not locked.rowcount:  # type: ignore[attr-defined]
+        # the event's row first, which settling a batch of it also locks
+        if not Database.take(session, Event.state, Event.id == event_id):
             raise EventNotFound(event_id)
         if not force and _live(session, Event.id == event_id):  # re-run meanwhile
             raise event_busy(event_id)
@@ -163,10 +161,9 @@ def _stored_keys(session: Session, event_ids: Sequence[str]) -> list[str]:
 
 
 def _lock_pipeline(session: Session, pipeline_id: str, name: str) -> None:
-    """Take the pipeline for this transaction: on SQLite the database lock (a write first), on
-    PostgreSQL its row, so events submitted to it meanwhile wait (their key check) and then fail."""
-    session.execute(update(Pipeline).where(Pipeline.id == pipeline_id).values(name=Pipeline.name))
-    if session.scalar(select(Pipeline.id).where(Pipeline.id == pipeline_id).with_for_update()) is None:
+    """Take the pipeline's row for this transaction (``Database.take``), so events submitted to it
+    meanwhile wait (their key check) and then fail."""
+    if not Database.take(session, Pipeline.name, Pipeline.id == pipeline_id):
         raise PipelineNotFound(name)
 
 

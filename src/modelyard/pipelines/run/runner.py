@@ -29,26 +29,16 @@ from modelyard.pipelines.stages import Item, Outcome, StageEnv, cache, raw
 from modelyard.pipelines.stages.batch import run_stage
 
 log = logging.getLogger("modelyard.pipelines")
-ENV = "pipelines.stage_env"
-IO_POOL = "pipelines.io_pool"
 
 
 def stage_env(ctx: AppContext) -> StageEnv:
     """This process's stage environment (imported callables are kept)."""
-    env: StageEnv | None = ctx.extras.get(ENV)
-    if env is None:
-        env = ctx.extras[ENV] = StageEnv(inference=ctx.inference)
-    return env
+    return ctx.stage_env.get()
 
 
 def io_pool(ctx: AppContext) -> ThreadPoolExecutor:
     """Threads for the URL fetches of raw batches in this process (stage outputs go out in one put_many)."""
-    pool: ThreadPoolExecutor | None = ctx.extras.get(IO_POOL)
-    if pool is None:
-        pool = ctx.extras[IO_POOL] = ThreadPoolExecutor(
-            max_workers=ctx.settings.pipeline_fetch_threads, thread_name_prefix="pipelines-io"
-        )
-    return pool
+    return ctx.io_pool.get()
 
 
 def run_batch(ctx: AppContext, batch_id: str) -> dict[str, int]:
@@ -262,14 +252,3 @@ def _execute(
         }
         settled.append(Settled(run, StageState.DONE, values))
     return settled
-
-
-def close(ctx: AppContext) -> None:
-    """Release what pipelines hold in this process: I/O threads, the URL client, the raw data cache."""
-    from modelyard.fetch import close_client
-
-    pool = ctx.extras.pop(IO_POOL, None)
-    if pool is not None:
-        pool.shutdown(wait=False, cancel_futures=True)
-    close_client(ctx)
-    raw.close(ctx)

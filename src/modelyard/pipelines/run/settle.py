@@ -2,8 +2,8 @@
 that batch), makes dependents ready or skips them, and ends events whose last stage finished. A failed
 attempt is retried after its backoff unless the error is permanent or the attempts are used up.
 
-On PostgreSQL the events are locked (in id order) first, so completions of one event's parallel stages
-take turns and the last one sees the others; on SQLite the first write takes the database lock."""
+The events are locked (in id order, ``Database.locking``) first, so completions of one event's parallel
+stages take turns and the last one sees the others."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from modelyard.context import AppContext
-from modelyard.db import utcnow
+from modelyard.db import Database, utcnow
 from modelyard.fetch import is_permanent
 from modelyard.pipelines.models import Event, EventState, RawFetch, StageRun, StageState
 from modelyard.pipelines.service import load_spec
@@ -192,10 +192,12 @@ def advance(ctx: AppContext, session: Session, event_ids: set[str], now: datetim
     """Ready the pending runs whose inputs are all done, skip those with a failed input, and end events
     whose runs are all final. Returns the events that ended, with their state."""
     events = session.execute(
-        select(Event.id, Event.pipeline_id, Event.version, Event.state)
-        .where(Event.id.in_(event_ids))
-        .order_by(Event.id)
-        .with_for_update()  # PostgreSQL: completions of one event's parallel stages take turns here
+        # completions of one event's parallel stages take turns here
+        Database.locking(
+            select(Event.id, Event.pipeline_id, Event.version, Event.state)
+            .where(Event.id.in_(event_ids))
+            .order_by(Event.id)
+        )
     ).all()
     states: dict[str, dict[str, str]] = {}
     failures: dict[str, tuple[str, str | None]] = {}
@@ -267,8 +269,7 @@ def advance_events(ctx: AppContext, event_ids: set[str]) -> dict[str, str]:
     """Re-evaluate events outside a batch (the reconciler's safety net)."""
     now = utcnow()
     with ctx.uow() as session:
-        # a write first, for the SQLite lock (see ``settle``)
-        session.execute(update(Event).where(Event.id.in_(event_ids)).values(state=Event.state))
+        Database.take(session, Event.state, Event.id.in_(event_ids))
         return advance(ctx, session, event_ids, now)
 
 

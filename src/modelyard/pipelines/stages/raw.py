@@ -21,9 +21,6 @@ from modelyard.fetch import http_client
 from modelyard.pipelines.stages.outputs import raw_key
 from modelyard.pipelines.stages.sources import parse_source, read_source
 
-CACHE = "pipelines.raw_cache"
-_lock = threading.Lock()
-
 
 class RawCache:
     """Raw data by event id, least recently used dropped past ``max_bytes``."""
@@ -58,18 +55,7 @@ class RawCache:
 
 def cache(ctx: AppContext) -> RawCache:
     """This process's raw data cache."""
-    found: RawCache | None = ctx.extras.get(CACHE)
-    if found is None:
-        with _lock:
-            found = ctx.extras.get(CACHE)
-            if found is None:
-                found = ctx.extras[CACHE] = RawCache(ctx.settings.pipeline_raw_cache_bytes)
-    return found
-
-
-def close(ctx: AppContext) -> None:
-    """Drop this process's raw data cache."""
-    ctx.extras.pop(CACHE, None)
+    return ctx.raw_cache.get()
 
 
 @dataclass(frozen=True, slots=True)

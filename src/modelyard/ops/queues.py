@@ -6,79 +6,39 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
-from sqlalchemy.orm import InstrumentedAttribute
 
-from modelyard import durable
-from modelyard.db import utcnow
-from modelyard.jobs.models import ChunkState, Job, JobChunk, JobState
-from modelyard.jobs.schemas import QueuePublic, QueuesPublic, WorkerPublic
-from modelyard.jobs.service import CHUNK_QUEUE, JOB_QUEUE, aware
+from modelyard.db import aware, utcnow
+from modelyard.durable import Monitor, Worker, WorkState, import_workflows, system
+from modelyard.durable.queue import DECLARED
+from modelyard.ops.schemas import QueuePublic, QueuesPublic, WorkerPublic
 
 if TYPE_CHECKING:
     from modelyard.context import AppContext
 
-log = logging.getLogger("modelyard.jobs.queues")
-WAITING = ("ENQUEUED", "DELAYED")
-FAILED = ("ERROR", "MAX_RECOVERY_ATTEMPTS_EXCEEDED")
+log = logging.getLogger("modelyard.ops.queues")
 RECENT_SECONDS = 300
 WORKERS_SHOWN_FOR = timedelta(days=1)
 
 
-@dataclass(frozen=True)
-class _Table:
-    """A queue that is a table: rows waiting in one state, running in another, ended in others."""
-
-    name: str
-    model: type[Job] | type[JobChunk]
-    waiting_since: InstrumentedAttribute[datetime]
-    waiting: str
-    running: str
-    succeeded: tuple[str, ...]
-    failed: tuple[str, ...]
-
-
-TABLES = (
-    _Table(
-        JOB_QUEUE,
-        Job,
-        Job.created_at,
-        JobState.QUEUED,
-        JobState.RUNNING,
-        (JobState.SUCCEEDED,),
-        (JobState.FAILED,),
-    ),
-    _Table(
-        CHUNK_QUEUE,
-        JobChunk,
-        JobChunk.queued_at,
-        ChunkState.QUEUED,
-        ChunkState.RUNNING,
-        (ChunkState.DONE,),
-        (ChunkState.FAILED, ChunkState.DEAD),
-    ),
-)
-
-
-def _table_queue(ctx: AppContext, q: _Table) -> QueuePublic:
-    """The figures of a queue that is a table (jobs, chunks)."""
+def _table_queue(ctx: AppContext, name: str, q: Monitor) -> QueuePublic:
+    """The figures of a claimed queue, read from its table."""
     now = utcnow()
     hour, recent = now - timedelta(hours=1), now - timedelta(seconds=RECENT_SECONDS)
-    state, finished = q.model.state, q.model.finished_at
+    state, finished = q.state, q.finished_at
     with ctx.uow() as session:
-        live = dict(
+        live: dict[str, int] = dict(
             session.execute(
                 select(state, func.count()).where(state.in_([q.waiting, q.running])).group_by(state)
             ).all()
         )
         oldest = session.scalar(select(func.min(q.waiting_since)).where(state == q.waiting))
-        ended = dict(
+        ended: dict[str, int] = dict(
             session.execute(
                 select(state, func.count())
                 .where(finished >= hour, state.in_([*q.succeeded, *q.failed]))
@@ -89,7 +49,7 @@ def _table_queue(ctx: AppContext, q: _Table) -> QueuePublic:
             select(func.count()).where(finished >= recent, state.in_([*q.succeeded, *q.failed]))
         )
     return QueuePublic(
-        name=q.name,
+        name=name,
         length=live.get(q.waiting, 0),
         running=live.get(q.running, 0),
         completed_last_hour=sum(ended.get(s, 0) for s in q.succeeded),
@@ -99,26 +59,30 @@ def _table_queue(ctx: AppContext, q: _Table) -> QueuePublic:
     )
 
 
+def _monitored() -> list[tuple[str, Monitor]]:
+    import_workflows()  # every part's claimed queues are declared
+    return [(q.name, q.monitor) for q in DECLARED.values() if q.monitor is not None]
+
+
 def _queues(ctx: AppContext) -> list[QueuePublic]:
     now = utcnow()
-    counts = durable.workflow_counts(
+    counts = system.workflow_counts(
         ctx, since=now - timedelta(hours=1), recent_since=now - timedelta(seconds=RECENT_SECONDS)
     )
-    names = sorted(set(durable.QUEUES) | {c.queue for c in counts})
-    out = [_table_queue(ctx, q) for q in TABLES]
+    out = [_table_queue(ctx, name, q) for name, q in _monitored()]
     now_ms = now.timestamp() * 1000
-    for name in names:
-        mine = [c for c in counts if c.queue == name]
-        waiting = [c for c in mine if c.status in WAITING]
-        oldest = min((c.oldest_ms for c in waiting if c.oldest_ms is not None), default=None)
-        ended = [c for c in mine if c.status == "SUCCESS" or c.status in FAILED]
+    for name in sorted({c.queue for c in counts}):
+        mine = {c.state: c for c in counts if c.queue == name}
+        waiting, running = mine.get(WorkState.WAITING), mine.get(WorkState.RUNNING)
+        oldest = waiting.oldest_ms if waiting is not None else None
+        ended = [c for c in mine.values() if c.state in (WorkState.SUCCEEDED, WorkState.FAILED)]
         out.append(
             QueuePublic(
                 name=name,
-                length=sum(c.count for c in waiting),
-                running=sum(c.count for c in mine if c.status == "PENDING"),
-                completed_last_hour=sum(c.count for c in mine if c.status == "SUCCESS"),
-                failed_last_hour=sum(c.count for c in mine if c.status in FAILED),
+                length=waiting.count if waiting is not None else 0,
+                running=running.count if running is not None else 0,
+                completed_last_hour=sum(c.count for c in ended if c.state == WorkState.SUCCEEDED),
+                failed_last_hour=sum(c.count for c in ended if c.state == WorkState.FAILED),
                 oldest_waiting_seconds=(now_ms - oldest) / 1000 if oldest is not None else None,
                 throughput_per_second=sum(c.recent for c in ended) / RECENT_SECONDS,
             )
@@ -128,12 +92,12 @@ def _queues(ctx: AppContext) -> list[QueuePublic]:
 
 def _workers(ctx: AppContext) -> list[WorkerPublic]:
     now = utcnow()
-    running = durable.running_work(ctx)
+    running = system.running_work(ctx)
     with ctx.uow() as session:
         rows = session.scalars(
-            select(durable.Worker)
-            .where(durable.Worker.heartbeat_at >= now - WORKERS_SHOWN_FOR)
-            .order_by(durable.Worker.started_at.desc())
+            select(Worker)
+            .where(Worker.heartbeat_at >= now - WORKERS_SHOWN_FOR)
+            .order_by(Worker.started_at.desc())
         ).all()
         return [
             WorkerPublic(
@@ -155,19 +119,18 @@ def _workers(ctx: AppContext) -> list[WorkerPublic]:
 
 
 def dead_letter_count(ctx: AppContext) -> int:
-    """How many chunks failed every attempt."""
+    """How many items of every claimed queue failed every attempt."""
+    total = 0
     with ctx.uow() as session:
-        return (
-            session.scalar(
-                select(func.count()).select_from(JobChunk).where(JobChunk.state == ChunkState.DEAD)
-            )
-            or 0
-        )
+        for _, q in _monitored():
+            if q.dead:
+                total += session.scalar(select(func.count()).where(q.state.in_(q.dead))) or 0
+    return total
 
 
 def snapshot(ctx: AppContext) -> QueuesPublic:
     """Queues, workers and the dead-letter count, read now."""
-    durable.dispatcher(ctx)  # makes sure DBOS's tables exist before they are read
+    ctx.dispatcher.get()  # makes sure DBOS's tables exist before they are read
     return QueuesPublic(queues=_queues(ctx), workers=_workers(ctx), dead_letters=dead_letter_count(ctx))
 
 
@@ -181,8 +144,6 @@ class QueueCollector(Collector):
         """The gauges; nothing (and a log line) if the databases cannot be read."""
         try:
             page = snapshot(self.ctx)
-            with self.ctx.uow() as session:
-                jobs = session.execute(select(Job.state, func.count()).group_by(Job.state)).all()
         except Exception:
             log.exception("queue metrics unavailable")
             return
@@ -225,9 +186,5 @@ class QueueCollector(Collector):
         yield up
         yield age
         yield GaugeMetricFamily(
-            "modelyard_dead_letters", "Chunks that failed every attempt.", value=page.dead_letters
+            "modelyard_dead_letters", "Items that failed every attempt.", value=page.dead_letters
         )
-        states = GaugeMetricFamily("modelyard_jobs", "Jobs by state.", labels=["state"])
-        for state, count in jobs:
-            states.add_metric([state], count)
-        yield states

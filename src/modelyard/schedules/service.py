@@ -5,43 +5,35 @@ the workflow ``jobs.fire_schedule`` once per slot, under an id made of the sched
 slot, so several workers never fire one slot twice. The workflow submits the schedule's job type with
 its fixed parameters, under a job id derived from (schedule, slot), so a repeated step is harmless.
 
-Job types are registered here by name; other parts may register theirs with ``register_job_type``.
+Any part registers the job types a schedule may start with ``register_job_type``, in a module listed in
+``JOB_TYPE_MODULES`` (imported on first use, so an API replica knows them as well as a worker).
 """
 
 from __future__ import annotations
 
-import hashlib
+import importlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
-from pydantic import BaseModel, Field, ValidationError
-from sqlalchemy import select
+from pydantic import BaseModel, ValidationError
 
 from modelyard.db import utcnow
-from modelyard.durable import dispatcher
 from modelyard.errors import AlreadyExists, BadRequest, NotFound, ValidationFailed
-from modelyard.jobs import service, submission
-from modelyard.jobs.models import Job, JobState
-from modelyard.jobs.schemas import (
-    InputFormat,
-    JobCreate,
-    JobOptions,
-    JobTypePublic,
-    ScheduleCreate,
-    SchedulePublic,
-)
-from modelyard.registry.schemas import NAME_PATTERN
+from modelyard.schedules.schemas import JobTypePublic, ScheduleCreate, SchedulePublic
 
 if TYPE_CHECKING:
     from modelyard.context import AppContext
 
-log = logging.getLogger("modelyard.jobs.schedules")
+log = logging.getLogger("modelyard.schedules")
+# the workflow DBOS starts once per slot (its stored name: schedules in the system database refer to it)
 FIRE_WORKFLOW = "jobs.fire_schedule"
+# Modules that register job types, imported before job types are read.
+JOB_TYPE_MODULES: list[str] = ["modelyard.jobs.scheduled"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +51,16 @@ class JobType:
 
 
 JOB_TYPES: dict[str, JobType] = {}
+_imported: list[bool] = []
+
+
+def _types() -> dict[str, JobType]:
+    """Every registered job type (their modules imported first)."""
+    if not _imported:
+        for name in JOB_TYPE_MODULES:
+            importlib.import_module(name)
+        _imported.append(True)
+    return JOB_TYPES
 
 
 def register_job_type(job_type: JobType) -> JobType:
@@ -67,63 +69,18 @@ def register_job_type(job_type: JobType) -> JobType:
     return job_type
 
 
-class BatchPredictParams(BaseModel):
-    """A batch prediction over a file in the artifact store."""
-
-    model: str = Field(pattern=NAME_PATTERN, examples=["churn"])
-    version: int | str = Field("latest", examples=["latest"])
-    uri: str = Field(examples=["batches/customers.parquet"])
-    format: InputFormat | None = None
-    options: JobOptions = Field(default_factory=lambda: JobOptions())
-
-
-def _run_batch(ctx: AppContext, params: BatchPredictParams, key: str) -> str:
-    data = JobCreate.model_validate(params.model_dump() | {"rows": None})
-    job_id = hashlib.sha256(key.encode()).hexdigest()[:32]
-    return submission.submit(ctx, data, job_id=job_id, source={"schedule": key}).id
-
-
-class PurgeParams(BaseModel):
-    """Delete finished jobs (and their outputs) older than some days."""
-
-    older_than_days: float = Field(30.0, gt=0)
-
-
-def _run_purge(ctx: AppContext, params: PurgeParams, key: str) -> None:
-    cutoff = utcnow() - timedelta(days=params.older_than_days)
-    final = [JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED]
-    with ctx.uow() as session:
-        old = list(session.scalars(select(Job.id).where(Job.state.in_(final), Job.finished_at < cutoff)))
-    for job_id in old:
-        service.delete(ctx, job_id)
-    log.info("purged old jobs", extra={"jobs": len(old), "schedule_slot": key})
-
-
-register_job_type(
-    JobType(
-        "batch_predict",
-        "A batch prediction over a file in the artifact store.",
-        BatchPredictParams,
-        _run_batch,
-    )
-)
-register_job_type(
-    JobType("purge_jobs", "Delete finished jobs older than some days.", PurgeParams, _run_purge)
-)
-
-
 def job_types() -> list[JobTypePublic]:
     """Every registered job type with the JSON schema of its parameters."""
     return [
         JobTypePublic(name=t.name, description=t.description, params_schema=t.params.model_json_schema())
-        for t in JOB_TYPES.values()
+        for t in _types().values()
     ]
 
 
 def _params(job_type: str, params: dict[str, Any]) -> BaseModel:
-    found = JOB_TYPES.get(job_type)
+    found = _types().get(job_type)
     if found is None:
-        raise BadRequest(f"unknown job type {job_type!r}; registered: {sorted(JOB_TYPES)}", field="job_type")
+        raise BadRequest(f"unknown job type {job_type!r}; registered: {sorted(_types())}", field="job_type")
     try:
         return found.params.model_validate(params)
     except ValidationError as exc:
@@ -174,7 +131,7 @@ def create(ctx: AppContext, data: ScheduleCreate) -> SchedulePublic:
         )
     _zone(data.timezone)
     params = _params(data.job_type, data.params)
-    work = dispatcher(ctx)
+    work = ctx.dispatcher.get()
     if work.get_schedule(data.name) is not None:
         raise AlreadyExists(f"a schedule named {data.name!r} exists", field="name")
     context = {"schedule": data.name, "job_type": data.job_type, "params": params.model_dump(mode="json")}
@@ -184,7 +141,7 @@ def create(ctx: AppContext, data: ScheduleCreate) -> SchedulePublic:
 
 def get(ctx: AppContext, name: str) -> SchedulePublic:
     """One schedule, or ``NotFound``."""
-    found = dispatcher(ctx).get_schedule(name)
+    found = ctx.dispatcher.get().get_schedule(name)
     if found is None or found.get("workflow_name") != FIRE_WORKFLOW:
         raise NotFound(f"schedule {name!r} does not exist", field="name")
     return public(found)
@@ -192,26 +149,28 @@ def get(ctx: AppContext, name: str) -> SchedulePublic:
 
 def list_all(ctx: AppContext) -> list[SchedulePublic]:
     """Every schedule, by name."""
-    return sorted((public(s) for s in dispatcher(ctx).list_schedules(FIRE_WORKFLOW)), key=lambda s: s.name)
+    return sorted(
+        (public(s) for s in ctx.dispatcher.get().list_schedules(FIRE_WORKFLOW)), key=lambda s: s.name
+    )
 
 
 def delete(ctx: AppContext, name: str) -> None:
     """Delete a schedule; jobs it already started are kept."""
     get(ctx, name)
-    dispatcher(ctx).delete_schedule(name)
+    ctx.dispatcher.get().delete_schedule(name)
 
 
 def set_paused(ctx: AppContext, name: str, paused: bool) -> SchedulePublic:
     """Pause or resume a schedule."""
     get(ctx, name)
-    dispatcher(ctx).set_schedule_paused(name, paused)
+    ctx.dispatcher.get().set_schedule_paused(name, paused)
     return get(ctx, name)
 
 
 def fire(ctx: AppContext, context: dict[str, Any], slot: str) -> str | None:
     """Start the schedule's job for one slot (idempotent per slot); returns the job id, if any."""
     schedule = context.get("schedule", "")
-    job_type = JOB_TYPES.get(context.get("job_type", ""))
+    job_type = _types().get(context.get("job_type", ""))
     if job_type is None:
         log.error("schedule names an unknown job type", extra={"schedule": schedule, "context": context})
         return None

@@ -1,4 +1,5 @@
-"""Queue monitoring routes: ``/api/v1/queues`` and its dead letters."""
+"""Dead letters of jobs (chunks that failed every attempt), under the queue page:
+``/api/v1/queues/dead-letters``."""
 
 from __future__ import annotations
 
@@ -7,18 +8,10 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from modelyard.deps import Ctx, PredictKey, ReadKey
-from modelyard.jobs import queues, service
-from modelyard.jobs.schemas import DeadLetterList, JobPublic, QueuesPublic
+from modelyard.jobs import service
+from modelyard.jobs.schemas import DeadLetterList, JobPublic
 
 router = APIRouter(prefix="/api/v1/queues", tags=["queues"])
-
-
-@router.get("", response_model=QueuesPublic)
-def get_queues(ctx: Ctx, _: ReadKey) -> QueuesPublic:
-    """Every durable queue (waiting, running, completed and failed in the last hour, age of the oldest
-    waiting item, throughput), every worker seen in the last day (host, pid, heartbeat, current work,
-    and who recovered its work if it died), and the number of dead letters."""
-    return queues.snapshot(ctx)
 
 
 @router.get("/dead-letters", response_model=DeadLetterList)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Response, status
 
 from modelyard.deps import Ctx, ReadKey, WriteKey
-from modelyard.jobs import schedules
-from modelyard.jobs.schemas import JobTypePublic, ScheduleCreate, ScheduleList, SchedulePublic
+from modelyard.schedules import service as schedules
+from modelyard.schedules.schemas import JobTypePublic, ScheduleCreate, ScheduleList, SchedulePublic
 
 router = APIRouter(prefix="/api/v1/schedules", tags=["schedules"])
 
