@@ -145,7 +145,7 @@ print(json.dumps({"status": resp.status_code, "models": listed, "before_mb": bef
 """
 
 
-def test_upload_of_a_tiny_file_asking_for_gigabytes_peaks_under_450_mb_in_a_real_process(
+def test_upload_of_a_tiny_file_asking_for_gigabytes_adds_under_50_mb_in_a_real_process(
     tmp_path: Path,
 ) -> None:
     env = {"PYTHONPATH": f"{ROOT / 'src'}:{ROOT}", "PATH": "/usr/bin:/bin"}
@@ -160,9 +160,8 @@ def test_upload_of_a_tiny_file_asking_for_gigabytes_peaks_under_450_mb_in_a_real
     assert run.returncode == 0, run.stderr
     got = json.loads(run.stdout)
     assert got["status"] == 422 and got["models"] == 0
-    # the whole process (~300 MB with the app) stays under the 576 MB the file asks for, and the
-    # upload itself adds next to nothing (building a session with default optimisation took 1.1 GB)
-    assert got["peak_mb"] < 450, got
+    # the upload adds next to nothing to the process's peak, far from the 576 MB the file asks for
+    # (building a session with default optimisation took 1.1 GB)
     assert got["peak_mb"] - got["before_mb"] < 50, got
 
 
