@@ -38,7 +38,7 @@ from modelyard.settings import Settings
 if TYPE_CHECKING:
     from dbos import DBOSClient
 
-log = logging.getLogger("modelyard.durable")
+logger = logging.getLogger("modelyard.durable")
 
 # Every module holding workflows; imported before launch so DBOS knows them all (recovery needs that).
 WORKFLOW_MODULES: list[str] = ["modelyard.jobs.workflows", "modelyard.pipelines.workflows"]
@@ -245,7 +245,7 @@ class Durable:
                 )
                 thread.start()
                 self._loops.append(thread)
-        log.info(
+        logger.info(
             "durable worker started", extra={"executor_id": self.executor_id, "queues": self.listen or "all"}
         )
 
@@ -289,12 +289,12 @@ class Durable:
                 self.beat()
                 self.recover_dead()
             except Exception:
-                log.exception("heartbeat failed", extra={"executor_id": self.executor_id})
+                logger.exception("heartbeat failed", extra={"executor_id": self.executor_id})
             for tick in TICKS:
                 try:
                     tick(self.ctx)
                 except Exception:
-                    log.exception("tick failed", extra={"tick": getattr(tick, "__name__", repr(tick))})
+                    logger.exception("tick failed", extra={"tick": getattr(tick, "__name__", repr(tick))})
 
     def beat(self) -> None:
         """Write this worker's heartbeat."""
@@ -348,7 +348,7 @@ class Durable:
                     .where(Worker.executor_id == dead)
                     .values(state="recovered", recovered_workflows=Worker.recovered_workflows + len(handles))
                 )
-            log.warning(
+            logger.warning(
                 "recovered a dead worker's work",
                 extra={"dead": dead, "by": self.executor_id, "workflows": len(handles)},
             )
