@@ -140,8 +140,10 @@ class Settings(BaseSettings):
         64 * 1024 * 1024, description="Raw data kept in memory per worker, shared by the stages it runs."
     )
     event_log_retention_hours: float = Field(
-        72.0, gt=0, description="Events are kept in the event log (replayable, e.g. by SSE Last-Event-ID) "
-        "this many hours; workers trim older ones on their heartbeat."
+        72.0,
+        gt=0,
+        description="Events are kept in the event log (replayable, e.g. by SSE Last-Event-ID) "
+        "this many hours; workers trim older ones on their heartbeat.",
     )
     event_log_max_rows: int = Field(
         1_000_000, gt=0, description="Most events kept in the event log; workers trim the oldest past it."
