@@ -26,6 +26,7 @@ from modelyard.jobs.queues import QueueCollector
 from modelyard.jobs.queues_api import router as queues_router
 from modelyard.jobs.schedules_api import router as schedules_router
 from modelyard.keys_api import router as keys_router
+from modelyard.log_api import router as log_router
 from modelyard.logs import setup_logging
 from modelyard.metrics import Metrics
 from modelyard.migrate import upgrade
@@ -238,6 +239,7 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
     app.include_router(pipelines_router)
     app.include_router(events_router)
     app.include_router(inferrers_router)
+    app.include_router(log_router)
     if "queue_collector" not in ctx.extras:  # one per registry, however many apps share the context
         ctx.extras["queue_collector"] = QueueCollector(ctx)
         ctx.metrics.registry.register(ctx.extras["queue_collector"])

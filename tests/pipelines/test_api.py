@@ -184,7 +184,7 @@ def test_queue_and_event_streams_send_snapshots(api: Any) -> None:
     with api.stream("GET", f"/api/v1/events/{eid}/stream") as resp:
         assert resp.headers["content-type"].startswith("text/event-stream")
         lines = [line for line in resp.iter_lines() if line]
-    assert lines[0] == "event: event" and '"state":"complete"' in lines[1]
+    assert lines[0].startswith("id: ") and lines[1] == "event: event" and '"state":"complete"' in lines[2]
     with api.stream("GET", "/api/v1/pipelines/looks/queues/stream") as resp:
         for line in resp.iter_lines():
             if line.startswith("data:"):

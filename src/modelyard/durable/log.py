@@ -5,12 +5,13 @@ catalog's write-back), replayable from any id still kept.
 Topics are dotted; a consumer selects them by prefix (``jobs.``, ``pipelines.stage.``). Each row has a
 ``subject`` (the job, event or model it is about) so one thing's events are read without the others.
 
-- ``jobs.queued``, ``jobs.started``, ``jobs.progress``, ``jobs.finished`` (subject: the job id): ``job_id``,
-  ``state``, ``rows_done``, ``rows_failed``, ``total_rows``, ``chunks_done``, ``chunk_count``.
+- ``jobs.queued``, ``jobs.started``, ``jobs.progress``, ``jobs.finished``, ``jobs.deleted`` (subject: the
+  job id): ``job_id``, ``state``, ``rows_done``, ``rows_failed``, ``total_rows``, ``chunks_done``,
+  ``chunk_count``.
 - ``pipelines.stage.done`` (subject: the event id): a stage run ended; ``event_id``, ``pipeline_id``,
   ``stage``, ``run_id``, ``state`` (done, failed).
 - ``pipelines.event.done`` (subject: the event id): an event ended; ``event_id``, ``pipeline_id``, ``state``
-  (complete, failed).
+  (complete, failed, cancelled).
 - ``registry.version.created`` (subject: the model name): ``model``, ``version``, ``sha256``, ``size``.
 - ``registry.metadata.changed`` (subject: the model name): ``model``, ``metadata`` (the model's, as now).
 
@@ -34,7 +35,7 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncGenerator, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -154,7 +155,7 @@ def head(session: Session) -> int:
 @dataclass
 class Follower:
     """A position in the log, moved forward by ``poll``: each event once, in id order (see the module's
-    ordering notes). Not thread-safe: one consumer each; ``follow`` and ``follow_sync`` drive one.
+    ordering notes). One consumer each: ``stream`` (async code) or ``iterate`` (a thread) drives it.
 
     ``after`` resumes after that id (an SSE ``Last-Event-ID``); None starts at what commits from now on.
     """
@@ -243,55 +244,50 @@ class Follower:
             self._skip = {i for i in self._skip if i > self._last}
         return events
 
+    async def stream(self, poll_seconds: float | None = None) -> AsyncGenerator[LogEvent]:
+        """The events from this position on, forever: the log is re-read every ``poll_seconds`` (the
+        ``event_log_poll_seconds`` setting), and at once when this process's bus carries an event."""
+        await asyncio.to_thread(self.start)
+        interval = self.ctx.settings.event_log_poll_seconds if poll_seconds is None else poll_seconds
+        woken = asyncio.Event()
 
-async def follow(
+        async def listen() -> None:
+            async for _ in self.ctx.bus.subscribe(*self.prefixes):
+                woken.set()
+
+        listener = asyncio.create_task(listen())
+        try:
+            while True:
+                woken.clear()
+                for event in await asyncio.to_thread(self.poll):
+                    yield event
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(woken.wait(), interval)
+        finally:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+
+    def iterate(self, stop: threading.Event) -> Iterator[LogEvent]:
+        """``stream`` for a thread: the events until ``stop`` is set (checked every
+        ``event_log_poll_seconds`` at the latest)."""
+        while not stop.is_set():
+            events = self.poll()
+            yield from events
+            if not events:
+                stop.wait(self.ctx.settings.event_log_poll_seconds)
+
+
+def follow(
     ctx: AppContext,
     prefixes: Sequence[str] = (),
     *,
     subject: str | None = None,
     after: int | None = None,
-    poll_seconds: float | None = None,
-) -> AsyncIterator[LogEvent]:
-    """The log's events from ``after`` (or from now), forever: re-read every ``poll_seconds`` (the
-    ``event_log_poll_seconds`` setting), and at once when this process's bus carries an event."""
-    follower = Follower(ctx, tuple(prefixes), subject, after)
-    await asyncio.to_thread(follower.start)
-    interval = ctx.settings.event_log_poll_seconds if poll_seconds is None else poll_seconds
-    woken = asyncio.Event()
-
-    async def listen() -> None:
-        async for _ in ctx.bus.subscribe(*prefixes):
-            woken.set()
-
-    listener = asyncio.create_task(listen())
-    try:
-        while True:
-            woken.clear()
-            for event in await asyncio.to_thread(follower.poll):
-                yield event
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(woken.wait(), interval)
-    finally:
-        listener.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await listener
-
-
-def follow_sync(
-    ctx: AppContext,
-    stop: threading.Event,
-    prefixes: Sequence[str] = (),
-    *,
-    subject: str | None = None,
-    after: int | None = None,
-) -> Iterator[LogEvent]:
-    """``follow`` for a thread: events until ``stop`` is set (checked every ``event_log_poll_seconds``)."""
-    follower = Follower(ctx, tuple(prefixes), subject, after)
-    while not stop.is_set():
-        events = follower.poll()
-        yield from events
-        if not events:
-            stop.wait(ctx.settings.event_log_poll_seconds)
+) -> AsyncGenerator[LogEvent]:
+    """The log's events after ``after`` (or from now on), of topics starting with any of ``prefixes``
+    and of ``subject``, forever (see ``Follower.stream``)."""
+    return Follower(ctx, tuple(prefixes), subject, after).stream()
 
 
 def trim(session: Session, *, retention_hours: float, max_rows: int) -> int:

@@ -304,6 +304,7 @@ def delete(ctx: AppContext, job_id: str) -> None:
     with ctx.uow() as session:
         job = get_job(session=session, job_id=job_id)
         session.execute(sa_delete(JobChunk).where(JobChunk.job_id == job_id))
+        record(session, "jobs.deleted", job)
         session.delete(job)
     ctx.storage.delete_prefix(f"jobs/{job_id}")
 
