@@ -73,10 +73,8 @@ async def read_log(
     return await run_in_threadpool(_page, ctx, after, _prefixes(topics), subject, limit)
 
 
-async def _events(
-    ctx: AppContext, prefixes: tuple[str, ...], subject: str | None, after: int | None
-) -> AsyncIterator[SseEvent]:
-    async for event in log.follow(ctx, prefixes, subject=subject, after=after):
+async def _events(follower: log.Follower) -> AsyncIterator[SseEvent]:
+    async for event in follower.stream():
         yield SseEvent(event.topic, event.public(), id=str(event.id))
 
 
@@ -93,4 +91,6 @@ async def stream_log(
     `Last-Event-ID` a reconnecting client sends): each named by its topic, with the log id as its `id`
     and the event (id, topic, subject, data, at) as data."""
     start = last_event_id if last_event_id is not None else after
-    return event_stream(_events(ctx, _prefixes(topics), subject, start))
+    follower = log.Follower(ctx, _prefixes(topics), subject, start)
+    await run_in_threadpool(follower.start)  # "from now" is from this request on
+    return event_stream(_events(follower))
