@@ -3,6 +3,7 @@ process (SSE included, resumable with Last-Event-ID), trimmed by retention; on S
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -219,3 +220,23 @@ def test_a_gap_left_by_a_rollback_is_passed_once_past_the_horizon(settings: Sett
         [kept] = write(ctx, "jobs.progress")
         events = [e for _ in range(3) for e in follower.poll()]  # the gap is seen, then passed
     assert [e.id for e in events] == [kept]
+
+
+def test_a_thread_follows_the_log_until_told_to_stop(client: TestClient) -> None:
+    ctx = context(client)
+    follower = log.Follower(ctx, ("jobs.",))
+    follower.start()
+    ids = write(ctx, "jobs.queued", "registry.version.created", "jobs.finished")
+    stop = threading.Event()
+    got: list[int] = []
+
+    def consume() -> None:
+        for event in follower.iterate(stop):
+            got.append(event.id)
+            if event.topic == "jobs.finished":
+                stop.set()
+
+    thread = threading.Thread(target=consume)
+    thread.start()
+    thread.join(timeout=10)
+    assert not thread.is_alive() and got == [ids[0], ids[2]]
