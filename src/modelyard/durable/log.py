@@ -110,10 +110,10 @@ def append_many(session: Session, rows: Sequence[Append]) -> None:
     if not rows:
         return
     now = utcnow()
+    # the table, not the class: a plain executemany, without the ORM's bulk-insert bookkeeping
     session.execute(
-        insert(LogEntry),
+        insert(LogEntry.__table__),  # type: ignore[arg-type]
         [{"topic": r.topic, "subject": r.subject, "data": r.data, "created_at": now} for r in rows],
-        execution_options={"synchronize_session": False},
     )
 
 
