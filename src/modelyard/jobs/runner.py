@@ -116,7 +116,7 @@ def local_input(ctx: AppContext, job: Job) -> inputs.Source:
 
 def _fail_job(ctx: AppContext, job_id: str, code: str, detail: str) -> None:
     with _txn(ctx) as session:
-        _write(
+        failed = _write(
             session,
             update(Job)
             .where(Job.id == job_id, Job.state.in_([JobState.QUEUED, JobState.RUNNING]))
@@ -129,7 +129,7 @@ def _fail_job(ctx: AppContext, job_id: str, code: str, detail: str) -> None:
             ),
         )
         job = session.get(Job, job_id)
-        if job is not None:
+        if job is not None and _rowcount(failed):  # a repeat of this step logs nothing more
             record(session, "jobs.finished", job)
     if job is not None:
         publish(ctx, "jobs.finished", job)

@@ -92,6 +92,7 @@ def record(session: Session, topic: str, job: Job | Row[Any]) -> None:
 
 
 _LAST_PROGRESS = "jobs.progress_at"
+_TRACKED = 10_000  # jobs whose last progress event time a process remembers (then it starts afresh)
 
 
 def progress_due(ctx: AppContext, job_id: str, finished: bool) -> bool:
@@ -104,6 +105,8 @@ def progress_due(ctx: AppContext, job_id: str, finished: bool) -> bool:
     now = time.monotonic()
     if now - last.get(job_id, -log.PROGRESS_SECONDS) < log.PROGRESS_SECONDS:
         return False
+    if len(last) >= _TRACKED:  # jobs cancelled or deleted mid-run are never seen finishing here
+        last.clear()
     last[job_id] = now
     return True
 
