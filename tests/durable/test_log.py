@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -184,6 +185,30 @@ def test_retention_trims_the_oldest_rows_past_the_age_and_the_count(settings: Se
         with ctx.uow() as session:
             left = [e.id for e in log.read(session)]
     assert left == ids[-3:]
+
+
+def test_an_old_row_is_trimmed_with_the_rows_before_it(client: TestClient) -> None:
+    ctx = context(client)
+    first = write(ctx, "jobs.progress", "jobs.progress")
+    with ctx.uow() as session:
+        old = utcnow() - timedelta(hours=ctx.settings.event_log_retention_hours + 1)
+        session.execute(insert(log.LogEntry), [{"topic": "jobs.old", "data": {}, "created_at": old}])
+    kept = write(ctx, "jobs.progress")
+    with ctx.uow() as session:
+        assert log.trim(session, retention_hours=ctx.settings.event_log_retention_hours, max_rows=100) == 3
+        assert [e.id for e in log.read(session)] == kept
+    assert len(first) == 2
+
+
+def test_a_trim_deletes_in_bounded_batches(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    ctx = context(client)
+    monkeypatch.setattr(log, "TRIM_BATCH", 2)
+    ids = write(ctx, *["jobs.progress"] * 7)
+    with ctx.uow() as session:
+        assert log.trim(session, retention_hours=1.0, max_rows=1) == 2
+    log.trim_log(replace(ctx, settings=ctx.settings.model_copy(update={"event_log_max_rows": 1})))
+    with ctx.uow() as session:
+        assert [e.id for e in log.read(session)] == ids[-1:]
 
 
 def test_a_slower_transaction_committing_late_is_not_skipped(settings: Settings) -> None:

@@ -291,14 +291,19 @@ def follow(
 
 
 def trim(session: Session, *, retention_hours: float, max_rows: int) -> int:
-    """Delete the oldest rows (at most ``TRIM_BATCH``) of those older than ``retention_hours`` or past
-    the newest ``max_rows`` ids; returns how many went."""
+    """Delete the oldest rows (at most ``TRIM_BATCH``) up to the newest one older than ``retention_hours``
+    or past the newest ``max_rows`` ids; returns how many went. Two index lookups when nothing is due."""
     cutoff = utcnow() - timedelta(hours=retention_hours)
-    below = head(session) - max_rows
-    ids = select(LogEntry.id).where(or_(LogEntry.created_at < cutoff, LogEntry.id <= below))
-    batch = select(ids.order_by(LogEntry.id).limit(TRIM_BATCH).subquery().c.id)
+    aged = session.scalar(
+        select(LogEntry.id).where(LogEntry.created_at < cutoff).order_by(LogEntry.created_at.desc()).limit(1)
+    )
+    upto = max(aged or 0, head(session) - max_rows)
+    if upto <= 0:
+        return 0
+    batch = select(LogEntry.id).where(LogEntry.id <= upto).order_by(LogEntry.id).limit(TRIM_BATCH)
     gone = session.execute(
-        delete(LogEntry).where(LogEntry.id.in_(batch)), execution_options={"synchronize_session": False}
+        delete(LogEntry).where(LogEntry.id.in_(batch.scalar_subquery())),
+        execution_options={"synchronize_session": False},
     )
     count: int = getattr(gone, "rowcount", 0)
     return count
