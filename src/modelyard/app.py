@@ -28,6 +28,7 @@ from modelyard.jobs.api import router as jobs_router
 from modelyard.jobs.dead_letters_api import router as dead_letters_router
 from modelyard.jobs.metrics import JobsCollector
 from modelyard.keys_api import router as keys_router
+from modelyard.log_api import router as log_router
 from modelyard.logs import setup_logging
 from modelyard.metrics import Metrics
 from modelyard.migrate import upgrade
@@ -241,6 +242,7 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
     app.include_router(pipelines_router)
     app.include_router(events_router)
     app.include_router(inferrers_router)
+    app.include_router(log_router)
     app.mount("/ui", create_ui(app, ctx.verifier))
 
     @app.get("/", include_in_schema=False)

@@ -103,6 +103,8 @@ class AppContext:
     claim_loops: dict[str, ClaimLoop] = field(default_factory=dict)
     # whether the collectors of ``/metrics`` are registered in ``metrics.registry``
     collectors: bool = False
+    # when this process last logged each running job's progress (``jobs.service.progress_due``)
+    job_progress_at: dict[str, float] = field(default_factory=dict)
 
     @property
     def engine(self) -> Engine:

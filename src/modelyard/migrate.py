@@ -14,6 +14,7 @@ MODEL_MODULES = [
     "modelyard.auth",
     "modelyard.registry.models",
     "modelyard.durable.workers",
+    "modelyard.durable.log",
     "modelyard.jobs.models",
     "modelyard.pipelines.models",
 ]

@@ -155,6 +155,27 @@ class Settings(BaseSettings):
     pipeline_raw_cache_bytes: int = Field(
         64 * 1024 * 1024, description="Raw data kept in memory per worker, shared by the stages it runs."
     )
+    event_log_retention_hours: float = Field(
+        72.0,
+        gt=0,
+        description="Events are kept in the event log (replayable, e.g. by SSE Last-Event-ID) "
+        "this many hours; workers trim older ones on their heartbeat.",
+    )
+    event_log_max_rows: int = Field(
+        1_000_000, gt=0, description="Most events kept in the event log; workers trim the oldest past it."
+    )
+    event_log_poll_seconds: float = Field(
+        0.5,
+        gt=0,
+        description="How often an event stream re-reads the event log for events written by another "
+        "process (this process's own events wake it at once).",
+    )
+    event_log_gap_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="PostgreSQL: how long an event stream waits for a missing event id (a transaction "
+        "still committing) before going past it (a rolled-back transaction leaves a gap for good).",
+    )
     demo: bool = Field(
         False,
         description="Register a small demo model on start if the registry is empty, and accept a short or "

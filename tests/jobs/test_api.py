@@ -242,6 +242,22 @@ def test_event_stream_reports_progress_until_finished(worker_api: TestClient) ->
     assert worker_api.get("/api/v1/jobs/nope/events").status_code == 404
 
 
+def test_event_stream_resumes_after_last_event_id_with_the_events_missed(worker_api: TestClient) -> None:
+    job = worker_api.post("/api/v1/jobs", json={"model": "churn", "rows": features(250).tolist()}).json()
+    assert wait_final(worker_api, job["id"])["state"] == "succeeded"
+    logged = worker_api.get("/api/v1/log", params={"topics": "jobs.", "subject": job["id"]}).json()["items"]
+    assert logged[0]["topic"] == "jobs.queued" and logged[-1]["topic"] == "jobs.finished"
+    seen: list[tuple[int, str]] = []
+    headers = {"Last-Event-ID": str(logged[0]["id"])}
+    with worker_api.stream("GET", f"/api/v1/jobs/{job['id']}/events", headers=headers) as resp:
+        for line in resp.iter_lines():
+            if line.startswith("id:"):
+                seen.append((int(line[3:]), ""))
+            elif line.startswith("event:"):
+                seen[-1] = (seen[-1][0], line.split(":", 1)[1].strip())
+    assert seen == [(e["id"], e["topic"].removeprefix("jobs.")) for e in logged[1:]]
+
+
 def test_queue_page_dead_letters_and_metrics(worker_api: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
     ctx = worker_api.app.state.ctx  # type: ignore[attr-defined]
     real = ctx.inference.predict_sync

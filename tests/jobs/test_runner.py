@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from modelyard.context import AppContext
+from modelyard.durable import log
 from modelyard.jobs import runner, service, submission
 from modelyard.jobs.models import Job, JobChunk, JobState
 from modelyard.jobs.schemas import JobCreate, JobOptions
@@ -55,6 +56,18 @@ def test_job_runs_in_chunks_and_matches_raw_onnxruntime(
     label, proba = sess.run(None, {"X": np.round(x, 6)})
     assert out.column("label").to_pylist() == label.tolist()
     np.testing.assert_allclose(np.array(out.column("probabilities").to_pylist()), proba, atol=1e-6)
+
+
+def test_a_job_logs_queued_started_progress_at_most_so_often_and_one_finished(
+    ctx: AppContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(log, "PROGRESS_SECONDS", 3600.0)  # every chunk after the first falls in the window
+    job = run_job(ctx, submit_csv(ctx, tmp_path, features(250)).id)  # 3 chunks
+    with ctx.uow() as session:
+        events = log.read(session, subject=job.id)
+    assert [e.topic for e in events] == ["jobs.queued", "jobs.started", "jobs.progress", "jobs.finished"]
+    assert (events[2].data["chunks_done"], events[3].data["rows_done"]) == (1, 250)
+    assert events[3].data["state"] == "succeeded"
 
 
 class Killed(BaseException):

@@ -11,6 +11,7 @@ import onnxruntime as ort
 import pyarrow as pa
 
 from modelyard.context import AppContext
+from modelyard.durable import log
 from modelyard.jobs import runner, service, small, submission
 from modelyard.jobs.models import Job, JobChunk
 from modelyard.jobs.schemas import JobCreate, JobOptions
@@ -93,3 +94,19 @@ def test_a_small_job_whose_model_fails_is_retried_alone(ctx: AppContext, monkeyp
     with ctx.uow() as session:
         assert [session.get_one(Job, i).state for i in ids] == ["succeeded"] * 3
         assert session.get_one(JobChunk, (ids[1], 0)).attempts == 2
+
+
+def test_small_jobs_log_their_start_and_end_with_one_insert_per_transaction(
+    ctx: AppContext, monkeypatch: Any
+) -> None:
+    ids = [submission.submit(ctx, JobCreate(model="churn", rows=features(n).tolist())).id for n in (1, 2, 3)]
+    inserts: list[int] = []
+    real = log.append_many
+    monkeypatch.setattr(
+        log, "append_many", lambda session, rows: (inserts.append(len(rows)), real(session, rows))
+    )
+    small.run_small(ctx, ids, "test")
+    with ctx.uow() as session:
+        logged = [(e.subject, e.topic) for e in log.read(session, prefixes=("jobs.started", "jobs.finished"))]
+    assert inserts == [3, 3]  # the starts, then the ends: one statement each
+    assert logged == [*((i, "jobs.started") for i in ids), *((i, "jobs.finished") for i in ids)]

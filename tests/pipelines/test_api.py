@@ -184,12 +184,35 @@ def test_queue_and_event_streams_send_snapshots(api: Any) -> None:
     with api.stream("GET", f"/api/v1/events/{eid}/stream") as resp:
         assert resp.headers["content-type"].startswith("text/event-stream")
         lines = [line for line in resp.iter_lines() if line]
-    assert lines[0] == "event: event" and '"state":"complete"' in lines[1]
+    assert lines[0].startswith("id: ") and lines[1] == "event: event" and '"state":"complete"' in lines[2]
     with api.stream("GET", "/api/v1/pipelines/looks/queues/stream") as resp:
         for line in resp.iter_lines():
             if line.startswith("data:"):
                 assert '"complete":1' in line
                 break
+
+
+def test_stage_run_and_event_ends_are_in_the_event_log(api: Any) -> None:
+    apply(api)
+    paths = write_images(api.ctx.settings.data_dir / "in", 2)
+    done, dropped = (
+        api.post("/api/v1/pipelines/looks/events", json={"name": n, "source": str(p)}).json()["events"][0][
+            "id"
+        ]
+        for n, p in zip(("a", "b"), paths, strict=True)
+    )
+    assert api.post(f"/api/v1/events/{dropped}/cancel").json()["state"] == "cancelled"
+    drain(api.ctx)
+
+    def logged(eid: str) -> list[tuple[str, str, str | None]]:
+        items = api.get("/api/v1/log", params={"topics": "pipelines.", "subject": eid}).json()["items"]
+        return [(e["topic"], e["data"]["state"], e["data"].get("stage")) for e in items]
+
+    stages = ["raw", "palette", "aspect", "size"]
+    ran = logged(done)
+    assert sorted(ran[:-1]) == sorted(("pipelines.stage.done", "done", s) for s in stages)
+    assert ran[-1] == ("pipelines.event.done", "complete", None)
+    assert logged(dropped) == [("pipelines.event.done", "cancelled", None)]
 
 
 def test_rerun_cancel_archive_and_restore(api: Any) -> None:

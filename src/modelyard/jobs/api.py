@@ -16,7 +16,7 @@ from modelyard.jobs import outputs, service, submission
 from modelyard.jobs.events import job_events
 from modelyard.jobs.schemas import ChunkList, JobCreate, JobList, JobOptions, JobPublic
 from modelyard.registry import service as registry
-from modelyard.sse import event_stream
+from modelyard.sse import LastEventId, event_stream
 from modelyard.uploads import receive_upload, upload_openapi
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
@@ -202,12 +202,15 @@ def get_results(
 
 
 @router.get("/{job_id}/events", response_class=StreamingResponse)
-async def job_event_stream(job_id: str, ctx: Ctx, _: ReadKey) -> StreamingResponse:
-    """Server-sent events of a job: `queued`, `started`, `progress` on every change and a final
-    `finished`, each carrying the job; comment lines keep the connection alive. Works whichever
-    process runs the job."""
+async def job_event_stream(
+    job_id: str, ctx: Ctx, _: ReadKey, last_event_id: LastEventId = None
+) -> StreamingResponse:
+    """Server-sent events of a job: `queued`, `started`, `progress` (a few a second at most) and a
+    final `finished`, each carrying the job as that event reported it; `deleted` if it is deleted. Each
+    has the event log id as its `id`: a client reconnecting with `Last-Event-ID` gets the events it
+    missed. Comment lines keep the connection alive. Works whichever process runs the job."""
     await run_in_threadpool(_job_exists, ctx, job_id)
-    return event_stream(job_events(ctx, job_id))
+    return event_stream(job_events(ctx, job_id, after=last_event_id))
 
 
 def _job_exists(ctx: AppContext, job_id: str) -> None:

@@ -1,15 +1,18 @@
-"""A job's events for its SSE stream: the in-process bus wakes the stream at once, and a database read
-(every ``poll_seconds`` at the latest) makes it work when the worker is another process too."""
+"""A job's events for its SSE stream, read from the event log (so a worker in another process is seen as
+soon as its transaction commits; this process's bus only wakes the stream sooner).
+
+Each SSE message's id is the event log id, so a client reconnecting with ``Last-Event-ID`` gets exactly
+the events it missed, in order.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from starlette.concurrency import run_in_threadpool
 
+from modelyard.durable import log
 from modelyard.errors import JobNotFound
 from modelyard.jobs import service
 from modelyard.jobs.models import JobState
@@ -19,53 +22,69 @@ from modelyard.sse import SseEvent
 if TYPE_CHECKING:
     from modelyard.context import AppContext
 
+NAMES = {
+    "jobs.queued": "queued",
+    "jobs.started": "started",
+    "jobs.progress": "progress",
+    "jobs.finished": "finished",
+    "jobs.deleted": "deleted",
+}
+COUNTS = ("rows_done", "rows_failed", "total_rows", "chunks_done", "chunk_count")
+
 
 def _read(ctx: AppContext, job_id: str) -> JobPublic:
     with ctx.uow() as session:
         return service.job_public(service.get_job(session=session, job_id=job_id))
 
 
-def _name(job: JobPublic, seen_running: bool) -> str:
+def _name(job: JobPublic) -> str:
     if JobState(job.state).is_final():
         return "finished"
     if job.state == "queued":
         return "queued"
-    return "progress" if seen_running else "started"
+    return "progress" if job.progress.rows_done + job.progress.rows_failed else "started"
 
 
-async def job_events(ctx: AppContext, job_id: str, *, poll_seconds: float = 0.5) -> AsyncIterator[SseEvent]:
-    """``queued``, ``started``, ``progress`` (on every change) and a last ``finished`` event, each with
-    the job as data; ``deleted`` if the job disappears meanwhile."""
-    changed = asyncio.Event()
+def as_reported(job: JobPublic, data: dict[str, Any]) -> dict[str, Any]:
+    """The job as an event reported it: its state and counts from the event, the rest as it is now."""
+    out = job.model_dump(mode="json")
+    out["state"] = data["state"]
+    progress = out["progress"]
+    for name in COUNTS:
+        progress[name] = data[name]
+    total, handled = data["total_rows"], data["rows_done"] + data["rows_failed"]
+    progress["fraction"] = min(handled / total, 1.0) if total else progress["fraction"]
+    return out
 
-    async def listen() -> None:
-        async for event in ctx.bus.subscribe("jobs."):
-            if event.data.get("job_id") == job_id:
-                changed.set()
 
-    listener = asyncio.create_task(listen())
+async def job_events(ctx: AppContext, job_id: str, *, after: int | None = None) -> AsyncIterator[SseEvent]:
+    """``queued``, ``started``, ``progress`` and a last ``finished`` event, each with the job as data;
+    ``deleted`` if the job is deleted meanwhile. Without ``after`` the stream starts with the job as it
+    is now; with it, it sends the job's events logged after that id."""
+    follower = log.Follower(ctx, ("jobs.",), job_id, after)
+    position = await run_in_threadpool(follower.start)  # before the job is read: nothing falls between
+    if after is None:
+        try:
+            job = await run_in_threadpool(_read, ctx, job_id)
+        except JobNotFound:
+            yield SseEvent("deleted", {"id": job_id})
+            return
+        yield SseEvent(_name(job), job.model_dump(mode="json"), id=str(position))
+        if JobState(job.state).is_final():
+            return
+    stream = follower.stream()
     try:
-        last: tuple[object, ...] | None = None
-        seen_running = False
-        while True:
-            changed.clear()
+        async for event in stream:
+            name = NAMES.get(event.topic, event.topic.removeprefix("jobs."))
             try:
+                if name == "deleted":
+                    raise JobNotFound(job_id)
                 job = await run_in_threadpool(_read, ctx, job_id)
             except JobNotFound:
-                yield SseEvent("deleted", {"id": job_id})
+                yield SseEvent("deleted", {"id": job_id}, id=str(event.id))
                 return
-            p = job.progress
-            key = (job.state, p.rows_done, p.rows_failed, p.chunks_done, p.chunks_failed, p.total_rows)
-            if key != last:
-                name = _name(job, seen_running)
-                seen_running = seen_running or job.state == "running"
-                yield SseEvent(name, job.model_dump(mode="json"), id=str(p.rows_done + p.rows_failed))
-                last = key
-            if JobState(job.state).is_final():
+            yield SseEvent(name, as_reported(job, event.data), id=str(event.id))
+            if name == "finished":
                 return
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), poll_seconds)
     finally:
-        listener.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await listener
+        await stream.aclose()

@@ -21,11 +21,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from modelyard.db import new_id, utcnow
+from modelyard.durable import log as event_log
 from modelyard.errors import BadRequest, ModelyardError
 from modelyard.jobs import inputs, readers
 from modelyard.jobs.models import ChunkState, Job, JobChunk, JobState
 from modelyard.jobs.outputs import chunk_table, table_bytes, write_table
-from modelyard.jobs.service import PUBLISHED, output_key, publish
+from modelyard.jobs.service import PUBLISHED, job_event, output_key, progress_due, publish, record
 
 if TYPE_CHECKING:
     from modelyard.context import AppContext
@@ -103,7 +104,7 @@ def local_input(ctx: AppContext, job: Job) -> inputs.Source:
 
 def _fail_job(ctx: AppContext, job_id: str, code: str, detail: str) -> None:
     with _txn(ctx) as session:
-        _write(
+        failed = _write(
             session,
             update(Job)
             .where(Job.id == job_id, Job.state.in_([JobState.QUEUED, JobState.RUNNING]))
@@ -116,6 +117,8 @@ def _fail_job(ctx: AppContext, job_id: str, code: str, detail: str) -> None:
             ),
         )
         job = session.get(Job, job_id)
+        if job is not None and _rowcount(failed):  # a repeat of this step logs nothing more
+            record(session, "jobs.finished", job)
     if job is not None:
         publish(ctx, "jobs.finished", job)
 
@@ -186,6 +189,8 @@ def plan_job(ctx: AppContext, job_id: str, claim_first: int = 0) -> Outcome:
             )
             session.flush()
             started = _snapshot(session, job_id)
+            if started is not None:
+                record(session, "jobs.started", started)
     except IntegrityError:  # a concurrent run of this step planned it first
         return plan_job(ctx, job_id)
     if started is not None:
@@ -353,6 +358,13 @@ def record_done(
     return finished, _snapshot(session, job_id)
 
 
+def done_event(ctx: AppContext, job_id: str, finished: bool, job: Any) -> list[event_log.Append]:
+    """The event log's entry for a recorded completion: the job's end, or its progress when one is due."""
+    if job is None or not progress_due(ctx, job_id, finished):
+        return []
+    return [job_event("jobs.finished" if finished else "jobs.progress", job)]
+
+
 def announce_done(ctx: AppContext, job_id: str, finished: bool, job: Any, key: str | None) -> None:
     """After the completion committed: tell subscribers; a job deleted meanwhile leaves no output behind."""
     if job is None:
@@ -375,6 +387,7 @@ def _complete(
 ) -> None:
     with _txn(ctx) as session:
         finished, job = record_done(ctx, session, job_id, index, rows, errors, key, inline)
+        event_log.append_many(session, done_event(ctx, job_id, finished, job))
     announce_done(ctx, job_id, finished, job, key)
 
 
@@ -443,6 +456,7 @@ def _chunk_failed(
                 finished = bool(_rowcount(failed))
             finished = settle(session, job_id) or finished
         job = _snapshot(session, job_id)
+        event_log.append_many(session, done_event(ctx, job_id, finished, job))
     log.warning(
         "job chunk %s", state.value, extra={"job_id": job_id, "chunk": index, "code": code, "detail": detail}
     )

@@ -7,6 +7,7 @@ what a worker does with them lives in ``runner.py``.
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,7 @@ from sqlalchemy import delete as sa_delete
 from sqlalchemy.orm import Session
 
 from modelyard.db import aware, utcnow
+from modelyard.durable import log
 from modelyard.errors import BadRequest, Conflict, JobNotFound
 from modelyard.jobs.dispatch import wake_chunks, wake_local
 from modelyard.jobs.models import ChunkState, Job, JobChunk, JobState
@@ -53,21 +55,52 @@ PUBLISHED = (
 )
 
 
+def event_data(job: Job | Row[Any]) -> dict[str, Any]:
+    """What a job's events carry (a job, or a row of its ``PUBLISHED`` columns)."""
+    return {
+        "job_id": job.id,
+        "state": job.state,
+        "rows_done": job.rows_done,
+        "rows_failed": job.rows_failed,
+        "total_rows": job.total_rows,
+        "chunks_done": job.chunks_done,
+        "chunk_count": job.chunk_count,
+    }
+
+
+def job_event(topic: str, job: Job | Row[Any]) -> log.Append:
+    """A job's event, for the event log."""
+    return log.Append(topic, event_data(job), job.id)
+
+
+def record(session: Session, topic: str, job: Job | Row[Any]) -> None:
+    """Append a job's event to the event log, in the transaction that changed the job."""
+    log.append_many(session, [job_event(topic, job)])
+
+
+_TRACKED = 10_000  # jobs whose last progress event time a process remembers (then it starts afresh)
+
+
+def progress_due(ctx: AppContext, job_id: str, finished: bool) -> bool:
+    """Whether a job's progress is worth an event now: at most one per ``log.PROGRESS_SECONDS`` per job
+    in this process (a finished job always gets its event, and is forgotten)."""
+    last = ctx.job_progress_at
+    if finished:
+        last.pop(job_id, None)
+        return True
+    now = time.monotonic()
+    if now - last.get(job_id, -log.PROGRESS_SECONDS) < log.PROGRESS_SECONDS:
+        return False
+    if len(last) >= _TRACKED:  # jobs cancelled or deleted mid-run are never seen finishing here
+        last.clear()
+    last[job_id] = now
+    return True
+
+
 def publish(ctx: AppContext, topic: str, job: Job | Row[Any]) -> None:
-    """Tell in-process subscribers (SSE streams, the dashboard) what happened to a job (a job, or a row of
-    its ``PUBLISHED`` columns)."""
-    ctx.bus.publish(
-        topic,
-        {
-            "job_id": job.id,
-            "state": job.state,
-            "rows_done": job.rows_done,
-            "rows_failed": job.rows_failed,
-            "total_rows": job.total_rows,
-            "chunks_done": job.chunks_done,
-            "chunk_count": job.chunk_count,
-        },
-    )
+    """After the change committed, tell in-process subscribers (it wakes this process's event streams at
+    once; the event log is what they read)."""
+    ctx.bus.publish(topic, event_data(job))
 
 
 # ---------------------------------------------------------------- reading
@@ -215,6 +248,7 @@ def cancel(ctx: AppContext, job_id: str) -> Job:
             .where(JobChunk.job_id == job_id, JobChunk.state == ChunkState.QUEUED)
             .values(state=ChunkState.CANCELLED)
         )
+        record(session, "jobs.finished", job)
     publish(ctx, "jobs.finished", job)
     return job
 
@@ -247,6 +281,7 @@ def retry(ctx: AppContext, job_id: str, indexes: list[int] | None = None) -> Job
             chunk.state, chunk.error, chunk.error_code, chunk.traceback = ChunkState.QUEUED, None, None, None
             chunk.queued_at, chunk.finished_at = utcnow(), None
             chunk.batch_id, chunk.claimed_at = None, None  # waits for any worker's chunk dispatcher
+        record(session, "jobs.queued", job)
     wake_local(ctx)
     wake_chunks(ctx)
     publish(ctx, "jobs.queued", job)
@@ -258,6 +293,7 @@ def delete(ctx: AppContext, job_id: str) -> None:
     with ctx.uow() as session:
         job = get_job(session=session, job_id=job_id)
         session.execute(sa_delete(JobChunk).where(JobChunk.job_id == job_id))
+        record(session, "jobs.deleted", job)
         session.delete(job)
     ctx.storage.delete_prefix(f"jobs/{job_id}")
 

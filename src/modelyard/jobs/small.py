@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select, update
 
 from modelyard.db import utcnow
+from modelyard.durable import log
 from modelyard.jobs import runner
 from modelyard.jobs.models import ChunkState, Job, JobChunk, JobState
-from modelyard.jobs.service import publish
+from modelyard.jobs.service import job_event, publish
 
 if TYPE_CHECKING:
     from modelyard.context import AppContext
@@ -68,8 +69,10 @@ def _start(ctx: AppContext, job_ids: list[str], executor_id: str | None) -> list
                 started.append((job, chunk))
         session.flush()
         session.expunge_all()
-    for job, _ in started:  # the rows now say so; these copies are what the events carry
-        job.state, job.chunk_count, job.started_at = JobState.RUNNING, 1, now
+        for job, _ in started:  # the rows now say so; these copies are what the events carry
+            job.state, job.chunk_count, job.started_at = JobState.RUNNING, 1, now
+        log.append_many(session, [job_event("jobs.started", job) for job, _ in started])
+    for job, _ in started:
         publish(ctx, "jobs.started", job)
     return started
 
@@ -92,6 +95,8 @@ def run_small(
             recorded = [
                 (job, result, runner.record_done(ctx, session, job.id, 0, *result)) for job, result in done
             ]
+            events = [e for j, _, (end, snap) in recorded for e in runner.done_event(ctx, j.id, end, snap)]
+            log.append_many(session, events)
         for job, (rows, _, key, _), (finished, snapshot) in recorded:
             runner.announce_done(ctx, job.id, finished, snapshot, key)
             outcomes[job.id] = {"status": "done", "rows": rows, "chunks": 1, "stage": "chunk"}

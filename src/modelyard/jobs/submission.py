@@ -20,7 +20,7 @@ from modelyard.jobs.dispatch import wake_local
 from modelyard.jobs.models import Job
 from modelyard.jobs.outputs import OUTPUT_FORMATS
 from modelyard.jobs.schemas import JobCreate, JobOptions
-from modelyard.jobs.service import publish
+from modelyard.jobs.service import publish, record
 from modelyard.serving.rest import rows_to_array
 
 if TYPE_CHECKING:
@@ -78,6 +78,7 @@ def _queue(ctx: AppContext, job: Job) -> Job:
     with ctx.uow() as session:
         session.add(job)
         session.flush()
+        record(session, "jobs.queued", job)
     wake_local(ctx)
     publish(ctx, "jobs.queued", job)
     return job

@@ -2,15 +2,17 @@
 state: events) and the stage watcher (failures grouped by error type, with example events), as snapshots
 and as server-sent event streams that send a snapshot whenever it changes.
 
-Workers may be other processes, so streams poll the database (every ``interval`` seconds) rather than
-listen to this process's bus. The same counts, for every pipeline, are exported at ``/metrics`` by
-``PipelineCollector``.
+Workers may be other processes, so streams follow the event log (``durable.log``): a snapshot is read
+again when the log reports a stage run or event of what the stream watches ended. The same counts, for
+every pipeline, are exported at ``/metrics`` by ``PipelineCollector``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import timedelta
 from typing import Any
@@ -22,6 +24,7 @@ from sqlalchemy import func, select
 
 from modelyard.context import AppContext
 from modelyard.db import utcnow
+from modelyard.durable import log as event_log
 from modelyard.errors import PipelineNotFound
 from modelyard.pipelines.events import get_event
 from modelyard.pipelines.models import Event, EventState, Pipeline, StageRun, StageState
@@ -148,47 +151,103 @@ def error_report(
     return ErrorReport(pipeline=pipeline_name, at=utcnow(), groups=out)
 
 
+# Snapshot streams re-read their snapshot when the event log reports a change they watch; what the log does
+# not carry (submissions, claims) shows at the latest after this many intervals.
+REFRESH_INTERVALS = 20
+
+
 async def _changes(
+    ctx: AppContext,
     snapshot: Callable[[], BaseModel],
     name: str,
     interval: float,
     ignore: set[str],
     stop: Callable[[BaseModel], bool],
+    watched: Callable[[event_log.LogEvent], bool],
+    subject: str | None = None,
 ) -> AsyncIterator[SseEvent]:
-    last: Any = None
-    while True:
-        current = await asyncio.to_thread(snapshot)
-        comparable = current.model_dump(mode="json", exclude=ignore)
-        if comparable != last:
-            last = comparable
-            yield SseEvent(name, current.model_dump(mode="json"))
-        if stop(current):
-            return
-        await asyncio.sleep(interval)
+    """The snapshot, and again (at most every ``interval`` seconds) whenever it changed after a ``watched``
+    event of the log; each with the log id it reflects."""
+    follower = event_log.Follower(ctx, ("pipelines.",), subject)
+    seen = [await asyncio.to_thread(follower.start)]
+    changed = asyncio.Event()
+
+    async def listen() -> None:
+        async for event in follower.stream():
+            if watched(event):
+                seen[0] = event.id
+                changed.set()
+
+    listener = asyncio.create_task(listen())
+    try:
+        last: Any = None
+        while True:
+            changed.clear()
+            taken = time.monotonic()
+            position = seen[0]
+            current = await asyncio.to_thread(snapshot)
+            comparable = current.model_dump(mode="json", exclude=ignore)
+            if comparable != last:
+                last = comparable
+                yield SseEvent(name, current.model_dump(mode="json"), id=str(position))
+            if stop(current):
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), interval * REFRESH_INTERVALS)
+            await asyncio.sleep(max(0.0, interval - (time.monotonic() - taken)))
+    finally:
+        listener.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listener
+
+
+def _pipeline_id(ctx: AppContext, pipeline_name: str) -> str:
+    with ctx.uow() as session:
+        return get_pipeline(session=session, name=pipeline_name).id
 
 
 def queue_stream(ctx: AppContext, pipeline_name: str, interval: float = 1.0) -> AsyncIterator[SseEvent]:
-    """``queues`` events: the queue snapshot whenever it changes."""
-    return _changes(lambda: queue_snapshot(ctx, pipeline_name), "queues", interval, {"at"}, lambda _: False)
+    """``queues`` events: the queue snapshot whenever it changes (re-read when the event log reports a
+    stage run or event of the pipeline ended, at most every ``interval`` seconds)."""
+    pid = _pipeline_id(ctx, pipeline_name)  # 404 before the stream starts
+    return _changes(
+        ctx,
+        lambda: queue_snapshot(ctx, pipeline_name),
+        "queues",
+        interval,
+        {"at"},
+        lambda _: False,
+        lambda e: e.data.get("pipeline_id") == pid,
+    )
 
 
 def error_stream(
     ctx: AppContext, pipeline_name: str, stage: str | None = None, interval: float = 2.0
 ) -> AsyncIterator[SseEvent]:
-    """``errors`` events: the error report whenever it changes."""
+    """``errors`` events: the error report whenever it changes (re-read as ``queue_stream`` is)."""
+    pid = _pipeline_id(ctx, pipeline_name)
     return _changes(
-        lambda: error_report(ctx, pipeline_name, stage=stage), "errors", interval, {"at"}, lambda _: False
+        ctx,
+        lambda: error_report(ctx, pipeline_name, stage=stage),
+        "errors",
+        interval,
+        {"at"},
+        lambda _: False,
+        lambda e: e.data.get("pipeline_id") == pid and e.data.get("state") != StageState.DONE,
     )
 
 
 def event_stream(ctx: AppContext, event_id: str, interval: float = 0.5) -> AsyncIterator[SseEvent]:
-    """``event`` events: the event whenever it changes; the stream ends when the event does."""
+    """``event`` events: the event whenever the event log reports one of its stage runs or the event
+    itself ended; the stream ends when the event does."""
     get_event(ctx, event_id)  # 404 before the stream starts
 
     def final(current: BaseModel) -> bool:
         return EventState(getattr(current, "state")).is_final()  # noqa: B009
 
-    return _changes(lambda: get_event(ctx, event_id), "event", interval, set(), final)
+    return _changes(
+        ctx, lambda: get_event(ctx, event_id), "event", interval, set(), final, lambda _: True, event_id
+    )
 
 
 class PipelineCollector(Collector):

@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
+from modelyard.durable import log
 from modelyard.errors import AlreadyExists, ModelNotFound, VersionNotFound
 from modelyard.registry.inspect import inspect_model
 from modelyard.registry.models import ModelVersion, RegisteredModel
@@ -117,6 +118,10 @@ def update_model(*, session: Session, name: str, data: ModelUpdate) -> Registere
                 merged[key] = value
         model.meta = merged
     session.flush()
+    if data.metadata is not None:
+        log.append(
+            session, "registry.metadata.changed", {"model": model.name, "metadata": merged}, model.name
+        )
     return model
 
 
@@ -186,6 +191,8 @@ def add_version(
         )
         session.add(version)
         session.flush()
+        data = {"model": model.name, "version": number, "sha256": sha256, "size": info.size}
+        log.append(session, "registry.version.created", data, model.name)
     except BaseException:
         storage.delete(key)
         raise

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from modelyard.context import AppContext
 from modelyard.db import utcnow
+from modelyard.durable import log
 from modelyard.errors import Conflict, StageRunNotFound
 from modelyard.pipelines.events import find_event, get_event
 from modelyard.pipelines.models import (
@@ -24,6 +25,7 @@ from modelyard.pipelines.models import (
 from modelyard.pipelines.run import archive
 from modelyard.pipelines.schemas import EventPublic
 from modelyard.pipelines.service import load_spec, wake
+from modelyard.pipelines.settle import event_done
 from modelyard.pipelines.spec import RAW
 
 CHUNK = 500  # event ids per IN (...)
@@ -137,8 +139,10 @@ def _skip_unfinished(session: Session, event_ids: Sequence[str], now: datetime) 
                 batch_id=None,
             )
         )
-        session.execute(
+        cancelled = session.execute(
             update(Event)
             .where(Event.id.in_(chunk), Event.state.not_in(list(EVENT_TERMINAL)))
             .values(state=EventState.CANCELLED, finished_at=now)
-        )
+            .returning(Event.id, Event.pipeline_id)
+        ).all()
+        log.append_many(session, [event_done(eid, pid, EventState.CANCELLED) for eid, pid in cancelled])

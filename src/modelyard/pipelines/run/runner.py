@@ -65,6 +65,8 @@ def run_batch(ctx: AppContext, batch_id: str) -> dict[str, int]:
     counts = {"runs": len(settled)}
     for s in settled:
         counts[str(s.state)] = counts.get(str(s.state), 0) + 1
+    # the event log has it all; this wakes this process's event streams without waiting for their poll
+    ctx.bus.publish("pipelines.batch.settled", {"batch": batch_id, "runs": len(settled)})
     for event_id, state in events.items():
         ctx.bus.publish(f"pipelines.event.{state}", {"event": event_id, "state": state})
     return counts

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from modelyard.context import AppContext
 from modelyard.db import Database, utcnow
+from modelyard.durable import log
 from modelyard.fetch import is_permanent
 from modelyard.pipelines.models import Event, EventState, RawFetch, StageRun, StageState
 from modelyard.pipelines.service import load_spec
@@ -155,7 +156,27 @@ def settle(ctx: AppContext, batch_id: str, settled: list[Settled]) -> dict[str, 
             {"finished_at": now},
         )
         _record_raw(session, [s for s in by_state.get(StageState.DONE, []) if s.fetched is not None], now)
-        return advance(ctx, session, {s.run.event_id for s in settled}, now)
+        ended = [s for state in (StageState.DONE, StageState.FAILED) for s in by_state.get(state, [])]
+        return advance(ctx, session, {s.run.event_id for s in settled}, now, [_stage_done(s) for s in ended])
+
+
+def _stage_done(s: Settled) -> log.Append:
+    """The event log's entry for a stage run that ended."""
+    run = s.run
+    data = {
+        "event_id": run.event_id,
+        "pipeline_id": run.pipeline_id,
+        "stage": run.stage,
+        "run_id": run.id,
+        "state": str(s.state),
+    }
+    return log.Append("pipelines.stage.done", data, run.event_id)
+
+
+def event_done(event_id: str, pipeline_id: str, state: str) -> log.Append:
+    """The event log's entry for an event that ended (complete, failed or cancelled)."""
+    data = {"event_id": event_id, "pipeline_id": pipeline_id, "state": str(state)}
+    return log.Append("pipelines.event.done", data, event_id)
 
 
 def _record_raw(session: Session, done: list[Settled], now: datetime) -> None:
@@ -188,9 +209,16 @@ def _record_raw(session: Session, done: list[Settled], now: datetime) -> None:
         session.execute(insert(RawFetch), new)
 
 
-def advance(ctx: AppContext, session: Session, event_ids: set[str], now: datetime) -> dict[str, str]:
+def advance(
+    ctx: AppContext,
+    session: Session,
+    event_ids: set[str],
+    now: datetime,
+    logged: Sequence[log.Append] = (),
+) -> dict[str, str]:
     """Ready the pending runs whose inputs are all done, skip those with a failed input, and end events
-    whose runs are all final. Returns the events that ended, with their state."""
+    whose runs are all final; append ``logged`` and the ends to the event log (one INSERT). Returns the
+    events that ended, with their state."""
     events = session.execute(
         # completions of one event's parallel stages take turns here
         Database.locking(
@@ -212,8 +240,10 @@ def advance(ctx: AppContext, session: Session, event_ids: set[str], now: datetim
     to_ready: list[tuple[str, str]] = []
     to_skip: list[tuple[str, str]] = []
     ended: dict[str, str] = {}
+    pipelines: dict[str, str] = {}
     failed_now: list[dict[str, Any]] = []
     for eid, pipeline_id, version, event_state in events:
+        pipelines[eid] = pipeline_id
         if event_state == EventState.CANCELLED:
             continue
         spec = load_spec(ctx, pipeline_id, version)[1]
@@ -262,6 +292,7 @@ def advance(ctx: AppContext, session: Session, event_ids: set[str], now: datetim
             ),
             failed_now,
         )
+    log.append_many(session, [*logged, *(event_done(e, pipelines[e], st) for e, st in ended.items())])
     return ended
 
 
