@@ -23,9 +23,9 @@ from modelyard.pipelines.models import (
     StageState,
 )
 from modelyard.pipelines.run import archive
+from modelyard.pipelines.run.settle import event_done
 from modelyard.pipelines.schemas import EventPublic
 from modelyard.pipelines.service import load_spec, wake
-from modelyard.pipelines.settle import event_done
 from modelyard.pipelines.spec import RAW
 
 CHUNK = 500  # event ids per IN (...)
