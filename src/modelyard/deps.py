@@ -6,11 +6,12 @@ FastAPI (tests/test_architecture.py keeps it so).
 
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from modelyard.auth import KeyVerifier
 from modelyard.context import AppContext
+from modelyard.errors import BadRequest
 
 
 async def get_context(request: Request) -> AppContext:
@@ -44,3 +45,22 @@ ReadKey = Annotated[frozenset[str], _require("read")]
 PredictKey = Annotated[frozenset[str], _require("predict")]
 WriteKey = Annotated[frozenset[str], _require("write")]
 AdminKey = Annotated[frozenset[str], _require("admin")]
+
+
+def last_event_id(
+    header: Annotated[str | None, Header(alias="Last-Event-ID", include_in_schema=False)] = None,
+) -> int | None:
+    """The ``Last-Event-ID`` a reconnecting client sends (an event log id), or None."""
+    if header is None or not header.strip():
+        return None
+    try:
+        value = int(header)
+    except ValueError:
+        raise BadRequest(f"Last-Event-ID {header!r} is not an event id", field="Last-Event-ID") from None
+    if value < 0:
+        raise BadRequest(f"Last-Event-ID {header!r} is not an event id", field="Last-Event-ID")
+    return value
+
+
+LastEventId = Annotated[int | None, Depends(last_event_id)]
+"""Route parameter alias: the ``Last-Event-ID`` header of a reconnecting SSE client, as an int."""

@@ -12,9 +12,9 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from modelyard.context import AppContext
-from modelyard.deps import Ctx, ReadKey
+from modelyard.deps import Ctx, LastEventId, ReadKey
 from modelyard.durable import log
-from modelyard.sse import LastEventId, SseEvent, event_stream
+from modelyard.sse import SseEvent, event_stream
 
 router = APIRouter(prefix="/api/v1/log", tags=["events"])
 MAX_PAGE = 1000

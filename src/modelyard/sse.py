@@ -14,13 +14,10 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Any
 
 import orjson
-from fastapi import Depends, Header
 from starlette.responses import StreamingResponse
-
-from modelyard.errors import BadRequest
 
 MEDIA_TYPE = "text/event-stream"
 HEARTBEAT = b": keep-alive\n\n"
@@ -77,22 +74,3 @@ def event_stream(source: AsyncIterator[SseEvent], *, heartbeat_seconds: float = 
         media_type=MEDIA_TYPE,
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
-
-
-def last_event_id(
-    header: Annotated[str | None, Header(alias="Last-Event-ID", include_in_schema=False)] = None,
-) -> int | None:
-    """The ``Last-Event-ID`` a reconnecting client sends (an event log id), or None."""
-    if header is None or not header.strip():
-        return None
-    try:
-        value = int(header)
-    except ValueError:
-        raise BadRequest(f"Last-Event-ID {header!r} is not an event id", field="Last-Event-ID") from None
-    if value < 0:
-        raise BadRequest(f"Last-Event-ID {header!r} is not an event id", field="Last-Event-ID")
-    return value
-
-
-LastEventId = Annotated[int | None, Depends(last_event_id)]
-"""Route parameter alias: the ``Last-Event-ID`` header of a reconnecting SSE client, as an int."""

@@ -10,13 +10,13 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from modelyard.context import AppContext
-from modelyard.deps import Ctx, PredictKey, ReadKey
+from modelyard.deps import Ctx, LastEventId, PredictKey, ReadKey
 from modelyard.errors import BadRequest
 from modelyard.jobs import outputs, service, submission
 from modelyard.jobs.events import job_events
 from modelyard.jobs.schemas import ChunkList, JobCreate, JobList, JobOptions, JobPublic
 from modelyard.registry import service as registry
-from modelyard.sse import LastEventId, event_stream
+from modelyard.sse import event_stream
 from modelyard.uploads import receive_upload, upload_openapi
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
