@@ -16,11 +16,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import insert, select
 
-from modelyard import durable
 from modelyard.app import create_app
 from modelyard.context import AppContext
 from modelyard.db import utcnow
-from modelyard.durable import log
+from modelyard.durable import engine, log
 from modelyard.settings import Settings
 from tests.conftest import ADMIN_KEY, LiveServer, push_model
 from tests.jobs.conftest import COLUMNS, features
@@ -180,7 +179,7 @@ def test_retention_trims_the_oldest_rows_past_the_age_and_the_count(settings: Se
             old = utcnow() - timedelta(hours=2)
             session.execute(insert(log.LogEntry), [{"topic": "jobs.old", "data": {}, "created_at": old}])
         ids = write(ctx, *["jobs.progress"] * 6)
-        assert log.trim_log in durable.TICKS  # runs on every worker heartbeat
+        assert log.trim_log in engine.TICKS  # runs on every worker heartbeat
         log.trim_log(ctx)
         with ctx.uow() as session:
             left = [e.id for e in log.read(session)]
@@ -211,10 +210,9 @@ def test_a_trim_deletes_in_bounded_batches(client: TestClient, monkeypatch: pyte
         assert [e.id for e in log.read(session)] == ids[-1:]
 
 
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_a_slower_transaction_committing_late_is_not_skipped(settings: Settings) -> None:
     """PostgreSQL takes ids at insert and shows them at commit: a follower waits at the gap."""
-    if settings.resolved_database_url().startswith("sqlite"):
-        pytest.skip("SQLite writers take turns: ids commit in order")
     with TestClient(create_app(settings), headers=AUTH) as c:
         ctx = context(c)
         follower = log.Follower(ctx, after=0)
@@ -232,9 +230,8 @@ def test_a_slower_transaction_committing_late_is_not_skipped(settings: Settings)
             fast.close()
 
 
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_a_gap_left_by_a_rollback_is_passed_once_past_the_horizon(settings: Settings) -> None:
-    if settings.resolved_database_url().startswith("sqlite"):
-        pytest.skip("SQLite reuses nothing and leaves no gap in flight")
     quick = settings.model_copy(update={"event_log_gap_seconds": 0.001})
     with TestClient(create_app(quick), headers=AUTH) as c:
         ctx = context(c)
