@@ -49,13 +49,15 @@ class JobType:
     """Something a schedule can start: its parameters' model and the function that starts it.
 
     ``run(ctx, params, key)`` must be idempotent for one ``key`` (the schedule and slot): a fire step
-    that runs twice calls it twice.
+    that runs twice calls it twice. ``check(ctx, params)``, when given, refuses parameters a run would
+    refuse (a model or input file that does not exist), so a schedule is refused when it is created.
     """
 
     name: str
     description: str
     params: type[BaseModel]
     run: Callable[[AppContext, Any, str], str | None]
+    check: Callable[[AppContext, Any], None] | None = None
 
 
 JOB_TYPES: dict[str, JobType] = {}
@@ -77,8 +79,16 @@ class BatchPredictParams(BaseModel):
     options: JobOptions = Field(default_factory=lambda: JobOptions())
 
 
+def _batch_job(params: BatchPredictParams) -> JobCreate:
+    return JobCreate.model_validate(params.model_dump() | {"rows": None})
+
+
+def _check_batch(ctx: AppContext, params: BatchPredictParams) -> None:
+    submission.check(ctx, _batch_job(params))
+
+
 def _run_batch(ctx: AppContext, params: BatchPredictParams, key: str) -> str:
-    data = JobCreate.model_validate(params.model_dump() | {"rows": None})
+    data = _batch_job(params)
     job_id = hashlib.sha256(key.encode()).hexdigest()[:32]
     return submission.submit(ctx, data, job_id=job_id, source={"schedule": key}).id
 
@@ -105,6 +115,7 @@ register_job_type(
         "A batch prediction over a file in the artifact store.",
         BatchPredictParams,
         _run_batch,
+        _check_batch,
     )
 )
 register_job_type(
@@ -174,6 +185,9 @@ def create(ctx: AppContext, data: ScheduleCreate) -> SchedulePublic:
         )
     _zone(data.timezone)
     params = _params(data.job_type, data.params)
+    check = JOB_TYPES[data.job_type].check
+    if check is not None:
+        check(ctx, params)
     work = dispatcher(ctx)
     if work.get_schedule(data.name) is not None:
         raise AlreadyExists(f"a schedule named {data.name!r} exists", field="name")

@@ -1,0 +1,61 @@
+"""The API's documentation pages, served with no internet: Swagger UI at ``/docs``, ReDoc at ``/redoc``.
+
+Their JavaScript and CSS are vendored in ``modelyard/static/`` (versions and licences in its README) and
+served from ``/static``, so the pages render on a machine that cannot reach a CDN. ``/`` sends people
+to ``/docs``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+
+STATIC_DIR = Path(__file__).parent / "static"
+SWAGGER_UI_VERSION = "5.36.0"
+REDOC_VERSION = "2.5.4"
+
+
+def install_docs(app: FastAPI) -> None:
+    """Mount ``/static`` and add ``/``, ``/docs``, ``/docs/oauth2-redirect`` and ``/redoc`` to ``app``."""
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    openapi_url = app.openapi_url or "/openapi.json"
+    oauth_redirect = "/docs/oauth2-redirect"
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> RedirectResponse:
+        """The API has no page of its own at ``/``: its documentation is the place to start."""
+        return RedirectResponse("/docs", status_code=307)
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        """Swagger UI over the OpenAPI document, from the vendored assets."""
+        return get_swagger_ui_html(
+            openapi_url=openapi_url,
+            title=f"{app.title} - Swagger UI",
+            oauth2_redirect_url=oauth_redirect,
+            swagger_js_url=f"/static/swagger-ui/swagger-ui-bundle.js?v={SWAGGER_UI_VERSION}",
+            swagger_css_url=f"/static/swagger-ui/swagger-ui.css?v={SWAGGER_UI_VERSION}",
+            swagger_favicon_url="/static/swagger-ui/favicon-32x32.png",
+            # the online validator badge would call validator.swagger.io
+            swagger_ui_parameters={"validatorUrl": None},
+        )
+
+    @app.get(oauth_redirect, include_in_schema=False)
+    async def swagger_ui_redirect() -> HTMLResponse:
+        """The page Swagger UI's OAuth2 flow returns to."""
+        return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        """ReDoc over the OpenAPI document, from the vendored bundle, without web fonts."""
+        return get_redoc_html(
+            openapi_url=openapi_url,
+            title=f"{app.title} - ReDoc",
+            redoc_js_url=f"/static/redoc/redoc.standalone.js?v={REDOC_VERSION}",
+            redoc_favicon_url="/static/swagger-ui/favicon-32x32.png",
+            with_google_fonts=False,
+        )
