@@ -107,7 +107,7 @@ class AccessLogged:
                 request_id=request_id,
                 key=self.keys.name_of(key) if key else None,
                 method=scope["method"],
-                route=getattr(scope.get("route"), "path", None) or "unmatched",
+                route=getattr(scope.get("route"), "path", None),
                 path=scope["path"],
                 status=status,
                 duration_ms=round((time.perf_counter() - start) * 1000, 3),

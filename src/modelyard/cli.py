@@ -98,6 +98,8 @@ def serve(
         updates["demo"] = True
     settings = settings.model_copy(update=updates)
     application = create_app(settings)
+    base = f"http://{settings.host}:{settings.port}"
+    typer.echo(f"modelyard on {base}: docs at {base}/docs (data in {settings.data_dir})", err=True)
     uvicorn.run(
         application,
         host=settings.host,

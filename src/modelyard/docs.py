@@ -17,6 +17,17 @@ from fastapi.staticfiles import StaticFiles
 STATIC_DIR = Path(__file__).parent / "static"
 SWAGGER_UI_VERSION = "5.36.0"
 REDOC_VERSION = "2.5.4"
+# The pages may load only from this server: ReDoc's sidebar links an image on its vendor's CDN, which
+# the browser then does not fetch (the image hides itself when it fails to load).
+CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; font-src 'self' data:; worker-src 'self' blob:; connect-src 'self'"
+)
+
+
+def _local_only(page: HTMLResponse) -> HTMLResponse:
+    page.headers["Content-Security-Policy"] = CSP
+    return page
 
 
 def install_docs(app: FastAPI) -> None:
@@ -33,7 +44,7 @@ def install_docs(app: FastAPI) -> None:
     @app.get("/docs", include_in_schema=False)
     async def swagger_ui() -> HTMLResponse:
         """Swagger UI over the OpenAPI document, from the vendored assets."""
-        return get_swagger_ui_html(
+        page = get_swagger_ui_html(
             openapi_url=openapi_url,
             title=f"{app.title} - Swagger UI",
             oauth2_redirect_url=oauth_redirect,
@@ -43,6 +54,7 @@ def install_docs(app: FastAPI) -> None:
             # the online validator badge would call validator.swagger.io
             swagger_ui_parameters={"validatorUrl": None},
         )
+        return _local_only(page)
 
     @app.get(oauth_redirect, include_in_schema=False)
     async def swagger_ui_redirect() -> HTMLResponse:
@@ -52,10 +64,11 @@ def install_docs(app: FastAPI) -> None:
     @app.get("/redoc", include_in_schema=False)
     async def redoc() -> HTMLResponse:
         """ReDoc over the OpenAPI document, from the vendored bundle, without web fonts."""
-        return get_redoc_html(
+        page = get_redoc_html(
             openapi_url=openapi_url,
             title=f"{app.title} - ReDoc",
             redoc_js_url=f"/static/redoc/redoc.standalone.js?v={REDOC_VERSION}",
             redoc_favicon_url="/static/swagger-ui/favicon-32x32.png",
             with_google_fonts=False,
         )
+        return _local_only(page)
