@@ -29,30 +29,22 @@ class KeyNames(Protocol):
 
 
 class AccessLog:
-    """Writes access lines through its own logger, to a rotated file."""
+    """Writes access lines to a rotated file, opened at the first line (thread-safe, like any handler)."""
 
     def __init__(self, log_dir: Path):
         log_dir.mkdir(parents=True, exist_ok=True)
-        self.logger = logging.getLogger(f"modelyard.access.{log_dir}")
-        self.logger.setLevel(logging.INFO)
-        self.logger.propagate = False
-        for handler in list(self.logger.handlers):
-            self.logger.removeHandler(handler)
-            handler.close()
         self.handler = logging.handlers.RotatingFileHandler(
-            log_dir / "access.log", maxBytes=10 * 1024 * 1024, backupCount=5, encoding="utf-8"
+            log_dir / "access.log", maxBytes=10 * 1024 * 1024, backupCount=5, encoding="utf-8", delay=True
         )
         self.handler.setFormatter(logging.Formatter("%(message)s"))
-        self.logger.addHandler(self.handler)
 
     def write(self, **fields: object) -> None:
         """Append one line."""
-        line = {"ts": datetime.now(UTC).isoformat(), **fields}
-        self.logger.info(orjson.dumps(line).decode())
+        line = orjson.dumps({"ts": datetime.now(UTC).isoformat(), **fields}).decode()
+        self.handler.handle(logging.LogRecord("modelyard.access", logging.INFO, "", 0, line, None, None))
 
     def close(self) -> None:
-        """Close the file."""
-        self.logger.removeHandler(self.handler)
+        """Close the file (a later line opens it again)."""
         self.handler.close()
 
 
