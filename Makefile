@@ -1,34 +1,48 @@
 # modelyard — two commands: `make run` and `make test`. The virtual environment lives in .venv.
+# `make run` installs the runtime dependencies only (requirements.lock); `make test` adds the test, lint
+# and benchmark tools (requirements-dev.lock). Each has its own stamp, so switching between them is cheap.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check --no-compile  # bytecode on first import
+RUN_STAMP := $(VENV)/.installed-run
+DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: run test install lint typecheck bench clean
+.PHONY: run test install install-dev system-packages lint typecheck bench clean
 
-$(STAMP): requirements.lock pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
-	touch $(STAMP)
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
 
-install: $(STAMP)
+$(RUN_STAMP): requirements.lock pyproject.toml | $(BIN)/python
+	$(PIP) -r requirements.lock
+	$(PIP) --no-deps --no-build-isolation -e .
+	touch $@
 
-run: $(STAMP)
-	@echo "modelyard on http://$${MODELYARD_HOST:-127.0.0.1}:$${MODELYARD_PORT:-8000}/docs (data in $${MODELYARD_DATA_DIR:-./data})"
+$(DEV_STAMP): $(RUN_STAMP) requirements-dev.lock
+	$(PIP) -r requirements.lock -r requirements-dev.lock
+	touch $@
+
+install: $(RUN_STAMP)
+
+install-dev: $(DEV_STAMP)
+
+system-packages:
+	@scripts/apt-packages.sh
+
+run: $(RUN_STAMP)
 	MODELYARD_ADMIN_KEY=$${MODELYARD_ADMIN_KEY:-dev-admin-key} $(BIN)/modelyard serve --demo
 
-test: $(STAMP)
+test: $(DEV_STAMP) system-packages
 	$(BIN)/python -m pytest
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 
-typecheck: $(STAMP)
+typecheck: $(DEV_STAMP)
 	$(BIN)/mypy
 
-bench: $(STAMP)
+bench: $(DEV_STAMP)
 	$(BIN)/python bench/run_all.py
 
 clean:

@@ -14,13 +14,17 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modelyard import errors
+from modelyard.access_log import AccessLog, AccessLogged
+from modelyard.artifacts.api import router as artifacts_router
 from modelyard.auth import KeyVerifier
 from modelyard.context import AppContext, Lazy
 from modelyard.db import Database
 from modelyard.demo import register_demo
+from modelyard.docs import install_docs
 from modelyard.durable import Durable, open_dispatcher
 from modelyard.fetch import new_client
 from modelyard.inferrers.api import router as inferrers_router
@@ -116,12 +120,28 @@ def _install_error_handlers(app: FastAPI) -> None:
         )
         return problem_response(err, request.url.path)
 
+    async def http(request: Request, exc: Exception) -> Response:
+        # the framework's own answers: no route (404), a route without this method (405)
+        assert isinstance(exc, StarletteHTTPException)
+        err: errors.ModelyardError
+        if exc.status_code == 404:
+            err = errors.NotFound(f"no route {request.url.path!r}; the API is described at /docs")
+        elif exc.status_code == 405:
+            err = errors.MethodNotAllowed(f"{request.url.path!r} does not answer {request.method}")
+        else:
+            err = errors.ModelyardError(str(exc.detail))
+            err.status, err.code, err.title = exc.status_code, "http-error", "HTTP error"
+        response = problem_response(err, request.url.path)
+        response.headers.update(exc.headers or {})
+        return response
+
     async def unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error", extra={"path": request.url.path})
         return problem_response(exc, request.url.path)
 
     app.add_exception_handler(errors.ModelyardError, domain)
     app.add_exception_handler(RequestValidationError, invalid)
+    app.add_exception_handler(StarletteHTTPException, http)
     app.add_exception_handler(Exception, unexpected)
 
 
@@ -156,8 +176,16 @@ class ModelyardAPI(FastAPI):
     """FastAPI with the prediction fast path in front of the framework's own middleware stack."""
 
     fast: ASGIApp | None = None
+    access: ASGIApp | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.access is not None:
+            await self.access(scope, receive, send)
+        else:
+            await self.dispatch(scope, receive, send)
+
+    async def dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The fast path for predictions, the framework for the rest."""
         if (
             self.fast is not None
             and scope["type"] == "http"
@@ -193,6 +221,8 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
             yield
         finally:
             await run_in_threadpool(ctx.close)
+            if access is not None:
+                access.close()
 
     app = ModelyardAPI(
         title="modelyard",
@@ -201,10 +231,16 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
         description="Every write needs an API key with a scope (`Authorization: Bearer KEY` or `X-API-Key`). "
         'Errors are RFC 9457 problem+json; the V2 inference protocol under `/v2` answers `{"error": ...}`.',
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.ctx = ctx
     _install_error_handlers(app)
     app.fast = InferFastPath(app.framework_call, ctx)  # records its own request metrics
+    access = AccessLog(settings.data_dir / "logs") if settings.access_log else None
+    if access is not None:  # outermost, so it sees the fast path's requests too
+        app.access = AccessLogged(app.dispatch, access, ctx.verifier)
+    install_docs(app)
     app.add_middleware(
         MetricsMiddleware, metrics=ctx.metrics
     )  # added last, so outermost: it times everything
@@ -242,6 +278,7 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
     app.include_router(pipelines_router)
     app.include_router(events_router)
     app.include_router(inferrers_router)
+    app.include_router(artifacts_router)
     app.include_router(log_router)
     app.mount("/ui", create_ui(app, ctx.verifier))
 

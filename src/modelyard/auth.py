@@ -88,6 +88,7 @@ class KeyVerifier:
         self._sessions = sessions
         self._admin = admin_key
         self._cache: dict[str, tuple[float, frozenset[str] | None]] = {}
+        self._names: dict[str, str] = {}
 
     def cached(self, key: str) -> frozenset[str] | bool | None:
         """Scopes of a key known without the database (None: refused), or False when a lookup is needed."""
@@ -107,14 +108,25 @@ class KeyVerifier:
         with unit_of_work(self._sessions) as session:
             row = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(key)))
             scopes = granted(row.scopes) if row is not None and row.revoked_at is None else None
+            name = row.name if scopes is not None and row is not None else None
         if len(self._cache) > 10_000:
             self._cache.clear()
+            self._names.clear()
+        if name is not None:
+            self._names[key] = name
         self._cache[key] = (now + CACHE_SECONDS, scopes)
         return scopes
 
     def forget(self) -> None:
         """Drop cached answers (after a revoke in this process)."""
         self._cache.clear()
+        self._names.clear()
+
+    def name_of(self, key: str) -> str | None:
+        """The name of a key this process has verified (``admin`` for the bootstrap key), else None."""
+        if self._admin and hmac.compare_digest(key.encode(), self._admin.encode()):
+            return "admin"
+        return self._names.get(key)
 
     def require(self, authorization: str | None, x_api_key: str | None, scope: str) -> frozenset[str]:
         """The key's scopes if it grants ``scope``; ``Unauthorized`` / ``Forbidden`` otherwise (blocking)."""

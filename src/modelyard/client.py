@@ -144,6 +144,47 @@ class Client:
         )
         return result
 
+    # artifacts
+    def put_artifact(
+        self, path: str | Path, key: str, *, progress: Callable[[int], None] | None = None
+    ) -> dict[str, Any]:
+        """Upload the file at ``path`` to the artifact store under ``key`` (streamed)."""
+        result: dict[str, Any] = self.request(
+            "PUT",
+            f"/api/v1/artifacts/{key}",
+            content=_read_chunks(Path(path), progress),
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        return result
+
+    def list_artifacts(self, prefix: str = "", *, limit: int = 1000) -> list[dict[str, Any]]:
+        """Stored files whose key starts with ``prefix``."""
+        result: dict[str, Any] = self.request(
+            "GET", "/api/v1/artifacts", params={"prefix": prefix, "limit": limit}
+        )
+        return list(result["items"])
+
+    def download_artifact(self, key: str, path: str | Path) -> Path:
+        """Write the stored file ``key`` to ``path`` (streamed; nothing is left there on failure)."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".part")
+        try:
+            with self.http.stream("GET", f"/api/v1/artifacts/{key}") as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    self._decode(resp)
+                with tmp.open("wb") as f:
+                    for chunk in resp.iter_bytes():
+                        f.write(chunk)
+            tmp.replace(path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return path
+
+    def delete_artifact(self, key: str) -> None:
+        """Delete a stored file."""
+        self.request("DELETE", f"/api/v1/artifacts/{key}")
+
     # pipelines
     def delete_pipeline(self, name: str, *, force: bool = False) -> None:
         """Delete a pipeline with its events and stored outputs (``force``: cancel running events first)."""

@@ -25,6 +25,7 @@ problem ``type`` URI), a human ``detail`` and, where one input is to blame, the 
     ├── Conflict                        409 conflict
     │   ├── AlreadyExists               409 already-exists
     │   └── OutputArchived              409 output-archived     (restore the event first)
+    ├── MethodNotAllowed                405 method-not-allowed
     ├── PayloadTooLarge                 413 payload-too-large
     ├── UnsupportedMediaType            415 unsupported-media-type
     ├── FetchFailed                     502 fetch-failed        (raw data could not be fetched)
@@ -202,6 +203,12 @@ class OutputArchived(Conflict):
     """A stage output was moved to the archive after its pipeline's TTL; restore the event to read it."""
 
     code, title = "output-archived", "Output archived"
+
+
+class MethodNotAllowed(ModelyardError):
+    """The route exists but does not answer this HTTP method (the ``Allow`` header lists those it does)."""
+
+    status, code, title = 405, "method-not-allowed", "Method not allowed"
 
 
 class PayloadTooLarge(ModelyardError):

@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     max_tensor_elements: int = Field(64 * 1024 * 1024, description="Most elements in one request's tensors.")
     max_inline_rows: int = Field(10_000, description="Most rows accepted inline in a batch job request.")
     max_batch_file_bytes: int = Field(2 * 1024**3, description="Largest batch input file accepted.")
+    max_artifact_bytes: int = Field(
+        2 * 1024**3, description="Largest file accepted by PUT /api/v1/artifacts/{key}."
+    )
     model_cache_size: int = Field(8, description="Most model versions kept loaded at once (LRU).")
     model_cache_bytes: int = Field(
         2 * 1024**3, description="Most bytes of model files kept loaded at once (LRU, by file size)."
@@ -75,6 +78,11 @@ class Settings(BaseSettings):
     )
     log_level: str = Field("INFO", description="Log level of the JSON logs.")
     log_to_file: bool = Field(True, description="Also write JSON logs to DATA_DIR/logs (rotated).")
+    access_log: bool = Field(
+        True,
+        description="Write one JSON line per HTTP request (request id, key name, method, route, status, "
+        "duration) to DATA_DIR/logs/access.log (rotated); the benchmarks turn it off.",
+    )
     worker: bool = Field(
         True, description="Run an in-process worker beside the API (serve --no-worker sets False)."
     )

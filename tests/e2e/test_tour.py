@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -22,20 +23,24 @@ BIN = Path(sys.executable).parent
 KEY = "tour-admin-key"
 
 
-@pytest.fixture
-def server(tmp_path: Path, database_url: str) -> Iterator[tuple[str, dict[str, str]]]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "MODELYARD_DATA_DIR": str(tmp_path / "data"),
-        "MODELYARD_DATABASE_URL": database_url,
-        "MODELYARD_ADMIN_KEY": KEY,
-        "MODELYARD_WORKER": "false",
-    }
-    log = (tmp_path / "server.log").open("wb")
+@contextmanager
+def start_server(
+    tmp_path: Path,
+    env: dict[str, str],
+    *,
+    port: int | None = None,
+    cwd: Path | None = None,
+    pass_port: bool = True,
+) -> Iterator[tuple[str, Path]]:
+    """``modelyard serve --demo`` until ``/readyz`` answers; yields its URL and its stderr log file."""
+    port = port or free_port()
+    log_path = tmp_path / "server.log"
+    log = log_path.open("wb")
+    args = ["--port", str(port)] if pass_port else []
     proc = subprocess.Popen(
-        [str(BIN / "modelyard"), "serve", "--port", str(port), "--demo"],
+        [str(BIN / "modelyard"), "serve", *args, "--demo"],
         env=env,
+        cwd=cwd,
         stdout=subprocess.DEVNULL,
         stderr=log,
     )
@@ -50,14 +55,27 @@ def server(tmp_path: Path, database_url: str) -> Iterator[tuple[str, dict[str, s
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
             log.close()
-            raise RuntimeError(f"server did not start: {(tmp_path / 'server.log').read_text()}")
+            raise RuntimeError(f"server did not start: {log_path.read_text()}")
         time.sleep(0.1)  # polling interval of a readiness probe, not synchronisation of work
     try:
-        yield url, {**env, "MODELYARD_URL": url, "MODELYARD_API_KEY": KEY}
+        yield url, log_path
     finally:
         proc.terminate()
         proc.wait(timeout=20)
         log.close()
+
+
+@pytest.fixture
+def server(tmp_path: Path, database_url: str) -> Iterator[tuple[str, dict[str, str]]]:
+    env = {
+        **os.environ,
+        "MODELYARD_DATA_DIR": str(tmp_path / "data"),
+        "MODELYARD_DATABASE_URL": database_url,
+        "MODELYARD_ADMIN_KEY": KEY,
+        "MODELYARD_WORKER": "false",
+    }
+    with start_server(tmp_path, env) as (url, _):
+        yield url, {**env, "MODELYARD_URL": url, "MODELYARD_API_KEY": KEY}
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -115,3 +133,16 @@ def test_cli_exit_codes(server: tuple[str, dict[str, str]], tmp_path: Path) -> N
     assert unreachable.returncode == 3
     key = cli(env, "keys", "create", "--name", "script", "--scope", "predict", "--no-local")
     assert key.returncode == 0 and key.stdout.startswith("my_")
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_serve_prints_the_url_it_listens_on_from_dot_env(tmp_path: Path, database_url: str) -> None:
+    port = free_port()
+    (tmp_path / ".env").write_text(f"MODELYARD_PORT={port}\n")
+    env = {**os.environ, "MODELYARD_DATABASE_URL": database_url, "MODELYARD_WORKER": "false"}
+    env = {k: v for k, v in env.items() if k not in ("MODELYARD_PORT", "MODELYARD_HOST")}
+    with start_server(tmp_path, env, port=port, cwd=tmp_path, pass_port=False) as (url, log):
+        assert httpx.get(url + "/", follow_redirects=False).headers["location"] == "/docs"
+        lines = log.read_text().splitlines()
+    banner = f"modelyard on http://127.0.0.1:{port}: docs at http://127.0.0.1:{port}/docs"
+    assert [line for line in lines if line.startswith("modelyard on ")] == [f"{banner} (data in data)"]

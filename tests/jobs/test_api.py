@@ -287,7 +287,9 @@ def test_queue_page_dead_letters_and_metrics(worker_api: TestClient, monkeypatch
     assert "modelyard_dead_letters 0.0" in metrics
 
 
-def test_schedules_api(api: TestClient) -> None:
+def test_schedules_api(api: TestClient, tmp_path: Path) -> None:
+    csv = write_csv(tmp_path / "x.csv", features(3))
+    assert api.put("/api/v1/artifacts/in/x.csv", content=csv.read_bytes()).status_code == 201
     body = {"name": "nightly", "cron": "0 2 * * *", "params": {"model": "churn", "uri": "in/x.csv"}}
     created = api.post("/api/v1/schedules", json=body)
     assert created.status_code == 201, created.text
@@ -306,6 +308,7 @@ def test_schedules_api(api: TestClient) -> None:
     assert (
         api.post("/api/v1/schedules", json=body | {"name": "b", "timezone": "Mars/Base"}).status_code == 400
     )
+    assert [s["name"] for s in api.get("/api/v1/schedules").json()["items"]] == ["nightly"]
     assert api.post("/api/v1/schedules/nightly/pause").json()["paused"] is True
     assert api.post("/api/v1/schedules/nightly/resume").json()["paused"] is False
     assert [s["name"] for s in api.get("/api/v1/schedules").json()["items"]] == ["nightly"]
@@ -315,6 +318,26 @@ def test_schedules_api(api: TestClient) -> None:
     }
     assert api.delete("/api/v1/schedules/nightly").status_code == 204
     assert api.get("/api/v1/schedules/nightly").status_code == 404
+
+
+def test_schedule_is_refused_when_a_job_with_its_params_would_be(api: TestClient, tmp_path: Path) -> None:
+    body = {"name": "nightly", "cron": "0 2 * * *", "params": {"model": "churn", "uri": "in/none.csv"}}
+    missing_file = api.post("/api/v1/schedules", json=body)
+    job = api.post("/api/v1/jobs", json=body["params"])
+    assert (missing_file.status_code, missing_file.json()["code"]) == (job.status_code, job.json()["code"])
+    assert missing_file.status_code == 404
+    missing_model = api.post("/api/v1/schedules", json=body | {"params": {"model": "nope", "uri": "x.csv"}})
+    assert (missing_model.status_code, missing_model.json()["code"]) == (404, "model-not-found")
+    wrong = tmp_path / "wrong.csv"
+    wrong.write_text("a,b\n1,2\n")
+    api.put("/api/v1/artifacts/in/wrong.csv", content=wrong.read_bytes())
+    misfit = api.post("/api/v1/schedules", json=body | {"params": {"model": "churn", "uri": "in/wrong.csv"}})
+    assert (
+        misfit.status_code
+        == api.post("/api/v1/jobs", json={"model": "churn", "uri": "in/wrong.csv"}).status_code
+    )
+    assert misfit.status_code in (400, 422)
+    assert api.get("/api/v1/schedules").json()["items"] == []
 
 
 def test_openapi_documents_every_jobs_route(api: TestClient) -> None:

@@ -57,7 +57,15 @@ def test_submit_without_waiting_prints_the_id_and_bad_files_exit_1(
     assert refused.exit_code == 1 and "no rows" in refused.output
 
 
-def test_schedules_and_queues_commands(env: dict[str, str]) -> None:
+def test_schedules_and_queues_commands(env: dict[str, str], tmp_path: Path) -> None:
+    missing = runner.invoke(
+        app,
+        ["schedules", "create", "nightly", "--cron", "0 2 * * *", "-p", "model=churn", "-p", "uri=in/x.csv"],
+        env=env,
+    )
+    assert missing.exit_code == 1 and "in/x.csv" in missing.output
+    data = write_csv(tmp_path / "x.csv", features(3))
+    assert runner.invoke(app, ["artifacts", "put", str(data), "in/x.csv"], env=env).exit_code == 0
     made = runner.invoke(
         app,
         ["schedules", "create", "nightly", "--cron", "0 2 * * *", "-p", "model=churn", "-p", "uri=in/x.csv"],

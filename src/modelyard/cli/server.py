@@ -33,6 +33,11 @@ def serve(
         updates["port"] = port
     settings = settings.model_copy(update=updates)
     application = create_app(settings)
+    base = f"http://{settings.host}:{settings.port}"
+    typer.echo(
+        f"modelyard on {base}: dashboard at {base}/ui, docs at {base}/docs (data in {settings.data_dir})",
+        err=True,
+    )
     uvicorn.run(
         application,
         host=settings.host,

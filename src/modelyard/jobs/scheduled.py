@@ -33,8 +33,16 @@ class BatchPredictParams(BaseModel):
     options: JobOptions = Field(default_factory=lambda: JobOptions())
 
 
+def _batch_job(params: BatchPredictParams) -> JobCreate:
+    return JobCreate.model_validate(params.model_dump() | {"rows": None})
+
+
+def _check_batch(ctx: AppContext, params: BatchPredictParams) -> None:
+    submission.check(ctx, _batch_job(params))
+
+
 def _run_batch(ctx: AppContext, params: BatchPredictParams, key: str) -> str:
-    data = JobCreate.model_validate(params.model_dump() | {"rows": None})
+    data = _batch_job(params)
     job_id = hashlib.sha256(key.encode()).hexdigest()[:32]
     return submission.submit(ctx, data, job_id=job_id, source={"schedule": key}).id
 
@@ -61,6 +69,7 @@ register_job_type(
         "A batch prediction over a file in the artifact store.",
         BatchPredictParams,
         _run_batch,
+        _check_batch,
     )
 )
 register_job_type(

@@ -22,6 +22,7 @@ from modelyard.jobs.outputs import OUTPUT_FORMATS
 from modelyard.jobs.schemas import JobCreate, JobOptions
 from modelyard.jobs.service import publish, record
 from modelyard.serving.rest import rows_to_array
+from modelyard.storage import ObjectInfo
 
 if TYPE_CHECKING:
     from modelyard.context import AppContext
@@ -133,14 +134,18 @@ def submit(
         raise
 
 
-def _submit_uri(
-    ctx: AppContext,
-    data: JobCreate,
-    version: int,
-    features: inputs.Features,
-    job_id: str,
-    source: dict[str, Any],
-) -> Job:
+def check(ctx: AppContext, data: JobCreate) -> None:
+    """Check a submission as ``submit`` does (the model and version exist, the input file exists, is
+    within bounds and fits the model) without queueing anything: a schedule is checked so when created."""
+    _version, features = _features(ctx, data.model, data.version)
+    if data.uri is not None:
+        _check_uri(ctx, data, features)
+    elif data.rows is not None:
+        _inline_array(data.rows[: ctx.settings.max_inline_rows], features)
+
+
+def _check_uri(ctx: AppContext, data: JobCreate, features: inputs.Features) -> tuple[str, ObjectInfo]:
+    """The input file's format and size, once it is known to exist, be within bounds and fit the model."""
     assert data.uri is not None
     fmt = inputs.detect_format(data.uri, data.format)
     info = ctx.storage.stat(data.uri)
@@ -152,6 +157,18 @@ def _submit_uri(
     local = ctx.storage.local_path(data.uri)
     if local is not None:  # S3 inputs are checked by the job itself, once a worker has fetched them
         inputs.inspect(local, fmt, features)
+    return fmt, info
+
+
+def _submit_uri(
+    ctx: AppContext,
+    data: JobCreate,
+    version: int,
+    features: inputs.Features,
+    job_id: str,
+    source: dict[str, Any],
+) -> Job:
+    fmt, info = _check_uri(ctx, data, features)
     job = Job(
         id=job_id,
         model=data.model,

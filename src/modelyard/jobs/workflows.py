@@ -31,6 +31,8 @@ Outcome = dict[str, Any]
 class WorkFailed(Exception):
     """Raised at the end of a workflow whose item failed, so DBOS (and the queue page) count it failed."""
 
+    already_logged = True  # the failure was logged and recorded; the console does not repeat it
+
 
 def _guard(fn: Callable[[], Outcome]) -> Outcome:
     """Run a step body; an unexpected error becomes a ``retry`` outcome (steps never raise)."""

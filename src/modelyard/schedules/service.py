@@ -41,13 +41,15 @@ class JobType:
     """Something a schedule can start: its parameters' model and the function that starts it.
 
     ``run(ctx, params, key)`` must be idempotent for one ``key`` (the schedule and slot): a fire step
-    that runs twice calls it twice.
+    that runs twice calls it twice. ``check(ctx, params)``, when given, refuses parameters a run would
+    refuse (a model or input file that does not exist), so a schedule is refused when it is created.
     """
 
     name: str
     description: str
     params: type[BaseModel]
     run: Callable[[AppContext, Any, str], str | None]
+    check: Callable[[AppContext, Any], None] | None = None
 
 
 JOB_TYPES: dict[str, JobType] = {}
@@ -131,6 +133,9 @@ def create(ctx: AppContext, data: ScheduleCreate) -> SchedulePublic:
         )
     _zone(data.timezone)
     params = _params(data.job_type, data.params)
+    check = JOB_TYPES[data.job_type].check
+    if check is not None:
+        check(ctx, params)
     work = ctx.dispatcher.get()
     if work.get_schedule(data.name) is not None:
         raise AlreadyExists(f"a schedule named {data.name!r} exists", field="name")
