@@ -905,7 +905,11 @@ def events_logs(
 ) -> None:
     """Print what a stage printed and logged for the event, and its traceback if it failed."""
     text = _call("GET", f"/api/v1/events/{event_id}/stages/{stage}/logs", url, api_key)
-    sys.stdout.write((text or b"").decode() if isinstance(text, bytes) else str(text or ""))
+    shown = (text or b"").decode() if isinstance(text, bytes) else str(text or "")
+    if not shown.strip():
+        err.print(f"stage {stage!r} of event {event_id} logged nothing")
+        return
+    sys.stdout.write(shown)
 
 
 @events_app.command("output")
