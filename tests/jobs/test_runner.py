@@ -17,7 +17,7 @@ from modelyard.context import AppContext
 from modelyard.jobs import runner, service, submission
 from modelyard.jobs.models import Job, JobChunk, JobState
 from modelyard.jobs.schemas import JobCreate, JobOptions
-from tests.jobs.conftest import features, run_job, write_csv
+from tests.jobs.conftest import features, register_churn, run_job, write_csv
 
 
 def submit_csv(ctx: AppContext, tmp_path: Path, x: np.ndarray, on_error: str = "fail") -> Job:
@@ -169,6 +169,38 @@ def test_transient_failure_asks_for_a_retry_then_dead_letter(
     assert total == 1 and letters[0].error == "ConnectionResetError: storage went away"
     assert "storage went away" in (letters[0].traceback or "")
     assert failed.state == "failed"
+
+
+def test_rows_the_model_refuses_at_run_time_fail_the_chunk_without_a_retry(
+    ctx: AppContext, model_dir: Path
+) -> None:
+    register_churn(ctx, model_dir / "reshape.onnx", None, name="shaper")
+    good = run_job(ctx, submission.submit(ctx, JobCreate(model="shaper", rows=[[1, 1], [1, 1]])).id)
+    assert good.state == "succeeded"
+    bad = submission.submit(ctx, JobCreate(model="shaper", rows=[[7, 1], [1, 1]]))
+    runner.plan_job(ctx, bad.id)
+    outcome = runner.run_chunk(ctx, bad.id, 0)
+    assert outcome["status"] == "failed" and "Reshape" in outcome["error"]
+    chunk = chunks(ctx, bad.id)[0]
+    assert (chunk.state, chunk.attempts, chunk.error_code) == ("failed", 1, "invalid-input")
+    with ctx.uow() as session:
+        assert session.get_one(Job, bad.id).state == "failed"
+
+
+def test_model_runtime_out_of_memory_is_retried_then_a_dead_letter(ctx: AppContext, model_dir: Path) -> None:
+    register_churn(ctx, model_dir / "allocate.onnx", None, name="hungry")
+    job = submission.submit(ctx, JobCreate(model="hungry", rows=[[2**20, 2**20], [1, 1]]))
+    plan = runner.plan_job(ctx, job.id)
+    outcomes = [runner.run_chunk(ctx, job.id, 0) for _ in range(plan["max_attempts"])]
+    assert [o["status"] for o in outcomes] == ["retry"] * plan["max_attempts"]
+    assert "allocate memory" in outcomes[-1]["error"]
+    chunk = chunks(ctx, job.id)[0]
+    assert (chunk.state, chunk.attempts, chunk.error_code) == ("queued", 3, "model-run-failed")
+    runner.chunk_dead(ctx, job.id, 0, outcomes[-1]["error"], outcomes[-1]["traceback"])
+    with ctx.uow() as session:
+        letters, total = service.list_dead_letters(session=session)
+        assert session.get_one(Job, job.id).state == "failed"
+    assert total == 1 and "ModelRunFailed" in letters[0].error
 
 
 def test_model_gone_before_planning_fails_the_job_cleanly(ctx: AppContext) -> None:

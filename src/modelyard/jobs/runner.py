@@ -77,9 +77,11 @@ def _snapshot(session: Session, job_id: str) -> Any:
 
 
 def transient(exc: BaseException) -> Outcome:
-    """A failure worth retrying (I/O, a lost connection, a bug): its message and traceback."""
+    """A failure worth retrying (I/O, a lost connection, the model runtime out of memory, a bug): its
+    code, message and traceback."""
     return {
         "status": "retry",
+        "code": exc.code if isinstance(exc, ModelyardError) else "internal",
         "error": f"{type(exc).__name__}: {exc}",
         "traceback": "".join(traceback.format_exception(exc)),
     }
@@ -398,7 +400,7 @@ def _chunk_retrying(ctx: AppContext, job_id: str, index: int, outcome: Outcome) 
             .where(JobChunk.job_id == job_id, JobChunk.index == index, JobChunk.state == ChunkState.RUNNING)
             .values(
                 state=ChunkState.QUEUED,
-                error_code="internal",
+                error_code=outcome.get("code", "internal"),
                 error=outcome["error"],
                 traceback=outcome["traceback"],
             ),
