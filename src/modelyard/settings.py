@@ -43,7 +43,16 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(512 * 1024 * 1024, description="Largest model file accepted on upload.")
     max_request_bytes: int = Field(64 * 1024 * 1024, description="Largest prediction request body.")
     max_tensor_elements: int = Field(64 * 1024 * 1024, description="Most elements in one request's tensors.")
-    max_inline_rows: int = Field(10_000, description="Most rows accepted inline in a batch job request.")
+    max_inline_rows: int = Field(
+        1_000_000,
+        description="Most rows accepted inline in a batch job request (or a prediction that becomes a job); "
+        "the request body size cap applies too.",
+    )
+    predict_async_rows: int = Field(
+        10_000,
+        description="A prediction over more rows than this (or sent with 'Prefer: respond-async') becomes a "
+        "batch job and answers 202 Accepted with the job; 0 answers every prediction at once.",
+    )
     max_batch_file_bytes: int = Field(2 * 1024**3, description="Largest batch input file accepted.")
     model_cache_size: int = Field(8, description="Most model versions kept loaded at once (LRU).")
     model_cache_bytes: int = Field(
