@@ -17,7 +17,7 @@ import orjson
 
 from modelyard.pipelines import outputs
 from modelyard.pipelines.spec import StageSpec
-from modelyard.pipelines.stages import Item, Outcome, StageEnv, StageTimeout, single, timed
+from modelyard.pipelines.stages import Item, Outcome, StageEnv, StageTimeout, side_by_side, single, timed
 
 # Never handed to a command: the database's and the artifact store's credentials.
 SECRET_PREFIXES = ("MODELYARD_", "AWS_", "PG", "DATABASE_URL", "DBOS_")
@@ -93,5 +93,8 @@ def _run_command(spec: StageSpec, item: Item) -> Any:
 
 def run_command(spec: StageSpec, items: list[Item], env: StageEnv) -> list[Outcome]:
     """A command, once per event: input in a temp file (``{input}``), output from ``{output}`` or stdout;
-    killed, with what it started, past the stage's ``timeout_seconds`` (an hour if unset)."""
-    return [timed(lambda item=item: _run_command(spec, item)) for item in items]  # type: ignore[misc]
+    killed, with what it started, past the stage's ``timeout_seconds`` (an hour if unset). The events of a
+    batch run side by side, up to the stage's ``concurrency`` commands at once."""
+    return side_by_side(
+        items, lambda item: timed(lambda: _run_command(spec, item)), spec.limits.concurrency, spec.name
+    )

@@ -2,7 +2,8 @@
 spec's pre/post-processing), Python callables by import path, and commands (``stage_command``).
 
 A failure of one event never fails the others; a model batch that fails as a whole fails each of its
-events with that error. Python and command stages call once per event, each call bounded by the stage's
+events with that error. Python and command stages call once per event, the events of a batch side by side
+up to the stage's ``concurrency`` (``side_by_side``: their calls block), each call bounded by the stage's
 ``timeout_seconds``: a Python call past it is abandoned (see ``_call_within``), a command is killed with
 what it started; either way that event's run fails with error type ``timeout`` and the batch goes on.
 """
@@ -28,7 +29,16 @@ from modelyard.inferrers.images import decode_image
 from modelyard.pipelines.capture import STAGE_LOGGER
 from modelyard.pipelines.spec import StageSpec
 from modelyard.pipelines.stage_command import run_command
-from modelyard.pipelines.stages import Item, Outcome, StageCall, StageEnv, StageTimeout, single, timed
+from modelyard.pipelines.stages import (
+    Item,
+    Outcome,
+    StageCall,
+    StageEnv,
+    StageTimeout,
+    side_by_side,
+    single,
+    timed,
+)
 
 
 def _decode_all(items: list[Item]) -> tuple[list[Image.Image | None], list[Outcome | None]]:
@@ -176,8 +186,9 @@ def _call_within(fn: Callable[[], Any], limit: float, what: str) -> Outcome:
 
 
 def run_python(spec: StageSpec, items: list[Item], env: StageEnv) -> list[Outcome]:
-    """A Python callable, once per event, its prints and log records captured per event; each call is
-    bounded by the stage's ``timeout_seconds`` (if set) as ``_call_within`` says."""
+    """A Python callable, once per event (up to the stage's ``concurrency`` at once, so it must be
+    thread-safe), its prints and log records captured per event; each call is bounded by the stage's
+    ``timeout_seconds`` (if set) as ``_call_within`` says."""
     log = logging.getLogger(STAGE_LOGGER).getChild(spec.name)
     try:
         fn = env.callable(spec.config["callable"])
@@ -185,12 +196,13 @@ def run_python(spec: StageSpec, items: list[Item], env: StageEnv) -> list[Outcom
         trace = traceback.format_exc()
         return [Outcome(error=exc, trace=trace) for _ in items]
     limit = spec.limits.timeout_seconds
-    results = []
-    for item in items:
+
+    def one(item: Item) -> Outcome:
         call = StageCall(item.event, item.event_id, item.params, spec.params, item.inputs, log)
         bound = partial(fn, call)
-        results.append(timed(bound) if limit is None else _call_within(bound, limit, spec.name))
-    return results
+        return timed(bound) if limit is None else _call_within(bound, limit, spec.name)
+
+    return side_by_side(items, one, spec.limits.concurrency, spec.name)
 
 
 def run_stage(spec: StageSpec, items: list[Item], env: StageEnv) -> tuple[list[Outcome], str]:
