@@ -91,6 +91,13 @@ class Settings(BaseSettings):
     job_chunk_rows: int = Field(
         0, description="Rows per chunk of a batch job; 0 sizes chunks by job_chunk_bytes of model input."
     )
+    job_chunk_seconds: float = Field(
+        2.0,
+        gt=0,
+        description="When job_chunk_rows is 0, a model slow per row (measured on a probe batch, then on "
+        "the chunks run) gets chunks of about this many seconds of work, and a job big enough gets at least "
+        "one chunk per worker slot (worker_concurrency), so it spreads over every worker and core.",
+    )
     job_chunk_bytes: int = Field(
         40 * 1024 * 1024,
         description="Model input per chunk when job_chunk_rows is 0 (e.g. 500,000 rows of 20 float32, "

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from modelyard.db import new_id
 from modelyard.errors import BadRequest, InvalidInput, PayloadTooLarge, ValidationFailed
-from modelyard.jobs import inputs
+from modelyard.jobs import inputs, sizing
 from modelyard.jobs.dispatch import wake_local
 from modelyard.jobs.models import Job
 from modelyard.jobs.outputs import OUTPUT_FORMATS
@@ -71,7 +71,7 @@ def _inline_array(rows: Any, features: inputs.Features) -> np.ndarray:
 
 # Bounds of automatic chunk sizes: a chunk small enough to retry cheaply, big enough to amortise its
 # bookkeeping (two transactions, one durable workflow, one output file).
-AUTO_CHUNK_ROWS = (1_000, 500_000)
+AUTO_CHUNK_ROWS = (sizing.MIN_ROWS, 500_000)
 DYNAMIC_WIDTH_CHUNK_ROWS = 50_000
 
 
@@ -93,6 +93,8 @@ def _options(
         "on_error": options.on_error,
         "output_format": options.output_format or default,
         "chunk_rows": chunk_rows(ctx, options, features),
+        # chosen by the server, so planning may cut it further for a model slow per row (``sizing``)
+        "chunk_auto": not (options.chunk_rows or ctx.settings.job_chunk_rows),
         "max_attempts": ctx.settings.job_max_attempts,
         "retry_seconds": ctx.settings.job_retry_seconds,
     }
