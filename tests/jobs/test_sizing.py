@@ -61,3 +61,10 @@ def test_probe_measures_a_real_model_once(ctx: AppContext, model_dir: Path) -> N
     cost = sizing.row_cost(ctx, ref, features)
     assert cost is not None and cost > 0
     assert sizing.known_cost(ctx, ref.key) == cost
+
+
+def test_a_fast_model_measured_keeps_the_big_chunk_shape(ctx: AppContext) -> None:
+    ref = ctx.inference.resolve_cached_sync("churn", "latest")  # logistic regression, 20 features
+    cost = sizing.row_cost(ctx, ref, Features.from_signature(ref.signature, ref.metadata))
+    assert not sizing.costly(ctx, cost, 500_000)
+    assert sizing.step_rows(cost, 500_000) == 500_000
