@@ -71,6 +71,7 @@ def test_inline_rows_past_the_old_cap_are_one_job(api: TestClient) -> None:
     assert resp.status_code == 202, resp.text
     assert resp.json()["progress"]["total_rows"] == 20_000
     assert api.post("/api/v1/jobs", content=b"{not json").status_code == 400
+    assert api.post("/api/v1/jobs", content=b"[1, 2]").json()["code"] == "bad-request"
 
 
 def test_upload_multipart_or_raw_body(api: TestClient, tmp_path: Path) -> None:

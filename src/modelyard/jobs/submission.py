@@ -44,7 +44,9 @@ def read_request(raw: bytes) -> tuple[JobCreate, Any]:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"body is not valid JSON: {exc}") from exc
-    rows = data.pop("rows", None) if isinstance(data, dict) else None
+    if not isinstance(data, dict):
+        raise BadRequest("body must be a JSON object: model, and rows or uri")
+    rows = data.pop("rows", None)
     try:
         request = JobCreate.model_validate({**data, "rows": None if rows is None else []})
     except ValidationError as exc:
