@@ -262,6 +262,11 @@ def predict(
             result = client.predict(name, inputs=body.get("inputs"), rows=body.get("rows"), version=version)
     except (ApiError, httpx.HTTPError) as exc:
         raise _fail(exc) from exc
+    if "outputs" not in result and "id" in result:  # too many rows to answer at once: it became a job
+        err.print(
+            f"became batch job {result['id']}; follow it with: modelyard jobs watch {result['id']}",
+            soft_wrap=True,
+        )
     sys.stdout.write(json.dumps(result) + "\n")
 
 

@@ -140,6 +140,7 @@ def test_prefer_respond_async_makes_even_one_row_a_job(async_client: TestClient)
     prefer = {"Prefer": "respond-async"}
     one = async_client.post("/api/v1/models/churn/predict", json={"rows": [[0.0] * 20]}, headers=prefer)
     assert one.status_code == 202 and one.headers["location"].startswith("/api/v1/jobs/")
+    assert one.headers["preference-applied"] == "respond-async"
     # a model a job cannot run (its input is not rows x features) is answered at once all the same
     image = {"inputs": {"image": np.zeros((1, 3, 224, 224)).tolist()}}
     assert async_client.post("/api/v1/models/image/predict", json=image, headers=prefer).status_code == 200

@@ -84,14 +84,20 @@ def _job_rows(data: Any, ref: VersionRef) -> list[Any] | None:
     return rows if isinstance(rows, list) else None
 
 
-def _submit_job(ctx: AppContext, ref: VersionRef, rows: list[Any]) -> tuple[int, bytes, str, dict[str, str]]:
-    """The prediction as a batch job, through the same submission as ``POST /api/v1/jobs``: 202."""
+def _submit_job(
+    ctx: AppContext, ref: VersionRef, rows: list[Any], preferred: bool
+) -> tuple[int, bytes, str, dict[str, str]]:
+    """The prediction as a batch job, through the same submission as ``POST /api/v1/jobs``: 202 (saying
+    the client's ``Prefer: respond-async`` was applied, if it sent one)."""
     request = JobCreate.model_construct(
         model=ref.name, version=ref.version, rows=None, uri=None, format=None, options=JobOptions()
     )
     job = submission.submit(ctx, request, rows=rows)
     body = jobs.job_public(job).model_dump_json().encode()
-    return 202, body, "application/json", {"Location": f"{jobs.API}/{job.id}"}
+    headers = {"Location": f"{jobs.API}/{job.id}"}
+    if preferred:
+        headers["Preference-Applied"] = "respond-async"
+    return 202, body, "application/json", headers
 
 
 async def predict_core(
@@ -115,7 +121,7 @@ async def predict_core(
         data, ref = await run_in_threadpool(_loads, body), await ctx.inference.resolve(name, version)
         rows = _job_rows(data, ref)
         if rows is not None and (wants_job or len(rows) > threshold):
-            return await run_in_threadpool(_submit_job, ctx, ref, rows)
+            return await run_in_threadpool(_submit_job, ctx, ref, rows, wants_job)
         inputs = await run_in_threadpool(decode_inputs, data, ref.signature, ref.metadata)
     else:
         data = _loads(body)
