@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from modelyard.context import AppContext
+from modelyard.errors import InvalidInput
 from modelyard.jobs import sizing
 from modelyard.jobs.inputs import Features, Span
 from tests.jobs.conftest import register_churn
@@ -68,3 +70,20 @@ def test_a_fast_model_measured_keeps_the_big_chunk_shape(ctx: AppContext) -> Non
     cost = sizing.row_cost(ctx, ref, Features.from_signature(ref.signature, ref.metadata))
     assert not sizing.costly(ctx, cost, 500_000)
     assert sizing.step_rows(cost, 500_000) == 500_000
+
+
+def test_a_model_that_refuses_the_probe_is_sized_by_bytes_alone(ctx: AppContext, model_dir: Path) -> None:
+    register_churn(ctx, model_dir / "allocate.onnx", None, name="hungry")
+    ref = ctx.inference.resolve_cached_sync("hungry", "latest")
+    features = Features(ref.signature["inputs"][0]["name"], 2, np.dtype(np.float32))
+    sizing._costs(ctx).clear()
+    original = ctx.inference.predict_sync
+
+    def refuses_zeros(ref_: object, inputs: dict[str, np.ndarray]) -> object:
+        if not inputs["x"].any():
+            raise InvalidInput("zeros are not an input of this model", field="inputs")
+        return original(ref_, inputs)  # type: ignore[arg-type]
+
+    ctx.inference.predict_sync = refuses_zeros  # type: ignore[method-assign]
+    assert sizing.row_cost(ctx, ref, features) is None
+    assert sizing.known_cost(ctx, ref.key) is None

@@ -221,7 +221,8 @@ def _plan(
     more than a worker slot's share of time (``sizing``), planned at a fine grain and joined into chunks
     of at most ``job_chunk_seconds`` each, at least one per worker slot."""
     rows = int(job.options["chunk_rows"])
-    cost = sizing.row_cost(ctx, ref, features) if job.options.get("chunk_auto") else None
+    few = job.total_rows is not None and job.total_rows < 2 * sizing.MIN_ROWS  # one chunk whatever it costs
+    cost = sizing.row_cost(ctx, ref, features) if job.options.get("chunk_auto") and not few else None
     if cost is None or not sizing.costly(ctx, cost, min(rows, job.total_rows or rows)):
         return inputs.plan(path, job.input_format, rows, layout)
     spans = inputs.plan(path, job.input_format, sizing.MIN_ROWS, layout)

@@ -12,6 +12,7 @@ seconds, and into at least one chunk per worker slot. A chunk runs in sub-batche
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from typing import TYPE_CHECKING, Any
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from modelyard.context import AppContext
     from modelyard.serving.service import VersionRef
 
+log = logging.getLogger("modelyard.jobs")
 MIN_ROWS = 1_000  # the smallest automatic chunk, and the grain a costly job is planned at
 PROBE_ROWS = 256
 PROGRESS_SECONDS = 0.5
@@ -60,9 +62,13 @@ def row_cost(ctx: AppContext, ref: VersionRef, features: Features) -> float | No
     if found is not None or features.width is None:
         return found
     probe = {features.input_name: np.zeros((PROBE_ROWS, features.width), dtype=features.dtype)}
-    ctx.inference.predict_sync(ref, probe)  # loads the session: the first run is not the model's cost
-    start = time.thread_time()
-    ctx.inference.predict_sync(ref, probe)
+    try:
+        ctx.inference.predict_sync(ref, probe)  # loads the session: the first run is not the model's cost
+        start = time.thread_time()
+        ctx.inference.predict_sync(ref, probe)
+    except Exception:  # a model that refuses zeros: sized by bytes alone; its chunks will say what they cost
+        log.info("could not time a probe batch of %s@%s", ref.name, ref.version, exc_info=True)
+        return None
     cost = (time.thread_time() - start) / PROBE_ROWS
     _costs(ctx).setdefault(ref.key, cost)
     return cost
