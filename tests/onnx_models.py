@@ -141,6 +141,56 @@ def constant_bomb(path: Path, side: int = 12_000) -> Path:
     return _save(helper.make_model(graph, opset_imports=OPSET), path)
 
 
+def reshape_by_input(path: Path) -> Path:
+    """``x`` [N, 2] reshaped to [max(x), -1]: runs while 2N divides by the largest value, and fails at
+    run time (an impossible shape, the input's fault) when it does not, e.g. a 7 among two rows."""
+    nodes = [
+        helper.make_node("ReduceMax", ["x"], ["m"], keepdims=0),
+        helper.make_node("Cast", ["m"], ["mi"], to=TensorProto.INT64),
+        helper.make_node("Unsqueeze", ["mi", "zero"], ["lead"]),
+        helper.make_node("Concat", ["lead", "minus_one"], ["shape"], axis=0),
+        helper.make_node("Reshape", ["x", "shape"], ["r"]),
+        helper.make_node("ReduceSum", ["r"], ["total"], keepdims=0),
+        helper.make_node("Mul", ["total", "nothing"], ["none"]),
+        helper.make_node("Add", ["x", "none"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "reshape_by_input",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 2])],
+        initializer=[
+            helper.make_tensor("zero", TensorProto.INT64, [1], [0]),
+            helper.make_tensor("minus_one", TensorProto.INT64, [1], [-1]),
+            helper.make_tensor("nothing", TensorProto.FLOAT, [], [0.0]),
+        ],
+    )
+    return _save(helper.make_model(graph, opset_imports=OPSET), path)
+
+
+def allocate_by_input(path: Path) -> Path:
+    """``x`` [N, 2] plus nothing, after filling a [max(x[:, 0]), max(x[:, 1])] tensor: values of 2**20
+    ask for 4 TiB, which onnxruntime's allocator refuses at once (a memory failure, the system's)."""
+    nodes = [
+        helper.make_node("ReduceMax", ["x"], ["m"], axes=[0], keepdims=0),
+        helper.make_node("Cast", ["m"], ["dims"], to=TensorProto.INT64),
+        helper.make_node("ConstantOfShape", ["dims"], ["big"]),
+        helper.make_node("ReduceSum", ["big"], ["total"], keepdims=0),
+        helper.make_node("Mul", ["total", "nothing"], ["none"]),
+        helper.make_node("Add", ["x", "none"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "allocate_by_input",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 2])],
+        initializer=[
+            helper.make_tensor("nothing", TensorProto.FLOAT, [], [0.0]),
+        ],
+    )
+    return _save(helper.make_model(graph, opset_imports=OPSET), path)
+
+
 def build_all(folder: Path) -> Path:
     """Every model above, in ``folder``."""
     logreg(folder / "logreg.onnx")
@@ -150,4 +200,6 @@ def build_all(folder: Path) -> Path:
     fixed_batch(folder / "fixed.onnx")
     unknown_op(folder / "unknown_op.onnx")
     constant_bomb(folder / "bomb.onnx")
+    reshape_by_input(folder / "reshape.onnx")
+    allocate_by_input(folder / "allocate.onnx")
     return folder

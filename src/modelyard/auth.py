@@ -130,31 +130,34 @@ class KeyVerifier:
 
     def require(self, authorization: str | None, x_api_key: str | None, scope: str) -> frozenset[str]:
         """The key's scopes if it grants ``scope``; ``Unauthorized`` / ``Forbidden`` otherwise (blocking)."""
-        return _check(self.scopes_for(_presented(authorization, x_api_key)), scope)
+        return _check(self.scopes_for(_presented(authorization, x_api_key, scope)), scope)
 
     async def authorize(self, authorization: str | None, x_api_key: str | None, scope: str) -> frozenset[str]:
         """``require`` for the event loop: the database is asked in a thread, and only on a cache miss."""
-        key = _presented(authorization, x_api_key)
+        key = _presented(authorization, x_api_key, scope)
         known = self.cached(key)
         if known is False:
             known = await anyio.to_thread.run_sync(self.scopes_for, key)
         return _check(known, scope)  # type: ignore[arg-type]
 
 
-def _presented(authorization: str | None, x_api_key: str | None) -> str:
+def _presented(authorization: str | None, x_api_key: str | None, scope: str) -> str:
     key = x_api_key
     if authorization:
         kind, _, value = authorization.partition(" ")
         if kind.lower() == "bearer" and value:
             key = value.strip()
     if not key:
-        raise Unauthorized("send an API key as 'Authorization: Bearer KEY' or 'X-API-Key: KEY'")
+        raise Unauthorized(
+            f"this needs an API key with the {scope!r} scope: send it as 'Authorization: Bearer KEY' "
+            "or 'X-API-Key: KEY'"
+        )
     return key
 
 
 def _check(scopes: frozenset[str] | None, scope: str) -> frozenset[str]:
     if scopes is None:
-        raise Unauthorized("unknown or revoked API key")
+        raise Unauthorized(f"unknown or revoked API key; this needs a valid key with the {scope!r} scope")
     if scope not in scopes:
         raise Forbidden(f"this API key lacks the {scope!r} scope")
     return scopes

@@ -134,7 +134,8 @@ class Client:
         rows: list[Any] | None = None,
         version: int | str = "latest",
     ) -> dict[str, Any]:
-        """Predict synchronously with ``inputs`` (by input name) or tabular ``rows``."""
+        """Predict with ``inputs`` (by input name) or tabular ``rows``: the outputs, or, for a prediction
+        over more rows than the server answers at once, the batch job it became (``id``, ``state``...)."""
         body: dict[str, Any] = {"rows": rows} if rows is not None else {"inputs": inputs or {}}
         result: dict[str, Any] = self.request(
             "POST",

@@ -105,6 +105,8 @@ class AppContext:
     collectors: bool = False
     # when this process last logged each running job's progress (``jobs.service.progress_due``)
     job_progress_at: dict[str, float] = field(default_factory=dict)
+    # measured CPU seconds per row of each (model, version) (``jobs.sizing``: chunks sized by cost)
+    row_costs: dict[tuple[str, int], float] = field(default_factory=dict)
 
     @property
     def engine(self) -> Engine:

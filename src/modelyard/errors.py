@@ -30,6 +30,7 @@ problem ``type`` URI), a human ``detail`` and, where one input is to blame, the 
     ├── UnsupportedMediaType            415 unsupported-media-type
     ├── FetchFailed                     502 fetch-failed        (raw data could not be fetched)
     └── Unavailable                     503 unavailable
+        └── ModelRunFailed              503 model-run-failed    (out of memory, a crashed session: retry)
 """
 
 from __future__ import annotations
@@ -233,6 +234,13 @@ class Unavailable(ModelyardError):
     """The service cannot take this work right now (not ready, shutting down)."""
 
     status, code, title = 503, "unavailable", "Unavailable"
+
+
+class ModelRunFailed(Unavailable):
+    """The model runtime failed for a reason of the system's, not the input's (out of memory, a crashed
+    session): the same request may succeed later, and job chunks are retried."""
+
+    status, code, title = 503, "model-run-failed", "Model run failed"
 
 
 @dataclass(frozen=True, slots=True)

@@ -59,7 +59,16 @@ class Settings(BaseSettings):
     )
     max_request_bytes: int = Field(64 * 1024 * 1024, description="Largest prediction request body.")
     max_tensor_elements: int = Field(64 * 1024 * 1024, description="Most elements in one request's tensors.")
-    max_inline_rows: int = Field(10_000, description="Most rows accepted inline in a batch job request.")
+    max_inline_rows: int = Field(
+        1_000_000,
+        description="Most rows accepted inline in a batch job request (or a prediction that becomes a job); "
+        "the request body size cap applies too.",
+    )
+    predict_async_rows: int = Field(
+        10_000,
+        description="A prediction over more rows than this (or sent with 'Prefer: respond-async') becomes a "
+        "batch job and answers 202 Accepted with the job; 0 answers every prediction at once.",
+    )
     max_batch_file_bytes: int = Field(2 * 1024**3, description="Largest batch input file accepted.")
     max_artifact_bytes: int = Field(
         2 * 1024**3, description="Largest file accepted by PUT /api/v1/artifacts/{key}."
@@ -105,6 +114,13 @@ class Settings(BaseSettings):
     heartbeat_timeout_seconds: float = Field(10.0, description="Heartbeat age after which a worker is dead.")
     job_chunk_rows: int = Field(
         0, description="Rows per chunk of a batch job; 0 sizes chunks by job_chunk_bytes of model input."
+    )
+    job_chunk_seconds: float = Field(
+        2.0,
+        gt=0,
+        description="When job_chunk_rows is 0, a model slow per row (measured on a probe batch, then on "
+        "the chunks run) gets chunks of about this many seconds of work, and a job big enough gets at least "
+        "one chunk per worker slot (worker_concurrency), so it spreads over every worker and core.",
     )
     job_chunk_bytes: int = Field(
         40 * 1024 * 1024,

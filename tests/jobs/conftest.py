@@ -78,16 +78,18 @@ class FakeDispatcher:
         pass
 
 
-def register_churn(ctx: AppContext, onnx_file: Path, columns: list[str] | None = COLUMNS) -> None:
-    """Register ``onnx_file`` as version 1 of ``churn`` (with column names unless None)."""
+def register_churn(
+    ctx: AppContext, onnx_file: Path, columns: list[str] | None = COLUMNS, name: str = "churn"
+) -> None:
+    """Register ``onnx_file`` as version 1 of ``name`` (with column names unless None)."""
     with ctx.uow() as session:
         registry.create_model(
-            session=session, data=ModelCreate(name="churn", metadata={"columns": columns} if columns else {})
+            session=session, data=ModelCreate(name=name, metadata={"columns": columns} if columns else {})
         )
         registry.add_version(
             session=session,
             storage=ctx.storage,
-            name="churn",
+            name=name,
             path=onnx_file,
             sha256=hashlib.sha256(onnx_file.read_bytes()).hexdigest(),
         )

@@ -77,3 +77,21 @@ def test_schedules_and_queues_commands(env: dict[str, str], tmp_path: Path) -> N
     assert runner.invoke(app, ["schedules", "rm", "nightly"], env=env).exit_code == 0
     shown = runner.invoke(app, ["queues"], env=env)
     assert shown.exit_code == 0 and "jobs.chunks" in shown.stdout and "dead letters: 0" in shown.stdout
+
+
+def test_predict_over_many_rows_prints_the_job_it_became(
+    job_settings: Settings, model_dir: Path, tmp_path: Path
+) -> None:
+    application = create_app(job_settings.model_copy(update={"predict_async_rows": 10}))
+    register_churn(application.state.ctx, model_dir / "logreg.onnx", COLUMNS)
+    rows = tmp_path / "rows.json"
+    with LiveServer(application) as server:
+        env = {"MODELYARD_URL": server.url, "MODELYARD_API_KEY": ADMIN_KEY}
+        for n in (3, 11):
+            rows.write_text(json.dumps({"rows": features(n).tolist()}))
+            done = runner.invoke(app, ["predict", "churn", "--input", str(rows)], env=env)
+            assert done.exit_code == 0, done.output
+            if n == 3:
+                assert len(json.loads(done.stdout)["outputs"]["label"]) == 3
+    job = json.loads(done.stdout)
+    assert job["state"] == "queued" and f"modelyard jobs watch {job['id']}" in done.stderr

@@ -15,10 +15,10 @@ import pytest
 
 from modelyard.context import AppContext
 from modelyard.durable import log
-from modelyard.jobs import runner, service, submission
+from modelyard.jobs import runner, service, sizing, submission
 from modelyard.jobs.models import Job, JobChunk, JobState
 from modelyard.jobs.schemas import JobCreate, JobOptions
-from tests.jobs.conftest import features, run_job, write_csv
+from tests.jobs.conftest import features, register_churn, run_job, write_csv
 
 
 def submit_csv(ctx: AppContext, tmp_path: Path, x: np.ndarray, on_error: str = "fail") -> Job:
@@ -182,6 +182,89 @@ def test_transient_failure_asks_for_a_retry_then_dead_letter(
     assert total == 1 and letters[0].error == "ConnectionResetError: storage went away"
     assert "storage went away" in (letters[0].traceback or "")
     assert failed.state == "failed"
+
+
+def test_rows_the_model_refuses_at_run_time_fail_the_chunk_without_a_retry(
+    ctx: AppContext, model_dir: Path
+) -> None:
+    register_churn(ctx, model_dir / "reshape.onnx", None, name="shaper")
+    good = run_job(ctx, submission.submit(ctx, JobCreate(model="shaper", rows=[[1, 1], [1, 1]])).id)
+    assert good.state == "succeeded"
+    bad = submission.submit(ctx, JobCreate(model="shaper", rows=[[7, 1], [1, 1]]))
+    runner.plan_job(ctx, bad.id)
+    outcome = runner.run_chunk(ctx, bad.id, 0)
+    assert outcome["status"] == "failed" and "Reshape" in outcome["error"]
+    chunk = chunks(ctx, bad.id)[0]
+    assert (chunk.state, chunk.attempts, chunk.error_code) == ("failed", 1, "invalid-input")
+    with ctx.uow() as session:
+        assert session.get_one(Job, bad.id).state == "failed"
+
+
+def test_model_runtime_out_of_memory_is_retried_then_a_dead_letter(ctx: AppContext, model_dir: Path) -> None:
+    register_churn(ctx, model_dir / "allocate.onnx", None, name="hungry")
+    job = submission.submit(ctx, JobCreate(model="hungry", rows=[[2**20, 2**20], [1, 1]]))
+    plan = runner.plan_job(ctx, job.id)
+    outcomes = [runner.run_chunk(ctx, job.id, 0) for _ in range(plan["max_attempts"])]
+    assert [o["status"] for o in outcomes] == ["retry"] * plan["max_attempts"]
+    assert "allocate memory" in outcomes[-1]["error"]
+    chunk = chunks(ctx, job.id)[0]
+    assert (chunk.state, chunk.attempts, chunk.error_code) == ("queued", 3, "model-run-failed")
+    runner.chunk_dead(ctx, job.id, 0, outcomes[-1]["error"], outcomes[-1]["traceback"])
+    with ctx.uow() as session:
+        letters, total = service.list_dead_letters(session=session)
+        assert session.get_one(Job, job.id).state == "failed"
+    assert total == 1 and "ModelRunFailed" in letters[0].error
+
+
+def test_a_model_slow_per_row_gets_short_chunks_one_per_slot_at_least(ctx: AppContext) -> None:
+    ctx.settings.job_chunk_rows, ctx.settings.worker_concurrency = 0, 2  # the server sizes chunks
+    sizing._costs(ctx)[("churn", 1)] = 1e-3  # measured: 1 ms a row, so 2 s is 2,000 rows
+    slow = submission.submit(ctx, JobCreate(model="churn", rows=features(5_000).tolist()))
+    assert runner.plan_job(ctx, slow.id)["chunks"] == 3
+    assert [(c.row_start, c.row_end) for c in chunks(ctx, slow.id)] == [(0, 2000), (2000, 4000), (4000, 5000)]
+    sizing._costs(ctx)[("churn", 1)] = 1e-7  # a fast model keeps one big chunk
+    fast = submission.submit(ctx, JobCreate(model="churn", rows=features(5_000).tolist()))
+    assert runner.plan_job(ctx, fast.id)["chunks"] == 1
+    assert run_job(ctx, slow.id).rows_done == 5_000
+
+
+def test_a_running_chunk_reports_its_rows_done_and_counts_them_once(
+    ctx: AppContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sizing._costs(ctx)[("churn", 1)] = 5e-4  # 3,000 rows are 1.5 s of work: three sub-batches
+    monkeypatch.setattr(sizing, "PROGRESS_SECONDS", 0.0)  # report after every sub-batch
+    seen: list[tuple[str, int]] = []
+    publish = ctx.bus.publish
+    monkeypatch.setattr(ctx.bus, "publish", lambda t, d: (seen.append((t, d["rows_done"])), publish(t, d)))
+    x = features(3_000)
+    job = submission.submit(
+        ctx, JobCreate(model="churn", rows=x.tolist(), options=JobOptions(chunk_rows=3_000))
+    )
+    job = run_job(ctx, job.id)
+    assert [rows for topic, rows in seen if topic == "jobs.progress"] == [1_000, 2_000]
+    assert (job.state, job.rows_done, chunks(ctx, job.id)[0].rows) == ("succeeded", 3_000, 3_000)
+    assert all_results(ctx, job.id).column("row").to_pylist() == list(range(3_000))
+
+
+def test_rows_reported_by_a_chunk_that_fails_are_taken_back(
+    ctx: AppContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ctx.settings.job_inline_output_bytes = 0  # the output goes to the (failing) store
+    sizing._costs(ctx)[("churn", 1)] = 5e-4
+    monkeypatch.setattr(sizing, "PROGRESS_SECONDS", 0.0)
+    job = submission.submit(
+        ctx, JobCreate(model="churn", rows=features(3_000).tolist(), options=JobOptions(chunk_rows=3_000))
+    )
+    runner.plan_job(ctx, job.id)
+
+    def broken(*args: object) -> None:
+        raise ConnectionResetError("storage went away")
+
+    monkeypatch.setattr(ctx.storage, "writing", broken)
+    assert runner.run_chunk(ctx, job.id, 0)["status"] == "retry"
+    with ctx.uow() as session:
+        assert session.get_one(Job, job.id).rows_done == 0
+    assert chunks(ctx, job.id)[0].rows == 0
 
 
 def test_model_gone_before_planning_fails_the_job_cleanly(ctx: AppContext) -> None:

@@ -57,6 +57,8 @@ def test_bad_submissions_leave_nothing_behind(
 
 
 def test_inline_rows_over_the_cap_are_413(ctx: AppContext) -> None:
+    assert ctx.settings.max_inline_rows == 1_000_000  # the default: well past what one request used to take
+    ctx.settings.max_inline_rows = 100
     too_many = [[0.0] * 20] * (ctx.settings.max_inline_rows + 1)
     with pytest.raises(PayloadTooLarge, match="upload a file"):
         submission.submit(ctx, JobCreate(model="churn", rows=too_many))

@@ -35,6 +35,13 @@ def sleepy(call: StageCall) -> dict[str, Any]:
     return {"t": time.time()}
 
 
+def span(call: StageCall) -> dict[str, Any]:
+    """Sleeps ``seconds``; returns when it started and ended (perf_counter: one clock in the process)."""
+    start = time.perf_counter()
+    time.sleep(float(call.stage_params.get("seconds", 0.05)))
+    return {"start": start, "end": time.perf_counter()}
+
+
 def chatty(call: StageCall) -> dict[str, Any]:
     print(f"hello from {call.event}")
     call.log.info("stage logger line")

@@ -66,6 +66,9 @@ def test_apply_submit_and_inspect_from_the_command_line(server: Any, tmp_path: P
     assert shown.exit_code == 0 and "loud: boom on" in shown.output
     logs = cli(server, "events", "logs", eid, "--stage", "loud")
     assert "about to fail" in logs.output and "RuntimeError" in logs.output
+    quiet = cli(server, "events", "logs", eid, "--stage", "aspect")
+    assert quiet.exit_code == 0 and "stage 'aspect' of event" in quiet.output
+    assert "logged nothing" in quiet.output
     output = cli(server, "events", "output", eid, "--stage", "aspect")
     assert json.loads(output.output)["aspect_ratio"] == pytest.approx(32 / 24, abs=1e-5)
     queues = cli(server, "pipelines", "queues", "looks")

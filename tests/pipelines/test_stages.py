@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import select
 import sys
@@ -164,6 +165,29 @@ stages:
     assert r["count"].result == {"n": path.stat().st_size, "leak": [], "event": "c1"}
     assert events.read_logs(ctx, eid, "count").startswith("seen ")
     assert r["fail"].state == StageState.FAILED and "status 3: bad things" in (r["fail"].error or "")
+
+
+def test_slow_events_of_one_batch_run_side_by_side_up_to_the_stage_concurrency(ctx: AppContext) -> None:
+    apply_yaml(
+        ctx,
+        """
+name: slow
+stages:
+  wide: {type: python, callable: "tests.pipelines.stages:span", params: {seconds: 0.5}, batch_size: 3, concurrency: 2, cache: false}
+  narrow: {type: python, callable: "tests.pipelines.stages:span", params: {seconds: 0.05}, batch_size: 3, concurrency: 1, cache: false}
+""",
+    )
+    paths = write_images(ctx.settings.data_dir / "in", 3)
+    ids = submit(ctx, "slow", *[(p.stem, str(p)) for p in paths])
+    drain(ctx)
+    for stage in ("wide", "narrow"):
+        assert len({runs(ctx, e)[stage].batch_id for e in ids}) == 1  # one batch of the three events
+    wide = sorted((runs(ctx, e)["wide"].result for e in ids), key=lambda r: r["start"])
+    # the first two overlap (each started before the other ended); the third waited for a free slot
+    assert wide[1]["start"] < wide[0]["end"] and wide[0]["start"] < wide[1]["end"]
+    assert wide[2]["start"] >= min(wide[0]["end"], wide[1]["end"])
+    narrow = sorted((runs(ctx, e)["narrow"].result for e in ids), key=lambda r: r["start"])
+    assert all(a["end"] <= b["start"] for a, b in itertools.pairwise(narrow))  # one at a time
 
 
 def test_array_outputs_round_trip_to_downstream_stages(ctx: AppContext) -> None:

@@ -89,3 +89,16 @@ async def test_requests_of_different_trailing_shape_are_not_merged(executor: Thr
     )
     assert a["y"].shape == (1, 2) and b["y"].shape == (1, 5)
     batcher.close()
+
+
+async def test_observer_sees_each_batch_once_with_every_request_wait(executor: ThreadPoolExecutor) -> None:
+    model = CountingModel()
+    seen: list[tuple[int, int]] = []
+    batcher = DynamicBatcher(
+        model, BatchConfig(64, 0.05), executor, lambda size, delays: seen.append((size, len(delays)))
+    )
+    await asyncio.gather(*[batcher.submit({"x": np.full((1, 3), float(i))}) for i in range(10)])
+    assert len(seen) == len(model.batches)  # one observation per batch, not per request
+    assert sum(size for size, _ in seen) == 10
+    assert all(size == waits for size, waits in seen)
+    batcher.close()

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+import orjson
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import push_model
+from modelyard.app import create_app
+from modelyard.settings import Settings
+from tests.conftest import ADMIN_KEY, push_model
+from tests.jobs.test_api import wait_final
 
 
 @pytest.fixture
@@ -95,3 +100,47 @@ def test_new_version_is_served_after_push(client: TestClient, model_dir: Path, l
     assert client.post("/api/v1/models/churn/predict", json={"rows": [[0.0] * 20]}).json()["version"] == 1
     push_model(client, model_dir / "logreg.onnx", "churn")
     assert client.post("/api/v1/models/churn/predict", json={"rows": [[0.0] * 20]}).json()["version"] == 2
+
+
+@pytest.fixture
+def async_client(settings: Settings, model_dir: Path) -> Iterator[TestClient]:
+    """An app whose predictions over 50 rows become jobs, with its in-process worker running them."""
+    tuned = settings.model_copy(update={"predict_async_rows": 50, "worker": True})
+    with TestClient(create_app(tuned), headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as c:
+        push_model(c, model_dir / "logreg.onnx", "churn")
+        push_model(c, model_dir / "image.onnx", "image")
+        yield c
+
+
+def test_prediction_over_the_row_threshold_becomes_a_job_answered_202(
+    async_client: TestClient, model_dir: Path
+) -> None:
+    x = np.random.default_rng(3).normal(size=(51, 20)).astype(np.float32)
+    resp = async_client.post("/api/v1/models/churn/predict", json={"rows": x.tolist()})
+    assert resp.status_code == 202, resp.text
+    job = resp.json()
+    assert resp.headers["location"] == f"/api/v1/jobs/{job['id']}"
+    assert (job["model"], job["version"], job["input"]["kind"]) == ("churn", 1, "inline")
+    assert job["progress"]["total_rows"] == 51
+    done = wait_final(async_client, job["id"])
+    assert done["state"] == "succeeded"
+    results = async_client.get(f"/api/v1/jobs/{job['id']}/results?format=jsonl").text.splitlines()
+    labels = [orjson.loads(line)["label"] for line in results]
+    assert labels == _reference(model_dir / "logreg.onnx", x)[0].tolist()
+
+
+def test_prediction_at_the_threshold_is_answered_at_once(async_client: TestClient) -> None:
+    rows = np.zeros((50, 20)).tolist()
+    assert async_client.post("/api/v1/models/churn/predict", json={"rows": rows}).status_code == 200
+    named = {"inputs": {"X": np.zeros((51, 20)).tolist()}}
+    assert async_client.post("/api/v1/models/churn/predict", json=named).status_code == 202
+
+
+def test_prefer_respond_async_makes_even_one_row_a_job(async_client: TestClient) -> None:
+    prefer = {"Prefer": "respond-async"}
+    one = async_client.post("/api/v1/models/churn/predict", json={"rows": [[0.0] * 20]}, headers=prefer)
+    assert one.status_code == 202 and one.headers["location"].startswith("/api/v1/jobs/")
+    assert one.headers["preference-applied"] == "respond-async"
+    # a model a job cannot run (its input is not rows x features) is answered at once all the same
+    image = {"inputs": {"image": np.zeros((1, 3, 224, 224)).tolist()}}
+    assert async_client.post("/api/v1/models/image/predict", json=image, headers=prefer).status_code == 200

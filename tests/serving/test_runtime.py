@@ -116,3 +116,15 @@ async def test_concurrent_lookups_of_one_model_hit_the_database_once(
     refs = await asyncio.gather(*[inference.resolve("once") for _ in range(32)])
     assert len(calls) == 1
     assert {r.version for r in refs} == {1}
+
+
+def test_run_failures_blame_the_input_or_the_system(client: TestClient, model_dir: Path) -> None:
+    push_model(client, model_dir / "reshape.onnx", "shaper")
+    push_model(client, model_dir / "allocate.onnx", "hungry")
+    ok = client.post("/api/v1/models/shaper/predict", json={"rows": [[1, 1], [1, 1]]})
+    assert ok.status_code == 200
+    impossible = client.post("/api/v1/models/shaper/predict", json={"rows": [[7, 1], [1, 1]]})
+    assert (impossible.status_code, impossible.json()["code"]) == (400, "invalid-input")
+    huge = client.post("/api/v1/models/hungry/predict", json={"rows": [[2**20, 2**20]]})
+    assert (huge.status_code, huge.json()["code"]) == (503, "model-run-failed")
+    assert "allocate memory" in huge.json()["detail"]

@@ -110,6 +110,26 @@ def test_repository_index_load_unload(served: str) -> None:
         assert states == {"logreg": "UNAVAILABLE", "types": "UNAVAILABLE", "image": "UNAVAILABLE"}
 
 
+def test_unloaded_model_is_not_ready_until_loaded_again(served: str) -> None:
+    with httpclient.InferenceServerClient(served) as triton:
+        assert triton.is_model_ready("image")
+        triton.unload_model("image", headers=dict(AUTH))
+        assert not triton.is_model_ready("image")
+        assert not triton.is_model_ready("image", model_version="1")
+        assert triton.is_model_ready("logreg")  # other models are unaffected
+        triton.load_model("image", headers=dict(AUTH))
+        assert triton.is_model_ready("image")
+
+
+def test_model_ready_needs_no_key_but_metadata_names_the_scope_it_needs(served: str) -> None:
+    with httpclient.InferenceServerClient(served) as triton:
+        assert triton.is_model_ready("logreg")
+        assert not triton.is_model_ready("missing")
+        with pytest.raises(InferenceServerException) as caught:
+            triton.get_model_metadata("logreg")
+    assert "'read' scope" in str(caught.value)
+
+
 def test_binary_image_tensor(served: str, model_dir: Path) -> None:
     img = np.random.default_rng(2).random((1, 3, 224, 224), dtype=np.float32)
     with httpclient.InferenceServerClient(served) as triton:

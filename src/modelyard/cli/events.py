@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from modelyard.cli.common import ForceOpt, KeyOpt, UrlOpt, call, connect, console
+from modelyard.cli.common import ForceOpt, KeyOpt, UrlOpt, call, connect, console, err
 
 app = typer.Typer(
     help="Pipeline events: one run of a pipeline over one raw data location.", no_args_is_help=True
@@ -51,7 +51,11 @@ def events_logs(
 ) -> None:
     """Print what a stage printed and logged for the event, and its traceback if it failed."""
     text = call("GET", f"/api/v1/events/{event_id}/stages/{stage}/logs", url, api_key)
-    sys.stdout.write((text or b"").decode() if isinstance(text, bytes) else str(text or ""))
+    shown = (text or b"").decode() if isinstance(text, bytes) else str(text or "")
+    if not shown.strip():
+        err.print(f"stage {stage!r} of event {event_id} logged nothing")
+        return
+    sys.stdout.write(shown)
 
 
 @app.command("output")

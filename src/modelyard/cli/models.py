@@ -153,4 +153,9 @@ def predict(
     body = load_input(input_file)
     with connect(url, api_key) as client:
         result = client.predict(name, inputs=body.get("inputs"), rows=body.get("rows"), version=version)
+    if "outputs" not in result and "id" in result:  # too many rows to answer at once: it became a job
+        err.print(
+            f"became batch job {result['id']}; follow it with: modelyard jobs watch {result['id']}",
+            soft_wrap=True,
+        )
     sys.stdout.write(json.dumps(result) + "\n")

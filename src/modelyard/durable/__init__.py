@@ -29,9 +29,10 @@ For a new part (geo runs, webhook deliveries, trainer runs, learning iterations.
   Use DBOS's own queues (``DBOS.register_queue`` at launch, in ``engine``) only for work that is born
   inside a running workflow, is never shown as domain state and needs a global concurrency limit DBOS
   should enforce; none does yet.
-- Events other parts react to go to the durable event log (``log``); stage kinds of pipelines to
-  ``pipelines/stage_kinds.py``; anything that depends on SQLite or PostgreSQL to ``db.py``
-  (``Database``), nowhere else.
+- Events other parts react to go to the durable event log (``durable.log``: append in the transaction of
+  the change, follow from SSE streams and sinks); a part's own stage kinds are registered objects
+  (``pipelines.spec.kinds.register_stage_kind``, from the part's own package); anything that depends on
+  SQLite or PostgreSQL goes to ``db.py`` (``Database``), nowhere else.
 """
 
 from __future__ import annotations

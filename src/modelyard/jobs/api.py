@@ -40,23 +40,54 @@ def _accepted(response: Response, job_id: str) -> None:
     response.headers["Location"] = f"{service.API}/{job_id}"
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=JobPublic, responses=ACCEPTED)
-async def submit_job(body: JobCreate, ctx: Ctx, _: PredictKey) -> Response:
-    """Submit a batch prediction over inline `rows` (up to the inline cap) or a file in the artifact store
-    (`uri`). The answer comes at once: `202 Accepted` with the job and its URL in `Location`.
+def _inlined(schema: Any, defs: dict[str, Any]) -> Any:
+    """A JSON schema with its local ``$ref``s replaced by the definitions they name."""
+    if isinstance(schema, dict):
+        if "$ref" in schema:
+            return _inlined(defs[schema["$ref"].rsplit("/", 1)[-1]], defs)
+        return {k: _inlined(v, defs) for k, v in schema.items()}
+    if isinstance(schema, list):
+        return [_inlined(v, defs) for v in schema]
+    return schema
+
+
+# The body is read raw and parsed in a worker thread (``submission.read_request``): a million inline rows
+# parsed and validated per value on the event loop would stall every other request for seconds. So
+# FastAPI does not see the model, and its schema is given here.
+_JOB_CREATE = JobCreate.model_json_schema()
+JOB_CREATE_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": _inlined(_JOB_CREATE, _JOB_CREATE.pop("$defs", {}))}},
+    }
+}
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobPublic,
+    responses=ACCEPTED,
+    openapi_extra=JOB_CREATE_BODY,
+)
+async def submit_job(request: Request, ctx: Ctx, _: PredictKey) -> Response:
+    """Submit a batch prediction over inline `rows` (up to `MODELYARD_MAX_INLINE_ROWS`) or a file in the
+    artifact store (`uri`). The answer comes at once: `202 Accepted` with the job and its URL in `Location`.
 
     Follow it with `GET /api/v1/jobs/{id}` (progress: rows done, rate, ETA) or the SSE stream
     `/api/v1/jobs/{id}/events`, then download `/api/v1/jobs/{id}/results`.
     """
-    # one trip to a worker thread that also renders the answer: submitting many small jobs is the hot path
-    body_bytes, job_id = await run_in_threadpool(_submit_rendered, ctx, body)
+    raw = await request.body()
+    # one trip to a worker thread that parses, submits and renders: many small jobs are the hot path
+    body_bytes, job_id = await run_in_threadpool(_submit_rendered, ctx, raw)
     response = Response(body_bytes, status_code=status.HTTP_202_ACCEPTED, media_type="application/json")
     _accepted(response, job_id)
     return response
 
 
-def _submit_rendered(ctx: AppContext, body: JobCreate) -> tuple[bytes, str]:
-    job = submission.submit(ctx, body)
+def _submit_rendered(ctx: AppContext, raw: bytes) -> tuple[bytes, str]:
+    data, rows = submission.read_request(raw)
+    job = submission.submit(ctx, data, rows=rows)
     return service.job_public(job).model_dump_json().encode(), job.id
 
 

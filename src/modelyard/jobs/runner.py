@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import time
 import traceback
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, cast
@@ -23,7 +24,7 @@ from sqlalchemy.orm import Session
 from modelyard.db import new_id, utcnow
 from modelyard.durable import log as event_log
 from modelyard.errors import BadRequest, ModelyardError
-from modelyard.jobs import inputs, readers
+from modelyard.jobs import inputs, readers, sizing
 from modelyard.jobs.models import ChunkState, Job, JobChunk, JobState
 from modelyard.jobs.outputs import chunk_table, table_bytes, write_table
 from modelyard.jobs.service import PUBLISHED, job_event, output_key, progress_due, publish, record
@@ -66,9 +67,11 @@ def _snapshot(session: Session, job_id: str) -> Any:
 
 
 def transient(exc: BaseException) -> Outcome:
-    """A failure worth retrying (I/O, a lost connection, a bug): its message and traceback."""
+    """A failure worth retrying (I/O, a lost connection, the model runtime out of memory, a bug): its
+    code, message and traceback."""
     return {
         "status": "retry",
+        "code": exc.code if isinstance(exc, ModelyardError) else "internal",
         "error": f"{type(exc).__name__}: {exc}",
         "traceback": "".join(traceback.format_exception(exc)),
     }
@@ -143,7 +146,7 @@ def plan_job(ctx: AppContext, job_id: str, claim_first: int = 0) -> Outcome:
         features = inputs.Features.from_signature(ref.signature, ref.metadata)
         path = local_input(ctx, job)
         layout = inputs.inspect(path, job.input_format, features)
-        spans = inputs.plan(path, job.input_format, int(job.options["chunk_rows"]), layout)
+        spans = _plan(ctx, job, ref, features, path, layout)
         if not spans:
             raise BadRequest("the input file has no rows", field="file")
     except Exception as exc:
@@ -199,6 +202,27 @@ def plan_job(ctx: AppContext, job_id: str, claim_first: int = 0) -> Outcome:
     return {"status": "ok", "chunks": len(spans), "claims": claimed, **_policy(job)}
 
 
+def _plan(
+    ctx: AppContext,
+    job: Job,
+    ref: VersionRef,
+    features: inputs.Features,
+    path: inputs.Source,
+    layout: inputs.Layout,
+) -> list[inputs.Span]:
+    """The job's spans: of its ``chunk_rows``, or, when the server chose that and a chunk of it would cost
+    more than a worker slot's share of time (``sizing``), planned at a fine grain and joined into chunks
+    of at most ``job_chunk_seconds`` each, at least one per worker slot."""
+    rows = int(job.options["chunk_rows"])
+    few = job.total_rows is not None and job.total_rows < 2 * sizing.MIN_ROWS  # one chunk whatever it costs
+    cost = sizing.row_cost(ctx, ref, features) if job.options.get("chunk_auto") and not few else None
+    if cost is None or not sizing.costly(ctx, cost, min(rows, job.total_rows or rows)):
+        return inputs.plan(path, job.input_format, rows, layout)
+    spans = inputs.plan(path, job.input_format, sizing.MIN_ROWS, layout)
+    total = spans[-1].row_end if spans else 0
+    return sizing.merge(spans, sizing.spread_rows(ctx, cost, total, rows) // sizing.MIN_ROWS)
+
+
 # ---------------------------------------------------------------- one chunk
 
 
@@ -215,6 +239,7 @@ def _start_chunk(
                 update(JobChunk).where(*_open_chunk(job_id, index)).values(state=ChunkState.CANCELLED),
             )
             return {"status": "stop"}
+        reported = _reported(session, job_id, index)  # by an attempt that died mid-chunk
         started = _write(
             session,
             update(JobChunk)
@@ -224,10 +249,12 @@ def _start_chunk(
                 attempts=JobChunk.attempts + 1,
                 started_at=utcnow(),
                 executor_id=executor_id,
+                rows=0,
             ),
         )
         if not _rowcount(started):
             return {"status": "stop"}  # done already (a repeat), or gone with its job
+        _take_back(session, job_id, reported)
         chunk = session.get_one(JobChunk, (job_id, index))
         session.expunge_all()
     return job, chunk
@@ -269,7 +296,7 @@ def work_chunk(ctx: AppContext, job: Job, chunk: JobChunk) -> Done | Outcome:
             return _bad_rows(ctx, job, chunk, rows.errors)
         key, inline = None, None
         if len(rows.rows):
-            outputs = ctx.inference.predict_sync(ref, {features.input_name: rows.values})
+            outputs = _predict(ctx, job.id, chunk.index, ref, features, rows.values)
             key, inline = _keep_output(ctx, job.id, chunk.index, chunk_table(rows.rows, outputs))
     except Exception as exc:
         if _permanent(exc):
@@ -280,6 +307,68 @@ def work_chunk(ctx: AppContext, job: Job, chunk: JobChunk) -> Done | Outcome:
         _chunk_retrying(ctx, job.id, chunk.index, outcome)
         return outcome
     return len(rows.rows), rows.errors, key, inline
+
+
+def _predict(
+    ctx: AppContext, job_id: str, index: int, ref: VersionRef, features: inputs.Features, values: Any
+) -> dict[str, Any]:
+    """The chunk's outputs, run in sub-batches of about ``sizing.PROGRESS_SECONDS`` for a model slow per
+    row (its rows done reported between them, at most that often), in one run for a fast one."""
+    total = len(values)
+    cost = sizing.row_cost(ctx, ref, features) if total >= 2 * sizing.MIN_ROWS else None
+    step = sizing.step_rows(cost, total)
+    parts, reported, last = [], 0, time.monotonic()
+    for start in range(0, total, step):
+        part = values[start : start + step]
+        cpu = time.thread_time()
+        parts.append(ctx.inference.predict_sync(ref, {features.input_name: part}))
+        sizing.observe(ctx, ref.key, len(part), time.thread_time() - cpu)
+        done = start + len(part)
+        if done < total and time.monotonic() - last >= sizing.PROGRESS_SECONDS:
+            reported, last = _progress(ctx, job_id, index, done, reported), time.monotonic()
+    return sizing.concat(parts)
+
+
+def _progress(ctx: AppContext, job_id: str, index: int, done: int, reported: int) -> int:
+    """Count rows a running chunk has done so far into its job (the chunk's ``rows`` holds what it has
+    reported; its completion counts only the rest). What is reported now."""
+    with _txn(ctx) as session:
+        moved = _write(
+            session,
+            update(JobChunk)
+            .where(
+                *_open_chunk(job_id, index), JobChunk.state == ChunkState.RUNNING, JobChunk.rows == reported
+            )
+            .values(rows=done),
+        )
+        if not _rowcount(moved):
+            return reported  # stopped meanwhile (cancelled, or taken over): nothing more to say
+        _write(
+            session,
+            update(Job)
+            .where(Job.id == job_id)
+            .values(rows_done=Job.rows_done + (done - reported), updated_at=utcnow()),
+        )
+        job = _snapshot(session, job_id)
+    if job is not None:
+        publish(ctx, "jobs.progress", job)
+    return done
+
+
+def _reported(session: Session, job_id: str, index: int) -> int:
+    """Rows a chunk not yet done has counted into its job while running (``_progress``)."""
+    found = session.scalar(
+        select(JobChunk.rows).where(
+            JobChunk.job_id == job_id, JobChunk.index == index, JobChunk.state != ChunkState.DONE
+        )
+    )
+    return int(found or 0)
+
+
+def _take_back(session: Session, job_id: str, rows: int) -> None:
+    """Uncount rows a chunk reported and will not finish (it failed, or starts again)."""
+    if rows:
+        _write(session, update(Job).where(Job.id == job_id).values(rows_done=Job.rows_done - rows))
 
 
 Kept = tuple[str | None, bytes | None]  # an output's key (a file), or its bytes (small: kept in the row)
@@ -325,6 +414,7 @@ def record_done(
     """In ``session``: count the chunk's completion once, settle its job; (job finished now, job snapshot)."""
     where = (JobChunk.job_id == job_id, JobChunk.index == index)
     _write(session, update(JobChunk).where(*where).values(completions=JobChunk.completions + 1))
+    reported = _reported(session, job_id, index)  # read under the lock the update above took
     done = _write(
         session,
         update(JobChunk)
@@ -348,7 +438,7 @@ def record_done(
             update(Job)
             .where(Job.id == job_id)
             .values(
-                rows_done=Job.rows_done + rows,
+                rows_done=Job.rows_done + (rows - reported),
                 rows_failed=Job.rows_failed + len(errors),
                 chunks_done=Job.chunks_done + 1,
                 updated_at=utcnow(),
@@ -393,17 +483,21 @@ def _complete(
 
 def _chunk_retrying(ctx: AppContext, job_id: str, index: int, outcome: Outcome) -> None:
     with _txn(ctx) as session:
-        _write(
+        reported = _reported(session, job_id, index)
+        requeued = _write(
             session,
             update(JobChunk)
             .where(JobChunk.job_id == job_id, JobChunk.index == index, JobChunk.state == ChunkState.RUNNING)
             .values(
                 state=ChunkState.QUEUED,
-                error_code="internal",
+                error_code=outcome.get("code", "internal"),
                 error=outcome["error"],
                 traceback=outcome["traceback"],
+                rows=0,
             ),
         )
+        if _rowcount(requeued):
+            _take_back(session, job_id, reported)
     log.warning("job chunk failed; it will be retried", extra={"job_id": job_id, "chunk": index})
 
 
@@ -419,11 +513,13 @@ def _chunk_failed(
 ) -> None:
     """Record a chunk as failed (bad input: the job fails now) or dead (retries exhausted)."""
     with _txn(ctx) as session:
+        reported = _reported(session, job_id, index)
         marked = _write(
             session,
             update(JobChunk)
             .where(*_open_chunk(job_id, index))
             .values(
+                rows=0,
                 state=state,
                 error_code=code,
                 error=detail,
@@ -435,6 +531,7 @@ def _chunk_failed(
         )
         finished = False
         if _rowcount(marked):
+            _take_back(session, job_id, reported)
             _write(
                 session,
                 update(Job)

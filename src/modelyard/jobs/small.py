@@ -15,7 +15,7 @@ from sqlalchemy import select, update
 
 from modelyard.db import utcnow
 from modelyard.durable import log
-from modelyard.jobs import runner
+from modelyard.jobs import runner, sizing
 from modelyard.jobs.models import ChunkState, Job, JobChunk, JobState
 from modelyard.jobs.service import job_event, publish
 
@@ -25,14 +25,21 @@ if TYPE_CHECKING:
 Outcome = runner.Outcome
 
 
-def _small(job: Job) -> bool:
-    return (
+def _small(ctx: AppContext, job: Job) -> bool:
+    """A job still waiting whose inline rows fit one chunk, unless they may be worth several chunks of a
+    model slow per row (its cost unknown here yet, or known to be high): planning decides those."""
+    if not (
         job.state == JobState.QUEUED
         and job.chunk_count == 0
         and job.input_kind == "inline"
         and job.total_rows is not None
         and 0 < job.total_rows <= int(job.options.get("chunk_rows", 0))
-    )
+    ):
+        return False
+    if not job.options.get("chunk_auto") or job.total_rows < 2 * sizing.MIN_ROWS:
+        return True
+    cost = sizing.known_cost(ctx, (job.model, job.version))
+    return cost is not None and not sizing.costly(ctx, cost, job.total_rows)
 
 
 def _start(ctx: AppContext, job_ids: list[str], executor_id: str | None) -> list[tuple[Job, JobChunk]]:
@@ -42,7 +49,7 @@ def _start(ctx: AppContext, job_ids: list[str], executor_id: str | None) -> list
     with runner._txn(ctx) as session:
         found = {job.id: job for job in session.scalars(select(Job).where(Job.id.in_(job_ids)))}
         for job in (found[i] for i in job_ids if i in found):  # in the batch's order (oldest first)
-            if not _small(job):
+            if not _small(ctx, job):
                 continue
             won = runner._write(
                 session,

@@ -12,10 +12,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import orjson
+from pydantic import ValidationError
 
 from modelyard.db import new_id
-from modelyard.errors import InvalidInput, PayloadTooLarge
-from modelyard.jobs import inputs
+from modelyard.errors import BadRequest, InvalidInput, PayloadTooLarge, ValidationFailed
+from modelyard.jobs import inputs, sizing
 from modelyard.jobs.dispatch import wake_local
 from modelyard.jobs.models import Job
 from modelyard.jobs.outputs import OUTPUT_FORMATS
@@ -35,7 +37,32 @@ def _features(ctx: AppContext, model: str, version: int | str) -> tuple[int, inp
     return ref.version, inputs.Features.from_signature(ref.signature, ref.metadata)
 
 
-def _inline_array(rows: list[Any], features: inputs.Features) -> np.ndarray:
+def read_request(raw: bytes) -> tuple[JobCreate, Any]:
+    """A JSON job request, parsed (off the event loop: a million inline rows take seconds) into the request
+    without its rows, validated, and the rows as parsed, for ``submit`` to turn into one array: no model
+    object per row or per value is built."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"body is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise BadRequest("body must be a JSON object: model, and rows or uri")
+    rows = data.pop("rows", None)
+    try:
+        request = JobCreate.model_validate({**data, "rows": None if rows is None else []})
+    except ValidationError as exc:
+        problems = [
+            {"field": ".".join(("body", *(str(p) for p in e["loc"]))), "detail": e["msg"]}
+            for e in exc.errors()
+        ]
+        first = problems[0]
+        raise ValidationFailed(
+            f"{first['field']}: {first['detail']}", errors=problems, field=first["field"]
+        ) from exc
+    return request, rows
+
+
+def _inline_array(rows: Any, features: inputs.Features) -> np.ndarray:
     """Inline rows (lists, or objects keyed by the model's columns) as one array in the model's dtype."""
     arr = rows_to_array(rows, {"inputs": [{"datatype": "FP64"}]}, {"columns": features.columns})
     if features.width is not None and arr.shape[1] != features.width:
@@ -47,7 +74,7 @@ def _inline_array(rows: list[Any], features: inputs.Features) -> np.ndarray:
 
 # Bounds of automatic chunk sizes: a chunk small enough to retry cheaply, big enough to amortise its
 # bookkeeping (two transactions, one durable workflow, one output file).
-AUTO_CHUNK_ROWS = (1_000, 500_000)
+AUTO_CHUNK_ROWS = (sizing.MIN_ROWS, 500_000)
 DYNAMIC_WIDTH_CHUNK_ROWS = 50_000
 
 
@@ -69,6 +96,8 @@ def _options(
         "on_error": options.on_error,
         "output_format": options.output_format or default,
         "chunk_rows": chunk_rows(ctx, options, features),
+        # chosen by the server, so planning may cut it further for a model slow per row (``sizing``)
+        "chunk_auto": not (options.chunk_rows or ctx.settings.job_chunk_rows),
         "max_attempts": ctx.settings.job_max_attempts,
         "retry_seconds": ctx.settings.job_retry_seconds,
     }
@@ -86,12 +115,18 @@ def _queue(ctx: AppContext, job: Job) -> Job:
 
 
 def submit(
-    ctx: AppContext, data: JobCreate, *, job_id: str | None = None, source: dict[str, Any] | None = None
+    ctx: AppContext,
+    data: JobCreate,
+    *,
+    job_id: str | None = None,
+    source: dict[str, Any] | None = None,
+    rows: Any = None,
 ) -> Job:
     """Submit inline rows (stored as .npy) or a file already in the artifact store (``uri``).
 
     With ``job_id`` the submission is idempotent: a job of that id that exists already is returned.
-    ``source`` (e.g. the schedule and slot that started it) is kept in the job's options.
+    ``source`` (e.g. the schedule and slot that started it) is kept in the job's options. ``rows``, when
+    given, are the inline rows parsed apart from ``data`` (``read_request``, a large prediction).
     """
     if job_id is not None:
         with ctx.uow() as session:
@@ -100,8 +135,8 @@ def submit(
     version, features = _features(ctx, data.model, data.version)
     if data.uri is not None:
         return _submit_uri(ctx, data, version, features, job_id or new_id(), source or {})
-    rows = data.rows or []
-    if len(rows) > ctx.settings.max_inline_rows:
+    rows = (data.rows or []) if rows is None else rows
+    if isinstance(rows, list) and len(rows) > ctx.settings.max_inline_rows:
         raise PayloadTooLarge(
             f"{len(rows)} inline rows is over the limit of {ctx.settings.max_inline_rows}; upload a file",
             field="rows",
@@ -125,7 +160,7 @@ def submit(
         input_format="npy",
         input_size=len(npy),
         options=_options(ctx, data.options, features, "npy", "inline") | (source or {}),
-        total_rows=len(rows),
+        total_rows=len(arr),
     )
     try:
         return _queue(ctx, job)

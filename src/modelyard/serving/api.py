@@ -8,11 +8,16 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request, Response
+from starlette.concurrency import run_in_threadpool
 
 from modelyard.context import AppContext
 from modelyard.deps import Ctx, PredictKey
 from modelyard.errors import BadRequest, PayloadTooLarge
+from modelyard.jobs import service as jobs
+from modelyard.jobs import submission
+from modelyard.jobs.schemas import JobCreate, JobOptions
 from modelyard.serving.rest import decode_inputs, encode_outputs
+from modelyard.serving.service import VersionRef
 
 router = APIRouter(prefix="/api/v1/models", tags=["serving"])
 
@@ -49,15 +54,58 @@ PREDICT_BODY: dict[str, Any] = {
                     "example": {"model": "iris", "version": 1, "outputs": {"label": [0]}, "elapsed_ms": 0.4}
                 }
             },
-        }
+        },
+        "202": {"description": "Accepted: a big prediction became a batch job; `Location` is its URL."},
     },
 }
 
 
+# Smallest JSON a row can take ("[1],"): a body shorter than threshold x this cannot hold more rows than
+# the threshold, so small predictions are never counted.
+MIN_ROW_BYTES = 4
+
+
+def _loads(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"body is not valid JSON: {exc}") from exc
+
+
+def _job_rows(data: Any, ref: VersionRef) -> list[Any] | None:
+    """The rows of a prediction a batch job could run (``rows``, or the single input of a model with one
+    2-D input), or None when it cannot be a job."""
+    inputs = ref.signature["inputs"]
+    if not isinstance(data, dict) or len(inputs) != 1 or len(inputs[0]["shape"]) != 2:
+        return None
+    rows = data.get("rows")
+    if rows is None and isinstance(data.get("inputs"), dict) and len(data["inputs"]) == 1:
+        rows = data["inputs"].get(inputs[0]["name"])
+    return rows if isinstance(rows, list) else None
+
+
+def _submit_job(
+    ctx: AppContext, ref: VersionRef, rows: list[Any], preferred: bool
+) -> tuple[int, bytes, str, dict[str, str]]:
+    """The prediction as a batch job, through the same submission as ``POST /api/v1/jobs``: 202 (saying
+    the client's ``Prefer: respond-async`` was applied, if it sent one)."""
+    request = JobCreate.model_construct(
+        model=ref.name, version=ref.version, rows=None, uri=None, format=None, options=JobOptions()
+    )
+    job = submission.submit(ctx, request, rows=rows)
+    body = jobs.job_public(job).model_dump_json().encode()
+    headers = {"Location": f"{jobs.API}/{job.id}"}
+    if preferred:
+        headers["Preference-Applied"] = "respond-async"
+    return 202, body, "application/json", headers
+
+
 async def predict_core(
     ctx: AppContext, name: str, version: str, headers: Mapping[str, str], body: bytes
-) -> tuple[bytes, str, dict[str, str]]:
-    """One REST prediction from raw headers (lower-case names) and body: ``(body, media type, headers)``.
+) -> tuple[int, bytes, str, dict[str, str]]:
+    """One REST prediction from raw headers (lower-case names) and body: ``(status, body, media type,
+    headers)``. Over ``predict_async_rows`` rows, or with ``Prefer: respond-async``, it becomes a batch job
+    and answers 202 with the job; a small body is never counted (no extra work on the hot path).
 
     Shared by the routed endpoint and the ASGI fast path, so both behave the same.
     """
@@ -66,19 +114,27 @@ async def predict_core(
     cap = ctx.settings.max_request_bytes
     if len(body) > cap:
         raise PayloadTooLarge(f"request body is over the {cap}-byte limit")
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"body is not valid JSON: {exc}") from exc
-    ref = await ctx.inference.resolve(name, version)
-    outputs = await ctx.inference.predict(ref, decode_inputs(data, ref.signature, ref.metadata), "rest")
+    prefer = headers.get("prefer")
+    wants_job = prefer is not None and "respond-async" in prefer.lower()
+    threshold = ctx.settings.predict_async_rows
+    if wants_job or (threshold and len(body) > threshold * MIN_ROW_BYTES):
+        data, ref = await run_in_threadpool(_loads, body), await ctx.inference.resolve(name, version)
+        rows = _job_rows(data, ref)
+        if rows is not None and (wants_job or len(rows) > threshold):
+            return await run_in_threadpool(_submit_job, ctx, ref, rows, wants_job)
+        inputs = await run_in_threadpool(decode_inputs, data, ref.signature, ref.metadata)
+    else:
+        data = _loads(body)
+        ref = await ctx.inference.resolve(name, version)
+        inputs = decode_inputs(data, ref.signature, ref.metadata)
+    outputs = await ctx.inference.predict(ref, inputs, "rest")
     payload = {
         "model": ref.name,
         "version": ref.version,
         "outputs": encode_outputs(outputs),
         "elapsed_ms": round((time.perf_counter() - start) * 1000, 3),
     }
-    return orjson.dumps(payload), "application/json", {}
+    return 200, orjson.dumps(payload), "application/json", {}
 
 
 async def _predict(ctx: AppContext, request: Request, name: str, version: str) -> Response:
@@ -86,17 +142,19 @@ async def _predict(ctx: AppContext, request: Request, name: str, version: str) -
     cap = ctx.settings.max_request_bytes
     if length and length.isdigit() and int(length) > cap:
         raise PayloadTooLarge(f"request body of {length} bytes is over the {cap}-byte limit")
-    body, media, extra = await predict_core(ctx, name, version, request.headers, await request.body())
-    return Response(body, media_type=media, headers=extra)
+    status, body, media, extra = await predict_core(ctx, name, version, request.headers, await request.body())
+    return Response(body, status_code=status, media_type=media, headers=extra)
 
 
 @router.post("/{name}/predict", openapi_extra=PREDICT_BODY)
 async def predict_latest(name: str, request: Request, ctx: Ctx, _: PredictKey) -> Response:
-    """Predict with the latest version; small requests are answered synchronously."""
+    """Predict with the latest version. Up to `MODELYARD_PREDICT_ASYNC_ROWS` rows are answered at once
+    (200); more, or `Prefer: respond-async`, become a batch job: `202 Accepted` with the job, its URL in
+    `Location`."""
     return await _predict(ctx, request, name, "latest")
 
 
 @router.post("/{name}/versions/{version}/predict", openapi_extra=PREDICT_BODY)
 async def predict_version(name: str, version: str, request: Request, ctx: Ctx, _: PredictKey) -> Response:
-    """Predict with one version (a number or `latest`)."""
+    """Predict with one version (a number or `latest`); big predictions become a job (202) as above."""
     return await _predict(ctx, request, name, version)

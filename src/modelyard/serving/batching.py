@@ -53,14 +53,15 @@ class _Pending:
 
 
 class DynamicBatcher:
-    """Merges concurrent requests of one model version into batched runs."""
+    """Merges concurrent requests of one model version into batched runs; ``observe`` is told each
+    batch's size (once per batch) and the queue wait of each of its requests."""
 
     def __init__(
         self,
         run: Callable[[Arrays], Arrays],
         config: BatchConfig,
         executor: Executor,
-        observe: Callable[[int, float], None] | None = None,
+        observe: Callable[[int, list[float]], None] | None = None,
     ):
         self._run = run
         self.config = config
@@ -116,9 +117,8 @@ class DynamicBatcher:
     async def _dispatch(self, batch: list[_Pending]) -> None:
         loop = asyncio.get_running_loop()
         now = time.perf_counter()
-        if self._observe:
-            for item in batch:
-                self._observe(len(batch), now - item.queued_at)
+        if self._observe:  # the batch's size once, and each request's wait in the queue
+            self._observe(len(batch), [now - item.queued_at for item in batch])
         try:
             if len(batch) == 1:
                 outs = [await loop.run_in_executor(self._executor, self._run, batch[0].inputs)]

@@ -31,13 +31,20 @@ WANTED = {
         "content-length",
         "content-encoding",
         "inference-header-content-length",
+        "prefer",
     )
 }
 FAST_PREFIXES = ("/v2/models/", "/api/v1/models/")
 PREDICT_PATH = re.compile(r"^/api/v1/models/([^/]+)(?:/versions/([^/]+))?/predict$")
 Core = Callable[
-    [AppContext, str, str, Mapping[str, str], bytes], Awaitable[tuple[bytes, str, dict[str, str]]]
+    [AppContext, str, str, Mapping[str, str], bytes], Awaitable[tuple[int, bytes, str, dict[str, str]]]
 ]
+
+
+async def _infer(
+    ctx: AppContext, name: str, version: str, headers: Mapping[str, str], body: bytes
+) -> tuple[int, bytes, str, dict[str, str]]:
+    return (200, *await infer_core(ctx, name, version, headers, body))
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +56,7 @@ class _RouteName:
 ROUTES: list[tuple[re.Pattern[str], Core, _RouteName, _RouteName, bool]] = [
     (
         INFER_PATH,
-        infer_core,
+        _infer,
         _RouteName("/v2/models/{name}/infer"),
         _RouteName("/v2/models/{name}/versions/{version}/infer"),
         True,
@@ -96,8 +103,7 @@ class InferFastPath:
         extra: dict[str, str] = {}
         try:
             body = await self._read(receive, headers)
-            payload, media, extra = await core(self.ctx, name, version, headers, body)
-            status = 200
+            status, payload, media, extra = await core(self.ctx, name, version, headers, body)
         except Exception as exc:
             if not isinstance(exc, ModelyardError):
                 log.exception("prediction failed", extra={"model": name, "path": path})

@@ -17,7 +17,7 @@ import numpy as np
 import onnxruntime as ort
 
 from modelyard.dtypes import ONNX_TO_NUMPY
-from modelyard.errors import InvalidInput
+from modelyard.errors import InvalidInput, ModelRunFailed
 
 
 def session_options(intra_op_threads: int = 1) -> ort.SessionOptions:
@@ -93,9 +93,33 @@ class LoadedModel:
         """Run the session; inputs must have passed ``check_inputs``."""
         try:
             results = self.session.run(None, inputs)
-        except Exception as exc:  # onnxruntime reports bad values (e.g. index out of range) this way
-            raise InvalidInput(f"the model could not run on these inputs: {exc}", field="inputs") from exc
+        except Exception as exc:
+            raise run_error(exc) from exc
         return {n: np.asarray(r) for n, r in zip(self.output_names, results, strict=True)}
+
+
+# onnxruntime's exception classes (onnxruntime_pybind11_state) whose failures are the system's, never
+# the input's; ``Fail`` is a node refusing its values (a reshape to an impossible shape, an index out of
+# range) unless its message says an allocation failed.
+SYSTEM_FAILURES = {"RuntimeException", "EngineError", "EPFail", "NoModel", "ModelLoaded", "NotImplemented"}
+ALLOCATION_FAILED = ("failed to allocate memory", "bad_alloc", "out of memory")
+
+
+def run_error(exc: BaseException) -> InvalidInput | ModelRunFailed:
+    """What a failed session run means: ``InvalidInput`` when these inputs are to blame (bad values,
+    shapes, types), ``ModelRunFailed`` when the system is (out of memory, a crashed session), so callers
+    that retry (job chunks) retry only the latter."""
+    kind = type(exc).__name__
+    text = str(exc)
+    if (
+        isinstance(exc, MemoryError)
+        or kind in SYSTEM_FAILURES
+        or any(m in text.lower() for m in ALLOCATION_FAILED)
+    ):
+        return ModelRunFailed(f"the model runtime failed ({kind}); try again: {text}")
+    if kind in ("Fail", "InvalidArgument"):
+        return InvalidInput(f"the model could not run on these inputs: {text}", field="inputs")
+    return ModelRunFailed(f"the model runtime failed ({kind}); try again: {text}")
 
 
 def _as_strings(name: str, arr: np.ndarray) -> np.ndarray:

@@ -77,6 +77,7 @@ class InferenceService:
         self._inflight: dict[tuple[str, str], asyncio.Future[VersionRef]] = {}
         self._counters: dict[tuple[tuple[str, int], str], Any] = {}
         self._inline_s = inline_us / 1e6
+        self._unloaded: set[str] = set()
 
     def close(self) -> None:
         """Stop batchers and inference threads."""
@@ -135,6 +136,18 @@ class InferenceService:
             del self._refs[ckey]
         self.cache.drop(name)
 
+    def mark_unloaded(self, name: str) -> None:
+        """Record an explicit unload (V2 repository extension): the model is not ready until loaded."""
+        self._unloaded.add(name)
+
+    def mark_loaded(self, name: str) -> None:
+        """Forget an explicit unload: the model is ready again."""
+        self._unloaded.discard(name)
+
+    def is_unloaded(self, name: str) -> bool:
+        """Whether the model was unloaded and has not been loaded since."""
+        return name in self._unloaded
+
     def _local_file(self, ref: VersionRef) -> Path:
         path = self._storage.local_path(ref.artifact_key)
         if path is not None:
@@ -152,7 +165,9 @@ class InferenceService:
 
         def loader() -> LoadedModel:
             self.metrics.model_loads.labels(ref.name).inc()
-            return load_session(ref.key, self._local_file(ref), ref.size, self._intra)
+            loaded = load_session(ref.key, self._local_file(ref), ref.size, self._intra)
+            self._unloaded.discard(ref.name)  # loaded on first use after an unload: ready again
+            return loaded
 
         return self.cache.get_or_load(ref.key, loader)
 
@@ -191,9 +206,10 @@ class InferenceService:
                 self.metrics.queue_delay.labels(ref.name),
             )
 
-            def observe(size: int, delay: float) -> None:
+            def observe(size: int, delays: list[float]) -> None:
                 size_h.observe(size)
-                delay_h.observe(delay)
+                for delay in delays:
+                    delay_h.observe(delay)
 
             batcher = DynamicBatcher(self._timed_run(loaded, ref.name), config, self.executor, observe)
         loaded.batcher, loaded.batching_decided = batcher, True

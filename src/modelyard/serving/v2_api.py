@@ -1,7 +1,8 @@
 """Open Inference Protocol V2 routes under ``/v2``, as the spec says (errors are ``{"error": ...}``).
 
-Health and server metadata need no key; model metadata needs ``read``, inference ``predict``, and
-the repository extension's load/unload ``write``.
+Health, server metadata and model readiness need no key (Triton's endpoint groups put model ready with
+health: probes and the stock clients' ``is_model_ready`` send no key); model metadata needs ``read``,
+inference ``predict``, and the repository extension's load/unload ``write``.
 """
 
 from __future__ import annotations
@@ -130,18 +131,21 @@ async def _ready(ctx: AppContext, name: str, version: str) -> Response:
         await ctx.inference.resolve(name, version)
     except NotFound as exc:
         return _json({"error": exc.detail}, 404)
+    if ctx.inference.is_unloaded(name):
+        return _json({"error": f"model {name!r} is unloaded; load it to serve it again"}, 400)
     return Response(status_code=200)
 
 
-@router.get("/models/{name}/ready", openapi_extra={"security": SECURITY})
-async def model_ready(name: str, ctx: Ctx, _: ReadKey) -> Response:
-    """200 when the model has a version that can serve (loaded now or on first use)."""
+@router.get("/models/{name}/ready")
+async def model_ready(name: str, ctx: Ctx) -> Response:
+    """200 when the model has a version that can serve (loaded now or on first use); 400 after an
+    unload until it is loaded again, 404 for an unknown model. Needs no key, like health."""
     return await _ready(ctx, name, "latest")
 
 
-@router.get("/models/{name}/versions/{version}/ready", openapi_extra={"security": SECURITY})
-async def version_ready(name: str, version: str, ctx: Ctx, _: ReadKey) -> Response:
-    """200 when this version can serve."""
+@router.get("/models/{name}/versions/{version}/ready")
+async def version_ready(name: str, version: str, ctx: Ctx) -> Response:
+    """200 when this version can serve (as the model's ready route says); needs no key."""
     return await _ready(ctx, name, version)
 
 
@@ -273,10 +277,11 @@ async def repository_index(ctx: Ctx, _: ReadKey, request: Request) -> Response:
 
 @router.post("/repository/models/{name}/load", openapi_extra={"security": SECURITY})
 async def repository_load(name: str, ctx: Ctx, _: WriteKey) -> Response:
-    """Load the model's latest version now (instead of on first use)."""
+    """Load the model's latest version now (instead of on first use); it is ready again after an unload."""
     start = time.perf_counter()
     ref = await ctx.inference.resolve(name)
     await ctx.inference.load(ref)
+    ctx.inference.mark_loaded(name)
     return _json(
         {"name": name, "version": str(ref.version), "load_ms": round((time.perf_counter() - start) * 1e3, 2)}
     )
@@ -284,7 +289,9 @@ async def repository_load(name: str, ctx: Ctx, _: WriteKey) -> Response:
 
 @router.post("/repository/models/{name}/unload", openapi_extra={"security": SECURITY})
 async def repository_unload(name: str, ctx: Ctx, _: WriteKey) -> Response:
-    """Drop the model's loaded sessions; the next request loads it again."""
+    """Drop the model's loaded sessions. Its ready route answers 400 until it is loaded again (the load
+    route, or an inference request, which still loads it on first use)."""
     await ctx.inference.resolve(name)
     ctx.inference.invalidate(name)
+    ctx.inference.mark_unloaded(name)
     return _json({"name": name})

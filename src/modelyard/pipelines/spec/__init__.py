@@ -41,7 +41,8 @@ class Retry:
 class Limits:
     """How a stage is scheduled: batches running at once (all workers), events per batch, retries, and how
     long one event's call may take (``timeout_seconds``: python and command stages; a command without
-    one is killed after an hour, a Python call without one is not bounded)."""
+    one is killed after an hour, a Python call without one is not bounded). ``concurrency`` also bounds
+    the events of one batch of a python or command stage that run side by side (their calls block)."""
 
     concurrency: int = 4
     batch_size: int = 64

@@ -11,6 +11,7 @@ import io
 import time
 import traceback
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,6 +121,19 @@ def single(item: Item) -> Any:
     return next(iter(item.inputs.values()))
 
 
+def side_by_side(items: list[Item], one: Callable[[Item], Outcome], limit: int, name: str) -> list[Outcome]:
+    """``one`` over every item, up to ``limit`` at once in threads of this batch, outcomes in item order.
+
+    For stages whose calls block (Python callables that sleep or do I/O, commands): a batch of slow
+    events takes about as long as its slowest call, not the sum of them. Logs are captured per thread,
+    so each event keeps its own."""
+    workers = min(limit, len(items))
+    if workers <= 1:
+        return [one(item) for item in items]
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"stage-{name}") as pool:
+        return list(pool.map(one, items))
+
+
 def timed(fn: Callable[[], Any], *, logs_to: list[io.StringIO] | None = None) -> Outcome:
     """Call ``fn`` capturing what it prints and logs (the buffer is also put in ``logs_to``, if given)."""
     start = time.perf_counter()
@@ -136,4 +150,15 @@ def timed(fn: Callable[[], Any], *, logs_to: list[io.StringIO] | None = None) ->
     return out
 
 
-__all__ = ["RAW", "Item", "Outcome", "StageCall", "StageEnv", "StageTimeout", "error_type", "single", "timed"]
+__all__ = [
+    "RAW",
+    "Item",
+    "Outcome",
+    "StageCall",
+    "StageEnv",
+    "StageTimeout",
+    "error_type",
+    "side_by_side",
+    "single",
+    "timed",
+]

@@ -20,7 +20,16 @@ import orjson
 from modelyard.pipelines.spec import StageSpec
 from modelyard.pipelines.spec.fields import Checker
 from modelyard.pipelines.spec.kinds import KindConfig, Uses, register_stage_kind
-from modelyard.pipelines.stages import Item, Outcome, StageEnv, StageTimeout, outputs, single, timed
+from modelyard.pipelines.stages import (
+    Item,
+    Outcome,
+    StageEnv,
+    StageTimeout,
+    outputs,
+    side_by_side,
+    single,
+    timed,
+)
 
 # Never handed to a command: the database's and the artifact store's credentials.
 SECRET_PREFIXES = ("MODELYARD_", "AWS_", "PG", "DATABASE_URL", "DBOS_")
@@ -118,8 +127,12 @@ class CommandKind:
 
     def run_batch(self, spec: StageSpec, items: list[Item], env: StageEnv) -> tuple[list[Outcome], str]:
         """The command, once per event: input in a temp file (``{input}``), output from ``{output}`` or
-        stdout; killed, with what it started, past the stage's ``timeout_seconds`` (an hour if unset)."""
-        return [timed(lambda item=item: _run_command(spec, item)) for item in items], ""  # type: ignore[misc]
+        stdout; killed, with what it started, past the stage's ``timeout_seconds`` (an hour if unset). The
+        events of a batch run side by side, up to the stage's ``concurrency`` commands at once."""
+        outcomes = side_by_side(
+            items, lambda item: timed(lambda: _run_command(spec, item)), spec.limits.concurrency, spec.name
+        )
+        return outcomes, ""
 
 
 register_stage_kind(CommandKind())

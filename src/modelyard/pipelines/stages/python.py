@@ -17,7 +17,15 @@ from typing import Any
 from modelyard.pipelines.spec import StageSpec
 from modelyard.pipelines.spec.fields import Checker
 from modelyard.pipelines.spec.kinds import KindConfig, Uses, register_stage_kind
-from modelyard.pipelines.stages import Item, Outcome, StageCall, StageEnv, StageTimeout, timed
+from modelyard.pipelines.stages import (
+    Item,
+    Outcome,
+    StageCall,
+    StageEnv,
+    StageTimeout,
+    side_by_side,
+    timed,
+)
 from modelyard.pipelines.stages.capture import STAGE_LOGGER
 
 CALLABLE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
@@ -77,7 +85,9 @@ class PythonKind:
         return Uses(modules={"callable": spec.config["callable"].partition(":")[0]})
 
     def run_batch(self, spec: StageSpec, items: list[Item], env: StageEnv) -> tuple[list[Outcome], str]:
-        """The callable once per event, each call bounded as ``_call_within`` says."""
+        """The callable once per event, the events of a batch side by side up to the stage's
+        ``concurrency`` (so it must be thread-safe: its calls block), each call bounded as
+        ``_call_within`` says."""
         log = logging.getLogger(STAGE_LOGGER).getChild(spec.name)
         try:
             fn = env.callable(spec.config["callable"])
@@ -85,12 +95,13 @@ class PythonKind:
             trace = traceback.format_exc()
             return [Outcome(error=exc, trace=trace) for _ in items], ""
         limit = spec.limits.timeout_seconds
-        results = []
-        for item in items:
+
+        def one(item: Item) -> Outcome:
             call = StageCall(item.event, item.event_id, item.params, spec.params, item.inputs, log)
             bound = partial(fn, call)
-            results.append(timed(bound) if limit is None else _call_within(bound, limit, spec.name))
-        return results, ""
+            return timed(bound) if limit is None else _call_within(bound, limit, spec.name)
+
+        return side_by_side(items, one, spec.limits.concurrency, spec.name), ""
 
 
 register_stage_kind(PythonKind())
