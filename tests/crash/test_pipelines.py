@@ -5,6 +5,7 @@ Real ``modelyard worker`` processes, on SQLite and on PostgreSQL."""
 from __future__ import annotations
 
 import hashlib
+import os
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,7 +53,10 @@ def crash_ctx(tmp_path: Path, database_url: str) -> Iterator[AppContext]:
 def worker(ctx: AppContext, executor_id: str) -> WorkerProcess:
     """A ``modelyard worker`` that can import the test stages, with claims re-queued after 5 s."""
     proc = WorkerProcess(executor_id, ctx.settings.data_dir, ctx.settings.resolved_database_url())
-    proc.env |= {"PYTHONPATH": str(ROOT), "MODELYARD_PIPELINE_CLAIM_TIMEOUT_SECONDS": "5"}
+    proc.env |= {
+        "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}",
+        "MODELYARD_PIPELINE_CLAIM_TIMEOUT_SECONDS": "5",
+    }
     return proc.start(ctx)
 
 

@@ -142,7 +142,8 @@ def test_serve_prints_the_url_it_listens_on_from_dot_env(tmp_path: Path, databas
     env = {**os.environ, "MODELYARD_DATABASE_URL": database_url, "MODELYARD_WORKER": "false"}
     env = {k: v for k, v in env.items() if k not in ("MODELYARD_PORT", "MODELYARD_HOST")}
     with start_server(tmp_path, env, port=port, cwd=tmp_path, pass_port=False) as (url, log):
-        assert httpx.get(url + "/", follow_redirects=False).headers["location"] == "/docs"
+        assert httpx.get(url + "/", follow_redirects=False).headers["location"] == "/ui/"
         lines = log.read_text().splitlines()
-    banner = f"modelyard on http://127.0.0.1:{port}: docs at http://127.0.0.1:{port}/docs"
+    base = f"http://127.0.0.1:{port}"
+    banner = f"modelyard on {base}: dashboard at {base}/ui, docs at {base}/docs"
     assert [line for line in lines if line.startswith("modelyard on ")] == [f"{banner} (data in data)"]

@@ -28,7 +28,7 @@ def keys_create(
         from modelyard.db import make_engine, make_sessionmaker, unit_of_work
         from modelyard.migrate import upgrade
 
-        settings = load_settings()
+        settings = load_settings(admin_key=None)  # writing to the database needs no bootstrap key
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         engine = make_engine(settings.resolved_database_url())
         upgrade(engine)
