@@ -26,6 +26,7 @@ from modelyard.jobs.queues import QueueCollector
 from modelyard.jobs.queues_api import router as queues_router
 from modelyard.jobs.schedules_api import router as schedules_router
 from modelyard.keys_api import router as keys_router
+from modelyard.limits import BodyLimitMiddleware
 from modelyard.logs import setup_logging
 from modelyard.metrics import Metrics
 from modelyard.migrate import upgrade
@@ -202,6 +203,7 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
     app.state.ctx = ctx
     _install_error_handlers(app)
     app.fast = InferFastPath(app.framework_call, ctx)  # records its own request metrics
+    app.add_middleware(BodyLimitMiddleware, settings=settings)  # the fast path has its own
     app.add_middleware(
         MetricsMiddleware, metrics=ctx.metrics
     )  # added last, so outermost: it times everything

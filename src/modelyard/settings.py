@@ -41,7 +41,16 @@ class Settings(BaseSettings):
         None, description="Bootstrap API key with the admin scope, accepted as long as it is set."
     )
     max_upload_bytes: int = Field(512 * 1024 * 1024, description="Largest model file accepted on upload.")
-    max_request_bytes: int = Field(64 * 1024 * 1024, description="Largest prediction request body.")
+    max_request_bytes: int = Field(
+        64 * 1024 * 1024,
+        description="Largest prediction request body (REST predict, V2 infer; JSON or binary tensors), "
+        "and largest V2 body once decompressed.",
+    )
+    max_json_body_bytes: int = Field(
+        16 * 1024 * 1024,
+        description="Largest body of every other JSON route (jobs with inline rows, events, keys...); "
+        "a body over it is answered 413 as soon as it is known to be, before it is parsed.",
+    )
     max_tensor_elements: int = Field(64 * 1024 * 1024, description="Most elements in one request's tensors.")
     max_inline_rows: int = Field(10_000, description="Most rows accepted inline in a batch job request.")
     max_batch_file_bytes: int = Field(2 * 1024**3, description="Largest batch input file accepted.")
@@ -114,7 +123,11 @@ class Settings(BaseSettings):
         100, description="Malformed rows listed per chunk with their row number (all of them are counted)."
     )
     fetch_timeout_seconds: float = Field(30.0, description="Timeout for fetching raw data over HTTP.")
-    fetch_max_bytes: int = Field(256 * 1024 * 1024, description="Largest raw data fetched for one event.")
+    fetch_max_bytes: int = Field(
+        256 * 1024 * 1024,
+        description="Largest raw data fetched for one event or inferrer URL, and largest image uploaded to "
+        "an inferrer.",
+    )
     allow_private_urls: bool = Field(False, description="Let user URLs reach loopback/private addresses.")
     pipeline_batch_size: int = Field(
         64, description="Default events per stage batch (a stage spec's batch_size overrides it)."
@@ -139,6 +152,13 @@ class Settings(BaseSettings):
     pipeline_raw_cache_bytes: int = Field(
         64 * 1024 * 1024, description="Raw data kept in memory per worker, shared by the stages it runs."
     )
+    pipeline_spec_max_bytes: int = Field(
+        256 * 1024, description="Largest pipeline spec document (YAML or JSON)."
+    )
+    pipeline_spec_max_nodes: int = Field(
+        20_000, description="Most values (mappings, lists, scalars) in one pipeline spec document."
+    )
+    pipeline_spec_max_depth: int = Field(32, description="Deepest nesting of mappings and lists in a spec.")
     demo: bool = Field(False, description="Register a small demo model on start if the registry is empty.")
 
     def resolved_database_url(self) -> str:

@@ -84,7 +84,10 @@ class _Receiver:
 
     def _headers_finished(self) -> None:
         _, opts = parse_options_header(self._headers.get(b"content-disposition", b""))
-        self._name = opts.get(b"name", b"").decode()
+        try:
+            self._name = opts.get(b"name", b"").decode()
+        except UnicodeDecodeError:
+            raise BadRequest("a multipart field name is not UTF-8") from None
         self._is_file = self._name == self.file_field
         if self._is_file:
             if self.saw_file:

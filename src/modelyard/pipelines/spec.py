@@ -121,15 +121,89 @@ class PipelineSpec:
         return () if stage == RAW else self.stages[stage].inputs
 
 
-def load_document(text: str | bytes) -> Any:
-    """Parse YAML or JSON text (JSON is read as YAML); a syntax error is a ``ValidationFailed``."""
+class _BoundedLoader(yaml.SafeLoader):  # type: ignore[misc]
+    """The safe YAML loader, refusing documents nested deeper than ``max_depth`` or holding more than
+    ``max_nodes`` values (an alias counts as every value it repeats, so anchors cannot multiply a small
+    document into a huge one)."""
+
+    def __init__(self, stream: str | bytes, *, max_depth: int, max_nodes: int):
+        super().__init__(stream)
+        self.max_depth, self.max_nodes = max_depth, max_nodes
+        self.depth = self.nodes = 0
+        self.sizes: dict[int, int] = {}
+
+    def count(self, nodes: int) -> None:
+        self.nodes += nodes
+        if self.nodes > self.max_nodes:
+            raise _too_big(f"more than {self.max_nodes} values")
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            anchored = self.anchors.get(self.peek_event().anchor)
+            self.count(self.sizes.get(id(anchored), 1))
+            return super().compose_node(parent, index)
+        self.depth += 1
+        if self.depth > self.max_depth:
+            raise _too_big(f"nested more than {self.max_depth} levels deep")
+        before = self.nodes
+        self.count(1)
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+        self.sizes[id(node)] = self.nodes - before
+        return node
+
+
+def _too_big(what: str) -> ValidationFailed:
+    detail = f"the spec document is {what}"
+    return ValidationFailed(detail, errors=[{"field": "", "detail": detail}])
+
+
+def check_shape(doc: Any, *, max_depth: int, max_nodes: int) -> None:
+    """``ValidationFailed`` when ``doc`` nests deeper than ``max_depth`` or holds over ``max_nodes`` values
+    (walked without recursion, so any depth is safe to check)."""
+    todo: list[tuple[Any, int]] = [(doc, 1)]
+    nodes = 0
+    while todo:
+        value, depth = todo.pop()
+        nodes += 1
+        if nodes > max_nodes:
+            raise _too_big(f"more than {max_nodes} values")
+        if depth > max_depth:
+            raise _too_big(f"nested more than {max_depth} levels deep")
+        if isinstance(value, Mapping):
+            todo.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            todo.extend((v, depth + 1) for v in value)
+
+
+def load_document(
+    text: str | bytes, *, json: bool = False, max_depth: int = 32, max_nodes: int = 20_000
+) -> Any:
+    """Parse YAML or JSON text (JSON is read as YAML unless ``json``); a syntax error, or a document nested
+    deeper than ``max_depth`` or holding more than ``max_nodes`` values, is a ``ValidationFailed``.
+
+    CPU-bound on big documents: call it off the event loop.
+    """
+    if json:
+        try:
+            doc = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            detail = f"not valid JSON: {exc}"
+            raise ValidationFailed(detail, errors=[{"field": "", "detail": detail}]) from None
+        check_shape(doc, max_depth=max_depth, max_nodes=max_nodes)
+        return doc
+    loader = _BoundedLoader(text, max_depth=max_depth, max_nodes=max_nodes)
     try:
-        return yaml.safe_load(text)
+        return loader.get_single_data()
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         line = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""
         detail = f"not valid YAML or JSON{line}: {getattr(exc, 'problem', None) or exc}"
         raise ValidationFailed(detail, errors=[{"field": "", "detail": detail}]) from None
+    finally:
+        loader.dispose()
 
 
 def parse_duration(value: Any) -> int | None:
