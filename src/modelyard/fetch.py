@@ -174,8 +174,8 @@ def check_url(url: str, *, allow_private: bool, resolver: Resolver = resolve) ->
         for address in addresses:
             if not is_public(address):
                 raise UrlRefused(
-                    f"{target.host} resolves to {address}, a non-public address; "
-                    "private URLs are not fetched",
+                    f"{target.host} resolves to {address}, a non-public address; private URLs are not "
+                    "fetched unless MODELYARD_ALLOW_PRIVATE_URLS is true",
                     field="url",
                 )
     return Checked(host, port, addresses)

@@ -65,10 +65,14 @@ async def infer_upload(name: str, request: Request, ctx: Ctx, _: PredictKey) -> 
         max_bytes=ctx.settings.fetch_max_bytes,
         tmp_dir=ctx.settings.data_dir / "tmp",
     )
-    try:
-        data = upload.path.read_bytes()
-    finally:
-        upload.discard()
-    if not data:
-        raise BadRequest("the uploaded file is empty", field="file")
-    return await run_in_threadpool(service.infer, ctx, name, data, params)
+
+    def run() -> dict[str, Any]:  # reading, decoding and inferring are all off the event loop
+        try:
+            data = upload.path.read_bytes()
+        finally:
+            upload.discard()
+        if not data:
+            raise BadRequest("the uploaded file is empty", field="file")
+        return service.infer(ctx, name, data, params)
+
+    return await run_in_threadpool(run)

@@ -38,7 +38,7 @@ def check(name: str, params: Mapping[str, Any]) -> None:
 def infer(ctx: AppContext, name: str, data: bytes, params: Mapping[str, Any]) -> dict[str, Any]:
     """Run inferrer ``name`` on an encoded image; arrays come back as dtype, shape and data."""
     check(name, params)
-    image = decode_image(data)
+    image = decode_image(data, draft_side=catalog.CATALOG[name].draft_side)
     predict = None
     body: dict[str, Any] = {"inferrer": name}
     if catalog.CATALOG[name].needs_model:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, FiniteFloat, model_validator
 
 from modelyard.registry.schemas import NAME_PATTERN
 
@@ -40,9 +40,11 @@ class JobCreate(BaseModel):
 
     model: str = Field(pattern=NAME_PATTERN, examples=["churn"])
     version: int | Literal["latest"] = Field("latest", examples=["latest", 3])
-    rows: list[list[float] | dict[str, float]] | None = Field(
+    rows: list[list[FiniteFloat] | dict[str, FiniteFloat]] | None = Field(
         None,
-        description="Rows as lists of numbers, or objects keyed by the model's metadata.columns.",
+        description="Rows as lists of numbers, or objects keyed by the model's metadata.columns. Numbers are "
+        "finite, as on every JSON route: NaN and Infinity are not JSON (400); for missing values upload a "
+        "file.",
         examples=[[[0.1, 0.2, 0.3], [0.4, 0.5, 0.6]]],
     )
     uri: str | None = Field(

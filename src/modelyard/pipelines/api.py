@@ -10,6 +10,7 @@ from fastapi.responses import PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
 from modelyard.auth import ReadKey, WriteKey
+from modelyard.bodies import OffLoopJSONRoute
 from modelyard.context import Ctx
 from modelyard.errors import (
     EventNotFound,
@@ -36,8 +37,8 @@ from modelyard.pipelines.spec import load_document
 from modelyard.settings import Settings
 from modelyard.sse import event_stream
 
-pipelines_router = APIRouter(prefix="/api/v1/pipelines", tags=["pipelines"])
-events_router = APIRouter(prefix="/api/v1/events", tags=["pipelines"])
+pipelines_router = APIRouter(prefix="/api/v1/pipelines", tags=["pipelines"], route_class=OffLoopJSONRoute)
+events_router = APIRouter(prefix="/api/v1/events", tags=["pipelines"], route_class=OffLoopJSONRoute)
 
 SPEC_BODY: dict[str, Any] = {
     "requestBody": {
