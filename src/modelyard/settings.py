@@ -153,10 +153,10 @@ class Settings(BaseSettings):
         64 * 1024 * 1024, description="Raw data kept in memory per worker, shared by the stages it runs."
     )
     pipeline_spec_max_bytes: int = Field(
-        256 * 1024, description="Largest pipeline spec document (YAML or JSON)."
+        128 * 1024, description="Largest pipeline spec document (YAML or JSON)."
     )
     pipeline_spec_max_nodes: int = Field(
-        20_000, description="Most values (mappings, lists, scalars) in one pipeline spec document."
+        10_000, description="Most values (mappings, lists, scalars) in one pipeline spec document."
     )
     pipeline_spec_max_depth: int = Field(32, description="Deepest nesting of mappings and lists in a spec.")
     demo: bool = Field(False, description="Register a small demo model on start if the registry is empty.")

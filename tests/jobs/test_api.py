@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 from modelyard.app import create_app
 from modelyard.settings import Settings
 from tests.conftest import ADMIN_KEY, push_model
+from tests.hostile import non_utf8_multipart
 from tests.jobs.conftest import COLUMNS, features, write_csv
 
 
@@ -310,3 +311,29 @@ def test_openapi_documents_every_jobs_route(api: TestClient) -> None:
     job_create = spec["components"]["schemas"]["JobCreate"]
     assert job_create["properties"]["model"]["examples"] == ["churn"]
     assert "multipart/form-data" in spec["paths"]["/api/v1/jobs/upload"]["post"]["requestBody"]["content"]
+
+
+def test_upload_with_a_multipart_field_name_that_is_not_utf8_is_400(api: TestClient) -> None:
+    body, headers = non_utf8_multipart()
+    resp = api.post("/api/v1/jobs/upload?model=churn", content=body, headers=headers)
+    assert resp.status_code == 400, resp.text
+    assert "not UTF-8" in resp.json()["detail"]
+
+
+@pytest.mark.parametrize("number", [b"NaN", b"Infinity", b"-Infinity", b"1e999"])
+def test_inline_rows_with_non_finite_numbers_are_400_as_on_predict(api: TestClient, number: bytes) -> None:
+    body = b'{"model": "churn", "rows": [[1.0, 2.0, ' + number + b", 4.0]]}"
+    resp = api.post("/api/v1/jobs", content=body, headers={"Content-Type": "application/json"})
+    assert resp.status_code == 400, resp.text
+    assert "not valid JSON" in resp.json()["detail"]
+    predicted = api.post(
+        "/api/v1/models/churn/predict", content=body, headers={"Content-Type": "application/json"}
+    )
+    assert predicted.status_code == 400
+    assert api.get("/api/v1/jobs").json()["total"] == 0
+
+
+def test_inline_rows_with_non_finite_numbers_as_strings_are_refused(api: TestClient) -> None:
+    resp = api.post("/api/v1/jobs", json={"model": "churn", "rows": [[1.0, 2.0, "nan", 4.0]]})
+    assert resp.status_code == 422, resp.text
+    assert resp.json()["field"].startswith("body.rows")

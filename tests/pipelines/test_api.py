@@ -238,3 +238,67 @@ def test_logs_route_returns_prints_and_traceback(api: Any) -> None:
     logs = api.get(f"/api/v1/events/{eid}/stages/a/logs")
     assert logs.headers["content-type"].startswith("text/plain")
     assert logs.text.startswith("about to fail\n") and "RuntimeError: boom on a" in logs.text
+
+
+def test_spec_nested_hundreds_of_levels_deep_is_a_422(api: Any) -> None:
+    deep = (
+        "name: deep\nstages:\n  a: {type: inferrer, inferrer: palette, params: "
+        + "[" * 400
+        + "]" * 400
+        + "}\n"
+    )
+    resp = apply(api, deep)
+    assert resp.status_code == 422, resp.text
+    assert "levels deep" in resp.json()["detail"]
+    as_json = api.post(
+        "/api/v1/pipelines",
+        content='{"name": "deep", "stages": ' + "[" * 400 + "]" * 400 + "}",
+        headers={"Content-Type": "application/json"},
+    )
+    assert as_json.status_code == 422, as_json.text
+
+
+def test_spec_over_its_size_limit_is_a_413(api: Any) -> None:
+    limit = api.app.state.ctx.settings.pipeline_spec_max_bytes
+    resp = apply(api, SPEC + "#" * limit)
+    assert resp.status_code == 413
+    assert resp.json()["code"] == "payload-too-large"
+
+
+def test_event_whose_source_is_a_private_address_is_refused_at_submission(
+    settings: Any, tmp_path: Any
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from modelyard.app import create_app
+    from tests.conftest import ADMIN_KEY
+
+    with TestClient(create_app(settings), headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as client:
+        assert apply(client).status_code == 201
+        resp = client.post(
+            "/api/v1/pipelines/looks/events",
+            json={
+                "events": [
+                    {"name": "a", "source": "http://127.0.0.1:9/x.png"},
+                    {"name": "b", "source": "http://localhost/y.png"},
+                    {"name": "c", "source": "http://10.1.2.3/z.png"},
+                ]
+            },
+        )
+        assert resp.status_code == 422, resp.text
+        errors = resp.json()["errors"]
+        assert [e["field"] for e in errors] == [f"events[{i}].source" for i in range(3)]
+        assert all("MODELYARD_ALLOW_PRIVATE_URLS" in e["detail"] for e in errors)
+        assert client.get("/api/v1/pipelines/looks/events").json()["total"] == 0
+
+
+def test_nan_and_infinity_in_event_params_are_not_json(api: Any) -> None:
+    assert apply(api).status_code == 201
+    for number in (b"NaN", b"Infinity", b"-Infinity", b"1e999"):
+        resp = api.post(
+            "/api/v1/pipelines/looks/events",
+            content=b'{"name": "n", "source": "x.png", "params": {"v": ' + number + b"}}",
+            headers={"Content-Type": "application/json"},
+        )
+        assert resp.status_code == 400, (number, resp.text)
+        assert "not valid JSON" in resp.json()["detail"]

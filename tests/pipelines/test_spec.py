@@ -225,3 +225,39 @@ def test_limits_inherit_pipeline_defaults() -> None:
     assert spec.stages["a"].limits.batch_size == 3
     assert spec.stages["a"].limits.retry.max_attempts == 5
     assert spec.raw_limits.batch_size == 8
+
+
+def _refusal(text: str, **kwargs: Any) -> str:
+    with pytest.raises(ValidationFailed) as info:
+        load_document(text, **kwargs)
+    return info.value.errors[0]["detail"]
+
+
+@pytest.mark.parametrize("depth", [33, 500, 5000])
+def test_yaml_nested_deeper_than_the_limit_is_refused_not_recursed(depth: int) -> None:
+    flow = "name: p\nstages: " + "[" * depth + "]" * depth
+    block = "".join(f"{'  ' * i}k:\n" for i in range(depth)) + "  " * depth + "v: 1\n"
+    assert "nested more than 32 levels deep" in _refusal(flow)
+    assert "nested more than 32 levels deep" in _refusal(block)
+
+
+@pytest.mark.parametrize("depth", [33, 1000])
+def test_json_nested_deeper_than_the_limit_is_refused(depth: int) -> None:
+    text = '{"name": "p", "stages": ' + "[" * depth + "]" * depth + "}"
+    detail = _refusal(text, json=True)
+    assert "nested more than 32 levels deep" in detail or "not valid JSON" in detail
+
+
+def test_nesting_up_to_the_limit_is_read() -> None:
+    assert load_document("a: " + "[" * 31 + "]" * 31) is not None
+
+
+def test_alias_expansion_counts_every_repeated_value() -> None:
+    lines = ["a0: &a0 [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    assert "more than 10000 values" in _refusal("\n".join(lines))
+
+
+def test_document_with_too_many_values_is_refused() -> None:
+    assert "more than 100 values" in _refusal("[" + ", ".join(["1"] * 200) + "]", max_nodes=100)
+    assert "more than 100 values" in _refusal("[" + ", ".join(["1"] * 200) + "]", json=True, max_nodes=100)

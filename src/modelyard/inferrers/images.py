@@ -58,8 +58,8 @@ def decode_image(
                     f"the {max_bytes >> 20} MiB limit"
                 )
             img.load()
-            upright: Image.Image = ImageOps.exif_transpose(img) or img
-            del img  # the upright copy, when there is one, is all that is kept
+            # in place: otherwise an image without an EXIF rotation comes back as a full copy
+            ImageOps.exif_transpose(img, in_place=True)
     except UndecodableInput:
         raise
     except (
@@ -71,7 +71,7 @@ def decode_image(
         Image.DecompressionBombWarning,
     ) as exc:
         raise UndecodableInput(f"cannot decode the input as an image: {exc}") from None
-    return upright if upright.mode == "RGB" else _to_rgb(upright)
+    return img if img.mode == "RGB" else _to_rgb(img)
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:

@@ -29,6 +29,7 @@ router = APIRouter(prefix="/v2", tags=["v2 inference protocol"])
 JSON = "application/json"
 HEADER_LENGTH = v2.HEADER_LENGTH_HEADER.lower()
 EXTENSIONS = ["binary_tensor_data", "model_repository", "parameters"]
+DECOMPRESS_PIECE = 1024 * 1024
 INLINE_DECODE_BYTES = 256 * 1024  # bodies up to this size decode on the event loop (well under a ms)
 SECURITY: list[dict[str, list[str]]] = [{"HTTPBearer": []}, {"APIKeyHeader": []}]
 
@@ -176,15 +177,21 @@ def _decompress(body: bytes, encoding: str | None, cap: int) -> bytes:
     if encoding not in ("gzip", "deflate"):
         raise BadRequest(f"unsupported Content-Encoding {encoding!r}")
     d = zlib.decompressobj(wbits=31 if encoding == "gzip" else 15)
+    pieces: list[bytes] = []
+    size, pending = 0, body
     try:
-        out = d.decompress(body, cap + 1)
+        while pending and not d.eof:  # a MiB at a time: a bomb is dropped piece by piece, never built whole
+            piece = d.decompress(pending, DECOMPRESS_PIECE)
+            pending = d.unconsumed_tail
+            size += len(piece)
+            if size > cap:
+                raise PayloadTooLarge(f"decompressed request is over the {cap}-byte limit")
+            pieces.append(piece)
     except zlib.error as exc:
         raise BadRequest(f"the body is not valid {encoding} data: {exc}") from None
-    if len(out) > cap:
-        raise PayloadTooLarge(f"decompressed request is over the {cap}-byte limit")
     if not d.eof:
         raise BadRequest(f"the {encoding} body is truncated")
-    return out
+    return b"".join(pieces)
 
 
 def _decode(body: bytes, headers: Mapping[str, str], settings: Settings) -> v2.InferRequest:
