@@ -9,9 +9,10 @@ from pydantic import BaseModel, Field
 
 from modelyard import auth
 from modelyard.auth import AdminKey
+from modelyard.bodies import OffLoopJSONRoute
 from modelyard.context import Ctx
 
-router = APIRouter(prefix="/api/v1/keys", tags=["keys"])
+router = APIRouter(prefix="/api/v1/keys", tags=["keys"], route_class=OffLoopJSONRoute)
 
 
 class KeyCreate(BaseModel):

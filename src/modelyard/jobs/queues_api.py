@@ -7,11 +7,12 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Response, status
 
 from modelyard.auth import PredictKey, ReadKey
+from modelyard.bodies import OffLoopJSONRoute
 from modelyard.context import AppContext, get_context
 from modelyard.jobs import queues, service
 from modelyard.jobs.schemas import DeadLetterList, JobPublic, QueuesPublic
 
-router = APIRouter(prefix="/api/v1/queues", tags=["queues"])
+router = APIRouter(prefix="/api/v1/queues", tags=["queues"], route_class=OffLoopJSONRoute)
 Ctx = Annotated[AppContext, Depends(get_context)]
 
 

@@ -7,11 +7,12 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Response, status
 
 from modelyard.auth import ReadKey, WriteKey
+from modelyard.bodies import OffLoopJSONRoute
 from modelyard.context import AppContext, get_context
 from modelyard.jobs import schedules
 from modelyard.jobs.schemas import JobTypePublic, ScheduleCreate, ScheduleList, SchedulePublic
 
-router = APIRouter(prefix="/api/v1/schedules", tags=["schedules"])
+router = APIRouter(prefix="/api/v1/schedules", tags=["schedules"], route_class=OffLoopJSONRoute)
 Ctx = Annotated[AppContext, Depends(get_context)]
 
 

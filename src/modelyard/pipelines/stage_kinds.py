@@ -31,12 +31,15 @@ from modelyard.pipelines.stage_command import run_command
 from modelyard.pipelines.stages import Item, Outcome, StageCall, StageEnv, StageTimeout, single, timed
 
 
-def _decode_all(items: list[Item]) -> tuple[list[Image.Image | None], list[Outcome | None]]:
-    """Each item's single input decoded as an image, or the outcome explaining why it is not one."""
+def _decode_all(
+    items: list[Item], draft_side: int | None = None
+) -> tuple[list[Image.Image | None], list[Outcome | None]]:
+    """Each item's single input decoded as an image (JPEGs at reduced scale down to ``draft_side``, when
+    given), or the outcome explaining why it is not one."""
     images: list[Image.Image | None] = []
     failed: list[Outcome | None] = []
     for item in items:
-        out = timed(lambda item=item: decode_image(bytes(single(item))))  # type: ignore[misc]
+        out = timed(lambda item=item: decode_image(bytes(single(item)), draft_side=draft_side))  # type: ignore[misc]
         images.append(out.value if out.error is None else None)
         failed.append(out if out.error is not None else None)
     return images, failed
@@ -70,7 +73,7 @@ def run_inferrer(spec: StageSpec, items: list[Item], env: StageEnv) -> tuple[lis
     name = spec.config["inferrer"]
     predict: Predict | None = None
     resolved = ""
-    images, failed = _decode_all(items)
+    images, failed = _decode_all(items, catalog.CATALOG[name].draft_side)
     if catalog.CATALOG[name].needs_model:
         loaded = _load_model(env, spec.params)
         if isinstance(loaded, Outcome):

@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from modelyard import __version__
 from modelyard.auth import ReadKey, WriteKey
+from modelyard.bodies import strict_loads
 from modelyard.context import AppContext, Ctx
 from modelyard.errors import BadRequest, ModelyardError, NotFound, PayloadTooLarge
 from modelyard.registry import service as registry
@@ -273,7 +274,14 @@ class RepositoryIndexRequest(BaseModel):
 async def repository_index(ctx: Ctx, _: ReadKey, request: Request) -> Response:
     """Every model version with its state: READY (loaded) or UNAVAILABLE (loads on first use)."""
     raw = await request.body()
-    only_ready = bool(orjson.loads(raw).get("ready", False)) if raw.strip() else False
+    only_ready = False
+    if raw.strip():
+        big = len(raw) > INLINE_DECODE_BYTES
+        data = await run_in_threadpool(strict_loads, raw) if big else strict_loads(raw)
+        ready = data.get("ready", False) if isinstance(data, dict) else None
+        if not isinstance(ready, bool):
+            raise BadRequest('the body is a JSON object like {"ready": true}')
+        only_ready = ready
     loaded = set(ctx.inference.cache.keys())
 
     def load() -> list[dict[str, Any]]:
