@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from modelyard.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
@@ -150,9 +151,12 @@ async def receive_upload(
                 if not boundary:
                     raise BadRequest("multipart body without a boundary")
                 parser = MultipartParser(boundary, rec.callbacks())  # type: ignore[arg-type]
-                async for chunk in stream:
-                    parser.write(chunk)
-                parser.finalize()
+                try:
+                    async for chunk in stream:
+                        parser.write(chunk)
+                    parser.finalize()
+                except MultipartParseError as exc:
+                    raise BadRequest(f"the multipart body is malformed: {exc}") from None
                 if not rec.saw_file:
                     raise BadRequest(f"multipart body has no {file_field!r} part", field=file_field)
             elif ctype.startswith(b"multipart/") or ctype == b"application/x-www-form-urlencoded":

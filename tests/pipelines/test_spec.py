@@ -261,3 +261,14 @@ def test_alias_expansion_counts_every_repeated_value() -> None:
 def test_document_with_too_many_values_is_refused() -> None:
     assert "more than 100 values" in _refusal("[" + ", ".join(["1"] * 200) + "]", max_nodes=100)
     assert "more than 100 values" in _refusal("[" + ", ".join(["1"] * 200) + "]", json=True, max_nodes=100)
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("nan"), "1e400d", 1e300])
+def test_duration_that_is_not_finite_or_absurdly_long_is_refused(value: Any) -> None:
+    with pytest.raises(ValueError, match="must be"):
+        parse_duration(value)
+
+
+def test_infinite_archive_after_is_a_problem_not_a_crash() -> None:
+    found = problems({**doc(p=PALETTE), "archive_after": load_document("x: .inf")["x"]})
+    assert [p["field"] for p in found] == ["archive_after"]

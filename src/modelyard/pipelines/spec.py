@@ -26,6 +26,7 @@ TYPES = ("bytes", "image", "json", "array", "any")
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+MAX_DURATION = 100 * 365 * 86400
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,8 +215,10 @@ def parse_duration(value: Any) -> int | None:
         if not match:
             raise ValueError("must be seconds or a duration like 7d, 12h, 30m")
         seconds = float(match.group(1)) * UNITS[match.group(2)]
-    if seconds <= 0:
+    if not seconds > 0:
         raise ValueError("must be positive")
+    if seconds > MAX_DURATION:  # also infinity, which has no int
+        raise ValueError(f"must be at most {MAX_DURATION // UNITS['d']} days")
     return int(seconds)
 
 
