@@ -35,3 +35,28 @@ def test_v2_repository_index_answers_400_to_a_bad_body(client: TestClient, body:
     resp = client.post("/v2/repository/index", content=body)
     assert resp.status_code == 400, resp.text
     assert set(resp.json()) == {"error"}
+
+
+@pytest.mark.parametrize(
+    ("body", "refused"),
+    [
+        (rb'{"a": "\u0000"}', True),
+        (rb'{"a\u0000": 1}', True),
+        (rb'["x\\\u0000"]', True),  # an escaped backslash, then a NUL
+        (rb'["x\\u0000"]', False),  # the six characters \u0000, not a NUL
+        (rb'["\u0001"]', False),
+    ],
+)
+def test_strict_loads_refuses_text_holding_a_nul_character(body: bytes, refused: bool) -> None:
+    if refused:
+        with pytest.raises(BadRequest, match="NUL"):
+            strict_loads(body)
+    else:
+        strict_loads(body)
+
+
+@pytest.mark.parametrize("path", ["/api/v1/keys", "/api/v1/pipelines/p/events"])
+def test_json_routes_answer_400_to_text_holding_a_nul_character(client: TestClient, path: str) -> None:
+    resp = client.post(path, content=rb'{"name": "a\u0000", "scopes": ["read"], "source": "x.png"}')
+    assert resp.status_code == 400, resp.text
+    assert "NUL" in resp.json()["detail"]

@@ -109,3 +109,24 @@ def test_prediction_fast_path_applies_its_own_limit(settings: Settings) -> None:
         declared = c.post("/api/v1/models/nope/predict", content=b"[" + b" " * LIMIT + b"]")
     assert streamed.status_code == 413 and set(streamed.json()) == {"error"}
     assert declared.status_code == 413 and declared.json()["code"] == "payload-too-large"
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/api/v1/jobs/a%00b"),
+        ("GET", "/api/v1/jobs?model=a%00b"),
+        ("GET", "/api/v1/models/a%00b"),
+        ("GET", "/api/v1/pipelines/a%00b"),
+        ("GET", "/api/v1/events/a%00b"),
+        ("POST", "/api/v1/models/a%00b/predict"),
+        ("POST", "/v2/models/a%00b/infer"),
+        ("POST", "/v2/models/iris/versions/1%00/infer"),
+    ],
+)
+def test_url_holding_a_nul_character_is_400_not_a_database_error(
+    client: TestClient, method: str, path: str
+) -> None:
+    resp = client.request(method, path, json={"rows": [[1.0]]} if method == "POST" else None)
+    assert resp.status_code == 400, resp.text
+    assert "NUL" in (resp.json().get("error") or resp.json()["detail"])

@@ -38,3 +38,14 @@ async def test_field_name_that_is_not_utf8_is_400(tmp_path: Path) -> None:
     with pytest.raises(BadRequest, match="not UTF-8"):
         await receive_upload(_stream(body), headers["Content-Type"], max_bytes=1 << 20, tmp_dir=tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+async def test_form_field_holding_a_nul_character_is_400(tmp_path: Path) -> None:
+    body = (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="model"\r\n\r\na\0b\r\n'
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="x.csv"\r\n\r\n1\r\n'
+        f"--{BOUNDARY}--\r\n"
+    ).encode()
+    with pytest.raises(BadRequest, match="NUL"):
+        await receive_upload(_stream(body), MULTIPART, max_bytes=1 << 20, tmp_dir=tmp_path)
+    assert list(tmp_path.iterdir()) == []

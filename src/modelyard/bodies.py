@@ -3,12 +3,14 @@
 A route class for routers whose JSON bodies can run to megabytes (jobs with inline rows, bulk events):
 the body is parsed with orjson in a worker thread before FastAPI validates it, so one big body does not
 hold up every other request, and parsing is the same strict JSON as the prediction routes read: ``NaN``,
-``Infinity`` and numbers beyond a double are not JSON, and a body holding one is a 400 on every route.
+``Infinity`` and numbers beyond a double are not JSON, and a body holding one is a 400 on every route; so is
+text holding a NUL character, which the database cannot store.
 """
 
 from __future__ import annotations
 
 import email.message
+import re
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -19,15 +21,22 @@ from starlette.concurrency import run_in_threadpool
 
 from modelyard.errors import BadRequest
 
+# a \u0000 escape (after an even number of backslashes, so not the text "\\u0000")
+NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+
 
 def strict_loads(body: bytes) -> Any:
-    """The JSON value in ``body``; ``BadRequest`` when it is not strict JSON (NaN and Infinity are not)."""
+    """The JSON value in ``body``; ``BadRequest`` when it is not strict JSON (NaN and Infinity are not), or
+    when a string in it holds a NUL character, which PostgreSQL cannot store as text."""
     try:
-        return orjson.loads(body)
+        value = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise BadRequest(
             f"the body is not valid JSON ({exc}); numbers must be finite: NaN and Infinity are not JSON"
         ) from None
+    if NUL_ESCAPE.search(body):
+        raise BadRequest("text in the body holds a NUL character (\\u0000), which is not accepted")
+    return value
 
 
 def _is_json(content_type: str | None) -> bool:

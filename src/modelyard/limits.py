@@ -14,6 +14,9 @@ than the file cap (the upload receiver still holds the file itself to the cap). 
 ``Content-Length`` is over its limit is answered 413 before any of the body is read; a body that streams
 past it is answered 413 the moment it does, and the rest is never read. The prediction fast path answers
 its routes before this middleware and applies the ``tensor`` limit itself.
+
+A path or query holding a NUL character is answered 400 here too: no name or id has one, and PostgreSQL
+cannot even compare text with one (it would be a 500 on every route that looks a name up).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import re
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from modelyard.errors import PayloadTooLarge
+from modelyard.errors import BadRequest, ModelyardError, PayloadTooLarge
 from modelyard.settings import Settings
 from modelyard.uploads import FIELD_LIMIT
 
@@ -71,7 +74,15 @@ class BodyLimitMiddleware:
         self.limits = body_limits(settings)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if "\0" in scope["path"] or b"%00" in scope["query_string"]:
+            await _answer(
+                scope, send, BadRequest("the URL holds a NUL character (%00), which no name or id has")
+            )
+            return
+        if scope["method"] in ("GET", "HEAD", "OPTIONS"):
             await self.app(scope, receive, send)
             return
         limit = self.limits[request_class(scope["method"], scope["path"])]
@@ -107,19 +118,20 @@ class BodyLimitMiddleware:
             await _refuse(scope, send, "request body", limit)
 
 
-def _problem(scope: Scope, detail: str) -> tuple[bytes, bytes]:
-    err = PayloadTooLarge(detail)
-    if scope["path"].startswith("/v2"):
-        return orjson.dumps({"error": err.detail}), b"application/json"
-    return orjson.dumps(err.to_problem(scope["path"])), b"application/problem+json"
-
-
 async def _refuse(scope: Scope, send: Send, what: str, limit: int) -> None:
-    body, media = _problem(scope, f"{what} is over the {limit}-byte limit of this route")
+    await _answer(scope, send, PayloadTooLarge(f"{what} is over the {limit}-byte limit of this route"))
+
+
+async def _answer(scope: Scope, send: Send, err: ModelyardError) -> None:
+    """``err`` as problem+json (V2 paths: ``{"error": ...}``); the connection closes after it."""
+    if scope["path"].startswith("/v2"):
+        body, media = orjson.dumps({"error": err.detail}), b"application/json"
+    else:
+        body, media = orjson.dumps(err.to_problem(scope["path"])), b"application/problem+json"
     headers = [
         (b"content-type", media),
         (b"content-length", str(len(body)).encode()),
         (b"connection", b"close"),
     ]
-    await send({"type": "http.response.start", "status": 413, "headers": headers})
+    await send({"type": "http.response.start", "status": err.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

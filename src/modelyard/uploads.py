@@ -110,6 +110,8 @@ class _Receiver:
 
     def _part_end(self) -> None:
         if not self._is_file and self._name:
+            if 0 in self._buf:
+                raise BadRequest(f"form field {self._name!r} holds a NUL character", field=self._name)
             self.fields.setdefault(self._name, []).append(self._buf.decode(errors="replace"))
 
     def feed(self, chunk: bytes) -> None:

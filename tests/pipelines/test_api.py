@@ -302,3 +302,18 @@ def test_nan_and_infinity_in_event_params_are_not_json(api: Any) -> None:
         )
         assert resp.status_code == 400, (number, resp.text)
         assert "not valid JSON" in resp.json()["detail"]
+
+
+def test_event_whose_url_host_is_not_a_dns_name_is_refused_at_submission(settings: Any) -> None:
+    from fastapi.testclient import TestClient
+
+    from modelyard.app import create_app
+    from tests.conftest import ADMIN_KEY
+
+    with TestClient(create_app(settings), headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as client:
+        assert apply(client).status_code == 201
+        resp = client.post(
+            "/api/v1/pipelines/looks/events", json={"name": "a", "source": f"http://{'a' * 300}/x.png"}
+        )
+        assert resp.status_code == 422, resp.text
+        assert "not a valid DNS name" in resp.json()["errors"][0]["detail"]

@@ -272,3 +272,15 @@ def test_duration_that_is_not_finite_or_absurdly_long_is_refused(value: Any) -> 
 def test_infinite_archive_after_is_a_problem_not_a_crash() -> None:
     found = problems({**doc(p=PALETTE), "archive_after": load_document("x: .inf")["x"]})
     assert [p["field"] for p in found] == ["archive_after"]
+
+
+@pytest.mark.parametrize(
+    ("text", "as_json"),
+    [
+        ('name: p\ndescription: "a\\0b"\n', False),
+        ('{"name": "p", "description": "a\\u0000b"}', True),
+        ('{"name": "p", "stages": {"a\\u0000": {}}}', True),
+    ],
+)
+def test_spec_holding_a_nul_character_is_refused(text: str, as_json: bool) -> None:
+    assert "NUL" in _refusal(text, json=as_json)

@@ -128,8 +128,8 @@ LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 def _check_yaml_shape(text: str | bytes, *, max_depth: int, max_nodes: int) -> None:
     """Walk the YAML event stream (no recursion, nothing built) and refuse a document nested deeper than
-    ``max_depth`` or holding more than ``max_nodes`` values; an alias counts as every value it repeats,
-    so anchors cannot multiply a small document into a huge one."""
+    ``max_depth``, holding more than ``max_nodes`` values (an alias counts as every value it repeats, so
+    anchors cannot multiply a small document into a huge one) or a NUL character."""
     stack: list[tuple[str | None, int]] = []
     sizes: dict[str, int] = {}
     nodes = 0
@@ -139,8 +139,10 @@ def _check_yaml_shape(text: str | bytes, *, max_depth: int, max_nodes: int) -> N
         elif isinstance(event, yaml.ScalarEvent | yaml.SequenceStartEvent | yaml.MappingStartEvent):
             nodes += 1
             if len(stack) + 1 > max_depth:
-                raise _too_big(f"nested more than {max_depth} levels deep")
+                raise _refused(f"nested more than {max_depth} levels deep")
             if isinstance(event, yaml.ScalarEvent):
+                if "\0" in event.value:
+                    raise _refused("holding a NUL character")
                 if event.anchor:
                     sizes[event.anchor] = 1
             else:
@@ -150,30 +152,33 @@ def _check_yaml_shape(text: str | bytes, *, max_depth: int, max_nodes: int) -> N
             if anchor:
                 sizes[anchor] = nodes - start + 1
         if nodes > max_nodes:
-            raise _too_big(f"more than {max_nodes} values")
+            raise _refused(f"more than {max_nodes} values")
 
 
-def _too_big(what: str) -> ValidationFailed:
+def _refused(what: str) -> ValidationFailed:
     detail = f"the spec document is {what}"
     return ValidationFailed(detail, errors=[{"field": "", "detail": detail}])
 
 
 def check_shape(doc: Any, *, max_depth: int, max_nodes: int) -> None:
-    """``ValidationFailed`` when ``doc`` nests deeper than ``max_depth`` or holds over ``max_nodes`` values
-    (walked without recursion, so any depth is safe to check)."""
+    """``ValidationFailed`` when ``doc`` nests deeper than ``max_depth``, holds over ``max_nodes`` values or
+    a NUL character (which the database cannot store); walked without recursion, so any depth is safe."""
     todo: list[tuple[Any, int]] = [(doc, 1)]
     nodes = 0
     while todo:
         value, depth = todo.pop()
         nodes += 1
         if nodes > max_nodes:
-            raise _too_big(f"more than {max_nodes} values")
+            raise _refused(f"more than {max_nodes} values")
         if depth > max_depth:
-            raise _too_big(f"nested more than {max_depth} levels deep")
+            raise _refused(f"nested more than {max_depth} levels deep")
         if isinstance(value, Mapping):
             todo.extend((v, depth + 1) for v in value.values())
+            todo.extend((k, depth + 1) for k in value if isinstance(k, str) and "\0" in k)
         elif isinstance(value, list):
             todo.extend((v, depth + 1) for v in value)
+        elif isinstance(value, str) and "\0" in value:
+            raise _refused("holding a NUL character")
 
 
 def load_document(

@@ -22,7 +22,7 @@ from modelyard.serving.api import predict_core
 from modelyard.serving.v2_api import infer_core
 
 log = logging.getLogger("modelyard.serving")
-INFER_PATH = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?/infer$")
+INFER_PATH = re.compile(r"^/v2/models/([^/\x00]+)(?:/versions/([^/\x00]+))?/infer$")
 # The only request headers the hot routes read (decoding every header costs more than the model run).
 WANTED = {
     name.encode(): name
@@ -35,7 +35,8 @@ WANTED = {
     )
 }
 FAST_PREFIXES = ("/v2/models/", "/api/v1/models/")
-PREDICT_PATH = re.compile(r"^/api/v1/models/([^/]+)(?:/versions/([^/]+))?/predict$")
+# a name holding a NUL character matches no fast route: the framework's stack answers it (400)
+PREDICT_PATH = re.compile(r"^/api/v1/models/([^/\x00]+)(?:/versions/([^/\x00]+))?/predict$")
 Core = Callable[
     [AppContext, str, str, Mapping[str, str], bytes], Awaitable[tuple[bytes, str, dict[str, str]]]
 ]
