@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 from PIL import Image
 
@@ -203,4 +204,10 @@ def test_palette_of_a_huge_small_png_is_served_in_bounded_memory(server: Server)
     out = io.BytesIO()
     Image.new("RGB", (9000, 9000), (10, 200, 30)).save(out, format="PNG", compress_level=9)
     heavy = _post(server, "/api/v1/inferrers/palette", out.getvalue(), {"Content-Type": "image/png"})
+    assert_harmless(server, heavy, status=200, max_rss=300 * MB)
+
+
+def test_big_prediction_is_decoded_and_encoded_off_the_event_loop(server: Server) -> None:
+    rows = orjson.dumps({"rows": [[5.1, 3.5, 1.4, 0.2]] * 20_000})
+    heavy = _post(server, "/api/v1/models/demo-iris/predict", rows, {"Content-Type": "application/json"})
     assert_harmless(server, heavy, status=200, max_rss=300 * MB)

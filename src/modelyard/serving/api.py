@@ -14,7 +14,7 @@ from modelyard.auth import PredictKey
 from modelyard.context import AppContext, Ctx
 from modelyard.errors import BadRequest, PayloadTooLarge
 from modelyard.serving.rest import decode_inputs, encode_outputs
-from modelyard.serving.v2_api import INLINE_DECODE_BYTES
+from modelyard.serving.v2_api import INLINE_DECODE_BYTES, INLINE_ENCODE_ELEMENTS
 
 router = APIRouter(prefix="/api/v1/models", tags=["serving"])
 
@@ -69,7 +69,8 @@ async def predict_core(
     """One REST prediction from raw headers (lower-case names) and body: ``(body, media type, headers)``.
 
     Shared by the routed endpoint and the ASGI fast path, so both behave the same. Big bodies are
-    decoded off the event loop; small ones (the common case) on it, where that is cheaper.
+    decoded, and big answers encoded, off the event loop; small ones (the common case) on it, where
+    that is cheaper.
     """
     start = time.perf_counter()
     await ctx.verifier.authorize(headers.get("authorization"), headers.get("x-api-key"), "predict")
@@ -85,13 +86,18 @@ async def predict_core(
         ref = await ctx.inference.resolve(name, version)
         inputs = decode_inputs(data, ref.signature, ref.metadata)
     outputs = await ctx.inference.predict(ref, inputs, "rest")
-    payload = {
-        "model": ref.name,
-        "version": ref.version,
-        "outputs": encode_outputs(outputs),
-        "elapsed_ms": round((time.perf_counter() - start) * 1000, 3),
-    }
-    return orjson.dumps(payload), "application/json", {}
+
+    def render() -> bytes:
+        payload = {
+            "model": ref.name,
+            "version": ref.version,
+            "outputs": encode_outputs(outputs),
+            "elapsed_ms": round((time.perf_counter() - start) * 1000, 3),
+        }
+        return orjson.dumps(payload)
+
+    big = sum(a.size for a in outputs.values()) > INLINE_ENCODE_ELEMENTS
+    return (await run_in_threadpool(render) if big else render()), "application/json", {}
 
 
 async def _predict(ctx: AppContext, request: Request, name: str, version: str) -> Response:

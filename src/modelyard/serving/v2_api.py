@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 import zlib
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 import orjson
@@ -32,6 +33,7 @@ HEADER_LENGTH = v2.HEADER_LENGTH_HEADER.lower()
 EXTENSIONS = ["binary_tensor_data", "model_repository", "parameters"]
 DECOMPRESS_PIECE = 1024 * 1024
 INLINE_DECODE_BYTES = 256 * 1024  # bodies up to this size decode on the event loop (well under a ms)
+INLINE_ENCODE_ELEMENTS = 16 * 1024  # answers of up to this many output elements encode on the event loop
 SECURITY: list[dict[str, list[str]]] = [{"HTTPBearer": []}, {"APIKeyHeader": []}]
 
 INFER_DOC: dict[str, Any] = {
@@ -214,7 +216,8 @@ async def infer_core(
     """One V2 inference from raw headers (lower-case names) and body: ``(body, media type, headers)``.
 
     Shared by the routed endpoint and the ASGI fast path, so both behave the same. Big or compressed
-    bodies are decoded off the event loop; small ones (the common case) on it, where that is cheaper.
+    bodies are decoded, and big answers encoded, off the event loop; small ones (the common case) on it,
+    where that is cheaper.
     """
     await ctx.verifier.authorize(headers.get("authorization"), headers.get("x-api-key"), "predict")
     cap = ctx.settings.max_request_bytes
@@ -230,7 +233,8 @@ async def infer_core(
     except ModelyardError as exc:
         ctx.metrics.prediction_errors.labels(name, exc.code).inc()
         raise
-    payload, json_length = v2.encode_response(
+    encode = partial(
+        v2.encode_response,
         model_name=ref.name,
         model_version=ref.version,
         request_id=req.id,
@@ -238,6 +242,8 @@ async def infer_core(
         requested=req.outputs,
         binary_default=req.binary_output_default,
     )
+    big = sum(a.size for a in outputs.values()) > INLINE_ENCODE_ELEMENTS
+    payload, json_length = await run_in_threadpool(encode) if big else encode()
     if json_length is None:
         return payload, JSON, {}
     return payload, "application/octet-stream", {v2.HEADER_LENGTH_HEADER: str(json_length)}
