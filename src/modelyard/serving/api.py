@@ -14,7 +14,7 @@ from modelyard.auth import PredictKey
 from modelyard.context import AppContext, Ctx
 from modelyard.errors import BadRequest, PayloadTooLarge
 from modelyard.serving.rest import decode_inputs, encode_outputs
-from modelyard.serving.v2_api import INLINE_DECODE_BYTES, INLINE_ENCODE_ELEMENTS
+from modelyard.serving.service import INLINE_DECODE_BYTES, INLINE_ENCODE_ELEMENTS
 
 router = APIRouter(prefix="/api/v1/models", tags=["serving"])
 

@@ -24,7 +24,7 @@ from modelyard.context import AppContext, Ctx
 from modelyard.errors import BadRequest, ModelyardError, NotFound, PayloadTooLarge
 from modelyard.registry import service as registry
 from modelyard.serving import v2
-from modelyard.serving.service import VersionRef
+from modelyard.serving.service import INLINE_DECODE_BYTES, INLINE_ENCODE_ELEMENTS, VersionRef
 from modelyard.settings import Settings
 
 router = APIRouter(prefix="/v2", tags=["v2 inference protocol"])
@@ -32,8 +32,6 @@ JSON = "application/json"
 HEADER_LENGTH = v2.HEADER_LENGTH_HEADER.lower()
 EXTENSIONS = ["binary_tensor_data", "model_repository", "parameters"]
 DECOMPRESS_PIECE = 1024 * 1024
-INLINE_DECODE_BYTES = 256 * 1024  # bodies up to this size decode on the event loop (well under a ms)
-INLINE_ENCODE_ELEMENTS = 16 * 1024  # answers of up to this many output elements encode on the event loop
 SECURITY: list[dict[str, list[str]]] = [{"HTTPBearer": []}, {"APIKeyHeader": []}]
 
 INFER_DOC: dict[str, Any] = {
