@@ -197,7 +197,9 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
         version="0.1.0",
         summary="Register, serve, batch and pipeline ONNX models.",
         description="Every write needs an API key with a scope (`Authorization: Bearer KEY` or `X-API-Key`). "
-        'Errors are RFC 9457 problem+json; the V2 inference protocol under `/v2` answers `{"error": ...}`.',
+        'Errors are RFC 9457 problem+json; the V2 inference protocol under `/v2` answers `{"error": ...}`. '
+        "JSON bodies are strict JSON on every route: NaN, Infinity and numbers beyond a double are refused "
+        "(400), as is text holding a NUL character; every body has a size limit (413, see the settings).",
         lifespan=lifespan,
     )
     app.state.ctx = ctx
