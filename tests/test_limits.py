@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
+import numpy as np
+import orjson
 import pytest
 from fastapi.testclient import TestClient
 
@@ -11,7 +14,7 @@ from modelyard.app import create_app
 from modelyard.limits import body_limits, request_class
 from modelyard.settings import Settings
 from modelyard.uploads import FIELD_LIMIT
-from tests.conftest import ADMIN_KEY
+from tests.conftest import ADMIN_KEY, push_model
 
 LIMIT = 4096
 
@@ -40,7 +43,7 @@ def _chunks(total: int, size: int = 1024) -> Iterator[bytes]:
         ("POST", "/api/v1/inferrers/palette", "image"),
         ("POST", "/v2/models/iris/infer", "tensor"),
         ("POST", "/v2/models/iris/versions/2/infer", "tensor"),
-        ("POST", "/api/v1/models/iris/predict", "tensor"),
+        ("POST", "/api/v1/models/iris/predict", "json"),
         ("POST", "/api/v1/jobs", "json"),
         ("POST", "/api/v1/pipelines/looks/events", "json"),
         ("POST", "/api/v1/models", "json"),
@@ -130,3 +133,41 @@ def test_url_holding_a_nul_character_is_400_not_a_database_error(
     resp = client.request(method, path, json={"rows": [[1.0]]} if method == "POST" else None)
     assert resp.status_code == 400, resp.text
     assert "NUL" in (resp.json().get("error") or resp.json()["detail"])
+
+
+def test_json_of_predictions_is_held_to_the_json_limit_binary_tensors_are_not(
+    settings: Settings, model_dir: Path
+) -> None:
+    app = create_app(settings.model_copy(update={"max_json_body_bytes": LIMIT}))
+    rows = np.zeros((200, 20), np.float32)  # 16,000 bytes of tensor, about as much again as JSON
+    with TestClient(app, headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as c:
+        push_model(c, model_dir / "logreg.onnx", "logreg")
+        rest = c.post("/api/v1/models/logreg/predict", json={"rows": rows.tolist()})
+        v2_json = c.post(
+            "/v2/models/logreg/infer",
+            json={
+                "inputs": [
+                    {"name": "X", "datatype": "FP32", "shape": [200, 20], "data": rows.ravel().tolist()}
+                ]
+            },
+        )
+        header = orjson.dumps(
+            {
+                "inputs": [
+                    {
+                        "name": "X",
+                        "datatype": "FP32",
+                        "shape": [200, 20],
+                        "parameters": {"binary_data_size": rows.nbytes},
+                    }
+                ]
+            }
+        )
+        binary = c.post(
+            "/v2/models/logreg/infer",
+            content=header + rows.tobytes(),
+            headers={"Inference-Header-Content-Length": str(len(header))},
+        )
+    assert rest.status_code == 413 and str(LIMIT) in rest.json()["detail"]
+    assert v2_json.status_code == 413 and "binary" in v2_json.json()["error"]
+    assert binary.status_code == 200, binary.text

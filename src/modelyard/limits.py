@@ -6,14 +6,15 @@ Each request is put in one class by its method and path, and the class's limit c
 - ``model``: model version uploads, which stream to disk: ``max_upload_bytes``;
 - ``batch``: ``POST /api/v1/jobs/upload``: ``max_batch_file_bytes``;
 - ``image``: ``POST /api/v1/inferrers/{name}``: ``fetch_max_bytes``;
-- ``tensor``: V2 ``infer`` and REST ``predict`` (JSON or binary tensors): ``max_request_bytes``;
-- ``json``: everything else: ``max_json_body_bytes``.
+- ``tensor``: V2 ``infer``, which may carry binary tensors: ``max_request_bytes`` (its JSON is then held to
+  ``max_json_body_bytes``);
+- ``json``: everything else, REST ``predict`` included: ``max_json_body_bytes``.
 
 Uploads carry a multipart envelope around the file, so their classes allow ``uploads.FIELD_LIMIT`` more
 than the file cap (the upload receiver still holds the file itself to the cap). A request whose
 ``Content-Length`` is over its limit is answered 413 before any of the body is read; a body that streams
 past it is answered 413 the moment it does, and the rest is never read. The prediction fast path answers
-its routes before this middleware and applies the ``tensor`` limit itself.
+its routes before this middleware and applies the same limits itself.
 
 A path or query holding a NUL character is answered 400 here too: no name or id has one, and PostgreSQL
 cannot even compare text with one (it would be a 500 on every route that looks a name up).
@@ -37,7 +38,6 @@ CLASSES: list[tuple[str, re.Pattern[str], str]] = [
     ("POST", re.compile(r"^/api/v1/jobs/upload/?$"), "batch"),
     ("POST", re.compile(r"^/api/v1/inferrers/[^/]+/?$"), "image"),
     ("POST", re.compile(r"^/v2/models/[^/]+(?:/versions/[^/]+)?/infer$"), "tensor"),
-    ("POST", re.compile(r"^/api/v1/models/[^/]+(?:/versions/[^/]+)?/predict$"), "tensor"),
 ]
 
 

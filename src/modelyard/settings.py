@@ -43,13 +43,15 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(512 * 1024 * 1024, description="Largest model file accepted on upload.")
     max_request_bytes: int = Field(
         64 * 1024 * 1024,
-        description="Largest prediction request body (REST predict, V2 infer; JSON or binary tensors), "
-        "and largest V2 body once decompressed.",
+        description="Largest prediction request body (REST predict, V2 infer): V2 binary tensors go up to "
+        "it, and so does a compressed V2 body once decompressed; JSON in it is held to MAX_JSON_BODY_BYTES.",
     )
     max_json_body_bytes: int = Field(
-        16 * 1024 * 1024,
-        description="Largest body of every other JSON route (jobs with inline rows, events, keys...); "
-        "a body over it is answered 413 as soon as it is known to be, before it is parsed.",
+        8 * 1024 * 1024,
+        description="Largest JSON on every route (jobs with inline rows, events, keys..., and the JSON of "
+        "predictions: REST bodies, V2 JSON tensors or a binary request's JSON header, WebSocket messages). "
+        "Parsed JSON takes up to ~13x its size in memory, so this bounds what one request costs; a body over "
+        "it is answered 413 as soon as it is known to be, before it is parsed.",
     )
     max_tensor_elements: int = Field(64 * 1024 * 1024, description="Most elements in one request's tensors.")
     max_inline_rows: int = Field(10_000, description="Most rows accepted inline in a batch job request.")

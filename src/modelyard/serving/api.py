@@ -74,9 +74,12 @@ async def predict_core(
     """
     start = time.perf_counter()
     await ctx.verifier.authorize(headers.get("authorization"), headers.get("x-api-key"), "predict")
-    cap = ctx.settings.max_request_bytes
+    cap = min(ctx.settings.max_request_bytes, ctx.settings.max_json_body_bytes)
     if len(body) > cap:
-        raise PayloadTooLarge(f"request body is over the {cap}-byte limit")
+        raise PayloadTooLarge(
+            f"request body is over the {cap}-byte limit of JSON predictions "
+            "(bigger inputs: V2 binary tensors, or a batch job)"
+        )
     if len(body) > INLINE_DECODE_BYTES:
         data = await run_in_threadpool(_loads, body)
         ref = await ctx.inference.resolve(name, version)
@@ -102,7 +105,7 @@ async def predict_core(
 
 async def _predict(ctx: AppContext, request: Request, name: str, version: str) -> Response:
     length = request.headers.get("content-length")
-    cap = ctx.settings.max_request_bytes
+    cap = min(ctx.settings.max_request_bytes, ctx.settings.max_json_body_bytes)
     if length and length.isdigit() and int(length) > cap:
         raise PayloadTooLarge(f"request body of {length} bytes is over the {cap}-byte limit")
     body, media, extra = await predict_core(ctx, name, version, request.headers, await request.body())

@@ -97,7 +97,7 @@ class InferFastPath:
         headers = {WANTED[k.lower()]: v.decode("latin-1") for k, v in scope["headers"] if k.lower() in WANTED}
         extra: dict[str, str] = {}
         try:
-            body = await self._read(receive, headers)
+            body = await self._read(receive, headers, v2_errors)
             payload, media, extra = await core(self.ctx, name, version, headers, body)
             status = 200
         except ModelyardError as exc:
@@ -121,8 +121,13 @@ class InferFastPath:
             return orjson.dumps({"error": exc.detail}), "application/json"
         return orjson.dumps(exc.to_problem(path)), "application/problem+json"
 
-    async def _read(self, receive: Receive, headers: dict[str, str]) -> bytes:
-        cap = self.ctx.settings.max_request_bytes
+    async def _read(self, receive: Receive, headers: dict[str, str], binary: bool) -> bytes:
+        settings = self.ctx.settings  # V2 bodies may carry binary tensors; REST bodies are JSON only
+        cap = (
+            settings.max_request_bytes
+            if binary
+            else min(settings.max_request_bytes, settings.max_json_body_bytes)
+        )
         length = headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > cap:
             raise PayloadTooLarge(f"request body of {length} bytes is over the {cap}-byte limit")

@@ -201,6 +201,12 @@ def _decode(body: bytes, headers: Mapping[str, str], settings: Settings) -> v2.I
     header_length = headers.get(HEADER_LENGTH)
     if header_length is not None and not header_length.isdigit():
         raise BadRequest(f"{v2.HEADER_LENGTH_HEADER} must be a number of bytes")
+    json_length = int(header_length) if header_length is not None else len(body)
+    if json_length > settings.max_json_body_bytes:
+        raise PayloadTooLarge(
+            f"the request's JSON is over the {settings.max_json_body_bytes}-byte limit "
+            "(send big tensors as binary data)"
+        )
     return v2.decode_request(
         body,
         int(header_length) if header_length is not None else None,

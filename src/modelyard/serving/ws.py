@@ -19,7 +19,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.concurrency import run_in_threadpool
 
 from modelyard.context import AppContext
-from modelyard.errors import BadRequest, ModelyardError
+from modelyard.errors import BadRequest, ModelyardError, PayloadTooLarge
 from modelyard.serving.rest import decode_inputs, encode_outputs
 from modelyard.serving.service import INLINE_DECODE_BYTES, INLINE_ENCODE_ELEMENTS
 
@@ -44,6 +44,9 @@ def _loads(raw: str | bytes) -> dict[str, Any]:
 async def _answer(ctx: AppContext, name: str, raw: str | bytes) -> dict[str, Any]:
     request_id: Any = None
     try:
+        cap = ctx.settings.max_json_body_bytes
+        if len(raw) > cap:
+            raise PayloadTooLarge(f"message is over the {cap}-byte limit of JSON")
         big = len(raw) > INLINE_DECODE_BYTES  # big messages are decoded off the event loop
         message = await run_in_threadpool(_loads, raw) if big else _loads(raw)
         request_id = message.get("id")
