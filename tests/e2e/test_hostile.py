@@ -211,3 +211,10 @@ def test_big_prediction_is_decoded_and_encoded_off_the_event_loop(server: Server
     rows = orjson.dumps({"rows": [[5.1, 3.5, 1.4, 0.2]] * 20_000})
     heavy = _post(server, "/api/v1/models/demo-iris/predict", rows, {"Content-Type": "application/json"})
     assert_harmless(server, heavy, status=200, max_rss=300 * MB)
+
+
+def test_job_at_the_json_limit_is_parsed_off_the_event_loop_in_bounded_memory(server: Server) -> None:
+    body = orjson.dumps({"model": "demo-iris", "rows": [[0.1234567] * 200] * 4000})
+    assert 7 * MB < len(body) < 8 * MB
+    heavy = _post(server, "/api/v1/jobs", body, {"Content-Type": "application/json"})
+    assert_harmless(server, heavy, status=400, max_rss=300 * MB)  # 200 columns for a 4-column model
