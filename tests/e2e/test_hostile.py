@@ -218,3 +218,9 @@ def test_job_at_the_json_limit_is_parsed_off_the_event_loop_in_bounded_memory(se
     assert 7 * MB < len(body) < 8 * MB
     heavy = _post(server, "/api/v1/jobs", body, {"Content-Type": "application/json"})
     assert_harmless(server, heavy, status=400, max_rss=300 * MB)  # 200 columns for a 4-column model
+
+
+def test_job_of_nothing_but_bad_values_is_one_quick_422(server: Server) -> None:
+    body = orjson.dumps({"model": "demo-iris", "rows": [["x"] * 200] * 4000})  # 800,000 bad values
+    heavy = _post(server, "/api/v1/jobs", body, {"Content-Type": "application/json"})
+    assert_harmless(server, heavy, status=422, max_rss=300 * MB)
