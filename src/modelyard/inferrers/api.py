@@ -67,12 +67,13 @@ async def infer_upload(name: str, request: Request, ctx: Ctx, _: PredictKey) -> 
     )
 
     def run() -> dict[str, Any]:  # reading, decoding and inferring are all off the event loop
-        try:
-            data = upload.path.read_bytes()
-        finally:
-            upload.discard()
+        data = upload.path.read_bytes()
+        upload.discard()
         if not data:
             raise BadRequest("the uploaded file is empty", field="file")
         return service.infer(ctx, name, data, params)
 
-    return await run_in_threadpool(run)
+    try:
+        return await run_in_threadpool(run)
+    finally:
+        upload.discard()  # also when the request is cancelled before the thread starts
