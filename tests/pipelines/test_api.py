@@ -317,3 +317,22 @@ def test_event_whose_url_host_is_not_a_dns_name_is_refused_at_submission(setting
         )
         assert resp.status_code == 422, resp.text
         assert "not a valid DNS name" in resp.json()["errors"][0]["detail"]
+
+
+def test_submission_looks_up_a_bounded_number_of_hosts_and_always_checks_ip_literals(settings: Any) -> None:
+    from fastapi.testclient import TestClient
+
+    from modelyard.app import create_app
+    from modelyard.pipelines.submission import RESOLVED_HOSTS
+    from tests.conftest import ADMIN_KEY
+
+    public = [{"name": f"p{i}", "source": f"http://8.8.{i}.8/x.png"} for i in range(RESOLVED_HOSTS)]
+    late = [
+        {"name": "name", "source": "http://localhost/x.png"},  # not looked up: its fetch refuses it
+        {"name": "literal", "source": "http://127.0.0.2/x.png"},
+    ]
+    with TestClient(create_app(settings), headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as client:
+        assert apply(client).status_code == 201
+        resp = client.post("/api/v1/pipelines/looks/events", json={"events": public + late})
+    assert resp.status_code == 422, resp.text
+    assert [e["name"] for e in resp.json()["errors"]] == ["literal"]

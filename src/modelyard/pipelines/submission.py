@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from modelyard.context import AppContext
 from modelyard.db import new_id, utcnow
 from modelyard.errors import BadRequest, FetchFailed, UrlRefused, ValidationFailed
-from modelyard.fetch import check_url
+from modelyard.fetch import check_url, resolve
 from modelyard.pipelines.models import Event, EventState, StageRun, StageState
 from modelyard.pipelines.schemas import EventCreate, EventSubmitted
 from modelyard.pipelines.service import get_pipeline, load_spec, wake
@@ -23,6 +23,7 @@ from modelyard.pipelines.sources import parse_source
 from modelyard.pipelines.spec import RAW, PipelineSpec
 
 CHUNK = 500  # names per IN (...) lookup
+RESOLVED_HOSTS = 64  # distinct URL hosts one submission looks up (a bulk of unresolvable names stays quick)
 
 
 def _check_events(ctx: AppContext, spec: PipelineSpec, events: Sequence[EventCreate]) -> list[list[str]]:
@@ -66,13 +67,19 @@ def _check_events(ctx: AppContext, spec: PipelineSpec, events: Sequence[EventCre
     return closures
 
 
+def _not_looked_up(host: str, port: int) -> list[str]:
+    raise FetchFailed(f"{host} is not looked up at submission")
+
+
 def _check_public(url: str, refused: dict[str, str | None]) -> None:
     """``UrlRefused`` when ``url``'s host is or resolves to a private address (each host looked up once per
-    request). A host that does not resolve now is let through: its fetch fails, or is retried, later."""
+    request, the first ``RESOLVED_HOSTS`` of them; IP literals always). A host not looked up, or that does
+    not resolve now, is let through: its fetch checks it again, and fails or is retried then."""
     host = urlsplit(url).hostname or ""
     if host not in refused:
+        resolver = resolve if len(refused) < RESOLVED_HOSTS else _not_looked_up
         try:
-            check_url(url, allow_private=False)
+            check_url(url, allow_private=False, resolver=resolver)
             refused[host] = None
         except UrlRefused as exc:
             refused[host] = exc.detail
