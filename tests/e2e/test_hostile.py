@@ -9,8 +9,6 @@ import io
 import os
 import select
 import socket
-import subprocess
-import sys
 import threading
 import time
 import zlib
@@ -23,10 +21,9 @@ import orjson
 import pytest
 from PIL import Image
 
-from tests.s3server import free_port
+from tests.e2e.serve import modelyard_serve
 
 pytestmark = pytest.mark.slow
-BIN = Path(sys.executable).parent
 KEY = "hostile-admin-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 ROW = {"rows": [[5.1, 3.5, 1.4, 0.2]]}
@@ -59,7 +56,6 @@ class Server:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("hostile")
-    port = free_port()
     env = {
         **os.environ,
         "MODELYARD_DATA_DIR": str(tmp / "data"),
@@ -68,32 +64,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "MODELYARD_LOG_TO_FILE": "false",
     }
     env.pop("MODELYARD_DATABASE_URL", None)
-    log = (tmp / "server.log").open("wb")
-    proc = subprocess.Popen(
-        [str(BIN / "modelyard"), "serve", "--port", str(port), "--demo"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=log,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            log.close()
-            raise RuntimeError(f"server did not start: {(tmp / 'server.log').read_text()}")
-        time.sleep(0.1)  # polling interval of a readiness probe, not synchronisation of work
-    try:
-        yield Server(url, proc.pid, port)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-        log.close()
+    with modelyard_serve(env, tmp / "server.log") as (url, proc):
+        yield Server(url, proc.pid, int(url.rsplit(":", 1)[1]))
 
 
 def _latencies_while(server: Server, heavy: Callable[[], int], max_samples: int) -> tuple[int, list[float]]:

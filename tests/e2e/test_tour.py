@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,15 +14,14 @@ import pytest
 import tritonclient.http as httpclient
 from websockets.sync.client import connect
 
+from tests.e2e.serve import BIN, modelyard_serve
 from tests.s3server import free_port
 
-BIN = Path(sys.executable).parent
 KEY = "tour-admin-key"
 
 
 @pytest.fixture
 def server(tmp_path: Path, database_url: str) -> Iterator[tuple[str, dict[str, str]]]:
-    port = free_port()
     env = {
         **os.environ,
         "MODELYARD_DATA_DIR": str(tmp_path / "data"),
@@ -32,32 +29,8 @@ def server(tmp_path: Path, database_url: str) -> Iterator[tuple[str, dict[str, s
         "MODELYARD_ADMIN_KEY": KEY,
         "MODELYARD_WORKER": "false",
     }
-    log = (tmp_path / "server.log").open("wb")
-    proc = subprocess.Popen(
-        [str(BIN / "modelyard"), "serve", "--port", str(port), "--demo"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=log,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            log.close()
-            raise RuntimeError(f"server did not start: {(tmp_path / 'server.log').read_text()}")
-        time.sleep(0.1)  # polling interval of a readiness probe, not synchronisation of work
-    try:
+    with modelyard_serve(env, tmp_path / "server.log") as (url, _):
         yield url, {**env, "MODELYARD_URL": url, "MODELYARD_API_KEY": KEY}
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-        log.close()
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
+from fastapi.testclient import TestClient
 
+from modelyard.app import create_app
+from modelyard.settings import Settings
+from tests.conftest import ADMIN_KEY
 from tests.imageserver import ImageServer
 from tests.pipelines.conftest import drain, write_images
 
@@ -265,15 +271,17 @@ def test_spec_over_its_size_limit_is_a_413(api: Any) -> None:
     assert resp.json()["code"] == "payload-too-large"
 
 
+@contextmanager
+def public_only(settings: Settings) -> Iterator[TestClient]:
+    """A client of an app whose user URLs may reach public addresses only (the default)."""
+    with TestClient(create_app(settings), headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as client:
+        yield client
+
+
 def test_event_whose_source_is_a_private_address_is_refused_at_submission(
     settings: Any, tmp_path: Any
 ) -> None:
-    from fastapi.testclient import TestClient
-
-    from modelyard.app import create_app
-    from tests.conftest import ADMIN_KEY
-
-    with TestClient(create_app(settings), headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as client:
+    with public_only(settings) as client:
         assert apply(client).status_code == 201
         resp = client.post(
             "/api/v1/pipelines/looks/events",
@@ -305,12 +313,7 @@ def test_nan_and_infinity_in_event_params_are_not_json(api: Any) -> None:
 
 
 def test_event_whose_url_host_is_not_a_dns_name_is_refused_at_submission(settings: Any) -> None:
-    from fastapi.testclient import TestClient
-
-    from modelyard.app import create_app
-    from tests.conftest import ADMIN_KEY
-
-    with TestClient(create_app(settings), headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as client:
+    with public_only(settings) as client:
         assert apply(client).status_code == 201
         resp = client.post(
             "/api/v1/pipelines/looks/events", json={"name": "a", "source": f"http://{'a' * 300}/x.png"}
@@ -320,18 +323,14 @@ def test_event_whose_url_host_is_not_a_dns_name_is_refused_at_submission(setting
 
 
 def test_submission_looks_up_a_bounded_number_of_hosts_and_always_checks_ip_literals(settings: Any) -> None:
-    from fastapi.testclient import TestClient
-
-    from modelyard.app import create_app
     from modelyard.pipelines.submission import RESOLVED_HOSTS
-    from tests.conftest import ADMIN_KEY
 
     public = [{"name": f"p{i}", "source": f"http://8.8.{i}.8/x.png"} for i in range(RESOLVED_HOSTS)]
     late = [
         {"name": "name", "source": "http://localhost/x.png"},  # not looked up: its fetch refuses it
         {"name": "literal", "source": "http://127.0.0.2/x.png"},
     ]
-    with TestClient(create_app(settings), headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as client:
+    with public_only(settings) as client:
         assert apply(client).status_code == 201
         resp = client.post("/api/v1/pipelines/looks/events", json={"events": public + late})
     assert resp.status_code == 422, resp.text
