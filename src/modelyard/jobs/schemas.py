@@ -42,7 +42,7 @@ def _finite(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _first_bad_row(rows: Any) -> Any:
+def first_bad_row(rows: Any) -> Any:
     """Refuse inline rows at their first bad value, with one error: validated value by value, a body of
     millions of bad values would build millions of errors."""
     if not isinstance(rows, list):
@@ -57,7 +57,7 @@ def _first_bad_row(rows: Any) -> Any:
     return rows
 
 
-Rows = Annotated[list[list[FiniteFloat] | dict[str, FiniteFloat]], BeforeValidator(_first_bad_row)]
+Rows = Annotated[list[list[FiniteFloat] | dict[str, FiniteFloat]], BeforeValidator(first_bad_row)]
 
 
 class JobCreate(BaseModel):
@@ -69,7 +69,7 @@ class JobCreate(BaseModel):
     model: str = Field(pattern=NAME_PATTERN, examples=["churn"])
     version: int | Literal["latest"] = Field("latest", examples=["latest", 3])
     rows: (
-        Annotated[list[list[FiniteFloat] | dict[str, FiniteFloat]], BeforeValidator(_first_bad_row)] | None
+        Annotated[list[list[FiniteFloat] | dict[str, FiniteFloat]], BeforeValidator(first_bad_row)] | None
     ) = Field(
         None,
         description="Rows as lists of numbers, or objects keyed by the model's metadata.columns. Numbers are "
