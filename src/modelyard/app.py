@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modelyard import errors
 from modelyard.auth import KeyVerifier
+from modelyard.catalog.api import router as catalog_router
 from modelyard.context import AppContext
 from modelyard.db import make_engine, make_sessionmaker
 from modelyard.demo import register_demo
@@ -240,6 +241,7 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
     app.include_router(pipelines_router)
     app.include_router(events_router)
     app.include_router(inferrers_router)
+    app.include_router(catalog_router)
     app.mount("/ui", create_ui(app, ctx.verifier))
 
     @app.get("/", include_in_schema=False)

@@ -16,6 +16,7 @@ MODEL_MODULES = [
     "modelyard.durable",
     "modelyard.jobs.models",
     "modelyard.pipelines.models",
+    "modelyard.catalog.models",
 ]
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"

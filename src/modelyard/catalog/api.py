@@ -1,0 +1,121 @@
+"""Catalog routes: ``/api/v1/collections`` (collections, records, bulk ingest, inferences, search)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response, status
+
+from modelyard.auth import ReadKey, WriteKey
+from modelyard.catalog import binding, service
+from modelyard.catalog.schemas import (
+    CollectionCreate,
+    CollectionList,
+    CollectionPublic,
+    CollectionUpdate,
+    InferenceList,
+    RecordCreate,
+    RecordList,
+    RecordPublic,
+    RecordUpdate,
+)
+from modelyard.context import Ctx
+from modelyard.errors import BadRequest
+
+router = APIRouter(prefix="/api/v1/collections", tags=["catalog"])
+Limit = Annotated[int, Query(ge=1, le=1000)]
+
+
+@router.post("", response_model=CollectionPublic, status_code=status.HTTP_201_CREATED)
+def create_collection(data: CollectionCreate, ctx: Ctx, _: WriteKey) -> CollectionPublic:
+    """Create a collection, optionally bound to pipelines (each new or changed record becomes an event of
+    each). `409` when the name is taken, `404` for a pipeline that does not exist."""
+    return service.create_collection(ctx, data)
+
+
+@router.get("", response_model=CollectionList)
+def list_collections(
+    ctx: Ctx, _: ReadKey, offset: Annotated[int, Query(ge=0)] = 0, limit: Limit = 100
+) -> CollectionList:
+    """Collections by name, each with its record count and bound pipelines."""
+    return service.list_collections(ctx, offset=offset, limit=limit)
+
+
+@router.get("/{collection}", response_model=CollectionPublic)
+def get_collection(collection: str, ctx: Ctx, _: ReadKey) -> CollectionPublic:
+    """One collection."""
+    return service.get_collection_public(ctx, collection)
+
+
+@router.patch("/{collection}", response_model=CollectionPublic)
+def update_collection(collection: str, data: CollectionUpdate, ctx: Ctx, _: WriteKey) -> CollectionPublic:
+    """Change a collection's description or the pipelines it is bound to (the full list)."""
+    return service.update_collection(ctx, collection, data)
+
+
+@router.delete("/{collection}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_collection(collection: str, ctx: Ctx, _: WriteKey) -> Response:
+    """Delete a collection, its records and their inferences (pipeline events stay with their pipeline)."""
+    service.delete_collection(ctx, collection)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/{collection}/records", response_model=RecordList)
+def list_records(
+    collection: str, ctx: Ctx, _: ReadKey, cursor: str | None = None, limit: Limit = 100
+) -> RecordList:
+    """Records in the order they were first stored, a page at a time; pass `next_cursor` back as
+    `cursor` for the next page (stable while records are added or changed)."""
+    return service.list_records(ctx, collection, cursor=cursor, limit=limit)
+
+
+@router.post("/{collection}/records", response_model=RecordPublic, status_code=status.HTTP_201_CREATED)
+def create_record(
+    collection: str, data: RecordCreate, response: Response, ctx: Ctx, _: WriteKey
+) -> RecordPublic:
+    """Create a record, or replace the one with that id (`200`). A new record with a source, or one whose
+    content hash changed, becomes an event of each bound pipeline. A bad source is a `400`."""
+    public, written = service.put_record(ctx, collection, data)
+    if written.outcome != "created":
+        response.status_code = status.HTTP_200_OK
+    return public
+
+
+@router.get("/{collection}/records/{record_id}", response_model=RecordPublic)
+def get_record(collection: str, record_id: str, ctx: Ctx, _: ReadKey) -> RecordPublic:
+    """A record with the current version's inferred values, by producer."""
+    return service.get_record(ctx, collection, record_id)
+
+
+@router.put("/{collection}/records/{record_id}", response_model=RecordPublic)
+def put_record(collection: str, record_id: str, data: RecordCreate, ctx: Ctx, _: WriteKey) -> RecordPublic:
+    """Create or replace a record; the id in the body must be the id in the path."""
+    if data.id != record_id:
+        raise BadRequest(f"the body's id {data.id!r} is not the path's {record_id!r}", field="id")
+    return service.put_record(ctx, collection, data)[0]
+
+
+@router.patch("/{collection}/records/{record_id}", response_model=RecordPublic)
+def update_record(collection: str, record_id: str, data: RecordUpdate, ctx: Ctx, _: WriteKey) -> RecordPublic:
+    """Change some fields of a record (a changed content hash runs it through the pipelines again)."""
+    return service.update_record(ctx, collection, record_id, data)
+
+
+@router.delete("/{collection}/records/{record_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_record(collection: str, record_id: str, ctx: Ctx, _: WriteKey) -> Response:
+    """Delete a record and its inferences."""
+    service.delete_record(ctx, collection, record_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/{collection}/records/{record_id}/inferences", response_model=InferenceList)
+def record_inferences(collection: str, record_id: str, ctx: Ctx, _: ReadKey) -> InferenceList:
+    """Every inference of a record: each producer at each version, current or older, newest first."""
+    return service.record_inferences(ctx, collection, record_id)
+
+
+@router.post("/{collection}/records/{record_id}/infer", status_code=status.HTTP_202_ACCEPTED)
+def infer_record(collection: str, record_id: str, ctx: Ctx, _: WriteKey) -> dict[str, list[str]]:
+    """Run a record through every bound pipeline now; answers the events started (their outputs become
+    inferences when they finish). `409` when the record has no source or no pipeline is bound."""
+    return {"events": binding.infer_now(ctx, collection, record_id)}
