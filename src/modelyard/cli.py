@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 from rich.table import Column, Table
 
+from modelyard.catalog_cli import app as catalog_app
 from modelyard.client import ApiError, Client
 
 app = typer.Typer(help="modelyard: register, serve, batch and pipeline ONNX models.", no_args_is_help=True)
@@ -35,6 +36,7 @@ app.add_typer(jobs_app, name="jobs")
 app.add_typer(pipelines_app, name="pipelines")
 app.add_typer(events_app, name="events")
 app.add_typer(schedules_app, name="schedules")
+app.add_typer(catalog_app, name="catalog")
 console = Console()
 err = Console(stderr=True)
 

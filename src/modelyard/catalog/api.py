@@ -2,25 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Iterator
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response, status
+import anyio.from_thread
+from fastapi import APIRouter, Query, Request, Response, status
+from starlette.concurrency import run_in_threadpool
 
 from modelyard.auth import ReadKey, WriteKey
-from modelyard.catalog import binding, service
+from modelyard.catalog import binding, ingest, service
 from modelyard.catalog.schemas import (
     CollectionCreate,
     CollectionList,
     CollectionPublic,
     CollectionUpdate,
     InferenceList,
+    IngestReport,
     RecordCreate,
     RecordList,
     RecordPublic,
     RecordUpdate,
 )
 from modelyard.context import Ctx
-from modelyard.errors import BadRequest
+from modelyard.errors import BadRequest, ValidationFailed
 
 router = APIRouter(prefix="/api/v1/collections", tags=["catalog"])
 Limit = Annotated[int, Query(ge=1, le=1000)]
@@ -119,3 +123,61 @@ def infer_record(collection: str, record_id: str, ctx: Ctx, _: WriteKey) -> dict
     """Run a record through every bound pipeline now; answers the events started (their outputs become
     inferences when they finish). `409` when the record has no source or no pipeline is bound."""
     return {"events": binding.infer_now(ctx, collection, record_id)}
+
+
+BULK_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/x-ndjson": {
+                "schema": {"type": "string"},
+                "example": '{"id": "w1", "title": "Sunflowers", "attributes": {"year": 1888}}\n',
+            },
+            "text/csv": {"schema": {"type": "string"}, "example": "id,title,year\nw1,Sunflowers,1888\n"},
+            "application/vnd.apache.parquet": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+
+
+@router.post("/{collection}/records:bulk", response_model=IngestReport, openapi_extra=BULK_BODY)
+async def bulk_ingest(
+    collection: str,
+    request: Request,
+    ctx: Ctx,
+    _: WriteKey,
+    format: Annotated[
+        str | None, Query(description="jsonl, csv or parquet (default: by Content-Type)")
+    ] = None,
+) -> IngestReport:
+    """Upsert records by id from a JSONL, CSV or Parquet body, read as it streams in. Each line is checked
+    whole before any of it is written; the good lines land and every bad one is listed with its line
+    number, field and reason (a record id repeated in one file is an error of the later line). CSV and
+    Parquet columns other than the record's own become attributes (`a.b` nests). `415` for an unknown
+    format; `422` listing every line when no line could be stored."""
+    fmt = ingest.pick_format(format, request.headers.get("content-type"))
+    stream = request.stream().__aiter__()
+
+    async def next_chunk() -> bytes | None:
+        try:
+            return await stream.__anext__()
+        except StopAsyncIteration:
+            return None
+
+    def chunks() -> Iterator[bytes]:
+        while (chunk := anyio.from_thread.run(next_chunk)) is not None:
+            yield chunk
+
+    def run() -> IngestReport:
+        rows = ingest.read_rows(fmt, chunks(), max_parquet_bytes=ctx.settings.max_batch_file_bytes)
+        return ingest.ingest(ctx, collection, rows)
+
+    report = await run_in_threadpool(run)
+    if report.rejected and report.rejected == report.lines:
+        first = report.errors[0]
+        raise ValidationFailed(
+            f"all {report.lines} lines were rejected; line {first.line}: {first.detail}",
+            errors=[e.model_dump() for e in report.errors],
+            field=first.field,
+        )
+    return report
