@@ -41,7 +41,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("modelyard.durable")
 
 # Every module holding workflows; imported before launch so DBOS knows them all (recovery needs that).
-WORKFLOW_MODULES: list[str] = ["modelyard.jobs.workflows", "modelyard.pipelines.workflows"]
+WORKFLOW_MODULES: list[str] = [
+    "modelyard.jobs.workflows",
+    "modelyard.pipelines.workflows",
+    "modelyard.catalog.workflows",
+]
 APP_NAME = "modelyard"
 # Fixed across processes and restarts: DBOS only recovers and dequeues work of its own version.
 APP_VERSION = "modelyard-1"
