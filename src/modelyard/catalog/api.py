@@ -6,11 +6,11 @@ from collections.abc import Iterator
 from typing import Annotated, Any
 
 import anyio.from_thread
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Body, Query, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
 from modelyard.auth import ReadKey, WriteKey
-from modelyard.catalog import binding, ingest, service
+from modelyard.catalog import binding, ingest, search, service
 from modelyard.catalog.schemas import (
     CollectionCreate,
     CollectionList,
@@ -22,6 +22,8 @@ from modelyard.catalog.schemas import (
     RecordList,
     RecordPublic,
     RecordUpdate,
+    SearchQuery,
+    SearchResult,
 )
 from modelyard.context import Ctx
 from modelyard.errors import BadRequest, ValidationFailed
@@ -181,3 +183,36 @@ async def bulk_ingest(
             field=first.field,
         )
     return report
+
+
+@router.put(
+    "/{collection}/records/{record_id}/inferences/{producer}/{version}",
+    status_code=status.HTTP_204_NO_CONTENT,
+)
+def put_inference(
+    collection: str,
+    record_id: str,
+    producer: str,
+    version: str,
+    values: Annotated[Any, Body()],
+    ctx: Ctx,
+    _: WriteKey,
+) -> Response:
+    """Store what a producer outside modelyard's pipelines said about a record (a JSON value: scalars,
+    labels, a vector) as that producer's current inference; older versions stay listed."""
+    binding.put_inference(ctx, collection, record_id, producer, version, values)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/{collection}/search", response_model=SearchResult)
+def search_records(collection: str, query: SearchQuery, ctx: Ctx, _: ReadKey) -> SearchResult:
+    """Search a collection. `filter`: conditions on `id`, `title`, `description`, `source`,
+    `attributes.<path>` and inferred `<producer>.<path>` fields (`eq`, `ne`, `lt`, `lte`, `gt`, `gte`,
+    `in`, `exists`, nested `and` / `or`); `sort` and keyset `cursor` pages; `facets` count values of
+    fields over the filtered records. `text` ranks title and description; `vector` finds the exact k
+    nearest by a record (itself excluded) or a vector (cosine, dot or L2), among the filtered records
+    only; `colour` matches hex colours against palettes. Several rankings are fused by reciprocal rank
+    (`weights`), and each hit says why it ranked. Unknown fields, values of the wrong type, vectors of
+    the wrong dimension, k over the cap, a malformed cursor or an unknown colour are a `400` naming the
+    offending part of the query."""
+    return search.search(ctx, collection, query)

@@ -27,7 +27,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import CursorResult, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from modelyard.catalog import fields
@@ -35,7 +35,7 @@ from modelyard.catalog.models import Collection, Inference, Record, RecordEvent
 from modelyard.catalog.service import Written, bound_pipelines, get_collection
 from modelyard.context import AppContext
 from modelyard.db import utcnow
-from modelyard.errors import Conflict
+from modelyard.errors import Conflict, RecordNotFound
 from modelyard.pipelines import events, submission
 from modelyard.pipelines.models import EVENT_TERMINAL, Event, StageRun, StageState
 from modelyard.pipelines.schemas import EventCreate
@@ -46,6 +46,8 @@ from modelyard.pipelines.stages import cache, outputs
 
 log = logging.getLogger("modelyard.catalog")
 HARVEST_BATCH = 200
+CHUNK = 500  # records per statement
+SAMPLE = 50  # inferences of a batch whose fields are recorded
 
 
 def event_name(collection: str, record_id: str, content: str, suffix: str = "") -> str:
@@ -121,8 +123,6 @@ def infer_now(ctx: AppContext, collection: str, record_id: str) -> list[str]:
             select(Record).where(Record.collection_id == coll.id, Record.record_id == record_id)
         )
         if row is None:
-            from modelyard.errors import RecordNotFound
-
             raise RecordNotFound(collection, record_id)
         if row.source is None:
             raise Conflict(f"record {record_id!r} has no source to infer from", field="source")
@@ -162,39 +162,48 @@ def _values(ctx: AppContext, event_id: str, run: StageRun) -> Any:
 
 def store(
     session: Session,
-    record_pk: int,
     collection_id: str,
     producer: str,
     version: str,
-    values: Any,
-    event_id: str | None,
+    items: Sequence[tuple[int, Any, str | None]],
 ) -> None:
-    """Store one inference as the current one of its producer for the record (replacing the same version)."""
-    session.execute(
-        update(Inference)
-        .where(Inference.record_pk == record_pk, Inference.producer == producer)
-        .values(current=False)
-    )
-    row = session.scalar(
-        select(Inference).where(
-            Inference.record_pk == record_pk, Inference.producer == producer, Inference.version == version
+    """Store inferences of one producer at one version, each (record pk, values, event id), as the current
+    ones of that producer for their records (replacing the same version's)."""
+    for i in range(0, len(items), CHUNK):
+        chunk = items[i : i + CHUNK]
+        pks = [pk for pk, _, _ in chunk]
+        session.execute(
+            update(Inference)
+            .where(Inference.record_pk.in_(pks), Inference.producer == producer)
+            .values(current=False)
         )
-    )
-    if row is None:
-        session.add(
-            Inference(
-                record_pk=record_pk,
-                collection_id=collection_id,
-                producer=producer,
-                version=version,
-                values=values,
-                current=True,
-                event_id=event_id,
+        # a new row (a new id) even for the same version: vector indexes read what is newer than they saw
+        session.execute(
+            delete(Inference).where(
+                Inference.record_pk.in_(pks), Inference.producer == producer, Inference.version == version
             )
         )
-    else:
-        row.values, row.current, row.event_id, row.created_at = values, True, event_id, utcnow()
-    fields.observe(session, collection_id, fields.paths(producer, values))
+        session.execute(
+            insert(Inference),
+            [
+                {
+                    "record_pk": pk,
+                    "collection_id": collection_id,
+                    "producer": producer,
+                    "version": version,
+                    "values": values,
+                    "current": True,
+                    "event_id": event_id,
+                    "created_at": utcnow(),
+                }
+                for pk, values, event_id in chunk
+            ],
+        )
+    seen: dict[str, tuple[str, str, int | None]] = {}
+    for _, values, _ in items[:SAMPLE]:  # fields of a producer look alike: a sample finds them
+        for found in fields.paths(producer, values):
+            seen.setdefault(found[0], found)
+    fields.observe(session, collection_id, seen.values())
 
 
 def harvest(ctx: AppContext, *, limit: int = HARVEST_BATCH) -> int:
@@ -234,6 +243,41 @@ def harvest(ctx: AppContext, *, limit: int = HARVEST_BATCH) -> int:
                 if stage is None or values is None:
                     continue
                 producer, pversion = producer_of(ctx, stage)
-                store(session, record_pk, collection_id, producer, pversion, values, event_id)
+                store(session, collection_id, producer, pversion, [(record_pk, values, event_id)])
             done += 1
     return done
+
+
+def put_inference(
+    ctx: AppContext, collection: str, record_id: str, producer: str, version: str, values: Any
+) -> None:
+    """Store what a producer outside modelyard's pipelines said about a record (e.g. vectors computed
+    elsewhere), as the current inference of that producer."""
+    with ctx.uow() as session:
+        coll = get_collection(session, collection)
+        pk = session.scalar(
+            select(Record.pk).where(Record.collection_id == coll.id, Record.record_id == record_id)
+        )
+        if pk is None:
+            raise RecordNotFound(collection, record_id)
+        store(session, coll.id, producer, version, [(pk, values, None)])
+
+
+def put_inferences(
+    ctx: AppContext, collection: str, producer: str, version: str, items: Sequence[tuple[str, Any]]
+) -> int:
+    """``put_inference`` for many records at once (one transaction); unknown record ids are skipped and
+    not counted. Returns how many were stored."""
+    with ctx.uow() as session:
+        coll = get_collection(session, collection)
+        pks: dict[str, int] = dict(
+            session.execute(
+                select(Record.record_id, Record.pk).where(
+                    Record.collection_id == coll.id, Record.record_id.in_([rid for rid, _ in items])
+                )
+            ).all()
+        )
+        latest = dict(items)  # a record named twice: the later values win
+        known = [(pks[rid], values, None) for rid, values in latest.items() if rid in pks]
+        store(session, coll.id, producer, version, known)
+        return len(known)

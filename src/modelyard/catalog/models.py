@@ -83,7 +83,8 @@ class Inference(Base):
     values the record shows and search uses (older versions stay queryable)."""
 
     __tablename__ = "catalog_inferences"
-    __table_args__ = (UniqueConstraint("record_pk", "producer", "version"),)
+    # ids only grow (SQLite would reuse the highest one after a delete): vector indexes read what is newer
+    __table_args__ = (UniqueConstraint("record_pk", "producer", "version"), {"sqlite_autoincrement": True})
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     record_pk: Mapped[int] = mapped_column(BigId, ForeignKey("catalog_records.pk", ondelete="CASCADE"))
@@ -96,7 +97,13 @@ class Inference(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-Index("ix_catalog_inferences_field", Inference.collection_id, Inference.producer, Inference.current)
+Index(
+    "ix_catalog_inferences_field",
+    Inference.collection_id,
+    Inference.producer,
+    Inference.version,
+    Inference.id,
+)
 
 
 class Field(Base):

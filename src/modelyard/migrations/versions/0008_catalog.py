@@ -102,10 +102,11 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_catalog_inferences")),
         sa.UniqueConstraint("record_pk", "producer", "version", name=op.f("uq_catalog_inferences_record_pk")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("catalog_inferences", schema=None) as batch_op:
         batch_op.create_index(
-            "ix_catalog_inferences_field", ["collection_id", "producer", "current"], unique=False
+            "ix_catalog_inferences_field", ["collection_id", "producer", "version", "id"], unique=False
         )
 
     op.create_table(
