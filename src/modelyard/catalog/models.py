@@ -97,13 +97,7 @@ class Inference(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-Index(
-    "ix_catalog_inferences_field",
-    Inference.collection_id,
-    Inference.producer,
-    Inference.version,
-    Inference.id,
-)
+Index("ix_catalog_inferences_field", Inference.collection_id, Inference.producer, Inference.id)
 
 
 class Field(Base):

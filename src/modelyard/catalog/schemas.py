@@ -206,6 +206,9 @@ class SearchQuery(BaseModel):
     facets: list[str] = Field(default_factory=list, max_length=20)
     limit: int = Field(20, ge=1, le=1000)
     cursor: str | None = None
+    inferred: list[str] | None = Field(
+        None, description="Producers whose current values the hits carry (default all; [] for none)"
+    )
 
 
 class Why(BaseModel):

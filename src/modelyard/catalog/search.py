@@ -216,7 +216,7 @@ def _browse(
         last = rows[-1]
         key = [last[0]] if sort_expr is None else [last[0], last[1]]
         next_cursor = service.encode_cursor({"q": _fingerprint(query), "k": key})
-    hits = [Hit(record=r) for r in _records(session, [r[0] for r in rows])]
+    hits = [Hit(record=r) for r in _records(session, [r[0] for r in rows], query.inferred)]
     return SearchResult(hits=hits, total=total, facets=facets, next_cursor=next_cursor)
 
 
@@ -284,6 +284,7 @@ def _vector_field(plan: Planner, name: str, where: str) -> tuple[str, list[str],
 
 
 def _current_version(session: Session, collection_id: str, producer: str) -> str | None:
+    """The version of the producer's newest current inference in the collection."""
     return session.scalar(
         select(Inference.version)
         .where(
@@ -291,8 +292,7 @@ def _current_version(session: Session, collection_id: str, producer: str) -> str
             Inference.producer == producer,
             Inference.current.is_(True),
         )
-        .group_by(Inference.version)
-        .order_by(func.count().desc(), func.max(Inference.id).desc())
+        .order_by(Inference.id.desc())
         .limit(1)
     )
 
@@ -376,7 +376,7 @@ def _fuse(
     page = order[offset : offset + query.limit]
     end = offset + len(page)
     next_cursor = service.encode_cursor({"q": _fingerprint(query), "o": end}) if end < len(order) else None
-    records = _records(session, page)
+    records = _records(session, page, query.inferred)
     return SearchResult(
         hits=[Hit(record=r, why=why[pk]) for pk, r in zip(page, records, strict=True)],
         total=len(order),
@@ -385,6 +385,6 @@ def _fuse(
     )
 
 
-def _records(session: Session, pks: list[int]) -> list[Any]:
+def _records(session: Session, pks: list[int], producers: list[str] | None) -> list[Any]:
     rows = {r.pk: r for r in session.scalars(select(Record).where(Record.pk.in_(pks)))} if pks else {}
-    return service.records_public(session, [rows[pk] for pk in pks])
+    return service.records_public(session, [rows[pk] for pk in pks], producers)

@@ -190,15 +190,18 @@ def _find(session: Session, collection: Collection, record_id: str) -> Record:
     return row
 
 
-def current_inferences(session: Session, pks: Sequence[int]) -> dict[int, dict[str, object]]:
-    """The current values of every producer, per record."""
+def current_inferences(
+    session: Session, pks: Sequence[int], producers: Sequence[str] | None = None
+) -> dict[int, dict[str, object]]:
+    """The current values of every producer (or of ``producers`` only), per record."""
     got: dict[int, dict[str, object]] = {pk: {} for pk in pks}
-    if pks:
-        for pk, producer, values in session.execute(
-            select(Inference.record_pk, Inference.producer, Inference.values).where(
-                Inference.record_pk.in_(list(pks)), Inference.current.is_(True)
-            )
-        ):
+    query = select(Inference.record_pk, Inference.producer, Inference.values).where(
+        Inference.record_pk.in_(list(pks)), Inference.current.is_(True)
+    )
+    if producers is not None:
+        query = query.where(Inference.producer.in_(list(producers)))
+    if pks and producers != []:
+        for pk, producer, values in session.execute(query):
             got[pk][producer] = values
     return got
 
@@ -218,9 +221,11 @@ def record_public(row: Record, inferred: dict[str, object] | None = None) -> Rec
     )
 
 
-def records_public(session: Session, rows: Sequence[Record]) -> list[RecordPublic]:
-    """Records with their current inferences (one query for all)."""
-    inferred = current_inferences(session, [r.pk for r in rows])
+def records_public(
+    session: Session, rows: Sequence[Record], producers: Sequence[str] | None = None
+) -> list[RecordPublic]:
+    """Records with their current inferences (of every producer, or of ``producers``), one query for all."""
+    inferred = current_inferences(session, [r.pk for r in rows], producers)
     return [record_public(r, inferred[r.pk]) for r in rows]
 
 

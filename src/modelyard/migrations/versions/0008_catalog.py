@@ -106,7 +106,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("catalog_inferences", schema=None) as batch_op:
         batch_op.create_index(
-            "ix_catalog_inferences_field", ["collection_id", "producer", "version", "id"], unique=False
+            "ix_catalog_inferences_field", ["collection_id", "producer", "id"], unique=False
         )
 
     op.create_table(
