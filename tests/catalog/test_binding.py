@@ -109,3 +109,18 @@ def test_infer_refuses_a_record_without_source_or_a_collection_without_pipelines
     assert resp.status_code == 409 and resp.json()["field"] == "source"
     missing = api.post(f"{C}/records/nope/infer")
     assert missing.status_code == 404
+
+
+def test_the_worker_heartbeat_harvests_finished_events(api: Any) -> None:
+    from modelyard.catalog.workflows import harvest_inferences
+    from modelyard.durable import TICKS
+
+    assert harvest_inferences in TICKS
+    pipelines.apply(api.ctx, yaml.safe_load(LOOKS))
+    make_collection(api, pipelines=["looks"])
+    ((path, digest),) = images(api, {"red": (220, 20, 30)}).values()
+    api.post(f"{C}/records", json={"id": "r", "source": path, "content_hash": digest})
+    drain(api.ctx)
+    assert api.get(f"{C}/records/r").json()["inferred"] == {}
+    harvest_inferences(api.ctx)
+    assert set(api.get(f"{C}/records/r").json()["inferred"]) == {"palette", "aspect_ratio"}

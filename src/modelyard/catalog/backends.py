@@ -1,7 +1,8 @@
-"""Every piece of dialect-specific SQL of the catalog, in one place: the full-text index over records'
-title and description. SQLite (the embedded default) keeps an FTS5 table (porter stemming, bm25 rank)
-written beside each record; PostgreSQL ranks ``to_tsvector`` against ``plainto_tsquery`` (English
-stemming both sides, ``ts_rank``), computed over the collection's rows, so it needs no table of its own.
+"""Every piece of dialect-specific SQL of the catalog, in one place: inserts that skip rows already
+there, and the full-text index over records' title and description. SQLite (the embedded default) keeps
+an FTS5 table (porter stemming, bm25 rank) written beside each record; PostgreSQL ranks ``to_tsvector``
+against ``plainto_tsquery`` (English stemming both sides, ``ts_rank``), computed over the collection's
+rows, so it needs no table of its own.
 
 The FTS5 table is made on first use rather than by a migration: its shadow tables are not SQLAlchemy
 tables, and keeping them out of the migrations keeps autogenerate's comparison exact. A table made on an
@@ -12,8 +13,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import Table, func, select, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from modelyard.catalog.models import Record
@@ -25,6 +28,14 @@ WORD = re.compile(r"\w+", re.UNICODE)
 
 def _sqlite(session: Session) -> bool:
     return session.get_bind().dialect.name == "sqlite"
+
+
+def insert_new(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert ``rows``, skipping any whose key is already there (another process may add it meanwhile)."""
+    if not rows:
+        return
+    dialect = sqlite if _sqlite(session) else postgresql
+    session.execute(dialect.insert(table).on_conflict_do_nothing(), list(rows))
 
 
 def _ensure(session: Session) -> None:

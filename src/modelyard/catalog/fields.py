@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from modelyard.catalog import backends
 from modelyard.catalog.models import Field
 
 MAX_DEPTH = 3  # nested objects deeper than this are one ``object`` field
@@ -55,10 +56,12 @@ def observe(session: Session, collection_id: str, found: Iterable[tuple[str, str
             select(Field.path).where(Field.collection_id == collection_id, Field.path.in_(list(new)))
         )
     )
-    for path, (kind, dim) in new.items():
-        if path not in known:
-            session.add(Field(collection_id=collection_id, path=path, type=kind, dim=dim))
-    session.flush()
+    rows = [
+        {"collection_id": collection_id, "path": path, "type": kind, "dim": dim}
+        for path, (kind, dim) in new.items()
+        if path not in known
+    ]
+    backends.insert_new(session, Field.__table__, rows)  # type: ignore[arg-type]
 
 
 def field_types(session: Session, collection_id: str) -> dict[str, tuple[str, int | None]]:

@@ -277,14 +277,8 @@ def update_record(ctx: AppContext, collection: str, record_id: str, data: Record
     """Change some fields of a record."""
     with ctx.uow() as session:
         row = _find(session, get_collection(session, collection), record_id)
-        merged = RecordCreate(
-            id=row.record_id,
-            title=row.title,
-            description=row.description,
-            source=row.source,
-            attributes=row.attributes,
-            content_hash=row.content_hash,
-        )
+        fields_ = set(RecordCreate.model_fields)
+        merged = RecordCreate.model_validate(record_public(row).model_dump(include=fields_))
     changes = data.model_dump(exclude_unset=True)
     return put_record(ctx, collection, merged.model_copy(update=changes))[0]
 
