@@ -145,6 +145,17 @@ def test_parquet_rows_land_with_native_types(api: Any) -> None:
     assert api.get("/api/v1/collections/works/records/b").json()["attributes"] == {"year": 1889}
 
 
+def test_a_parquet_body_over_the_cap_is_413_and_nothing_lands(api: Any) -> None:
+    make_collection(api)
+    table = pa.table({"id": [f"r{i}" for i in range(100)], "title": ["x" * 50] * 100})
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    api.ctx.settings = api.ctx.settings.model_copy(update={"max_batch_file_bytes": 1000})
+    resp = api.post(BULK, params={"format": "parquet"}, content=buf.getvalue())
+    assert resp.status_code == 413 and "1000-byte limit" in resp.json()["detail"]
+    assert ids(api) == []
+
+
 def test_a_body_that_is_not_parquet_is_400(api: Any) -> None:
     make_collection(api)
     resp = api.post(BULK, params={"format": "parquet"}, content=b"not parquet at all")
@@ -183,3 +194,23 @@ def test_cli_ingest_streams_a_file_and_reports_rejected_lines(server: Any, tmp_p
     assert result.exit_code == 1, result.output
     assert "50 created" in result.output and "1 rejected" in result.output
     assert "line 51: id" in result.output
+    query = json.dumps({"filter": {"field": "id", "value": "r7"}, "inferred": []})
+    found = CliRunner().invoke(
+        app, ["catalog", "search", "works", query, "--url", server.url, "--api-key", ADMIN_KEY]
+    )
+    assert found.exit_code == 0, found.output
+    assert json.loads(found.output)["hits"][0]["record"]["id"] == "r7"
+    bad = CliRunner().invoke(
+        app,
+        [
+            "catalog",
+            "search",
+            "works",
+            '{"filter": {"field": "nope"}}',
+            "--url",
+            server.url,
+            "--api-key",
+            ADMIN_KEY,
+        ],
+    )
+    assert bad.exit_code == 1 and "unknown field" in bad.output

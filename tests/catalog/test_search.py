@@ -235,6 +235,9 @@ def test_colour_search_finds_near_colours_first(api: Any) -> None:
     assert got["hits"][0]["why"]["colour_score"] > got["hits"][1]["why"]["colour_score"]
     mixed = find(api, colour={"colours": {"#00c800": 1.0, "#1e1edc": 0.5}, "k": 2})
     assert ids(mixed) == ["green", "blue"]
+    bad = api.post(f"{C}/search", json={"colour": {"colours": {"reddish": 1.0}}})
+    assert bad.status_code == 400 and bad.json()["field"] == "colour.colours.reddish"
+    assert "unknown colour" in bad.json()["detail"]
 
 
 @pytest.mark.parametrize(
