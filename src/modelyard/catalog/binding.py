@@ -31,7 +31,7 @@ from sqlalchemy import CursorResult, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from modelyard.catalog import fields
-from modelyard.catalog.models import Collection, Inference, Record, RecordEvent
+from modelyard.catalog.models import Collection, Inference, Record, RecordEvent, Vector
 from modelyard.catalog.service import Written, bound_pipelines, get_collection
 from modelyard.context import AppContext
 from modelyard.db import utcnow
@@ -183,22 +183,30 @@ def store(
                 Inference.record_pk.in_(pks), Inference.producer == producer, Inference.version == version
             )
         )
-        session.execute(
-            insert(Inference),
+        split = [fields.split_vectors(values) for _, values, _ in chunk]
+        ids = session.scalars(
+            insert(Inference).returning(Inference.id, sort_by_parameter_order=True),
             [
                 {
                     "record_pk": pk,
                     "collection_id": collection_id,
                     "producer": producer,
                     "version": version,
-                    "values": values,
+                    "values": stored,
                     "current": True,
                     "event_id": event_id,
                     "created_at": utcnow(),
                 }
-                for pk, values, event_id in chunk
+                for (pk, _, event_id), (stored, _) in zip(chunk, split, strict=True)
             ],
-        )
+        ).all()
+        vector_rows = [
+            {"inference_id": iid, "path": path, "dim": dim, "data": data}
+            for iid, (_, found) in zip(ids, split, strict=True)
+            for path, data, dim in found
+        ]
+        if vector_rows:
+            session.execute(insert(Vector), vector_rows)
     seen: dict[str, tuple[str, str, int | None]] = {}
     for _, values, _ in items[:SAMPLE]:  # fields of a producer look alike: a sample finds them
         for found in fields.paths(producer, values):

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -13,6 +14,7 @@ from modelyard.catalog import backends
 from modelyard.catalog.models import Field
 
 MAX_DEPTH = 3  # nested objects deeper than this are one ``object`` field
+VECTOR_MIN = 16  # a list of at least this many numbers is a vector (stored as float32); shorter: an array
 BASE_FIELDS = {"id": "string", "title": "string", "description": "string", "source": "string"}
 
 
@@ -27,7 +29,9 @@ def json_type(value: Any) -> str | None:
     if isinstance(value, str):
         return "string"
     if isinstance(value, list):
-        if value and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value):
+        if len(value) >= VECTOR_MIN and all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in value
+        ):
             return "vector"
         return "array"
     return "object"
@@ -42,6 +46,34 @@ def paths(prefix: str, value: Any, depth: int = 0) -> Iterator[tuple[str, str, i
     kind = json_type(value)
     if kind is not None and prefix:
         yield prefix, kind, len(value) if kind == "vector" else None
+
+
+def split_vectors(values: Any, path: str = "", depth: int = 0) -> tuple[Any, list[tuple[str, bytes, int]]]:
+    """``values`` with each vector replaced by ``{"$vector": dim}``, and the vectors as (path, float32
+    bytes, dim)."""
+    if isinstance(values, dict) and depth < MAX_DEPTH:
+        out: dict[str, Any] = {}
+        found: list[tuple[str, bytes, int]] = []
+        for key, sub in values.items():
+            out[key], more = split_vectors(sub, f"{path}.{key}" if path else str(key), depth + 1)
+            found.extend(more)
+        return out, found
+    if json_type(values) == "vector":
+        return {"$vector": len(values)}, [(path, np.asarray(values, dtype=np.float32).tobytes(), len(values))]
+    return values, []
+
+
+def merge_vectors(values: Any, vectors: dict[str, list[float]]) -> Any:
+    """``values`` with each ``{"$vector": dim}`` replaced by its vector (the inverse of ``split_vectors``)."""
+    if "" in vectors:
+        return vectors[""]
+    for path, vector in vectors.items():
+        *parents, leaf = path.split(".")
+        target = values
+        for part in parents:
+            target = target[part]
+        target[leaf] = vector
+    return values
 
 
 def observe(session: Session, collection_id: str, found: Iterable[tuple[str, str, int | None]]) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from modelyard.db import Base, new_id, utcnow
@@ -98,6 +98,20 @@ class Inference(Base):
 
 
 Index("ix_catalog_inferences_field", Inference.collection_id, Inference.producer, Inference.id)
+
+
+class Vector(Base):
+    """A vector inside an inference's values, kept as float32 bytes (the values hold ``{"$vector": dim}``
+    in its place): written and read by the megabyte without JSON, straight into search matrices."""
+
+    __tablename__ = "catalog_vectors"
+
+    inference_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("catalog_inferences.id", ondelete="CASCADE"), primary_key=True
+    )
+    path: Mapped[str] = mapped_column(String(300), primary_key=True)  # dotted, inside the values ("" = all)
+    dim: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class Field(Base):

@@ -8,14 +8,15 @@ import base64
 import binascii
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
+import numpy as np
 import orjson
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from modelyard.catalog import backends, fields
-from modelyard.catalog.models import Binding, Collection, Inference, Record
+from modelyard.catalog.models import Binding, Collection, Inference, Record, Vector
 from modelyard.catalog.schemas import (
     CollectionCreate,
     CollectionList,
@@ -190,19 +191,36 @@ def _find(session: Session, collection: Collection, record_id: str) -> Record:
     return row
 
 
+def with_vectors(session: Session, rows: Sequence[tuple[int, Any]]) -> dict[int, Any]:
+    """Inference values by id with their vectors put back in place."""
+    values = {iid: v for iid, v in rows}
+    ids = [iid for iid, v in rows if isinstance(v, dict)]
+    found: dict[int, dict[str, list[float]]] = {}
+    for i in range(0, len(ids), 500):
+        for iid, path, data in session.execute(
+            select(Vector.inference_id, Vector.path, Vector.data).where(
+                Vector.inference_id.in_(ids[i : i + 500])
+            )
+        ):
+            found.setdefault(iid, {})[path] = np.frombuffer(data, dtype=np.float32).tolist()
+    return {iid: fields.merge_vectors(v, found[iid]) if iid in found else v for iid, v in values.items()}
+
+
 def current_inferences(
     session: Session, pks: Sequence[int], producers: Sequence[str] | None = None
 ) -> dict[int, dict[str, object]]:
     """The current values of every producer (or of ``producers`` only), per record."""
     got: dict[int, dict[str, object]] = {pk: {} for pk in pks}
-    query = select(Inference.record_pk, Inference.producer, Inference.values).where(
+    query = select(Inference.id, Inference.record_pk, Inference.producer, Inference.values).where(
         Inference.record_pk.in_(list(pks)), Inference.current.is_(True)
     )
     if producers is not None:
         query = query.where(Inference.producer.in_(list(producers)))
     if pks and producers != []:
-        for pk, producer, values in session.execute(query):
-            got[pk][producer] = values
+        rows = session.execute(query).all()
+        values = with_vectors(session, [(r.id, r.values) for r in rows])
+        for r in rows:
+            got[r.record_pk][r.producer] = values[r.id]
     return got
 
 
@@ -245,13 +263,14 @@ def record_inferences(ctx: AppContext, collection: str, record_id: str) -> Infer
             .where(Inference.record_pk == row.pk)
             .order_by(Inference.created_at.desc(), Inference.id.desc())
         ).all()
+        values = with_vectors(session, [(i.id, i.values) for i in rows])
         return InferenceList(
             items=[
                 InferencePublic(
                     producer=i.producer,
                     version=i.version,
                     current=i.current,
-                    values=i.values,
+                    values=values[i.id],
                     event_id=i.event_id,
                     created_at=i.created_at,
                 )

@@ -14,19 +14,10 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from modelyard.catalog.models import Collection, Inference
+from modelyard.catalog.models import Collection, Inference, Vector
 
 Metric = Literal["cosine", "dot", "l2"]
 KEY = "catalog.vectors"
-
-
-def extract(values: Any, path: list[str]) -> Any:
-    """The value at ``path`` inside an inference's values (None when absent)."""
-    for part in path:
-        if not isinstance(values, dict):
-            return None
-        values = values.get(part)
-    return values
 
 
 @dataclass
@@ -45,7 +36,7 @@ class VectorIndex:
     def __post_init__(self) -> None:
         self.matrix = np.empty((0, self.dim), dtype=np.float32)
 
-    def add(self, pks: list[int], rows: list[list[float]]) -> None:
+    def add(self, pks: list[int], rows: np.ndarray) -> None:
         """Add or replace the vectors of ``pks`` (a later one for the same record wins)."""
         if not pks:
             return
@@ -138,22 +129,20 @@ def index_for(
         index = cache[key] = VectorIndex(dim=dim, deletions=deletions)
     with index.lock:
         rows = session.execute(
-            select(Inference.id, Inference.record_pk, Inference.values)
+            select(Inference.id, Inference.record_pk, Vector.data)
+            .join(Vector, Vector.inference_id == Inference.id)
             .where(
                 Inference.collection_id == collection_id,
                 Inference.producer == producer,
                 Inference.version == version,
                 Inference.id > index.watermark,
+                Vector.path == ".".join(path),
+                Vector.dim == dim,
             )
             .order_by(Inference.id)
         ).all()
-        pks, vecs = [], []
-        for _, pk, values in rows:
-            vec = extract(values, path)
-            if isinstance(vec, list) and len(vec) == dim:
-                pks.append(pk)
-                vecs.append(vec)
-        index.add(pks, vecs)
         if rows:
+            matrix = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(len(rows), dim)
+            index.add([r[1] for r in rows], matrix)
             index.watermark = rows[-1][0]
     return index

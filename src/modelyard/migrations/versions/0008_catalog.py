@@ -110,6 +110,20 @@ def upgrade() -> None:
         )
 
     op.create_table(
+        "catalog_vectors",
+        sa.Column("inference_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("path", sa.String(length=300), nullable=False),
+        sa.Column("dim", sa.Integer(), nullable=False),
+        sa.Column("data", sa.LargeBinary(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["inference_id"],
+            ["catalog_inferences.id"],
+            name=op.f("fk_catalog_vectors_inference_id_catalog_inferences"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("inference_id", "path", name=op.f("pk_catalog_vectors")),
+    )
+    op.create_table(
         "catalog_record_events",
         sa.Column("event_id", sa.String(length=32), nullable=False),
         sa.Column("record_pk", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -143,6 +157,7 @@ def downgrade() -> None:
     with op.batch_alter_table("catalog_inferences", schema=None) as batch_op:
         batch_op.drop_index("ix_catalog_inferences_field")
 
+    op.drop_table("catalog_vectors")
     op.drop_table("catalog_inferences")
     op.drop_table("catalog_records")
     op.drop_table("catalog_fields")
