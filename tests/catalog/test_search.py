@@ -196,25 +196,18 @@ def test_the_vector_index_sees_new_changed_and_deleted_records(api: Any, works: 
 
 
 def test_hybrid_fuses_text_and_vector_ranks_and_says_why(api: Any, works: np.ndarray) -> None:
-    got = find(
-        api,
-        text="harbour",
-        vector={"field": "embed.vector", "record": "w004", "k": 20},
-        weights={"text": 1.0, "vector": 2.0},
-        limit=5,
-    )
+    query = {
+        "text": "harbour",
+        "vector": {"field": "embed.vector", "record": "w004", "k": 20},
+        "weights": {"text": 1.0, "vector": 2.0},
+        "limit": 5,
+    }
+    got = find(api, **query)
     top = got["hits"][0]
     assert top["why"]["text_rank"] is not None and top["why"]["vector_rank"] is not None
     fused = [h["why"]["fused"] for h in got["hits"]]
     assert fused == sorted(fused, reverse=True)
-    page2 = find(
-        api,
-        text="harbour",
-        vector={"field": "embed.vector", "record": "w004", "k": 20},
-        weights={"text": 1.0, "vector": 2.0},
-        limit=5,
-        cursor=got["next_cursor"],
-    )
+    page2 = find(api, **query, cursor=got["next_cursor"])
     assert not set(ids(page2)) & set(ids(got))
 
 

@@ -199,7 +199,8 @@ def put_inference(
     _: WriteKey,
 ) -> Response:
     """Store what a producer outside modelyard's pipelines said about a record (a JSON value: scalars,
-    labels, a vector) as that producer's current inference; older versions stay listed."""
+    labels, a vector) as that producer's current inference; older versions stay listed. A list of 16 or
+    more numbers is a vector, kept as float32."""
     binding.put_inference(ctx, collection, record_id, producer, version, values)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
