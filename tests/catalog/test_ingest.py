@@ -145,6 +145,38 @@ def test_parquet_rows_land_with_native_types(api: Any) -> None:
     assert api.get("/api/v1/collections/works/records/b").json()["attributes"] == {"year": 1889}
 
 
+def test_csv_cells_that_cannot_nest_or_bad_attributes_are_line_errors(api: Any) -> None:
+    make_collection(api)
+    body = b'id,a,a.b,attributes\nx,1,2,\ny,,,"[1]"\nz,,,"{bad"\nok,1,,\n'
+    report = api.post(BULK, content=body, headers={"Content-Type": "text/csv"}).json()
+    assert [(e["line"], e["field"]) for e in report["errors"]] == [
+        (2, "a.b"),
+        (3, "attributes"),
+        (4, "attributes"),
+    ]
+    assert ids(api) == ["ok"]
+
+
+def test_parquet_dates_are_stored_as_iso_strings_and_decimals_are_line_errors(api: Any) -> None:
+    import datetime as dt
+    import decimal
+
+    make_collection(api)
+    table = pa.table(
+        {
+            "id": ["a", "b"],
+            "made": [dt.date(1888, 8, 1), dt.date(1889, 1, 1)],
+            "price": pa.array([None, decimal.Decimal("1.50")], type=pa.decimal128(5, 2)),
+        }
+    )
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    report = api.post(BULK, params={"format": "parquet"}, content=buf.getvalue()).json()
+    assert report["created"] == 1 and report["errors"][0]["line"] == 2
+    assert report["errors"][0]["field"] == "attributes"
+    assert api.get("/api/v1/collections/works/records/a").json()["attributes"] == {"made": "1888-08-01"}
+
+
 def test_a_parquet_body_over_the_cap_is_413_and_nothing_lands(api: Any) -> None:
     make_collection(api)
     table = pa.table({"id": [f"r{i}" for i in range(100)], "title": ["x" * 50] * 100})

@@ -119,6 +119,14 @@ def _cell(text: str) -> Any:
     return number if number == number and abs(number) != float("inf") else text
 
 
+class ColumnError(ValueError):
+    """A row's columns cannot be made into a record (``field`` names the column)."""
+
+    def __init__(self, field: str, detail: str):
+        super().__init__(detail)
+        self.field, self.detail = field, detail
+
+
 def _from_columns(row: dict[str, Any], typed: bool) -> dict[str, Any]:
     """Record fields from named columns: the record's own, ``attributes`` (an object) and any other column
     as one attribute (``a.b`` nests)."""
@@ -126,7 +134,12 @@ def _from_columns(row: dict[str, Any], typed: bool) -> dict[str, Any]:
     attributes: dict[str, Any] = {}
     if row.get("attributes") not in (None, ""):
         given = row["attributes"]
-        attributes = orjson.loads(given) if isinstance(given, str) else given
+        try:
+            attributes = orjson.loads(given) if isinstance(given, str) else given
+        except orjson.JSONDecodeError as exc:
+            raise ColumnError("attributes", f"not a JSON object: {exc}") from None
+        if not isinstance(attributes, dict):
+            raise ColumnError("attributes", "must be a JSON object")
     for key, value in row.items():
         if key in RECORD_FIELDS or key == "attributes" or value in (None, ""):
             continue
@@ -134,6 +147,8 @@ def _from_columns(row: dict[str, Any], typed: bool) -> dict[str, Any]:
         *parents, leaf = key.split(".")
         for part in parents:
             target = target.setdefault(part, {})
+            if not isinstance(target, dict):
+                raise ColumnError(key, f"{part!r} is already a value, so {key!r} cannot nest in it")
         target[leaf] = value if typed else _cell(value)
     out["attributes"] = attributes
     return out
@@ -165,8 +180,8 @@ def csv_rows(chunks: Iterable[bytes]) -> Iterator[Row]:
             continue
         try:
             yield number, _from_columns(row, typed=False)
-        except orjson.JSONDecodeError as exc:
-            yield number, LineError(line=number, field="attributes", detail=f"not a JSON object: {exc}")
+        except ColumnError as exc:
+            yield number, LineError(line=number, field=exc.field, detail=exc.detail)
 
 
 def parquet_rows(chunks: Iterable[bytes], max_bytes: int) -> Iterator[Row]:
@@ -190,10 +205,18 @@ def parquet_rows(chunks: Iterable[bytes], max_bytes: int) -> Iterator[Row]:
         for batch in parquet.iter_batches(batch_size=BATCH):
             for row in batch.to_pylist():
                 number += 1
-                yield number, _from_columns(row, typed=True)
+                try:
+                    yield number, _from_columns(row, typed=True)
+                except ColumnError as exc:
+                    yield number, LineError(line=number, field=exc.field, detail=exc.detail)
 
 
 def _check(ctx: AppContext, number: int, row: dict[str, Any]) -> RecordCreate | LineError:
+    if "attributes" in row:
+        try:  # as stored: dates become ISO strings; what JSON cannot hold is refused here, not at write
+            row = {**row, "attributes": orjson.loads(orjson.dumps(row["attributes"]))}
+        except (orjson.JSONEncodeError, TypeError) as exc:
+            return LineError(line=number, field="attributes", detail=f"not representable as JSON: {exc}")
     try:
         record = RecordCreate.model_validate(row)
     except ValidationError as exc:
