@@ -124,3 +124,12 @@ def test_the_worker_heartbeat_harvests_finished_events(api: Any) -> None:
     assert api.get(f"{C}/records/r").json()["inferred"] == {}
     harvest_inferences(api.ctx)
     assert set(api.get(f"{C}/records/r").json()["inferred"]) == {"palette", "aspect_ratio"}
+
+
+def test_a_bound_pipeline_deleted_later_does_not_stop_records_landing(api: Any) -> None:
+    pipelines.apply(api.ctx, yaml.safe_load(LOOKS))
+    make_collection(api, pipelines=["looks"])
+    assert api.delete("/api/v1/pipelines/looks").status_code == 204
+    ((path, digest),) = images(api, {"red": (220, 20, 30)}).values()
+    resp = api.post(f"{C}/records", json={"id": "r", "source": path, "content_hash": digest})
+    assert resp.status_code == 201

@@ -35,7 +35,7 @@ from modelyard.catalog.models import Collection, Inference, Record, RecordEvent,
 from modelyard.catalog.service import Written, bound_pipelines, get_collection
 from modelyard.context import AppContext
 from modelyard.db import utcnow
-from modelyard.errors import Conflict, RecordNotFound
+from modelyard.errors import Conflict, PipelineNotFound, RecordNotFound
 from modelyard.pipelines import events, submission
 from modelyard.pipelines.models import EVENT_TERMINAL, Event, StageRun, StageState
 from modelyard.pipelines.schemas import EventCreate
@@ -81,7 +81,11 @@ def submit(ctx: AppContext, collection_id: str, written: Sequence[Written], *, s
                 )
                 for r in chunk
             ]
-            got = submission.submit_events(ctx, pipeline, wanted)
+            try:
+                got = submission.submit_events(ctx, pipeline, wanted)
+            except PipelineNotFound:  # deleted since it was bound: the records are stored regardless
+                log.warning("bound pipeline is gone", extra={"pipeline": pipeline, "collection": name})
+                break
             created += sum(1 for g in got if g.created)
             _track(
                 ctx,
