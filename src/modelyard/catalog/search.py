@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, aliased
 
 from modelyard.catalog import backends, colours, service, vectors
 from modelyard.catalog.fields import field_types
-from modelyard.catalog.models import Inference, Record
+from modelyard.catalog.models import Collection, Inference, Record
 from modelyard.catalog.schemas import ColourQuery, Filter, Hit, SearchQuery, SearchResult, VectorQuery, Why
 from modelyard.context import AppContext
 from modelyard.errors import InvalidQuery, RecordNotFound
@@ -45,8 +45,9 @@ SCALARS = {"string": (str,), "number": (int, float), "boolean": (bool,)}
 class Planner:
     """Turns field names into SQL expressions over a collection's records (joining inferences as needed)."""
 
-    def __init__(self, session: Session, collection_id: str):
-        self.collection_id = collection_id
+    def __init__(self, session: Session, collection: Collection):
+        self.collection = collection
+        self.collection_id = collection_id = collection.id
         self.types = field_types(session, collection_id)
         self.joins: dict[str, Any] = {}
 
@@ -163,8 +164,8 @@ class Ranked:
 def search(ctx: AppContext, collection: str, query: SearchQuery) -> SearchResult:
     """Run a search (see the module docstring)."""
     with ctx.uow() as session:
-        collection_id = service.get_collection(session, collection).id
-        plan = Planner(session, collection_id)
+        plan = Planner(session, service.get_collection(session, collection))
+        collection_id = plan.collection_id
         cond = plan.condition(query.filter, "filter") if query.filter is not None else None
         facets = _facets(session, plan, cond, query.facets)
         ranked = query.text is not None or query.vector is not None or query.colour is not None
@@ -310,7 +311,7 @@ def _vector(
     if (q.record is None) == (q.vector is None):
         raise InvalidQuery("give either a record id or a vector", field="vector")
     version = q.version or _current_version(session, plan.collection_id, producer) or ""
-    index = vectors.index_for(ctx.extras, session, plan.collection_id, producer, path, version, dim)
+    index = vectors.index_for(ctx.extras, session, plan.collection, producer, path, version, dim)
     exclude = None
     if q.record is not None:
         pk = session.scalar(
@@ -346,7 +347,7 @@ def _colour(
     producer, path, dim = _vector_field(plan, name, "colour.field")
     vector = colours.query_vector(q.colours, colours.bins_of(dim))
     version = _current_version(session, plan.collection_id, producer) or ""
-    index = vectors.index_for(ctx.extras, session, plan.collection_id, producer, path, version, dim)
+    index = vectors.index_for(ctx.extras, session, plan.collection, producer, path, version, dim)
     hits = index.search(vector, q.k, "cosine", allowed=allowed)
     return Ranked("colour", [(pk, 1.0 - dist) for pk, dist in hits])
 

@@ -114,16 +114,17 @@ class VectorIndex:
 def index_for(
     ctx_extras: dict[str, Any],
     session: Session,
-    collection_id: str,
+    collection: Collection,
     producer: str,
     path: list[str],
     version: str,
     dim: int,
 ) -> VectorIndex:
-    """The up-to-date index of a vector field at a version, refreshed from what was stored since."""
+    """The up-to-date index of a vector field at a version, refreshed from what was stored since (a
+    deletion in the collection since it was built rebuilds it)."""
     cache: dict[tuple[str, str, str, str], VectorIndex] = ctx_extras.setdefault(KEY, {})
+    collection_id, deletions = collection.id, collection.deletions
     key = (collection_id, producer, ".".join(path), version)
-    deletions = session.scalar(select(Collection.deletions).where(Collection.id == collection_id)) or 0
     index = cache.get(key)
     if index is None or index.deletions != deletions or index.dim != dim:
         index = cache[key] = VectorIndex(dim=dim, deletions=deletions)
