@@ -58,6 +58,7 @@ def _ensure(session: Session) -> None:
                 "SELECT pk, title, description, collection_id FROM catalog_records"
             )
         )
+        return  # known only once seen committed: this transaction may still roll back
     _ready.add(url)
 
 
