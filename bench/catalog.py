@@ -9,7 +9,8 @@ drawn as clustered Gaussian data (64 centres) so neighbours are meaningful. Meas
 2. **index build**: the first query, which reads every vector into the in-memory matrix.
 3. **kNN**, k = 10, cosine, Q query vectors (points near the data): p50/p95 unfiltered and with a filter
    that keeps 10% of records (``attributes.bucket == 3``), each with recall@10 against a numpy
-   brute-force reference computed in the same run (whose own p50 is printed beside it).
+   brute-force reference computed in the same run (whose own p50 is printed beside it). The filter's
+   record set is cached until the collection's next write; the ``uncached`` row finds it by SQL each time.
    Goals: p50 <= 10 ms unfiltered, <= 8 ms filtered, recall@10 = 1.0.
 4. **hybrid**: two title words (FTS5) fused with the vector kNN by reciprocal rank. Goal: p50 <= 20 ms.
 
@@ -42,6 +43,7 @@ sys.path[:0] = [str(REPO / "src")]
 from modelyard.app import build_context  # noqa: E402
 from modelyard.catalog import binding, ingest, search, service  # noqa: E402
 from modelyard.catalog.schemas import CollectionCreate, SearchQuery  # noqa: E402
+from modelyard.catalog.search import ALLOWED  # noqa: E402
 from modelyard.context import AppContext  # noqa: E402
 from modelyard.settings import Settings  # noqa: E402
 
@@ -90,7 +92,10 @@ def brute(unit: np.ndarray, q: np.ndarray, rows: np.ndarray | None) -> tuple[lis
     return found, time.perf_counter() - start
 
 
-def knn(ctx: AppContext, vecs: np.ndarray, queries: np.ndarray, filtered: bool) -> dict[str, Any]:
+def knn(
+    ctx: AppContext, vecs: np.ndarray, queries: np.ndarray, filtered: bool, cold: bool = False
+) -> dict[str, Any]:
+    """k nearest per query; ``cold``: the filter's record set is found by SQL each time (not cached)."""
     unit = vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
     rows = np.flatnonzero(np.arange(len(vecs)) % 10 == 3) if filtered else None
     filt = {"field": "attributes.bucket", "value": 3} if filtered else None
@@ -99,6 +104,8 @@ def knn(ctx: AppContext, vecs: np.ndarray, queries: np.ndarray, filtered: bool) 
         vector = {"field": "embed.vector", "vector": q.tolist(), "k": K}
         body = {"vector": vector, "limit": K, "filter": filt, "inferred": []}
         query = SearchQuery.model_validate(body)
+        if cold:
+            ctx.extras.pop(ALLOWED, None)
         start = time.perf_counter()
         result = search.search(ctx, COLLECTION, query)
         times.append(time.perf_counter() - start)
@@ -166,6 +173,7 @@ def run(n: int, q: int, folder: Path) -> dict[str, Any]:
         "index_build_s": round(build_s, 3),
         "knn_unfiltered": knn(ctx, vecs, queries, filtered=False),
         "knn_filtered_10pct": knn(ctx, vecs, queries, filtered=True),
+        "knn_filtered_10pct_uncached": knn(ctx, vecs, queries, filtered=True, cold=True),
         "hybrid_text_vector": hybrid(ctx, queries),
     }
     ctx.inference.close()
@@ -180,16 +188,23 @@ def table(r: dict[str, Any]) -> str:
         f"  ingest            {i['total_s']:>8.2f} s  (records {i['records_s']} s"
         f" + vectors {i['vectors_s']} s; {i['records_per_s']:,} records/s)   goal <= 60 s",
         f"  index build       {r['index_build_s']:>8.3f} s  (first query reads every vector)",
-        "  query              p50 ms   p95 ms  recall@10  numpy p50 ms",
+        "  query                       p50 ms   p95 ms  recall@10  numpy p50 ms",
     ]
-    for name, goal in (("knn_unfiltered", "<= 10 ms"), ("knn_filtered_10pct", "<= 8 ms")):
+    runs = (
+        ("knn_unfiltered", "<= 10 ms"),
+        ("knn_filtered_10pct", "<= 8 ms"),
+        ("knn_filtered_10pct_uncached", "<= 8 ms"),
+    )
+    for name, goal in runs:
         k = r[name]
         lines.append(
-            f"  {name:<18} {k['p50_ms']:>7.2f}  {k['p95_ms']:>7.2f}  {k['recall_at_10']:>9.3f}"
+            f"  {name:<27} {k['p50_ms']:>7.2f}  {k['p95_ms']:>7.2f}  {k['recall_at_10']:>9.3f}"
             f"  {k['numpy']['p50_ms']:>12.2f}   goal p50 {goal}, recall 1.0"
         )
     h = r["hybrid_text_vector"]
-    lines.append(f"  hybrid text+vector {h['p50_ms']:>7.2f}  {h['p95_ms']:>7.2f}{'':>26}goal p50 <= 20 ms")
+    lines.append(
+        f"  hybrid text+vector          {h['p50_ms']:>7.2f}  {h['p95_ms']:>7.2f}{'':>26}goal p50 <= 20 ms"
+    )
     return "\n".join(lines)
 
 

@@ -282,3 +282,19 @@ def test_a_cursor_of_another_query_or_an_unknown_colour_is_refused(api: Any, wor
 def test_k_over_the_cap_is_refused_by_the_schema_or_the_rule(api: Any, works: np.ndarray) -> None:
     resp = api.post(f"{C}/search", json={"vector": {"field": "embed.vector", "record": "w001", "k": 0}})
     assert resp.status_code == 422 and resp.json()["field"].endswith("k")
+
+
+def test_a_filtered_search_sees_records_written_since_the_same_filter_last_ran(
+    api: Any, works: np.ndarray
+) -> None:
+    q = np.full(DIM, 50.0, dtype=np.float32).tolist()
+    query = {
+        "vector": {"field": "embed.vector", "vector": q, "k": 1, "metric": "l2"},
+        "filter": {"field": "attributes.kind", "value": "oil"},
+    }
+    before = ids(find(api, **query))
+    api.post(f"{C}/records", json={"id": "new", "attributes": {"kind": "oil"}})
+    binding.put_inferences(api.ctx, "works", "embed", "1", [("new", {"vector": q})])
+    assert ids(find(api, **query)) == ["new"]
+    api.patch(f"{C}/records/new", json={"attributes": {"kind": "ink"}})
+    assert ids(find(api, **query)) == before

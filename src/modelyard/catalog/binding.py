@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 
 from modelyard.catalog import fields
 from modelyard.catalog.models import Collection, Inference, Record, RecordEvent, Vector
-from modelyard.catalog.service import Written, bound_pipelines, get_collection
+from modelyard.catalog.service import Written, bound_pipelines, get_collection, touch
 from modelyard.context import AppContext
 from modelyard.db import utcnow
 from modelyard.errors import Conflict, PipelineNotFound, RecordNotFound
@@ -211,6 +211,7 @@ def store(
         ]
         if vector_rows:
             session.execute(insert(Vector), vector_rows)
+    touch(session, collection_id)
     seen: dict[str, tuple[str, str, int | None]] = {}
     for _, values, _ in items[:SAMPLE]:  # fields of a producer look alike: a sample finds them
         for found in fields.paths(producer, values):

@@ -12,8 +12,10 @@ Facets count values over the records that pass the filter.
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import orjson
@@ -33,6 +35,10 @@ FILTERED_TEXT_DEPTH = 10_000
 RRF_K = 60
 FACET_VALUES = 50
 MAX_IN = 1000
+ALLOWED = "catalog.allowed"  # ctx.extras key of the filter cache
+DERIVED = "catalog.derived"  # ctx.extras key of what is derived from a collection's rows, per revision
+T = TypeVar("T")
+ALLOWED_KEPT = 64  # filters whose record sets are kept
 BASE = {
     "id": Record.record_id,
     "title": Record.title,
@@ -45,11 +51,22 @@ SCALARS = {"string": (str,), "number": (int, float), "boolean": (bool,)}
 class Planner:
     """Turns field names into SQL expressions over a collection's records (joining inferences as needed)."""
 
-    def __init__(self, session: Session, collection: Collection):
+    def __init__(self, ctx: AppContext, session: Session, collection: Collection):
+        self.ctx, self.session = ctx, session
         self.collection = collection
-        self.collection_id = collection_id = collection.id
-        self.types = field_types(session, collection_id)
+        self.collection_id = collection.id
+        self.types = self.cached("fields", lambda: field_types(session, collection.id))
         self.joins: dict[str, Any] = {}
+
+    def cached(self, name: str, compute: Callable[[], T]) -> T:
+        """``compute()``, kept until the collection's next write (field types, current versions)."""
+        cache: dict[tuple[str, str], tuple[int, Any]] = self.ctx.extras.setdefault(DERIVED, {})
+        key, revision = (self.collection_id, name), self.collection.revision
+        hit = cache.get(key)
+        if hit is None or hit[0] != revision:
+            hit = cache[key] = (revision, compute())
+        value: T = hit[1]
+        return value
 
     def field(self, name: str, where: str) -> tuple[str, Any]:
         """The type of field ``name`` and an expression of its value."""
@@ -164,7 +181,7 @@ class Ranked:
 def search(ctx: AppContext, collection: str, query: SearchQuery) -> SearchResult:
     """Run a search (see the module docstring)."""
     with ctx.uow() as session:
-        plan = Planner(session, service.get_collection(session, collection))
+        plan = Planner(ctx, session, service.get_collection(session, collection))
         collection_id = plan.collection_id
         cond = plan.condition(query.filter, "filter") if query.filter is not None else None
         facets = _facets(session, plan, cond, query.facets)
@@ -176,8 +193,8 @@ def search(ctx: AppContext, collection: str, query: SearchQuery) -> SearchResult
                 "sort applies to filter-only searches; text, vector and colour rank", field="sort"
             )
         allowed = None
-        if cond is not None:
-            allowed = np.asarray(session.scalars(plan.select(Record.pk).where(cond)).all(), dtype=np.int64)
+        if cond is not None and query.filter is not None:
+            allowed = _allowed(ctx, session, plan, cond, query.filter)
         rankings = []
         if query.text is not None:
             rankings.append(_text(session, collection_id, query.text, allowed))
@@ -186,6 +203,24 @@ def search(ctx: AppContext, collection: str, query: SearchQuery) -> SearchResult
         if query.colour is not None:
             rankings.append(_colour(ctx, session, plan, query.colour, allowed))
         return _fuse(session, query, rankings, facets)
+
+
+def _allowed(ctx: AppContext, session: Session, plan: Planner, cond: Any, f: Filter) -> np.ndarray:
+    """The pks that pass a filter, cached per filter until the collection's next write (its revision)."""
+    cache: OrderedDict[tuple[str, bytes], tuple[int, np.ndarray]] = ctx.extras.setdefault(
+        ALLOWED, OrderedDict()
+    )
+    key = (plan.collection_id, orjson.dumps(f.model_dump(by_alias=True), option=orjson.OPT_SORT_KEYS))
+    revision = plan.collection.revision
+    hit = cache.get(key)
+    if hit is not None and hit[0] == revision:
+        cache.move_to_end(key)
+        return hit[1]
+    found = np.asarray(session.scalars(plan.select(Record.pk).where(cond)).all(), dtype=np.int64)
+    cache[key] = (revision, found)
+    while len(cache) > ALLOWED_KEPT:
+        cache.popitem(last=False)
+    return found
 
 
 def _browse(
@@ -284,8 +319,14 @@ def _vector_field(plan: Planner, name: str, where: str) -> tuple[str, list[str],
     return producer, path, dim
 
 
-def _current_version(session: Session, collection_id: str, producer: str) -> str | None:
+def _current_version(plan: Planner, producer: str) -> str | None:
     """The version of the producer's newest current inference in the collection."""
+    return plan.cached(
+        f"version:{producer}", lambda: _newest_version(plan.session, plan.collection_id, producer)
+    )
+
+
+def _newest_version(session: Session, collection_id: str, producer: str) -> str | None:
     return session.scalar(
         select(Inference.version)
         .where(
@@ -310,7 +351,7 @@ def _vector(
     producer, path, dim = _vector_field(plan, q.field, "vector.field")
     if (q.record is None) == (q.vector is None):
         raise InvalidQuery("give either a record id or a vector", field="vector")
-    version = q.version or _current_version(session, plan.collection_id, producer) or ""
+    version = q.version or _current_version(plan, producer) or ""
     index = vectors.index_for(ctx.extras, session, plan.collection, producer, path, version, dim)
     exclude = None
     if q.record is not None:
@@ -346,7 +387,7 @@ def _colour(
         raise InvalidQuery(f"{q.field!r} is not a palette producer of this collection", field="colour.field")
     producer, path, dim = _vector_field(plan, name, "colour.field")
     vector = colours.query_vector(q.colours, colours.bins_of(dim))
-    version = _current_version(session, plan.collection_id, producer) or ""
+    version = _current_version(plan, producer) or ""
     index = vectors.index_for(ctx.extras, session, plan.collection, producer, path, version, dim)
     hits = index.search(vector, q.k, "cosine", allowed=allowed)
     return Ranked("colour", [(pk, 1.0 - dist) for pk, dist in hits])

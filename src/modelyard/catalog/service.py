@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import numpy as np
 import orjson
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from modelyard.catalog import backends, fields
@@ -61,6 +61,13 @@ def _bind(session: Session, collection: Collection, pipelines: Sequence[str]) ->
     session.execute(delete(Binding).where(Binding.collection_id == collection.id))
     for name in dict.fromkeys(pipelines):
         session.add(Binding(collection_id=collection.id, pipeline=name))
+
+
+def touch(session: Session, collection_id: str) -> None:
+    """Note that the collection's records or inferences changed (cached filter results are stale)."""
+    session.execute(
+        update(Collection).where(Collection.id == collection_id).values(revision=Collection.revision + 1)
+    )
 
 
 def _public(session: Session, row: Collection) -> CollectionPublic:
@@ -178,6 +185,8 @@ def upsert(session: Session, collection_id: str, records: Sequence[RecordCreate]
     session.flush()
     fields.observe(session, collection_id, found)
     touched = [row for row, outcome, _ in out if outcome != "unchanged"]
+    if touched:
+        touch(session, collection_id)
     backends.index_text(session, [(r.pk, collection_id, r.title, r.description) for r in touched])
     return [Written(row.pk, row.record_id, outcome, changed) for row, outcome, changed in out]
 
@@ -311,6 +320,7 @@ def delete_record(ctx: AppContext, collection: str, record_id: str) -> None:
         session.execute(delete(Inference).where(Inference.record_pk == row.pk))
         session.delete(row)
         coll.deletions += 1
+        coll.revision += 1
 
 
 def encode_cursor(state: dict[str, object]) -> str:
