@@ -13,18 +13,17 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import orjson
-from sqlalchemy import Select, and_, false, func, or_, select, true
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import Session
 
 from modelyard.catalog import backends, colours, service, vectors
-from modelyard.catalog.fields import field_types
-from modelyard.catalog.models import Collection, Inference, Record
+from modelyard.catalog.filters import SCALARS, Planner
+from modelyard.catalog.models import Inference, Record
 from modelyard.catalog.schemas import ColourQuery, Filter, Hit, SearchQuery, SearchResult, VectorQuery, Why
 from modelyard.context import AppContext
 from modelyard.errors import InvalidQuery, RecordNotFound
@@ -34,124 +33,8 @@ TEXT_DEPTH = 1000  # text hits ranked before a filter or fusion
 FILTERED_TEXT_DEPTH = 10_000
 RRF_K = 60
 FACET_VALUES = 50
-MAX_IN = 1000
 ALLOWED = "catalog.allowed"  # ctx.extras key of the filter cache
-DERIVED = "catalog.derived"  # ctx.extras key of what is derived from a collection's rows, per revision
-T = TypeVar("T")
 ALLOWED_KEPT = 64  # filters whose record sets are kept
-BASE = {
-    "id": Record.record_id,
-    "title": Record.title,
-    "description": Record.description,
-    "source": Record.source,
-}
-SCALARS = {"string": (str,), "number": (int, float), "boolean": (bool,)}
-
-
-class Planner:
-    """Turns field names into SQL expressions over a collection's records (joining inferences as needed)."""
-
-    def __init__(self, ctx: AppContext, session: Session, collection: Collection):
-        self.ctx, self.session = ctx, session
-        self.collection = collection
-        self.collection_id = collection.id
-        self.types = self.cached("fields", lambda: field_types(session, collection.id))
-        self.joins: dict[str, Any] = {}
-
-    def cached(self, name: str, compute: Callable[[], T]) -> T:
-        """``compute()``, kept until the collection's next write (field types, current versions)."""
-        cache: dict[tuple[str, str], tuple[int, Any]] = self.ctx.extras.setdefault(DERIVED, {})
-        key, revision = (self.collection_id, name), self.collection.revision
-        hit = cache.get(key)
-        if hit is None or hit[0] != revision:
-            hit = cache[key] = (revision, compute())
-        value: T = hit[1]
-        return value
-
-    def field(self, name: str, where: str) -> tuple[str, Any]:
-        """The type of field ``name`` and an expression of its value."""
-        if name not in self.types:
-            known = ", ".join(sorted(self.types)[:40])
-            raise InvalidQuery(f"unknown field {name!r} (fields of this collection: {known})", field=where)
-        kind = self.types[name][0]
-        if name in BASE:
-            return kind, BASE[name]
-        if name.startswith("attributes."):
-            element = Record.attributes[tuple(name.split(".")[1:])]
-        else:
-            producer, *path = name.split(".")
-            if producer not in self.joins:
-                self.joins[producer] = aliased(Inference, name=f"inf_{len(self.joins)}")
-            column = self.joins[producer].values
-            if not path:
-                return kind, column
-            element = column[tuple(path)]
-        if kind == "number":
-            return kind, element.as_float()
-        if kind == "boolean":
-            return kind, element.as_boolean()
-        return kind, element.as_string()
-
-    def select(self, *columns: Any) -> Select[Any]:
-        """``columns`` over the collection's records with every inference joined that was named."""
-        query = select(*columns).select_from(Record)
-        for producer, alias in self.joins.items():
-            query = query.outerjoin(
-                alias,
-                and_(alias.record_pk == Record.pk, alias.producer == producer, alias.current.is_(True)),
-            )
-        return query.where(Record.collection_id == self.collection_id)
-
-    def condition(self, f: Filter, where: str) -> Any:
-        """The SQL condition of a filter."""
-        if f.all_of is not None or f.any_of is not None:
-            if f.field is not None or (f.all_of is not None and f.any_of is not None):
-                raise InvalidQuery("a filter is one condition, or one and/or list", field=where)
-            if f.all_of is not None:
-                return and_(true(), *[self.condition(x, f"{where}.and[{i}]") for i, x in enumerate(f.all_of)])
-            assert f.any_of is not None
-            return or_(false(), *[self.condition(x, f"{where}.or[{i}]") for i, x in enumerate(f.any_of)])
-        if f.field is None:
-            raise InvalidQuery("a condition needs a field", field=f"{where}.field")
-        kind, expr = self.field(f.field, f"{where}.field")
-        return _compare(f.field, kind, expr, f.op, f.value, where)
-
-
-def _check_value(name: str, kind: str, value: Any, where: str) -> None:
-    ok = isinstance(value, SCALARS.get(kind, ()))
-    if kind == "number" and isinstance(value, bool):
-        ok = False
-    if not ok:
-        raise InvalidQuery(
-            f"field {name!r} holds {kind} values; {value!r} is not one", field=f"{where}.value"
-        )
-
-
-def _compare(name: str, kind: str, expr: Any, op: str, value: Any, where: str) -> Any:
-    if op == "exists":
-        if value not in (None, True, False):
-            raise InvalidQuery("exists takes true, false or nothing", field=f"{where}.value")
-        return expr.is_(None) if value is False else expr.is_not(None)
-    if kind not in SCALARS:
-        raise InvalidQuery(f"field {name!r} is a {kind}: only exists applies to it", field=f"{where}.op")
-    if op == "in":
-        if not isinstance(value, list) or not value or len(value) > MAX_IN:
-            raise InvalidQuery(f"in takes a list of 1 to {MAX_IN} values", field=f"{where}.value")
-        for v in value:
-            _check_value(name, kind, v, where)
-        return expr.in_(value)
-    _check_value(name, kind, value, where)
-    if op in ("lt", "lte", "gt", "gte") and kind == "boolean":
-        raise InvalidQuery(f"field {name!r} is boolean: ranges do not apply", field=f"{where}.op")
-    ops = {
-        "eq": expr == value,
-        "ne": expr != value,
-        "lt": expr < value,
-        "lte": expr <= value,
-        "gt": expr > value,
-        "gte": expr >= value,
-    }
-    return ops[op]
 
 
 def _fingerprint(query: SearchQuery) -> str:
