@@ -21,6 +21,8 @@ from modelyard import errors
 from modelyard.access_log import AccessLog, AccessLogged
 from modelyard.artifacts.api import router as artifacts_router
 from modelyard.auth import KeyVerifier
+from modelyard.catalog.api import router as catalog_router
+from modelyard.catalog.caches import CatalogCaches
 from modelyard.context import AppContext, Lazy
 from modelyard.db import Database
 from modelyard.demo import register_demo
@@ -95,6 +97,7 @@ def build_context(settings: Settings) -> AppContext:
         ),
         raw_cache=Lazy(lambda: RawCache(settings.pipeline_raw_cache_bytes)),
         stage_env=Lazy(lambda: StageEnv(inference=inference)),
+        catalog=Lazy(CatalogCaches),
     )
 
 
@@ -292,6 +295,7 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
     app.include_router(inferrers_router)
     app.include_router(artifacts_router)
     app.include_router(log_router)
+    app.include_router(catalog_router)
     app.mount("/ui", create_ui(app, ctx.verifier))
 
     @app.get("/", include_in_schema=False)
