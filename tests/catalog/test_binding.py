@@ -113,7 +113,7 @@ def test_infer_refuses_a_record_without_source_or_a_collection_without_pipelines
 
 def test_the_worker_heartbeat_harvests_finished_events(api: Any) -> None:
     from modelyard.catalog.workflows import harvest_inferences
-    from modelyard.durable import TICKS
+    from modelyard.durable.engine import TICKS
 
     assert harvest_inferences in TICKS
     pipelines.apply(api.ctx, yaml.safe_load(LOOKS))
