@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Table, func, select, text
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from modelyard import db
 from modelyard.catalog.models import Record
 
 FTS = "catalog_text"
@@ -26,16 +26,12 @@ _ready: set[str] = set()  # databases (by URL) whose FTS5 table is known to exis
 WORD = re.compile(r"\w+", re.UNICODE)
 
 
-def _sqlite(session: Session) -> bool:
-    return session.get_bind().dialect.name == "sqlite"
-
-
 def insert_new(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> None:
     """Insert ``rows``, skipping any whose key is already there (another process may add it meanwhile)."""
-    if not rows:
-        return
-    dialect = sqlite if _sqlite(session) else postgresql
-    session.execute(dialect.insert(table).on_conflict_do_nothing(), list(rows))
+    db.insert_new(session, table, list(rows))
+
+
+_sqlite = db.embedded_session  # the FTS5 table exists only in the embedded database
 
 
 def _ensure(session: Session) -> None:
