@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 SRC = Path(__file__).parents[1] / "src" / "modelyard"
 PURE = ["service.py", "v2.py", "rest.py", "runtime.py", "batching.py", "models.py", "schemas.py"]
-WEB = {"app.py", "deps.py", "docs.py", "sse.py", "fastpath.py", "ws.py"}
+WEB = {"app.py", "bodies.py", "deps.py", "docs.py", "sse.py", "fastpath.py", "ws.py"}
 """Web-layer modules besides the routers (``*api.py``) and the CLI, which starts the server."""
 
 # In a fresh interpreter, import the third-party libraries modelyard uses (except the web framework),

@@ -218,3 +218,9 @@ def test_status_size_and_time_limits() -> None:
         with pytest.raises(FetchFailed, match="took over") as slow:
             fetch_url(client, f"{server.url}/img/1.png", timeout=0.1, max_bytes=10**6, allow_private=True)
         assert not is_permanent(slow.value)
+
+
+@pytest.mark.parametrize("host", ["a" * 64 + ".example", "a" * 300])
+def test_host_that_is_not_a_dns_name_is_refused_not_a_crash(host: str) -> None:
+    with pytest.raises(UrlRefused, match="not a valid DNS name"):
+        fetch.resolve(host, 80)

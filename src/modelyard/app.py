@@ -21,6 +21,8 @@ from modelyard import errors
 from modelyard.access_log import AccessLog, AccessLogged
 from modelyard.artifacts.api import router as artifacts_router
 from modelyard.auth import KeyVerifier
+from modelyard.catalog.api import router as catalog_router
+from modelyard.catalog.caches import CatalogCaches
 from modelyard.context import AppContext, Lazy
 from modelyard.db import Database
 from modelyard.demo import register_demo
@@ -32,6 +34,7 @@ from modelyard.jobs.api import router as jobs_router
 from modelyard.jobs.dead_letters_api import router as dead_letters_router
 from modelyard.jobs.metrics import JobsCollector
 from modelyard.keys_api import router as keys_router
+from modelyard.limits import BodyLimitMiddleware
 from modelyard.log_api import router as log_router
 from modelyard.logs import setup_logging
 from modelyard.metrics import Metrics
@@ -54,6 +57,8 @@ from modelyard.storage import open_storage
 from modelyard.web import create_ui
 
 log = logging.getLogger("modelyard.app")
+PROBLEM = "application/problem+json"
+MAX_LISTED_PROBLEMS = 100
 
 
 def build_context(settings: Settings) -> AppContext:
@@ -92,6 +97,7 @@ def build_context(settings: Settings) -> AppContext:
         ),
         raw_cache=Lazy(lambda: RawCache(settings.pipeline_raw_cache_bytes)),
         stage_env=Lazy(lambda: StageEnv(inference=inference)),
+        catalog=Lazy(CatalogCaches),
     )
 
 
@@ -110,13 +116,19 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     async def invalid(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
-        problems = [
+        found = exc.errors()
+        problems = [  # a body can hold millions of bad values: the first ones listed, all counted
             {"field": ".".join(str(p) for p in e.get("loc", ())), "detail": e.get("msg", "")}
-            for e in exc.errors()
+            for e in found[:MAX_LISTED_PROBLEMS]
         ]
         first = problems[0] if problems else {"field": None, "detail": "invalid request"}
+        more = (
+            f" ({len(found)} problems, the first {len(problems)} listed)"
+            if len(found) > len(problems)
+            else ""
+        )
         err = errors.ValidationFailed(
-            f"{first['field']}: {first['detail']}", errors=problems, field=first["field"]
+            f"{first['field']}: {first['detail']}{more}", errors=problems, field=first["field"]
         )
         return problem_response(err, request.url.path)
 
@@ -229,7 +241,9 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
         version="0.1.0",
         summary="Register, serve, batch and pipeline ONNX models.",
         description="Every write needs an API key with a scope (`Authorization: Bearer KEY` or `X-API-Key`). "
-        'Errors are RFC 9457 problem+json; the V2 inference protocol under `/v2` answers `{"error": ...}`.',
+        'Errors are RFC 9457 problem+json; the V2 inference protocol under `/v2` answers `{"error": ...}`. '
+        "JSON bodies are strict JSON on every route: NaN, Infinity and numbers beyond a double are refused "
+        "(400), as is text holding a NUL character; every body has a size limit (413, see the settings).",
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
@@ -241,6 +255,7 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
     if access is not None:  # outermost, so it sees the fast path's requests too
         app.access = AccessLogged(app.dispatch, access, ctx.verifier)
     install_docs(app)
+    app.add_middleware(BodyLimitMiddleware, settings=settings)  # the fast path has its own
     app.add_middleware(
         MetricsMiddleware, metrics=ctx.metrics
     )  # added last, so outermost: it times everything
@@ -280,6 +295,7 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
     app.include_router(inferrers_router)
     app.include_router(artifacts_router)
     app.include_router(log_router)
+    app.include_router(catalog_router)
     app.mount("/ui", create_ui(app, ctx.verifier))
 
     @app.get("/", include_in_schema=False)

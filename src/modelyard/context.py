@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     import httpx
 
     from modelyard.auth import KeyVerifier
+    from modelyard.catalog.caches import CatalogCaches
     from modelyard.durable.client import Dispatcher
     from modelyard.durable.engine import Durable
     from modelyard.durable.loop import ClaimLoop
@@ -94,6 +95,8 @@ class AppContext:
     io_pool: Lazy[ThreadPoolExecutor]
     raw_cache: Lazy[RawCache]
     stage_env: Lazy[StageEnv]
+    # what the catalog keeps in memory (filters' record sets, vector indexes), checked against revisions
+    catalog: Lazy[CatalogCaches]
     bus: EventBus = field(default_factory=EventBus)
     # parsed pipeline spec versions (immutable, so kept): (pipeline id, version) -> (name, spec)
     specs: dict[tuple[str, int], tuple[str, PipelineSpec]] = field(default_factory=dict)

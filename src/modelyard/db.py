@@ -137,6 +137,23 @@ def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
             raise
 
 
+def embedded_session(session: Session) -> bool:
+    """Whether ``session`` talks to the embedded database (SQLite), for a part's own dialect-specific SQL
+    kept in one module of that part (the catalog's ``backends``): the decision is made here, by name."""
+    return bool(session.get_bind().dialect.name == SQLITE)
+
+
+def insert_new(session: Session, table: Any, rows: list[dict[str, Any]]) -> None:
+    """Insert ``rows`` into ``table``, skipping any whose key is there already (another process may be
+    adding the same rows): ``ON CONFLICT DO NOTHING`` in either dialect."""
+    if not rows:
+        return
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    dialect = sqlite if embedded_session(session) else postgresql
+    session.execute(dialect.insert(table).on_conflict_do_nothing(), rows)
+
+
 @dataclass
 class Capabilities:
     """What the database offers beyond plain SQL, found when it is opened: the catalog part sets

@@ -11,7 +11,8 @@ problem ``type`` URI), a human ``detail`` and, where one input is to blame, the 
     │   ├── InvalidInput                400 invalid-input       (shape, dtype, missing tensor)
     │   ├── InvalidModelFile            422 invalid-model-file  (not ONNX, truncated, unknown op)
     │   ├── UndecodableInput            422 undecodable-input   (raw data that is not the declared type)
-    │   └── UrlRefused                  400 url-refused         (scheme, or a private address not allowed)
+    │   ├── UrlRefused                  400 url-refused         (scheme, or a private address not allowed)
+    │   └── InvalidQuery                400 invalid-query       (a catalog search naming an unknown field…)
     ├── ValidationFailed                422 validation-failed   (several problems, listed)
     ├── Unauthorized                    401 unauthorized
     ├── Forbidden                       403 forbidden
@@ -21,7 +22,9 @@ problem ``type`` URI), a human ``detail`` and, where one input is to blame, the 
     │   ├── JobNotFound                 404 job-not-found
     │   ├── PipelineNotFound            404 pipeline-not-found
     │   ├── EventNotFound               404 event-not-found
-    │   └── StageRunNotFound            404 stage-run-not-found
+    │   ├── StageRunNotFound            404 stage-run-not-found
+    │   ├── CollectionNotFound          404 collection-not-found
+    │   └── RecordNotFound              404 record-not-found
     ├── Conflict                        409 conflict
     │   ├── AlreadyExists               409 already-exists
     │   └── OutputArchived              409 output-archived     (restore the event first)
@@ -102,6 +105,13 @@ class UrlRefused(BadRequest):
     """A URL is not fetched: not http(s), or its host resolves to a loopback/private/link-local address."""
 
     code, title = "url-refused", "URL refused"
+
+
+class InvalidQuery(BadRequest):
+    """A catalog search breaks a rule: an unknown field, a value of the wrong type for its field, a vector
+    of the wrong dimension, k over the cap, a malformed cursor, an unknown colour. ``field`` names where."""
+
+    code, title = "invalid-query", "Invalid query"
 
 
 class ValidationFailed(ModelyardError):
@@ -186,6 +196,24 @@ class StageRunNotFound(NotFound):
 
     def __init__(self, event_id: str, stage: str):
         super().__init__(f"event {event_id!r} has no stage {stage!r}", field="stage")
+
+
+class CollectionNotFound(NotFound):
+    """No catalog collection of that name."""
+
+    code, title = "collection-not-found", "Collection not found"
+
+    def __init__(self, name: str):
+        super().__init__(f"collection {name!r} does not exist", field="collection")
+
+
+class RecordNotFound(NotFound):
+    """The collection exists but has no record with that id."""
+
+    code, title = "record-not-found", "Record not found"
+
+    def __init__(self, collection: str, record_id: str):
+        super().__init__(f"collection {collection!r} has no record {record_id!r}", field="id")
 
 
 class Conflict(ModelyardError):

@@ -123,6 +123,8 @@ def resolve(host: str, port: int) -> list[str]:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise FetchFailed(f"cannot resolve host {host!r}: {exc.strerror}", field="url") from None
+    except UnicodeError:  # a label over 63 characters, a name over 253...
+        raise UrlRefused(f"host {host[:100]!r} is not a valid DNS name", field="url") from None
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
@@ -158,8 +160,8 @@ def check_url(url: str, *, allow_private: bool, resolver: Resolver = resolve) ->
         for address in addresses:
             if not is_public(address):
                 raise UrlRefused(
-                    f"{target.host} resolves to {address}, a non-public address; "
-                    "private URLs are not fetched",
+                    f"{target.host} resolves to {address}, a non-public address; private URLs are not "
+                    "fetched unless MODELYARD_ALLOW_PRIVATE_URLS is true",
                     field="url",
                 )
     return Checked(host, port, addresses)

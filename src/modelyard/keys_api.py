@@ -8,9 +8,10 @@ from fastapi import APIRouter, Response, status
 from pydantic import BaseModel, Field
 
 from modelyard import auth
+from modelyard.bodies import OffLoopJSONRoute
 from modelyard.deps import AdminKey, Ctx
 
-router = APIRouter(prefix="/api/v1/keys", tags=["keys"])
+router = APIRouter(prefix="/api/v1/keys", tags=["keys"], route_class=OffLoopJSONRoute)
 
 
 class KeyCreate(BaseModel):

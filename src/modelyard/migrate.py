@@ -17,6 +17,7 @@ MODEL_MODULES = [
     "modelyard.durable.log",
     "modelyard.jobs.models",
     "modelyard.pipelines.models",
+    "modelyard.catalog.models",
 ]
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"

@@ -57,7 +57,18 @@ class Settings(BaseSettings):
         "(ConstantOfShape, Expand, Tile... that constant folding materialises), beyond its file's own "
         "weights. An upload over it is refused (422) naming the node, so a tiny file cannot take gigabytes.",
     )
-    max_request_bytes: int = Field(64 * 1024 * 1024, description="Largest prediction request body.")
+    max_request_bytes: int = Field(
+        64 * 1024 * 1024,
+        description="Largest prediction request body (REST predict, V2 infer): V2 binary tensors go up to "
+        "it, and so does a compressed V2 body once decompressed; JSON in it is held to MAX_JSON_BODY_BYTES.",
+    )
+    max_json_body_bytes: int = Field(
+        8 * 1024 * 1024,
+        description="Largest JSON on every route (jobs with inline rows, events, keys..., and the JSON of "
+        "predictions: REST bodies, V2 JSON tensors or a binary request's JSON header, WebSocket messages). "
+        "Parsed JSON takes up to ~13x its size in memory, so this bounds what one request costs; a body over "
+        "it is answered 413 as soon as it is known to be, before it is parsed.",
+    )
     max_tensor_elements: int = Field(64 * 1024 * 1024, description="Most elements in one request's tensors.")
     max_inline_rows: int = Field(
         1_000_000,
@@ -154,7 +165,11 @@ class Settings(BaseSettings):
         100, description="Malformed rows listed per chunk with their row number (all of them are counted)."
     )
     fetch_timeout_seconds: float = Field(30.0, description="Timeout for fetching raw data over HTTP.")
-    fetch_max_bytes: int = Field(256 * 1024 * 1024, description="Largest raw data fetched for one event.")
+    fetch_max_bytes: int = Field(
+        256 * 1024 * 1024,
+        description="Largest raw data fetched for one event or inferrer URL, and largest image uploaded to "
+        "an inferrer.",
+    )
     allow_private_urls: bool = Field(False, description="Let user URLs reach loopback/private addresses.")
     pipeline_batch_size: int = Field(
         64, description="Default events per stage batch (a stage spec's batch_size overrides it)."
@@ -200,6 +215,13 @@ class Settings(BaseSettings):
         description="PostgreSQL: how long an event stream waits for a missing event id (a transaction "
         "still committing) before going past it (a rolled-back transaction leaves a gap for good).",
     )
+    pipeline_spec_max_bytes: int = Field(
+        128 * 1024, description="Largest pipeline spec document (YAML or JSON)."
+    )
+    pipeline_spec_max_nodes: int = Field(
+        10_000, description="Most values (mappings, lists, scalars) in one pipeline spec document."
+    )
+    pipeline_spec_max_depth: int = Field(32, description="Deepest nesting of mappings and lists in a spec.")
     demo: bool = Field(
         False,
         description="Register a small demo model on start if the registry is empty, and accept a short or "

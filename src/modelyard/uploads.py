@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from modelyard.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
@@ -84,7 +85,10 @@ class _Receiver:
 
     def _headers_finished(self) -> None:
         _, opts = parse_options_header(self._headers.get(b"content-disposition", b""))
-        self._name = opts.get(b"name", b"").decode()
+        try:
+            self._name = opts.get(b"name", b"").decode()
+        except UnicodeDecodeError:
+            raise BadRequest("a multipart field name is not UTF-8") from None
         self._is_file = self._name == self.file_field
         if self._is_file:
             if self.saw_file:
@@ -106,6 +110,8 @@ class _Receiver:
 
     def _part_end(self) -> None:
         if not self._is_file and self._name:
+            if 0 in self._buf:
+                raise BadRequest(f"form field {self._name!r} holds a NUL character", field=self._name)
             self.fields.setdefault(self._name, []).append(self._buf.decode(errors="replace"))
 
     def feed(self, chunk: bytes) -> None:
@@ -147,9 +153,12 @@ async def receive_upload(
                 if not boundary:
                     raise BadRequest("multipart body without a boundary")
                 parser = MultipartParser(boundary, rec.callbacks())  # type: ignore[arg-type]
-                async for chunk in stream:
-                    parser.write(chunk)
-                parser.finalize()
+                try:
+                    async for chunk in stream:
+                        parser.write(chunk)
+                    parser.finalize()
+                except MultipartParseError as exc:
+                    raise BadRequest(f"the multipart body is malformed: {exc}") from None
                 if not rec.saw_file:
                     raise BadRequest(f"multipart body has no {file_field!r} part", field=file_field)
             elif ctype.startswith(b"multipart/") or ctype == b"application/x-www-form-urlencoded":

@@ -112,8 +112,16 @@ def _shot(page: Page, name: str) -> None:
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
-def test_every_page_loads_and_the_key_flows_work(server: str, browser: Browser, model_dir: Path) -> None:
-    api = httpx.Client(base_url=server, headers={"Authorization": f"Bearer {KEY}"}, timeout=30)
+@pytest.fixture
+def api(server: str) -> Iterator[httpx.Client]:
+    """The server's API with the admin key, for what the test sets up and checks behind the pages."""
+    with httpx.Client(base_url=server, headers={"Authorization": f"Bearer {KEY}"}, timeout=30) as client:
+        yield client
+
+
+def test_every_page_loads_and_the_key_flows_work(
+    server: str, browser: Browser, api: httpx.Client, model_dir: Path
+) -> None:
     errors: list[str] = []
     page = _open(browser, server, errors)
     _shot(page, "overview")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_tour import start_server
+from tests.e2e.serve import modelyard_serve
 
 README = Path(__file__).parents[2] / "README.md"
 BIN = Path(sys.executable).parent
@@ -59,7 +59,7 @@ def server(tmp_path: Path, database_url: str) -> Iterator[tuple[int, dict[str, s
         "MODELYARD_JOB_RETRY_SECONDS": "0.1",
     }
     env.pop("MODELYARD_DATA_DIR", None)  # the README's paths are in ./data, the default
-    with start_server(tmp_path, env, cwd=tmp_path) as (url, _):
+    with modelyard_serve(env, tmp_path / "server.log", cwd=tmp_path) as (url, _):
         yield int(url.rsplit(":", 1)[1]), {**env, "PATH": f"{BIN}:{env.get('PATH', '')}"}
 
 

@@ -5,10 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -17,52 +14,10 @@ import pytest
 import tritonclient.http as httpclient
 from websockets.sync.client import connect
 
+from tests.e2e.serve import BIN, modelyard_serve
 from tests.s3server import free_port
 
-BIN = Path(sys.executable).parent
 KEY = "tour-admin-key"
-
-
-@contextmanager
-def start_server(
-    tmp_path: Path,
-    env: dict[str, str],
-    *,
-    port: int | None = None,
-    cwd: Path | None = None,
-    pass_port: bool = True,
-) -> Iterator[tuple[str, Path]]:
-    """``modelyard serve --demo`` until ``/readyz`` answers; yields its URL and its stderr log file."""
-    port = port or free_port()
-    log_path = tmp_path / "server.log"
-    log = log_path.open("wb")
-    args = ["--port", str(port)] if pass_port else []
-    proc = subprocess.Popen(
-        [str(BIN / "modelyard"), "serve", *args, "--demo"],
-        env=env,
-        cwd=cwd,
-        stdout=subprocess.DEVNULL,
-        stderr=log,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            log.close()
-            raise RuntimeError(f"server did not start: {log_path.read_text()}")
-        time.sleep(0.1)  # polling interval of a readiness probe, not synchronisation of work
-    try:
-        yield url, log_path
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-        log.close()
 
 
 @pytest.fixture
@@ -74,7 +29,7 @@ def server(tmp_path: Path, database_url: str) -> Iterator[tuple[str, dict[str, s
         "MODELYARD_ADMIN_KEY": KEY,
         "MODELYARD_WORKER": "false",
     }
-    with start_server(tmp_path, env) as (url, _):
+    with modelyard_serve(env, tmp_path / "server.log") as (url, _):
         yield url, {**env, "MODELYARD_URL": url, "MODELYARD_API_KEY": KEY}
 
 
@@ -141,7 +96,8 @@ def test_serve_prints_the_url_it_listens_on_from_dot_env(tmp_path: Path, databas
     (tmp_path / ".env").write_text(f"MODELYARD_PORT={port}\n")
     env = {**os.environ, "MODELYARD_DATABASE_URL": database_url, "MODELYARD_WORKER": "false"}
     env = {k: v for k, v in env.items() if k not in ("MODELYARD_PORT", "MODELYARD_HOST")}
-    with start_server(tmp_path, env, port=port, cwd=tmp_path, pass_port=False) as (url, log):
+    log = tmp_path / "server.log"
+    with modelyard_serve(env, log, port=port, cwd=tmp_path, pass_port=False) as (url, _):
         assert httpx.get(url + "/", follow_redirects=False).headers["location"] == "/ui/"
         lines = log.read_text().splitlines()
     base = f"http://127.0.0.1:{port}"

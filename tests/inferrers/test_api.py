@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from tests.conftest import push_model
+from tests.hostile import non_utf8_multipart
 from tests.imageserver import ImageServer
-from tests.inferrers.images import encode, halves, noise
+from tests.inferrers.images import encode, halves, noise, solid
 
 
 def test_catalogue_lists_every_inferrer_with_what_it_accepts_and_produces(client: Any) -> None:
@@ -119,3 +120,10 @@ def test_features_from_a_registered_model(client: Any, model_dir: Path) -> None:
         headers={"Content-Type": "image/png"},
     )
     assert wrong.status_code == 400 and wrong.json()["code"] == "invalid-input"
+
+
+def test_upload_with_a_multipart_field_name_that_is_not_utf8_is_400(client: Any) -> None:
+    body, headers = non_utf8_multipart("x.png", encode(solid((1, 2, 3))))
+    resp = client.post("/api/v1/inferrers/palette", content=body, headers=headers)
+    assert resp.status_code == 400, resp.text
+    assert "not UTF-8" in resp.json()["detail"]

@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 from modelyard.app import create_app
 from modelyard.settings import Settings
 from tests.conftest import ADMIN_KEY, push_model
+from tests.hostile import non_utf8_multipart
 from tests.jobs.conftest import COLUMNS, features, write_csv
 
 
@@ -146,7 +147,7 @@ def test_a_file_over_the_cap_is_413_and_nothing_is_kept(
     [
         ({"model": "churn", "rows": [[1.0] * 20], "uri": "x.csv"}, 422, "body"),
         ({"model": "churn"}, 422, "body"),
-        ({"model": "churn", "rows": [[1.0, "x"]]}, 400, "rows"),
+        ({"model": "churn", "rows": [[1.0, "x"]]}, 422, "body.rows"),  # "row 0 holds 'x'..."
         ({"model": "churn", "rows": 5}, 400, "rows"),
         (
             {"model": "churn", "rows": [[1.0] * 20], "options": {"on_error": "ignore"}},
@@ -361,3 +362,45 @@ def test_openapi_documents_every_jobs_route(api: TestClient) -> None:
     assert job_create["properties"]["model"]["examples"] == ["churn"]
     assert "on_error" in job_create["properties"]["options"]["properties"]
     assert "multipart/form-data" in spec["paths"]["/api/v1/jobs/upload"]["post"]["requestBody"]["content"]
+
+
+def test_upload_with_a_multipart_field_name_that_is_not_utf8_is_400(api: TestClient) -> None:
+    body, headers = non_utf8_multipart()
+    resp = api.post("/api/v1/jobs/upload?model=churn", content=body, headers=headers)
+    assert resp.status_code == 400, resp.text
+    assert "not UTF-8" in resp.json()["detail"]
+
+
+@pytest.mark.parametrize("number", [b"NaN", b"Infinity", b"-Infinity", b"1e999"])
+def test_inline_rows_with_non_finite_numbers_are_400_as_on_predict(api: TestClient, number: bytes) -> None:
+    body = b'{"model": "churn", "rows": [[1.0, 2.0, ' + number + b", 4.0]]}"
+    resp = api.post("/api/v1/jobs", content=body, headers={"Content-Type": "application/json"})
+    assert resp.status_code == 400, resp.text
+    assert "not valid JSON" in resp.json()["detail"]
+    predicted = api.post(
+        "/api/v1/models/churn/predict", content=body, headers={"Content-Type": "application/json"}
+    )
+    assert predicted.status_code == 400
+    assert api.get("/api/v1/jobs").json()["total"] == 0
+
+
+def test_inline_rows_with_non_finite_numbers_as_strings_are_refused(api: TestClient) -> None:
+    resp = api.post("/api/v1/jobs", json={"model": "churn", "rows": [[1.0, 2.0, "nan", 4.0]]})
+    assert resp.status_code == 422, resp.text
+    assert resp.json()["field"].startswith("body.rows")
+
+
+def test_rows_full_of_bad_values_are_one_422_naming_the_first(api: TestClient) -> None:
+    resp = api.post("/api/v1/jobs", json={"model": "churn", "rows": [[1.0] * 20] * 3 + [["x"] * 20] * 5000})
+    assert resp.status_code == 422, resp.text
+    assert resp.json()["field"] == "body.rows"
+    assert "row 3 holds 'x'" in resp.json()["detail"]
+    assert len(resp.json()["errors"]) == 1
+
+
+def test_a_body_with_many_problems_lists_the_first_hundred_and_counts_them_all(api: TestClient) -> None:
+    events = [{"name": i, "source": i} for i in range(300)]  # names and sources must be strings
+    resp = api.post("/api/v1/pipelines/p/events", json={"events": events})
+    assert resp.status_code == 422, resp.text
+    assert len(resp.json()["errors"]) == 100
+    assert "problems, the first 100 listed" in resp.json()["detail"]

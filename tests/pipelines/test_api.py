@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
+from fastapi.testclient import TestClient
 
+from modelyard.app import create_app
+from modelyard.settings import Settings
+from tests.conftest import ADMIN_KEY
 from tests.imageserver import ImageServer
 from tests.pipelines.conftest import drain, write_images
 
@@ -261,3 +267,94 @@ def test_logs_route_returns_prints_and_traceback(api: Any) -> None:
     logs = api.get(f"/api/v1/events/{eid}/stages/a/logs")
     assert logs.headers["content-type"].startswith("text/plain")
     assert logs.text.startswith("about to fail\n") and "RuntimeError: boom on a" in logs.text
+
+
+def test_spec_nested_hundreds_of_levels_deep_is_a_422(api: Any) -> None:
+    deep = (
+        "name: deep\nstages:\n  a: {type: inferrer, inferrer: palette, params: "
+        + "[" * 400
+        + "]" * 400
+        + "}\n"
+    )
+    resp = apply(api, deep)
+    assert resp.status_code == 422, resp.text
+    assert "levels deep" in resp.json()["detail"]
+    as_json = api.post(
+        "/api/v1/pipelines",
+        content='{"name": "deep", "stages": ' + "[" * 400 + "]" * 400 + "}",
+        headers={"Content-Type": "application/json"},
+    )
+    assert as_json.status_code == 422, as_json.text
+
+
+def test_spec_over_its_size_limit_is_a_413(api: Any) -> None:
+    limit = api.app.state.ctx.settings.pipeline_spec_max_bytes
+    resp = apply(api, SPEC + "#" * limit)
+    assert resp.status_code == 413
+    assert resp.json()["code"] == "payload-too-large"
+
+
+@contextmanager
+def public_only(settings: Settings) -> Iterator[TestClient]:
+    """A client of an app whose user URLs may reach public addresses only (the default)."""
+    with TestClient(create_app(settings), headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as client:
+        yield client
+
+
+def test_event_whose_source_is_a_private_address_is_refused_at_submission(
+    settings: Any, tmp_path: Any
+) -> None:
+    with public_only(settings) as client:
+        assert apply(client).status_code == 201
+        resp = client.post(
+            "/api/v1/pipelines/looks/events",
+            json={
+                "events": [
+                    {"name": "a", "source": "http://127.0.0.1:9/x.png"},
+                    {"name": "b", "source": "http://localhost/y.png"},
+                    {"name": "c", "source": "http://10.1.2.3/z.png"},
+                ]
+            },
+        )
+        assert resp.status_code == 422, resp.text
+        errors = resp.json()["errors"]
+        assert [e["field"] for e in errors] == [f"events[{i}].source" for i in range(3)]
+        assert all("MODELYARD_ALLOW_PRIVATE_URLS" in e["detail"] for e in errors)
+        assert client.get("/api/v1/pipelines/looks/events").json()["total"] == 0
+
+
+def test_nan_and_infinity_in_event_params_are_not_json(api: Any) -> None:
+    assert apply(api).status_code == 201
+    for number in (b"NaN", b"Infinity", b"-Infinity", b"1e999"):
+        resp = api.post(
+            "/api/v1/pipelines/looks/events",
+            content=b'{"name": "n", "source": "x.png", "params": {"v": ' + number + b"}}",
+            headers={"Content-Type": "application/json"},
+        )
+        assert resp.status_code == 400, (number, resp.text)
+        assert "not valid JSON" in resp.json()["detail"]
+
+
+def test_event_whose_url_host_is_not_a_dns_name_is_refused_at_submission(settings: Any) -> None:
+    with public_only(settings) as client:
+        assert apply(client).status_code == 201
+        resp = client.post(
+            "/api/v1/pipelines/looks/events", json={"name": "a", "source": f"http://{'a' * 300}/x.png"}
+        )
+        assert resp.status_code == 422, resp.text
+        assert "not a valid DNS name" in resp.json()["errors"][0]["detail"]
+
+
+def test_submission_looks_up_a_bounded_number_of_hosts_and_always_checks_ip_literals(settings: Any) -> None:
+    from modelyard.pipelines.submission import RESOLVED_HOSTS
+
+    public = [{"name": f"p{i}", "source": f"http://8.8.{i}.8/x.png"} for i in range(RESOLVED_HOSTS)]
+    late = [
+        {"name": "name", "source": "http://localhost/x.png"},  # not looked up: its fetch refuses it
+        {"name": "literal", "source": "http://127.0.0.2/x.png"},
+    ]
+    with public_only(settings) as client:
+        assert apply(client).status_code == 201
+        resp = client.post("/api/v1/pipelines/looks/events", json={"events": public + late})
+    assert resp.status_code == 422, resp.text
+    assert [e["name"] for e in resp.json()["errors"]] == ["literal"]

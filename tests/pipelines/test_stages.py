@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from modelyard.context import AppContext
+from modelyard.errors import ValidationFailed
 from modelyard.pipelines import events, watch
 from modelyard.pipelines.models import EventState, StageState
 from tests.imageserver import ImageServer
@@ -61,9 +62,13 @@ def test_404_and_undecodable_urls_fail_their_events_with_the_reason(
 
 
 def test_private_addresses_are_refused_unless_allowed(ctx: AppContext, image_server: ImageServer) -> None:
-    ctx.settings.allow_private_urls = False
     apply_yaml(ctx, INFERRERS)
+    ctx.settings.allow_private_urls = False
+    with pytest.raises(ValidationFailed, match="MODELYARD_ALLOW_PRIVATE_URLS"):
+        submit(ctx, "looks", ("refused", f"{image_server.url}/img/1.png"))
+    ctx.settings.allow_private_urls = True  # submitted while allowed, fetched once no longer allowed
     [eid] = submit(ctx, "looks", ("local", f"{image_server.url}/img/1.png"))
+    ctx.settings.allow_private_urls = False
     drain(ctx)
     r = runs(ctx, eid)["raw"]
     assert r.state == StageState.FAILED and r.error_type == "UrlRefused"

@@ -8,6 +8,7 @@ from fastapi.testclient import TestClient
 
 from modelyard.settings import Settings
 from tests.conftest import push_model
+from tests.hostile import non_utf8_multipart
 
 
 def _artifacts(settings: Settings) -> list[Path]:
@@ -159,3 +160,14 @@ def test_registry_and_serving_on_s3_compatible_store(
         assert resp.status_code == 200
         assert c.delete("/api/v1/models/remote").status_code == 204
         assert "Contents" not in s3_client(s3_env).list_objects_v2(Bucket=BUCKET, Prefix=prefix)
+
+
+def test_upload_with_a_multipart_field_name_that_is_not_utf8_is_400(
+    client: TestClient, model_dir: Path, settings: Settings
+) -> None:
+    client.post("/api/v1/models", json={"name": "iris"})
+    body, headers = non_utf8_multipart("m.onnx", (model_dir / "logreg.onnx").read_bytes())
+    resp = client.post("/api/v1/models/iris/versions", content=body, headers=headers)
+    assert resp.status_code == 400, resp.text
+    assert "not UTF-8" in resp.json()["detail"]
+    assert _artifacts(settings) == []

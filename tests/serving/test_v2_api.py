@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import gzip
+import zlib
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+import orjson
 import pytest
 import tritonclient.http as httpclient
 import tritonclient.http.aio as aioclient
@@ -180,3 +183,36 @@ def test_v2_predictions_show_in_metrics(client: TestClient, served: str) -> None
         'modelyard_predictions_total{model="logreg",transport="v2",version="1"} 1.0'
         in client.get("/metrics").text
     )
+
+
+@pytest.mark.parametrize(
+    ("encoding", "body", "fragment"),
+    [
+        ("gzip", b'{"inputs": []}', "not valid gzip data"),
+        ("deflate", b'{"inputs": []}', "not valid deflate data"),
+        ("gzip", gzip.compress(b'{"inputs": []}')[:-12], "truncated"),
+        ("deflate", zlib.compress(b'{"inputs": []}')[:5], "truncated"),
+    ],
+)
+def test_body_labelled_compressed_that_is_not_is_400(
+    client: TestClient, model_dir: Path, encoding: str, body: bytes, fragment: str
+) -> None:
+    push_model(client, model_dir / "logreg.onnx", "logreg")
+    resp = client.post(
+        "/v2/models/logreg/infer",
+        content=body,
+        headers={"Content-Encoding": encoding, "Content-Type": "application/json"},
+    )
+    assert resp.status_code == 400, resp.text
+    assert fragment in resp.json()["error"]
+
+
+def test_compressed_body_is_decoded(client: TestClient, model_dir: Path) -> None:
+    push_model(client, model_dir / "logreg.onnx", "logreg")
+    body = {"inputs": [{"name": "X", "datatype": "FP32", "shape": [1, 20], "data": [0.0] * 20}]}
+    resp = client.post(
+        "/v2/models/logreg/infer",
+        content=gzip.compress(orjson.dumps(body)),
+        headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
+    )
+    assert resp.status_code == 200, resp.text

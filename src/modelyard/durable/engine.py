@@ -29,6 +29,7 @@ WORKFLOW_MODULES: list[str] = [
     "modelyard.jobs.workflows",
     "modelyard.pipelines.workflows",
     "modelyard.schedules.workflows",
+    "modelyard.catalog.workflows",
 ]
 APP_NAME = "modelyard"
 # Fixed across processes and restarts: DBOS only recovers and dequeues work of its own version.

@@ -40,10 +40,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import JSON, BigInteger, Integer, String, delete, func, insert, or_, select
+from sqlalchemy import JSON, String, delete, func, insert, or_, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from modelyard.db import Base, utcnow
+from modelyard.db import Base, BigId, utcnow
 from modelyard.durable import on_tick
 
 if TYPE_CHECKING:
@@ -63,7 +63,7 @@ class LogEntry(Base):
     # SQLite: ids are never reused, even after the newest rows were trimmed
     __table_args__ = {"sqlite_autoincrement": True}
 
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
     topic: Mapped[str] = mapped_column(String(100))
     subject: Mapped[str | None] = mapped_column(String(200), index=True, default=None)
     data: Mapped[dict[str, Any]] = mapped_column(JSON)

@@ -67,10 +67,15 @@ async def infer_upload(name: str, request: Request, ctx: Ctx, _: PredictKey) -> 
         max_bytes=ctx.settings.fetch_max_bytes,
         tmp_dir=ctx.settings.data_dir / "tmp",
     )
-    try:
+
+    def run() -> dict[str, Any]:  # reading, decoding and inferring are all off the event loop
         data = upload.path.read_bytes()
-    finally:
         upload.discard()
-    if not data:
-        raise BadRequest("the uploaded file is empty", field="file")
-    return await run_in_threadpool(service.infer, ctx, name, data, params)
+        if not data:
+            raise BadRequest("the uploaded file is empty", field="file")
+        return service.infer(ctx, name, data, params)
+
+    try:
+        return await run_in_threadpool(run)
+    finally:
+        upload.discard()  # also when the request is cancelled before the thread starts

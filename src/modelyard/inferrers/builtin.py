@@ -12,7 +12,7 @@ from modelyard.inferrers import features
 from modelyard.inferrers.arrays import array_stats
 from modelyard.inferrers.aspect import aspect_ratio
 from modelyard.inferrers.inputs import ACCEPTS
-from modelyard.inferrers.palette import palette
+from modelyard.inferrers.palette import MAX_SIDE, palette
 from modelyard.inferrers.phash import phash
 
 MODEL_KEYS = {"model", "model_version", "input", "output"}
@@ -28,6 +28,7 @@ class InferrerInfo:
     produces: str
     params: Mapping[str, str] = field(default_factory=dict)
     needs_model: bool = False
+    draft_side: int | None = None  # it shrinks images to this side anyway: JPEGs may decode at reduced scale
     accepts: tuple[str, ...] = ("image",)
 
     def __post_init__(self) -> None:
@@ -46,6 +47,7 @@ CATALOG: dict[str, InferrerInfo] = {
             "1,000-bin (10x10x10 RGB) L2-normalised colour histogram, average colour (hex), top-k colours",
             "json",
             {"top_k": "how many top colours to list (1..100, default 5)"},
+            draft_side=MAX_SIDE,
         ),
         InferrerInfo("aspect_ratio", "width / height of the image as displayed", "json"),
         InferrerInfo("phash", "64-bit perceptual hash (hex), as imagehash.phash", "json"),

@@ -103,7 +103,8 @@ def preprocess(images: Sequence[Image.Image], spec: Preprocess) -> np.ndarray:
     std = np.asarray(spec.std, dtype=np.float32)
     arrays = []
     for img in images:
-        resized = img.convert(spec.mode).resize((width, height), Image.Resampling.BILINEAR)
+        same = img if img.mode == spec.mode else img.convert(spec.mode)  # convert() to its own mode copies
+        resized = same.resize((width, height), Image.Resampling.BILINEAR)
         x = np.asarray(resized, dtype=np.float32).reshape(height, width, -1) * np.float32(spec.scale)
         arrays.append((x - mean) / std)
     batch = np.stack(arrays).astype(np.float32)

@@ -10,13 +10,33 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from modelyard.errors import UndecodableInput
 
 MAX_PIXELS = 100_000_000  # a decompression bomb larger than this is refused, not decoded
+MAX_DECODED_BYTES = 320 * 1024 * 1024  # most memory decoding one image (and making it RGB) may take
+BYTES_PER_PIXEL = {"1": 1, "L": 1, "P": 1, "LA": 2, "PA": 2, "RGB": 3, "YCbCr": 3, "LAB": 3, "HSV": 3}
 
 
-def decode_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
+def decoded_bytes(mode: str, width: int, height: int) -> int:
+    """About the most memory decoding a ``mode`` image of ``width`` x ``height`` and making it RGB holds at
+    once: the decoded pixels, plus the RGB result when the mode is not RGB, plus (transparency, which a
+    palette image may have) an RGBA or RGB copy, the alpha mask and the white background."""
+    own = BYTES_PER_PIXEL.get(mode, 4)  # RGBA, CMYK, I, F, I;16 and the like: 4 bytes or fewer
+    extra = 0 if mode == "RGB" else 3 + (8 if "A" in mode or mode == "P" else 0)
+    return width * height * (own + extra)
+
+
+def decode_image(
+    data: bytes,
+    *,
+    max_pixels: int = MAX_PIXELS,
+    max_bytes: int = MAX_DECODED_BYTES,
+    draft_side: int | None = None,
+) -> Image.Image:
     """The RGB image in ``data`` (any format Pillow reads), upright per its EXIF orientation.
 
-    Raises ``UndecodableInput`` for bytes that are not an image, a truncated file, or an image over
-    ``max_pixels``.
+    With ``draft_side``, a format that can decode at a reduced scale (JPEG) does so, down to no less than
+    ``draft_side`` on the shorter side: for callers that shrink the image anyway.
+
+    Raises ``UndecodableInput`` for bytes that are not an image, a truncated file, an image over
+    ``max_pixels``, or one whose decoding would take more than ``max_bytes`` of memory.
     """
     if not data:
         raise UndecodableInput("the input is empty, not an image")
@@ -29,8 +49,17 @@ def decode_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
                 raise UndecodableInput(
                     f"image of {width}x{height} pixels is over the {max_pixels}-pixel limit"
                 )
+            if draft_side is not None:
+                img.draft("RGB", (draft_side, draft_side))
+            need = decoded_bytes(img.mode, *img.size)
+            if need > max_bytes:
+                raise UndecodableInput(
+                    f"image of {width}x{height} pixels ({img.mode}) takes {need >> 20} MiB to decode, over "
+                    f"the {max_bytes >> 20} MiB limit"
+                )
             img.load()
-            upright: Image.Image = ImageOps.exif_transpose(img) or img
+            # in place: otherwise an image without an EXIF rotation comes back as a full copy
+            ImageOps.exif_transpose(img, in_place=True)
     except UndecodableInput:
         raise
     except (
@@ -42,15 +71,19 @@ def decode_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
         Image.DecompressionBombWarning,
     ) as exc:
         raise UndecodableInput(f"cannot decode the input as an image: {exc}") from None
-    return upright if upright.mode == "RGB" else _to_rgb(upright)
+    return img if img.mode == "RGB" else _to_rgb(img)
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
-    """RGB, compositing any transparency over white (what a viewer shows)."""
-    if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
-        rgba = img.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
+    """RGB, compositing any transparency over white (what a viewer shows), holding the image, its RGB copy
+    and the alpha mask at most."""
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA"):
+        alpha = img.getchannel("A")
+        out = Image.new("RGB", img.size, (255, 255, 255))
+        out.paste(img.convert("RGB"), mask=alpha)
+        return out
     return img.convert("RGB")
 
 

@@ -41,10 +41,11 @@ def _json(value: Any) -> Any:
         raise UndecodableInput(f"cannot read the input as JSON: {exc}") from None
 
 
-def read_input(accepts: str, value: Any) -> Any:
-    """``value`` (raw bytes, or an upstream output) as data of type ``accepts``."""
+def read_input(accepts: str, value: Any, *, draft_side: int | None = None) -> Any:
+    """``value`` (raw bytes, or an upstream output) as data of type ``accepts``; an image may decode at a
+    reduced scale down to ``draft_side`` (for inferrers that shrink it anyway)."""
     if accepts == "image":
-        return value if isinstance(value, Image.Image) else decode_image(bytes(value))
+        return value if isinstance(value, Image.Image) else decode_image(bytes(value), draft_side=draft_side)
     if accepts == "array":
         return _array(value)
     if accepts == "json":

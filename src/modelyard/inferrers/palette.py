@@ -19,9 +19,11 @@ def to_hex(rgb: np.ndarray | tuple[float, float, float]) -> str:
 
 
 def _pixels(img: Image.Image, max_side: int) -> np.ndarray:
-    if max(img.size) > max_side:
-        img = img.copy()
-        img.thumbnail((max_side, max_side), Image.Resampling.NEAREST)
+    width, height = img.size
+    if max(width, height) > max_side:  # a new small image straight from the big one: never a second full copy
+        scale = max_side / max(width, height)
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        img = img.resize(size, Image.Resampling.NEAREST)
     return np.asarray(img.convert("RGB"), dtype=np.uint8).reshape(-1, 3)
 
 

@@ -46,7 +46,8 @@ def infer(ctx: AppContext, name: str, data: bytes, params: Mapping[str, Any]) ->
     """Run inferrer ``name`` on ``data`` read as the first type it accepts (an encoded image, a ``.npy``
     array, JSON...); arrays come back as dtype, shape and data."""
     check(name, params)
-    value = read_input(builtin.CATALOG[name].accepts[0], data)
+    info = builtin.CATALOG[name]
+    value = read_input(info.accepts[0], data, draft_side=info.draft_side)
     predict = None
     body: dict[str, Any] = {"inferrer": name}
     if builtin.CATALOG[name].needs_model:

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from modelyard.bodies import OffLoopJSONRoute
 from modelyard.context import AppContext
 from modelyard.deps import Ctx, LastEventId, PredictKey, ReadKey
 from modelyard.errors import BadRequest
@@ -19,7 +20,7 @@ from modelyard.registry import service as registry
 from modelyard.sse import event_stream
 from modelyard.uploads import receive_upload, upload_openapi
 
-router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
+router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"], route_class=OffLoopJSONRoute)
 ACCEPTED: dict[int | str, dict[str, Any]] = {
     202: {"description": "Accepted: the job is queued; `Location` is its URL."}
 }

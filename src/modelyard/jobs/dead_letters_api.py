@@ -7,11 +7,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
+from modelyard.bodies import OffLoopJSONRoute
 from modelyard.deps import Ctx, PredictKey, ReadKey
 from modelyard.jobs import service
 from modelyard.jobs.schemas import DeadLetterList, JobPublic
 
-router = APIRouter(prefix="/api/v1/queues", tags=["queues"])
+router = APIRouter(prefix="/api/v1/queues", tags=["queues"], route_class=OffLoopJSONRoute)
 
 
 @router.get("/dead-letters", response_model=DeadLetterList)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, Field, FiniteFloat, model_validator
 
 from modelyard.registry.schemas import NAME_PATTERN
 
@@ -32,6 +33,33 @@ class JobOptions(BaseModel):
     )
 
 
+def _finite(value: Any) -> bool:
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return False
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def first_bad_row(rows: Any) -> Any:
+    """Refuse inline rows at their first bad value, with one error: validated value by value, a body of
+    millions of bad values would build millions of errors."""
+    if not isinstance(rows, list):
+        return rows  # not rows at all: the type's own error says so
+    for i, row in enumerate(rows):
+        values = row.values() if isinstance(row, dict) else row if isinstance(row, list) else None
+        if values is None:
+            raise ValueError(f"row {i} is neither a list of numbers nor an object of numbers")
+        for value in values:
+            if not _finite(value):
+                raise ValueError(f"row {i} holds {str(value)[:40]!r}, not a finite number")
+    return rows
+
+
+Rows = Annotated[list[list[FiniteFloat] | dict[str, FiniteFloat]], BeforeValidator(first_bad_row)]
+
+
 class JobCreate(BaseModel):
     """A batch prediction over inline `rows` or an input file already in the artifact store (`uri`).
 
@@ -40,9 +68,13 @@ class JobCreate(BaseModel):
 
     model: str = Field(pattern=NAME_PATTERN, examples=["churn"])
     version: int | Literal["latest"] = Field("latest", examples=["latest", 3])
-    rows: list[list[float] | dict[str, float]] | None = Field(
+    rows: (
+        Annotated[list[list[FiniteFloat] | dict[str, FiniteFloat]], BeforeValidator(first_bad_row)] | None
+    ) = Field(
         None,
-        description="Rows as lists of numbers, or objects keyed by the model's metadata.columns.",
+        description="Rows as lists of numbers, or objects keyed by the model's metadata.columns. Numbers are "
+        "finite, as on every JSON route: NaN and Infinity are not JSON (400); for missing values upload a "
+        "file.",
         examples=[[[0.1, 0.2, 0.3], [0.4, 0.5, 0.6]]],
     )
     uri: str | None = Field(

@@ -21,7 +21,7 @@ from modelyard.jobs import inputs, sizing
 from modelyard.jobs.dispatch import wake_local
 from modelyard.jobs.models import Job
 from modelyard.jobs.outputs import OUTPUT_FORMATS
-from modelyard.jobs.schemas import JobCreate, JobOptions
+from modelyard.jobs.schemas import JobCreate, JobOptions, first_bad_row
 from modelyard.jobs.service import publish, record
 from modelyard.serving.rest import rows_to_array
 from modelyard.storage import ObjectInfo
@@ -62,9 +62,26 @@ def read_request(raw: bytes) -> tuple[JobCreate, Any]:
     return request, rows
 
 
+def _refuse_first_bad_row(rows: Any) -> None:
+    """The one rule of every JSON route for inline rows (``schemas.first_bad_row``): a 422 naming the first
+    value that is not a finite number. Run only once the fast conversion has failed."""
+    try:
+        first_bad_row(rows)
+    except ValueError as exc:
+        problem = {"field": "body.rows", "detail": str(exc)}
+        raise ValidationFailed(f"body.rows: {exc}", errors=[problem], field="body.rows") from None
+
+
 def _inline_array(rows: Any, features: inputs.Features) -> np.ndarray:
-    """Inline rows (lists, or objects keyed by the model's columns) as one array in the model's dtype."""
-    arr = rows_to_array(rows, {"inputs": [{"datatype": "FP64"}]}, {"columns": features.columns})
+    """Inline rows (lists, or objects keyed by the model's columns) as one array in the model's dtype;
+    a value that is not a finite number (a numeric string such as "nan" included) is refused."""
+    try:
+        arr = rows_to_array(rows, {"inputs": [{"datatype": "FP64"}]}, {"columns": features.columns})
+    except InvalidInput:
+        _refuse_first_bad_row(rows)
+        raise
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        _refuse_first_bad_row(rows)
     if features.width is not None and arr.shape[1] != features.width:
         raise InvalidInput(
             f"rows have {arr.shape[1]} values, the model expects {features.width}", field="rows"

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
+from modelyard.bodies import OffLoopJSONRoute
 from modelyard.deps import Ctx, ReadKey, WriteKey
 from modelyard.errors import (
     PROBLEM_JSON,
@@ -16,7 +17,6 @@ from modelyard.errors import (
     ModelyardError,
     PayloadTooLarge,
     PipelineNotFound,
-    ValidationFailed,
 )
 from modelyard.pipelines import events, service, submission, watch
 from modelyard.pipelines.models import EventState
@@ -35,10 +35,11 @@ from modelyard.pipelines.schemas import (
     RerunRequest,
 )
 from modelyard.pipelines.spec import load_document
+from modelyard.settings import Settings
 from modelyard.sse import event_stream
 
-pipelines_router = APIRouter(prefix="/api/v1/pipelines", tags=["pipelines"])
-events_router = APIRouter(prefix="/api/v1/events", tags=["pipelines"])
+pipelines_router = APIRouter(prefix="/api/v1/pipelines", tags=["pipelines"], route_class=OffLoopJSONRoute)
+events_router = APIRouter(prefix="/api/v1/events", tags=["pipelines"], route_class=OffLoopJSONRoute)
 
 SPEC_BODY: dict[str, Any] = {
     "requestBody": {
@@ -87,19 +88,24 @@ SSE: dict[int | str, dict[str, Any]] = {
 }
 
 
-async def _document(request: Request, limit: int) -> Any:
-    body = b""
+async def _document(request: Request, settings: Settings) -> Any:
+    limit = settings.pipeline_spec_max_bytes
+    chunks: list[bytes] = []
+    size = 0
     async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
+        size += len(chunk)
+        if size > limit:
             raise PayloadTooLarge(f"the spec is over the {limit}-byte limit")
-    if "json" in request.headers.get("content-type", ""):
-        try:
-            return orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            detail = f"not valid JSON: {exc}"
-            raise ValidationFailed(detail, errors=[{"field": "", "detail": detail}]) from None
-    return load_document(body)
+        chunks.append(chunk)
+    return await run_in_threadpool(
+        partial(
+            load_document,
+            b"".join(chunks),
+            json="json" in request.headers.get("content-type", ""),
+            max_depth=settings.pipeline_spec_max_depth,
+            max_nodes=settings.pipeline_spec_max_nodes,
+        )
+    )
 
 
 @pipelines_router.post(
@@ -109,7 +115,7 @@ async def apply_pipeline(request: Request, response: Response, ctx: Ctx, _: Writ
     """Create a pipeline, or a new version of it, from a YAML or JSON spec. Every problem (unknown stage
     types, cycles, missing inputs, mismatched types, unknown models) is listed in one 422. Applying the
     latest spec again changes nothing and answers 200."""
-    document = await _document(request, ctx.settings.max_request_bytes)
+    document = await _document(request, ctx.settings)
     applied = await run_in_threadpool(service.apply, ctx, document)
     if not applied.changed:
         response.status_code = status.HTTP_200_OK

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
@@ -13,7 +14,8 @@ from sqlalchemy.orm import Session
 
 from modelyard.context import AppContext
 from modelyard.db import new_id, utcnow
-from modelyard.errors import BadRequest, ValidationFailed
+from modelyard.errors import BadRequest, FetchFailed, UrlRefused, ValidationFailed
+from modelyard.fetch import check_url, resolve
 from modelyard.pipelines.models import Event, EventState, StageRun, StageState
 from modelyard.pipelines.schemas import EventCreate, EventSubmitted
 from modelyard.pipelines.service import get_pipeline, load_spec, wake
@@ -21,6 +23,7 @@ from modelyard.pipelines.spec import RAW, PipelineSpec
 from modelyard.pipelines.stages.sources import parse_source
 
 CHUNK = 500  # names per IN (...) lookup
+RESOLVED_HOSTS = 64  # distinct URL hosts one submission looks up (a bulk of unresolvable names stays quick)
 
 
 def _check_events(ctx: AppContext, spec: PipelineSpec, events: Sequence[EventCreate]) -> list[list[str]]:
@@ -35,9 +38,12 @@ def _check_events(ctx: AppContext, spec: PipelineSpec, events: Sequence[EventCre
         )
     closures: list[list[str]] = []
     data_dir = ctx.settings.data_dir
+    refused: dict[str, str | None] = {}  # URL host -> why it is refused (None: it is not)
     for i, event in enumerate(events):
         try:
-            parse_source(event.source, data_dir=data_dir)
+            source = parse_source(event.source, data_dir=data_dir)
+            if source.kind == "http" and not ctx.settings.allow_private_urls:
+                _check_public(source.value, refused)
         except BadRequest as exc:
             problems.append({"field": f"events[{i}].source", "detail": exc.detail, "name": event.name})
         unknown = [s for s in event.stages or [] if s not in spec.stages and s != RAW]
@@ -59,6 +65,29 @@ def _check_events(ctx: AppContext, spec: PipelineSpec, events: Sequence[EventCre
             errors=problems,
         )
     return closures
+
+
+def _not_looked_up(host: str, port: int) -> list[str]:
+    raise FetchFailed(f"{host} is not looked up at submission")
+
+
+def _check_public(url: str, refused: dict[str, str | None]) -> None:
+    """``UrlRefused`` when ``url``'s host is or resolves to a private address (each host looked up once per
+    request, the first ``RESOLVED_HOSTS`` of them; IP literals always). A host not looked up, or that does
+    not resolve now, is let through: its fetch checks it again, and fails or is retried then."""
+    host = urlsplit(url).hostname or ""
+    if host not in refused:
+        resolver = resolve if len(refused) < RESOLVED_HOSTS else _not_looked_up
+        try:
+            check_url(url, allow_private=False, resolver=resolver)
+            refused[host] = None
+        except UrlRefused as exc:
+            refused[host] = exc.detail
+        except FetchFailed:
+            refused[host] = None
+    detail = refused[host]
+    if detail is not None:
+        raise UrlRefused(detail, field="source")
 
 
 def _existing(session: Session, pipeline_id: str, names: Sequence[str]) -> dict[str, tuple[str, str]]:

@@ -9,13 +9,14 @@ from fastapi import APIRouter, Query, Request, Response, status
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from modelyard.bodies import OffLoopJSONRoute
 from modelyard.deps import Ctx, ReadKey, WriteKey
 from modelyard.errors import BadRequest
 from modelyard.registry import service
 from modelyard.registry.schemas import ModelCreate, ModelList, ModelPublic, ModelUpdate, VersionPublic
 from modelyard.uploads import receive_upload, upload_openapi
 
-router = APIRouter(prefix="/api/v1/models", tags=["registry"])
+router = APIRouter(prefix="/api/v1/models", tags=["registry"], route_class=OffLoopJSONRoute)
 
 UPLOAD_BODY = upload_openapi(
     "The .onnx file",

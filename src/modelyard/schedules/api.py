@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
 
+from modelyard.bodies import OffLoopJSONRoute
 from modelyard.deps import Ctx, ReadKey, WriteKey
 from modelyard.schedules import service as schedules
 from modelyard.schedules.schemas import JobTypePublic, ScheduleCreate, ScheduleList, SchedulePublic
 
-router = APIRouter(prefix="/api/v1/schedules", tags=["schedules"])
+router = APIRouter(prefix="/api/v1/schedules", tags=["schedules"], route_class=OffLoopJSONRoute)
 
 
 @router.get("", response_model=ScheduleList)

@@ -17,7 +17,7 @@ from modelyard.jobs import service as jobs
 from modelyard.jobs import submission
 from modelyard.jobs.schemas import JobCreate, JobOptions
 from modelyard.serving.rest import decode_inputs, encode_outputs
-from modelyard.serving.service import VersionRef
+from modelyard.serving.service import INLINE_DECODE_BYTES, INLINE_ENCODE_ELEMENTS, VersionRef
 
 router = APIRouter(prefix="/api/v1/models", tags=["serving"])
 
@@ -107,13 +107,18 @@ async def predict_core(
     headers)``. Over ``predict_async_rows`` rows, or with ``Prefer: respond-async``, it becomes a batch job
     and answers 202 with the job; a small body is never counted (no extra work on the hot path).
 
-    Shared by the routed endpoint and the ASGI fast path, so both behave the same.
+    Shared by the routed endpoint and the ASGI fast path, so both behave the same. Big bodies are
+    decoded, and big answers encoded, off the event loop; small ones (the common case) on it, where
+    that is cheaper.
     """
     start = time.perf_counter()
     await ctx.verifier.authorize(headers.get("authorization"), headers.get("x-api-key"), "predict")
-    cap = ctx.settings.max_request_bytes
+    cap = min(ctx.settings.max_request_bytes, ctx.settings.max_json_body_bytes)
     if len(body) > cap:
-        raise PayloadTooLarge(f"request body is over the {cap}-byte limit")
+        raise PayloadTooLarge(
+            f"request body is over the {cap}-byte limit of JSON predictions "
+            "(bigger inputs: V2 binary tensors, or a batch job)"
+        )
     prefer = headers.get("prefer")
     wants_job = prefer is not None and "respond-async" in prefer.lower()
     threshold = ctx.settings.predict_async_rows
@@ -123,23 +128,32 @@ async def predict_core(
         if rows is not None and (wants_job or len(rows) > threshold):
             return await run_in_threadpool(_submit_job, ctx, ref, rows, wants_job)
         inputs = await run_in_threadpool(decode_inputs, data, ref.signature, ref.metadata)
+    elif len(body) > INLINE_DECODE_BYTES:
+        data = await run_in_threadpool(_loads, body)
+        ref = await ctx.inference.resolve(name, version)
+        inputs = await run_in_threadpool(decode_inputs, data, ref.signature, ref.metadata)
     else:
         data = _loads(body)
         ref = await ctx.inference.resolve(name, version)
         inputs = decode_inputs(data, ref.signature, ref.metadata)
     outputs = await ctx.inference.predict(ref, inputs, "rest")
-    payload = {
-        "model": ref.name,
-        "version": ref.version,
-        "outputs": encode_outputs(outputs),
-        "elapsed_ms": round((time.perf_counter() - start) * 1000, 3),
-    }
-    return 200, orjson.dumps(payload), "application/json", {}
+
+    def render() -> bytes:
+        payload = {
+            "model": ref.name,
+            "version": ref.version,
+            "outputs": encode_outputs(outputs),
+            "elapsed_ms": round((time.perf_counter() - start) * 1000, 3),
+        }
+        return orjson.dumps(payload)
+
+    big = sum(a.size for a in outputs.values()) > INLINE_ENCODE_ELEMENTS
+    return 200, (await run_in_threadpool(render) if big else render()), "application/json", {}
 
 
 async def _predict(ctx: AppContext, request: Request, name: str, version: str) -> Response:
     length = request.headers.get("content-length")
-    cap = ctx.settings.max_request_bytes
+    cap = min(ctx.settings.max_request_bytes, ctx.settings.max_json_body_bytes)
     if length and length.isdigit() and int(length) > cap:
         raise PayloadTooLarge(f"request body of {length} bytes is over the {cap}-byte limit")
     status, body, media, extra = await predict_core(ctx, name, version, request.headers, await request.body())

@@ -21,7 +21,7 @@ from modelyard.serving.api import predict_core
 from modelyard.serving.v2_api import infer_core
 
 log = logging.getLogger("modelyard.serving")
-INFER_PATH = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?/infer$")
+INFER_PATH = re.compile(r"^/v2/models/([^/\x00]+)(?:/versions/([^/\x00]+))?/infer$")
 # The only request headers the hot routes read (decoding every header costs more than the model run).
 WANTED = {
     name.encode(): name
@@ -35,7 +35,8 @@ WANTED = {
     )
 }
 FAST_PREFIXES = ("/v2/models/", "/api/v1/models/")
-PREDICT_PATH = re.compile(r"^/api/v1/models/([^/]+)(?:/versions/([^/]+))?/predict$")
+# a name holding a NUL character matches no fast route: the framework's stack answers it (400)
+PREDICT_PATH = re.compile(r"^/api/v1/models/([^/\x00]+)(?:/versions/([^/\x00]+))?/predict$")
 Core = Callable[
     [AppContext, str, str, Mapping[str, str], bytes], Awaitable[tuple[int, bytes, str, dict[str, str]]]
 ]
@@ -102,7 +103,7 @@ class InferFastPath:
         headers = {WANTED[k.lower()]: v.decode("latin-1") for k, v in scope["headers"] if k.lower() in WANTED}
         extra: dict[str, str] = {}
         try:
-            body = await self._read(receive, headers)
+            body = await self._read(receive, headers, v2_errors)
             status, payload, media, extra = await core(self.ctx, name, version, headers, body)
         except Exception as exc:
             if not isinstance(exc, ModelyardError):
@@ -116,8 +117,13 @@ class InferFastPath:
         template = route_version.path if match.group(2) else route.path
         self.ctx.metrics.record_request(template, "POST", status, time.perf_counter() - start)
 
-    async def _read(self, receive: Receive, headers: dict[str, str]) -> bytes:
-        cap = self.ctx.settings.max_request_bytes
+    async def _read(self, receive: Receive, headers: dict[str, str], binary: bool) -> bytes:
+        settings = self.ctx.settings  # V2 bodies may carry binary tensors; REST bodies are JSON only
+        cap = (
+            settings.max_request_bytes
+            if binary
+            else min(settings.max_request_bytes, settings.max_json_body_bytes)
+        )
         length = headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > cap:
             raise PayloadTooLarge(f"request body of {length} bytes is over the {cap}-byte limit")

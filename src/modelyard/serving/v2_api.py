@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 import zlib
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 import orjson
@@ -18,17 +19,20 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from modelyard import __version__
+from modelyard.bodies import strict_loads
 from modelyard.context import AppContext
 from modelyard.deps import Ctx, ReadKey, WriteKey
 from modelyard.errors import BadRequest, ModelyardError, NotFound, PayloadTooLarge
 from modelyard.registry import service as registry
 from modelyard.serving import v2
-from modelyard.serving.service import VersionRef
+from modelyard.serving.service import INLINE_DECODE_BYTES, INLINE_ENCODE_ELEMENTS, VersionRef
+from modelyard.settings import Settings
 
 router = APIRouter(prefix="/v2", tags=["v2 inference protocol"])
 JSON = "application/json"
 HEADER_LENGTH = v2.HEADER_LENGTH_HEADER.lower()
 EXTENSIONS = ["binary_tensor_data", "model_repository", "parameters"]
+DECOMPRESS_PIECE = 1024 * 1024
 SECURITY: list[dict[str, list[str]]] = [{"HTTPBearer": []}, {"APIKeyHeader": []}]
 
 INFER_DOC: dict[str, Any] = {
@@ -178,10 +182,40 @@ def _decompress(body: bytes, encoding: str | None, cap: int) -> bytes:
     if encoding not in ("gzip", "deflate"):
         raise BadRequest(f"unsupported Content-Encoding {encoding!r}")
     d = zlib.decompressobj(wbits=31 if encoding == "gzip" else 15)
-    out = d.decompress(body, cap + 1)
-    if len(out) > cap:
-        raise PayloadTooLarge(f"decompressed request is over the {cap}-byte limit")
-    return out
+    pieces: list[bytes] = []
+    size, pending = 0, body
+    try:
+        while pending and not d.eof:  # a MiB at a time: a bomb is dropped piece by piece, never built whole
+            piece = d.decompress(pending, DECOMPRESS_PIECE)
+            pending = d.unconsumed_tail
+            size += len(piece)
+            if size > cap:
+                raise PayloadTooLarge(f"decompressed request is over the {cap}-byte limit")
+            pieces.append(piece)
+    except zlib.error as exc:
+        raise BadRequest(f"the body is not valid {encoding} data: {exc}") from None
+    if not d.eof:
+        raise BadRequest(f"the {encoding} body is truncated")
+    return b"".join(pieces)
+
+
+def _decode(body: bytes, headers: Mapping[str, str], settings: Settings) -> v2.InferRequest:
+    cap = settings.max_request_bytes
+    body = _decompress(body, headers.get("content-encoding"), cap)
+    header_length = headers.get(HEADER_LENGTH)
+    if header_length is not None and not header_length.isdigit():
+        raise BadRequest(f"{v2.HEADER_LENGTH_HEADER} must be a number of bytes")
+    json_length = int(header_length) if header_length is not None else len(body)
+    if json_length > settings.max_json_body_bytes:
+        raise PayloadTooLarge(
+            f"the request's JSON is over the {settings.max_json_body_bytes}-byte limit "
+            "(send big tensors as binary data)"
+        )
+    return v2.decode_request(
+        body,
+        int(header_length) if header_length is not None else None,
+        max_elements=settings.max_tensor_elements,
+    )
 
 
 async def infer_core(
@@ -189,28 +223,26 @@ async def infer_core(
 ) -> tuple[bytes, str, dict[str, str]]:
     """One V2 inference from raw headers (lower-case names) and body: ``(body, media type, headers)``.
 
-    Shared by the routed endpoint and the ASGI fast path, so both behave the same.
+    Shared by the routed endpoint and the ASGI fast path, so both behave the same. Big or compressed
+    bodies are decoded, and big answers encoded, off the event loop; small ones (the common case) on it,
+    where that is cheaper.
     """
     await ctx.verifier.authorize(headers.get("authorization"), headers.get("x-api-key"), "predict")
     cap = ctx.settings.max_request_bytes
     if len(body) > cap:
         raise PayloadTooLarge(f"request body is over the {cap}-byte limit")
-    body = _decompress(body, headers.get("content-encoding"), cap)
-    header_length = headers.get(HEADER_LENGTH)
-    if header_length is not None and not header_length.isdigit():
-        raise BadRequest(f"{v2.HEADER_LENGTH_HEADER} must be a number of bytes")
-    req = v2.decode_request(
-        body,
-        int(header_length) if header_length is not None else None,
-        max_elements=ctx.settings.max_tensor_elements,
-    )
+    if len(body) > INLINE_DECODE_BYTES or headers.get("content-encoding", "identity") != "identity":
+        req = await run_in_threadpool(_decode, body, headers, ctx.settings)
+    else:
+        req = _decode(body, headers, ctx.settings)
     ref = await ctx.inference.resolve(name, version)
     try:
         outputs = await ctx.inference.predict(ref, req.arrays(), "v2")
     except ModelyardError as exc:
         ctx.metrics.prediction_errors.labels(name, exc.code).inc()
         raise
-    payload, json_length = v2.encode_response(
+    encode = partial(
+        v2.encode_response,
         model_name=ref.name,
         model_version=ref.version,
         request_id=req.id,
@@ -218,6 +250,8 @@ async def infer_core(
         requested=req.outputs,
         binary_default=req.binary_output_default,
     )
+    big = sum(a.size for a in outputs.values()) > INLINE_ENCODE_ELEMENTS
+    payload, json_length = await run_in_threadpool(encode) if big else encode()
     if json_length is None:
         return payload, JSON, {}
     return payload, "application/octet-stream", {v2.HEADER_LENGTH_HEADER: str(json_length)}
@@ -254,7 +288,14 @@ class RepositoryIndexRequest(BaseModel):
 async def repository_index(ctx: Ctx, _: ReadKey, request: Request) -> Response:
     """Every model version with its state: READY (loaded) or UNAVAILABLE (loads on first use)."""
     raw = await request.body()
-    only_ready = bool(orjson.loads(raw).get("ready", False)) if raw.strip() else False
+    only_ready = False
+    if raw.strip():
+        big = len(raw) > INLINE_DECODE_BYTES
+        data = await run_in_threadpool(strict_loads, raw) if big else strict_loads(raw)
+        ready = data.get("ready", False) if isinstance(data, dict) else None
+        if not isinstance(ready, bool):
+            raise BadRequest('the body is a JSON object like {"ready": true}')
+        only_ready = ready
     loaded = set(ctx.inference.cache.keys())
 
     def load() -> list[dict[str, Any]]:

@@ -11,14 +11,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from functools import partial
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from starlette.concurrency import run_in_threadpool
 
 from modelyard.context import AppContext
-from modelyard.errors import BadRequest, ModelyardError, problem
+from modelyard.errors import BadRequest, ModelyardError, PayloadTooLarge, problem
 from modelyard.serving.rest import decode_inputs, encode_outputs
+from modelyard.serving.service import INLINE_DECODE_BYTES, INLINE_ENCODE_ELEMENTS
 
 router = APIRouter(prefix="/api/v1/models", tags=["serving"])
 log = logging.getLogger("modelyard.ws")
@@ -28,26 +31,38 @@ CLOSE_CODES = {401: 4401, 403: 4403, 404: 4404}
 MAX_IN_FLIGHT = 64
 
 
+def _loads(raw: str | bytes) -> dict[str, Any]:
+    try:
+        message = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"message is not valid JSON: {exc}") from exc
+    if not isinstance(message, dict):
+        raise BadRequest("message must be a JSON object")
+    return message
+
+
 async def _answer(ctx: AppContext, name: str, raw: str | bytes) -> dict[str, Any]:
     request_id: Any = None
     try:
-        try:
-            message = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise BadRequest(f"message is not valid JSON: {exc}") from exc
-        if not isinstance(message, dict):
-            raise BadRequest("message must be a JSON object")
+        cap = ctx.settings.max_json_body_bytes
+        if len(raw) > cap:
+            raise PayloadTooLarge(f"message is over the {cap}-byte limit of JSON")
+        big = len(raw) > INLINE_DECODE_BYTES  # big messages are decoded off the event loop
+        message = await run_in_threadpool(_loads, raw) if big else _loads(raw)
         request_id = message.get("id")
         ref = await ctx.inference.resolve(name, message.get("version", "latest"))
         body = {k: v for k, v in message.items() if k in ("rows", "inputs")}
+        decode = partial(decode_inputs, body, ref.signature, ref.metadata)
         outputs = await ctx.inference.predict(
-            ref, decode_inputs(body, ref.signature, ref.metadata), "websocket"
+            ref, await run_in_threadpool(decode) if big else decode(), "websocket"
         )
+        encode = partial(encode_outputs, outputs)
+        many = sum(a.size for a in outputs.values()) > INLINE_ENCODE_ELEMENTS
         return {
             "id": request_id,
             "model": ref.name,
             "version": ref.version,
-            "outputs": encode_outputs(outputs),
+            "outputs": await run_in_threadpool(encode) if many else encode(),
         }
     except ModelyardError as exc:
         ctx.metrics.prediction_errors.labels(name, exc.code).inc()

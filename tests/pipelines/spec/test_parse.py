@@ -324,3 +324,62 @@ def test_raw_data_a_stage_does_not_accept_is_refused_naming_the_stage_and_both_t
 def test_raw_data_a_stage_accepts_passes(raw: str, inferrer: str) -> None:
     spec = parse_spec({"name": "p", "raw": raw, "stages": {"s": {"type": "inferrer", "inferrer": inferrer}}})
     assert spec.stages["s"].accepts == (("array",) if inferrer == "array_stats" else ("image",))
+
+
+def _refusal(text: str, **kwargs: Any) -> str:
+    with pytest.raises(ValidationFailed) as info:
+        load_document(text, **kwargs)
+    return info.value.errors[0]["detail"]
+
+
+@pytest.mark.parametrize("depth", [33, 500, 5000])
+def test_yaml_nested_deeper_than_the_limit_is_refused_not_recursed(depth: int) -> None:
+    flow = "name: p\nstages: " + "[" * depth + "]" * depth
+    block = "".join(f"{'  ' * i}k:\n" for i in range(depth)) + "  " * depth + "v: 1\n"
+    assert "nested more than 32 levels deep" in _refusal(flow)
+    assert "nested more than 32 levels deep" in _refusal(block)
+
+
+@pytest.mark.parametrize("depth", [33, 1000])
+def test_json_nested_deeper_than_the_limit_is_refused(depth: int) -> None:
+    text = '{"name": "p", "stages": ' + "[" * depth + "]" * depth + "}"
+    detail = _refusal(text, json=True)
+    assert "nested more than 32 levels deep" in detail or "not valid JSON" in detail
+
+
+def test_nesting_up_to_the_limit_is_read() -> None:
+    assert load_document("a: " + "[" * 31 + "]" * 31) is not None
+
+
+def test_alias_expansion_counts_every_repeated_value() -> None:
+    lines = ["a0: &a0 [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    assert "more than 10000 values" in _refusal("\n".join(lines))
+
+
+def test_document_with_too_many_values_is_refused() -> None:
+    assert "more than 100 values" in _refusal("[" + ", ".join(["1"] * 200) + "]", max_nodes=100)
+    assert "more than 100 values" in _refusal("[" + ", ".join(["1"] * 200) + "]", json=True, max_nodes=100)
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("nan"), "1e400d", 1e300])
+def test_duration_that_is_not_finite_or_absurdly_long_is_refused(value: Any) -> None:
+    with pytest.raises(ValueError, match="must be"):
+        parse_duration(value)
+
+
+def test_infinite_archive_after_is_a_problem_not_a_crash() -> None:
+    found = problems({**doc(p=PALETTE), "archive_after": load_document("x: .inf")["x"]})
+    assert [p["field"] for p in found] == ["archive_after"]
+
+
+@pytest.mark.parametrize(
+    ("text", "as_json"),
+    [
+        ('name: p\ndescription: "a\\0b"\n', False),
+        ('{"name": "p", "description": "a\\u0000b"}', True),
+        ('{"name": "p", "stages": {"a\\u0000": {}}}', True),
+    ],
+)
+def test_spec_holding_a_nul_character_is_refused(text: str, as_json: bool) -> None:
+    assert "NUL" in _refusal(text, json=as_json)

@@ -48,7 +48,7 @@ class InferrerKind:
         info = builtin.CATALOG[name]
         predict: Predict | None = None
         resolved = ""
-        values, failed = read_all(items, partial(read_input, info.accepts[0]))
+        values, failed = read_all(items, partial(read_input, info.accepts[0], draft_side=info.draft_side))
         if info.needs_model:
             loaded = load_model(env, spec.params)
             if isinstance(loaded, Outcome):

@@ -1,0 +1,1 @@
+"""The catalog: collections of records, what models inferred about them, and search over both."""

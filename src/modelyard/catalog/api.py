@@ -1,0 +1,218 @@
+"""Catalog routes: ``/api/v1/collections`` (collections, records, bulk ingest, inferences, search)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+import anyio.from_thread
+from fastapi import APIRouter, Body, Query, Request, Response, status
+from starlette.concurrency import run_in_threadpool
+
+from modelyard.catalog import binding, ingest, search, service
+from modelyard.catalog.schemas import (
+    CollectionCreate,
+    CollectionList,
+    CollectionPublic,
+    CollectionUpdate,
+    InferenceList,
+    IngestReport,
+    RecordCreate,
+    RecordList,
+    RecordPublic,
+    RecordUpdate,
+    SearchQuery,
+    SearchResult,
+)
+from modelyard.deps import Ctx, ReadKey, WriteKey
+from modelyard.errors import BadRequest, ValidationFailed
+
+router = APIRouter(prefix="/api/v1/collections", tags=["catalog"])
+Limit = Annotated[int, Query(ge=1, le=1000)]
+
+
+@router.post("", response_model=CollectionPublic, status_code=status.HTTP_201_CREATED)
+def create_collection(data: CollectionCreate, ctx: Ctx, _: WriteKey) -> CollectionPublic:
+    """Create a collection, optionally bound to pipelines (each new or changed record becomes an event of
+    each). `409` when the name is taken, `404` for a pipeline that does not exist."""
+    return service.create_collection(ctx, data)
+
+
+@router.get("", response_model=CollectionList)
+def list_collections(
+    ctx: Ctx, _: ReadKey, offset: Annotated[int, Query(ge=0)] = 0, limit: Limit = 100
+) -> CollectionList:
+    """Collections by name, each with its record count and bound pipelines."""
+    return service.list_collections(ctx, offset=offset, limit=limit)
+
+
+@router.get("/{collection}", response_model=CollectionPublic)
+def get_collection(collection: str, ctx: Ctx, _: ReadKey) -> CollectionPublic:
+    """One collection."""
+    return service.get_collection_public(ctx, collection)
+
+
+@router.patch("/{collection}", response_model=CollectionPublic)
+def update_collection(collection: str, data: CollectionUpdate, ctx: Ctx, _: WriteKey) -> CollectionPublic:
+    """Change a collection's description or the pipelines it is bound to (the full list)."""
+    return service.update_collection(ctx, collection, data)
+
+
+@router.delete("/{collection}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_collection(collection: str, ctx: Ctx, _: WriteKey) -> Response:
+    """Delete a collection, its records and their inferences (pipeline events stay with their pipeline)."""
+    service.delete_collection(ctx, collection)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/{collection}/records", response_model=RecordList)
+def list_records(
+    collection: str, ctx: Ctx, _: ReadKey, cursor: str | None = None, limit: Limit = 100
+) -> RecordList:
+    """Records in the order they were first stored, a page at a time; pass `next_cursor` back as
+    `cursor` for the next page (stable while records are added or changed)."""
+    return service.list_records(ctx, collection, cursor=cursor, limit=limit)
+
+
+@router.post("/{collection}/records", response_model=RecordPublic, status_code=status.HTTP_201_CREATED)
+def create_record(
+    collection: str, data: RecordCreate, response: Response, ctx: Ctx, _: WriteKey
+) -> RecordPublic:
+    """Create a record, or replace the one with that id (`200`). A new record with a source, or one whose
+    content hash changed, becomes an event of each bound pipeline. A bad source is a `400`."""
+    public, written = service.put_record(ctx, collection, data)
+    if written.outcome != "created":
+        response.status_code = status.HTTP_200_OK
+    return public
+
+
+@router.get("/{collection}/records/{record_id}", response_model=RecordPublic)
+def get_record(collection: str, record_id: str, ctx: Ctx, _: ReadKey) -> RecordPublic:
+    """A record with the current version's inferred values, by producer."""
+    return service.get_record(ctx, collection, record_id)
+
+
+@router.put("/{collection}/records/{record_id}", response_model=RecordPublic)
+def put_record(collection: str, record_id: str, data: RecordCreate, ctx: Ctx, _: WriteKey) -> RecordPublic:
+    """Create or replace a record; the id in the body must be the id in the path."""
+    if data.id != record_id:
+        raise BadRequest(f"the body's id {data.id!r} is not the path's {record_id!r}", field="id")
+    return service.put_record(ctx, collection, data)[0]
+
+
+@router.patch("/{collection}/records/{record_id}", response_model=RecordPublic)
+def update_record(collection: str, record_id: str, data: RecordUpdate, ctx: Ctx, _: WriteKey) -> RecordPublic:
+    """Change some fields of a record (a changed content hash runs it through the pipelines again)."""
+    return service.update_record(ctx, collection, record_id, data)
+
+
+@router.delete("/{collection}/records/{record_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_record(collection: str, record_id: str, ctx: Ctx, _: WriteKey) -> Response:
+    """Delete a record and its inferences."""
+    service.delete_record(ctx, collection, record_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/{collection}/records/{record_id}/inferences", response_model=InferenceList)
+def record_inferences(collection: str, record_id: str, ctx: Ctx, _: ReadKey) -> InferenceList:
+    """Every inference of a record: each producer at each version, current or older, newest first."""
+    return service.record_inferences(ctx, collection, record_id)
+
+
+@router.post("/{collection}/records/{record_id}/infer", status_code=status.HTTP_202_ACCEPTED)
+def infer_record(collection: str, record_id: str, ctx: Ctx, _: WriteKey) -> dict[str, list[str]]:
+    """Run a record through every bound pipeline now; answers the events started (their outputs become
+    inferences when they finish). `409` when the record has no source or no pipeline is bound."""
+    return {"events": binding.infer_now(ctx, collection, record_id)}
+
+
+BULK_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/x-ndjson": {
+                "schema": {"type": "string"},
+                "example": '{"id": "w1", "title": "Sunflowers", "attributes": {"year": 1888}}\n',
+            },
+            "text/csv": {"schema": {"type": "string"}, "example": "id,title,year\nw1,Sunflowers,1888\n"},
+            "application/vnd.apache.parquet": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+
+
+@router.post("/{collection}/records:bulk", response_model=IngestReport, openapi_extra=BULK_BODY)
+async def bulk_ingest(
+    collection: str,
+    request: Request,
+    ctx: Ctx,
+    _: WriteKey,
+    format: Annotated[
+        str | None, Query(description="jsonl, csv or parquet (default: by Content-Type)")
+    ] = None,
+) -> IngestReport:
+    """Upsert records by id from a JSONL, CSV or Parquet body, read as it streams in. Each line is checked
+    whole before any of it is written; the good lines land and every bad one is listed with its line
+    number, field and reason (a record id repeated in one file is an error of the later line). CSV and
+    Parquet columns other than the record's own become attributes (`a.b` nests). `415` for an unknown
+    format; `422` listing every line when no line could be stored."""
+    fmt = ingest.pick_format(format, request.headers.get("content-type"))
+    stream = request.stream().__aiter__()
+
+    async def next_chunk() -> bytes | None:
+        try:
+            return await stream.__anext__()
+        except StopAsyncIteration:
+            return None
+
+    def chunks() -> Iterator[bytes]:
+        while (chunk := anyio.from_thread.run(next_chunk)) is not None:
+            yield chunk
+
+    def run() -> IngestReport:
+        rows = ingest.read_rows(fmt, chunks(), max_parquet_bytes=ctx.settings.max_batch_file_bytes)
+        return ingest.ingest(ctx, collection, rows)
+
+    report = await run_in_threadpool(run)
+    if report.rejected and report.rejected == report.lines:
+        first = report.errors[0]
+        raise ValidationFailed(
+            f"all {report.lines} lines were rejected; line {first.line}: {first.detail}",
+            errors=[e.model_dump() for e in report.errors],
+            field=first.field,
+        )
+    return report
+
+
+@router.put(
+    "/{collection}/records/{record_id}/inferences/{producer}/{version}",
+    status_code=status.HTTP_204_NO_CONTENT,
+)
+def put_inference(
+    collection: str,
+    record_id: str,
+    producer: str,
+    version: str,
+    values: Annotated[Any, Body()],
+    ctx: Ctx,
+    _: WriteKey,
+) -> Response:
+    """Store what a producer outside modelyard's pipelines said about a record (a JSON value: scalars,
+    labels, a vector) as that producer's current inference; older versions stay listed. A list of 16 or
+    more numbers is a vector, kept as float32."""
+    binding.put_inference(ctx, collection, record_id, producer, version, values)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/{collection}/search", response_model=SearchResult)
+def search_records(collection: str, query: SearchQuery, ctx: Ctx, _: ReadKey) -> SearchResult:
+    """Search a collection. `filter`: conditions on `id`, `title`, `description`, `source`,
+    `attributes.<path>` and inferred `<producer>.<path>` fields (`eq`, `ne`, `lt`, `lte`, `gt`, `gte`,
+    `in`, `exists`, nested `and` / `or`); `sort` and keyset `cursor` pages; `facets` count values of
+    fields over the filtered records. `text` ranks title and description; `vector` finds the exact k
+    nearest by a record (itself excluded) or a vector (cosine, dot or L2), among the filtered records
+    only; `colour` matches hex colours against palettes. Several rankings are fused by reciprocal rank
+    (`weights`), and each hit says why it ranked. Unknown fields, values of the wrong type, vectors of
+    the wrong dimension, k over the cap, a malformed cursor or an unknown colour are a `400` naming the
+    offending part of the query."""
+    return search.search(ctx, collection, query)

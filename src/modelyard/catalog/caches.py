@@ -1,0 +1,27 @@
+"""What the catalog keeps in memory in one process (a typed field of the context, ``ctx.catalog``):
+everything here is derived from the database and checked against a collection's ``revision`` (or its
+deletion count) before use, so a stale entry is rebuilt, never served."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from modelyard.catalog.vectors import VectorIndex
+
+
+@dataclass
+class CatalogCaches:
+    """Per collection: derived facts (field types, current versions), the record sets of recent filters,
+    and the vector indexes of each (field, version)."""
+
+    # (collection id, name) -> (revision, value)
+    derived: dict[tuple[str, str], tuple[int, Any]] = field(default_factory=dict)
+    # (collection id, filter JSON) -> (revision, record pks that pass it), least recently used first
+    allowed: OrderedDict[tuple[str, bytes], tuple[int, np.ndarray]] = field(default_factory=OrderedDict)
+    # (collection id, producer, field path, version) -> index
+    indexes: dict[tuple[str, str, str, str], VectorIndex] = field(default_factory=dict)
