@@ -43,7 +43,6 @@ sys.path[:0] = [str(REPO / "src")]
 from modelyard.app import build_context  # noqa: E402
 from modelyard.catalog import binding, ingest, search, service  # noqa: E402
 from modelyard.catalog.schemas import CollectionCreate, SearchQuery  # noqa: E402
-from modelyard.catalog.search import ALLOWED  # noqa: E402
 from modelyard.context import AppContext  # noqa: E402
 from modelyard.settings import Settings  # noqa: E402
 
@@ -105,7 +104,7 @@ def knn(
         body = {"vector": vector, "limit": K, "filter": filt, "inferred": []}
         query = SearchQuery.model_validate(body)
         if cold:
-            ctx.extras.pop(ALLOWED, None)
+            ctx.catalog.get().allowed.clear()
         start = time.perf_counter()
         result = search.search(ctx, COLLECTION, query)
         times.append(time.perf_counter() - start)
