@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import io
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,9 +16,8 @@ import pytest
 from PIL import Image
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tests.s3server import free_port
+from tests.e2e.serve import modelyard_serve
 
-BIN = Path(sys.executable).parent
 KEY = "dashboard-admin-key-0123"
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = Path(__file__).parents[1] / "artifacts" / "dashboard"
@@ -36,39 +33,14 @@ stages:
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[str]:
     """``modelyard serve --demo`` with its in-process worker, as ``make run`` starts it."""
-    port = free_port()
     data = tmp_path / "data"
     (data / "incoming").mkdir(parents=True)
     image = io.BytesIO()
     Image.new("RGB", (64, 48), (200, 30, 90)).save(image, "PNG")
     (data / "incoming" / "red.png").write_bytes(image.getvalue())
     env = {**os.environ, "MODELYARD_DATA_DIR": str(data), "MODELYARD_ADMIN_KEY": KEY}
-    log = (tmp_path / "server.log").open("wb")
-    proc = subprocess.Popen(
-        [str(BIN / "modelyard"), "serve", "--port", str(port), "--demo"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=log,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            log.close()
-            raise RuntimeError(f"server did not start: {(tmp_path / 'server.log').read_text()}")
-        time.sleep(0.1)  # polling interval of a readiness probe, not synchronisation of work
-    try:
+    with modelyard_serve(env, tmp_path / "server.log") as (url, _):
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-        log.close()
 
 
 @pytest.fixture
