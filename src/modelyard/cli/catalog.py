@@ -9,9 +9,17 @@ from typing import Annotated
 
 import httpx
 import typer
-from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
-from modelyard.cli.common import EXIT_REFUSED, EXIT_USAGE, KeyOpt, UrlOpt, console, err, fail
+from modelyard.cli.common import (
+    EXIT_REFUSED,
+    EXIT_USAGE,
+    KeyOpt,
+    UrlOpt,
+    console,
+    err,
+    fail,
+    transfer_progress,
+)
 from modelyard.client import ApiError, Client
 
 app = typer.Typer(help="The catalog: collections of records and what models inferred about them.")
@@ -48,14 +56,7 @@ def ingest(
     try:
         with (
             Client(url, api_key=api_key, timeout=600.0) as client,
-            Progress(
-                "[progress.description]{task.description}",
-                BarColumn(),
-                DownloadColumn(),
-                TransferSpeedColumn(),
-                console=err,
-                transient=True,
-            ) as progress,
+            transfer_progress() as progress,
         ):
             task = progress.add_task(f"ingesting {file.name}", total=size)
 

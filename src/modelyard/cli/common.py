@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import httpx
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
 from modelyard.client import ApiError, Client
 
@@ -92,3 +93,15 @@ def load_settings(**overrides: Any) -> Settings:
             detail = problem["msg"].removeprefix("Value error, ")
             err.print(f"[red]invalid setting[/red] {where + ': ' if where else ''}{detail}")
         raise typer.Exit(EXIT_USAGE) from exc
+
+
+def transfer_progress() -> Progress:
+    """The progress bar of an upload (bytes sent, speed) on stderr, gone when the transfer ends."""
+    return Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=err,
+        transient=True,
+    )

@@ -10,10 +10,9 @@ from typing import Annotated, Any
 
 import numpy as np
 import typer
-from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
 
-from modelyard.cli.common import EXIT_USAGE, KeyOpt, UrlOpt, connect, console, err, kv
+from modelyard.cli.common import EXIT_USAGE, KeyOpt, UrlOpt, connect, console, err, kv, transfer_progress
 
 app = typer.Typer(help="Manage registered models.", no_args_is_help=True)
 
@@ -34,14 +33,7 @@ def models_push(
     size = file.stat().st_size
     with (
         connect(url, api_key) as client,
-        Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-            console=err,
-            transient=True,
-        ) as progress,
+        transfer_progress() as progress,
     ):
         task = progress.add_task(f"uploading {file.name}", total=size)
         version = client.push_model(
