@@ -44,7 +44,8 @@ def workflow_counts(ctx: AppContext, *, since: datetime, recent_since: datetime)
     rows = _read(
         ctx,
         "SELECT queue_name, status, COUNT(*), MIN(created_at), "
-        "SUM(CASE WHEN COALESCE(completed_at, updated_at) >= :recent THEN 1 ELSE 0 END) "
+        f"SUM(CASE WHEN status NOT IN ({active}) AND COALESCE(completed_at, updated_at) >= :recent "
+        "THEN 1 ELSE 0 END) "
         f"FROM {{table}} WHERE queue_name IS NOT NULL AND (status IN ({active}) "
         "OR COALESCE(completed_at, updated_at) >= :since) GROUP BY queue_name, status",
         {"since": int(since.timestamp() * 1000), "recent": int(recent_since.timestamp() * 1000)},
