@@ -67,7 +67,7 @@ def test_bound_records_become_events_once_and_their_outputs_inferences(api: Any)
     assert binding.harvest(api.ctx) == 0  # harvested once
 
 
-def test_a_changed_content_hash_runs_again_and_a_new_stage_version_keeps_the_old(api: Any) -> None:
+def test_a_changed_content_hash_runs_again_and_a_new_stage_version_waits_for_a_switch(api: Any) -> None:
     pipelines.apply(api.ctx, yaml.safe_load(LOOKS))
     make_collection(api, pipelines=["looks"])
     ((path, digest),) = images(api, {"red": (220, 20, 30)}).values()
@@ -81,12 +81,15 @@ def test_a_changed_content_hash_runs_again_and_a_new_stage_version_keeps_the_old
     api.patch(f"{C}/records/r", json={"content_hash": new_hash})
     settle(api)
     record = api.get(f"{C}/records/r").json()
-    assert record["inferred"]["aspect_ratio"]["width"] == 10
+    assert record["inferred"]["aspect_ratio"]["width"] == 40  # version 1 stays current until a switch
     listed = api.get(f"{C}/records/r/inferences").json()["items"]
     aspect = {
         i["version"]: (i["current"], i["values"]["width"]) for i in listed if i["producer"] == "aspect_ratio"
     }
-    assert aspect == {"2": (True, 10), "1": (False, 40)}
+    assert aspect == {"2": (False, 10), "1": (True, 40)}
+    switched = api.post(f"{C}/versions", json={"producer": "aspect_ratio", "version": 2})
+    assert switched.status_code == 202 and switched.json()["state"] == "succeeded"  # every record had it
+    assert api.get(f"{C}/records/r").json()["inferred"]["aspect_ratio"]["width"] == 10
 
 
 def test_infer_on_demand_runs_the_record_again(api: Any) -> None:

@@ -9,7 +9,7 @@ import anyio.from_thread
 from fastapi import APIRouter, Body, Query, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
-from modelyard.catalog import binding, ingest, search, service
+from modelyard.catalog import binding, ingest, search, service, versions
 from modelyard.catalog.schemas import (
     CollectionCreate,
     CollectionList,
@@ -17,12 +17,16 @@ from modelyard.catalog.schemas import (
     CollectionUpdate,
     InferenceList,
     IngestReport,
+    ProducerVersionPublic,
     RecordCreate,
     RecordList,
     RecordPublic,
     RecordUpdate,
+    ReinferencePublic,
     SearchQuery,
     SearchResult,
+    VersionList,
+    VersionSwitch,
 )
 from modelyard.deps import Ctx, ReadKey, WriteKey
 from modelyard.errors import BadRequest, ValidationFailed
@@ -216,3 +220,40 @@ def search_records(collection: str, query: SearchQuery, ctx: Ctx, _: ReadKey) ->
     the wrong dimension, k over the cap, a malformed cursor or an unknown colour are a `400` naming the
     offending part of the query."""
     return search.search(ctx, collection, query)
+
+
+@router.get("/{collection}/versions", response_model=VersionList)
+def list_versions(collection: str, ctx: Ctx, _: ReadKey) -> VersionList:
+    """Every producer of the collection with its `current` version (what records show and search uses),
+    the `previous` one a rollback returns to, and its latest re-inference with progress."""
+    return versions.list_versions(ctx, collection)
+
+
+@router.post("/{collection}/versions", response_model=ReinferencePublic, status_code=status.HTTP_202_ACCEPTED)
+def switch_version(collection: str, data: VersionSwitch, ctx: Ctx, _: WriteKey) -> ReinferencePublic:
+    """Make a producer's version current: every record is re-inferred with it in the background (records
+    whose content and model are unchanged come from the pipelines' cache), and search switches to it at
+    once when the whole collection has it; until then search uses the current version. Answers the
+    re-inference (poll `…/reinferences/{id}`). `404` for an unknown producer or model version, `409` when
+    it is already current, a re-inference of it is running, or the bound stage runs another version."""
+    return versions.switch(ctx, collection, data)
+
+
+@router.get("/{collection}/reinferences/{reinference_id}", response_model=ReinferencePublic)
+def get_reinference(collection: str, reinference_id: str, ctx: Ctx, _: ReadKey) -> ReinferencePublic:
+    """A re-inference: state (running, succeeded, failed, cancelled) and progress."""
+    return versions.get_reinference(ctx, collection, reinference_id)
+
+
+@router.post("/{collection}/reinferences/{reinference_id}/cancel", response_model=ReinferencePublic)
+def cancel_reinference(collection: str, reinference_id: str, ctx: Ctx, _: WriteKey) -> ReinferencePublic:
+    """Cancel a running re-inference (its events not yet ended stop too); the current version stays.
+    `409` when it has already finished."""
+    return versions.cancel(ctx, collection, reinference_id)
+
+
+@router.post("/{collection}/versions/{producer}/rollback", response_model=ProducerVersionPublic)
+def rollback_version(collection: str, producer: str, ctx: Ctx, _: WriteKey) -> ProducerVersionPublic:
+    """Make the producer's previous version current again, at once (its values were kept). `409` when
+    there is none or a re-inference of the producer is running."""
+    return versions.rollback(ctx, collection, producer)

@@ -27,10 +27,10 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import CursorResult, delete, insert, select, update
+from sqlalchemy import CursorResult, delete, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from modelyard.catalog import fields
+from modelyard.catalog import fields, versions
 from modelyard.catalog.models import Collection, Inference, Record, RecordEvent, Vector
 from modelyard.catalog.service import Written, bound_pipelines, get_collection, touch
 from modelyard.context import AppContext
@@ -57,14 +57,25 @@ def event_name(collection: str, record_id: str, content: str, suffix: str = "") 
     return f"catalog:{collection}/{rid}@{key}{suffix}"
 
 
-def submit(ctx: AppContext, collection_id: str, written: Sequence[Written], *, suffix: str = "") -> int:
-    """Events of every bound pipeline for the records whose raw data is new; returns events created."""
+def submit(
+    ctx: AppContext,
+    collection_id: str,
+    written: Sequence[Written],
+    *,
+    suffix: str = "",
+    pipelines: Sequence[str] | None = None,
+    stages: list[str] | None = None,
+    reinference_id: str | None = None,
+) -> int:
+    """Events of every bound pipeline (or of ``pipelines``: all their stages, or ``stages``) for the records
+    whose raw data is new; returns events created."""
     due = [w.pk for w in written if w.changed_content]
     if not due:
         return 0
     with ctx.uow() as session:
         name = session.scalar(select(Collection.name).where(Collection.id == collection_id)) or ""
-        pipelines = bound_pipelines(session, collection_id)
+        if pipelines is None:
+            pipelines = bound_pipelines(session, collection_id)
         rows = session.execute(
             select(Record.pk, Record.record_id, Record.source, Record.content_hash).where(Record.pk.in_(due))
         ).all()
@@ -78,6 +89,7 @@ def submit(ctx: AppContext, collection_id: str, written: Sequence[Written], *, s
                 EventCreate(
                     name=event_name(name, r.record_id, r.content_hash or r.source or "", suffix),
                     source=r.source or "",
+                    stages=stages,
                 )
                 for r in chunk
             ]
@@ -92,12 +104,17 @@ def submit(ctx: AppContext, collection_id: str, written: Sequence[Written], *, s
                 collection_id,
                 pipeline,
                 [(r.pk, r.content_hash, g.id) for r, g in zip(chunk, got, strict=True)],
+                reinference_id,
             )
     return created
 
 
 def _track(
-    ctx: AppContext, collection_id: str, pipeline: str, items: list[tuple[int, str | None, str]]
+    ctx: AppContext,
+    collection_id: str,
+    pipeline: str,
+    items: list[tuple[int, str | None, str]],
+    reinference_id: str | None,
 ) -> None:
     with ctx.uow() as session:
         known = set(
@@ -115,6 +132,7 @@ def _track(
                         collection_id=collection_id,
                         pipeline=pipeline,
                         content_hash=content_hash,
+                        reinference_id=reinference_id,
                     )
                 )
 
@@ -171,16 +189,19 @@ def store(
     version: str,
     items: Sequence[tuple[int, Any, str | None]],
 ) -> None:
-    """Store inferences of one producer at one version, each (record pk, values, event id), as the current
-    ones of that producer for their records (replacing the same version's)."""
+    """Store inferences of one producer at one version, each (record pk, values, event id), replacing the
+    same version's. They are current when ``version`` is the producer's current version in the collection
+    (the first version stored becomes it); another version waits for a switch (``catalog.versions``)."""
+    is_current = versions.alias(session, collection_id, producer, version) == version
     for i in range(0, len(items), CHUNK):
         chunk = items[i : i + CHUNK]
         pks = [pk for pk, _, _ in chunk]
-        session.execute(
-            update(Inference)
-            .where(Inference.record_pk.in_(pks), Inference.producer == producer)
-            .values(current=False)
-        )
+        if is_current:
+            session.execute(
+                update(Inference)
+                .where(Inference.record_pk.in_(pks), Inference.producer == producer)
+                .values(current=False)
+            )
         # a new row (a new id) even for the same version: vector indexes read what is newer than they saw
         session.execute(
             delete(Inference).where(
@@ -197,7 +218,7 @@ def store(
                     "producer": producer,
                     "version": version,
                     "values": stored,
-                    "current": True,
+                    "current": is_current,
                     "event_id": event_id,
                     "created_at": utcnow(),
                 }
@@ -227,21 +248,28 @@ def harvest(ctx: AppContext, *, limit: int = HARVEST_BATCH) -> int:
                 RecordEvent.event_id,
                 RecordEvent.record_pk,
                 RecordEvent.collection_id,
+                RecordEvent.harvested_runs,
+                Event.runs,
                 Event.pipeline_id,
                 Event.version,
             )
             .join(Event, Event.id == RecordEvent.event_id)
-            .where(RecordEvent.harvested.is_(False), Event.state.in_(list(EVENT_TERMINAL)))
+            .where(
+                or_(RecordEvent.harvested.is_(False), Event.runs > RecordEvent.harvested_runs),
+                Event.state.in_(list(EVENT_TERMINAL)),
+            )
             .limit(limit)
         ).all()
     done = 0
-    for event_id, record_pk, collection_id, pipeline_id, version in due:
+    for event_id, record_pk, collection_id, seen, ran, pipeline_id, version in due:
         spec = load_spec(ctx, pipeline_id, version)[1]
         with ctx.uow() as session:
+            # a re-run event (more runs than harvested) is harvested again: its outputs replace the
+            # inferences of the same version
             claimed: CursorResult[Any] = session.execute(  # type: ignore[assignment]
                 update(RecordEvent)
-                .where(RecordEvent.event_id == event_id, RecordEvent.harvested.is_(False))
-                .values(harvested=True)
+                .where(RecordEvent.event_id == event_id, RecordEvent.harvested_runs == seen)
+                .values(harvested=True, harvested_runs=ran)
             )
             if not claimed.rowcount:
                 continue  # another worker harvested it

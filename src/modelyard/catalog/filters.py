@@ -1,5 +1,5 @@
 """Filters of a catalog search: field names turned into SQL expressions over a collection's records
-(attributes by JSON path, inferred fields through a join of the producer's current inference), each value
+(attributes by JSON path, inferred fields through a join of the producer's current version), each value
 checked against the field's type, and what is derived from a collection's rows kept until its next write.
 No FastAPI, no DBOS."""
 
@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, aliased
 from modelyard.catalog.fields import field_types
 from modelyard.catalog.models import Collection, Inference, Record
 from modelyard.catalog.schemas import Filter
+from modelyard.catalog.versions import current_versions
 from modelyard.context import AppContext
 from modelyard.errors import InvalidQuery
 
@@ -36,6 +37,8 @@ class Planner:
         self.collection = collection
         self.collection_id = collection.id
         self.types = self.cached("fields", lambda: field_types(session, collection.id))
+        # read once: every statement of the query uses these versions, whatever switches meanwhile
+        self.versions = self.cached("versions", lambda: current_versions(session, collection.id))
         self.joins: dict[str, Any] = {}
 
     def cached(self, name: str, compute: Callable[[], T]) -> T:
@@ -78,7 +81,11 @@ class Planner:
         for producer, alias in self.joins.items():
             query = query.outerjoin(
                 alias,
-                and_(alias.record_pk == Record.pk, alias.producer == producer, alias.current.is_(True)),
+                and_(
+                    alias.record_pk == Record.pk,
+                    alias.producer == producer,
+                    alias.version == self.versions.get(producer, ""),
+                ),
             )
         return query.where(Record.collection_id == self.collection_id)
 

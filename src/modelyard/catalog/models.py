@@ -5,6 +5,7 @@ seen in a collection (what filters may name, with the JSON type each holds)."""
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -83,6 +84,8 @@ class RecordEvent(Base):
     pipeline: Mapped[str] = mapped_column(String(100))
     content_hash: Mapped[str | None] = mapped_column(String(64), default=None)
     harvested: Mapped[bool] = mapped_column(Boolean, default=False)
+    harvested_runs: Mapped[int] = mapped_column(Integer, default=0)  # the event's runs when harvested
+    reinference_id: Mapped[str | None] = mapped_column(String(32), default=None, index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -91,7 +94,8 @@ Index("ix_catalog_record_events_pending", RecordEvent.harvested, RecordEvent.col
 
 class Inference(Base):
     """What one producer (inferrer or model) at one version said about one record; ``current`` marks the
-    values the record shows and search uses (older versions stay queryable)."""
+    values of the producer's current version in the collection (``ProducerVersion``), set in the same
+    transaction as that alias; older and newer versions stay queryable."""
 
     __tablename__ = "catalog_inferences"
     # ids only grow (SQLite would reuse the highest one after a delete): vector indexes read what is newer
@@ -136,3 +140,58 @@ class Field(Base):
     path: Mapped[str] = mapped_column(String(300), primary_key=True)
     type: Mapped[str] = mapped_column(String(20))  # string | number | boolean | vector | object | array
     dim: Mapped[int | None] = mapped_column(Integer, default=None)  # vectors only
+
+
+class ReinferenceState(StrEnum):
+    """running -> succeeded (the new version is current) | failed | cancelled (the old one stays)."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    def is_final(self) -> bool:
+        """Whether the re-inference has stopped."""
+        return self in REINFERENCE_TERMINAL
+
+
+REINFERENCE_TERMINAL = frozenset(
+    {ReinferenceState.SUCCEEDED, ReinferenceState.FAILED, ReinferenceState.CANCELLED}
+)
+
+
+class ProducerVersion(Base):
+    """The ``current`` alias of a producer in a collection: the version records show and search uses (the
+    first version stored, then whatever a completed re-inference or a rollback made current). One row
+    update switches every query at once; ``previous`` is where a rollback goes."""
+
+    __tablename__ = "catalog_versions"
+
+    collection_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("catalog_collections.id", ondelete="CASCADE"), primary_key=True
+    )
+    producer: Mapped[str] = mapped_column(String(200), primary_key=True)
+    current: Mapped[str] = mapped_column(String(100))
+    previous: Mapped[str | None] = mapped_column(String(100), default=None)
+    switched_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Reinference(Base):
+    """Re-inferring every record of a collection with one producer at a new version, then making that
+    version current. Advanced on worker heartbeats (``catalog.versions``); the state is the only truth."""
+
+    __tablename__ = "catalog_reinferences"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    collection_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("catalog_collections.id", ondelete="CASCADE"), index=True
+    )
+    producer: Mapped[str] = mapped_column(String(200))
+    version: Mapped[str] = mapped_column(String(100))
+    from_version: Mapped[str | None] = mapped_column(String(100), default=None)
+    by_stage: Mapped[bool] = mapped_column(Boolean, default=True)  # records run through a pipeline stage
+    state: Mapped[str] = mapped_column(String(20), default=ReinferenceState.RUNNING)
+    failed: Mapped[int] = mapped_column(Integer, default=0)  # records whose event gave no inference
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -237,3 +237,48 @@ class SearchResult(BaseModel):
     total: int
     facets: dict[str, dict[str, int]] = Field(default_factory=dict)
     next_cursor: str | None = None
+
+
+class VersionSwitch(BaseModel):
+    """Make ``version`` of ``producer`` current for a collection: every record is re-inferred with it in
+    the background, and search switches to it once the whole collection has it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    producer: str = Field(min_length=1, max_length=200, examples=["embedder"])
+    version: str = Field(min_length=1, max_length=100, examples=["2"], coerce_numbers_to_str=True)
+
+
+class ReinferencePublic(BaseModel):
+    """A re-inference: its state and progress (records of the collection that have the new version)."""
+
+    id: str
+    collection: str
+    producer: str
+    version: str
+    from_version: str | None
+    state: str
+    total: int = Field(description="Records to infer (those with a source, or with this producer's values)")
+    done: int = Field(description="Records that have values of the new version")
+    failed: int = Field(description="Records whose event gave no values of the new version")
+    progress: float = Field(description="done / total (1.0 for an empty collection)")
+    error: str | None
+    created_at: datetime
+    finished_at: datetime | None
+
+
+class ProducerVersionPublic(BaseModel):
+    """A producer's ``current`` version in a collection (what search uses), the one a rollback returns to,
+    and its latest re-inference."""
+
+    producer: str
+    current: str
+    previous: str | None
+    switched_at: datetime
+    reinference: ReinferencePublic | None = None
+
+
+class VersionList(BaseModel):
+    """Every producer of a collection with its current version."""
+
+    items: list[ProducerVersionPublic]

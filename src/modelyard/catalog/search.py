@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from modelyard.catalog import backends, colours, service, vectors
 from modelyard.catalog.filters import SCALARS, Planner
-from modelyard.catalog.models import Inference, Record
+from modelyard.catalog.models import Record
 from modelyard.catalog.schemas import ColourQuery, Filter, Hit, SearchQuery, SearchResult, VectorQuery, Why
 from modelyard.context import AppContext
 from modelyard.errors import InvalidQuery, RecordNotFound
@@ -83,7 +83,7 @@ def search(ctx: AppContext, collection: str, query: SearchQuery) -> SearchResult
             rankings.append(_vector(ctx, session, plan, query.vector, allowed))
         if query.colour is not None:
             rankings.append(_colour(ctx, session, plan, query.colour, allowed))
-        return _fuse(session, query, rankings, facets)
+        return _fuse(session, query, rankings, facets, plan.versions)
 
 
 def _allowed(ctx: AppContext, session: Session, plan: Planner, cond: Any, f: Filter) -> np.ndarray:
@@ -131,7 +131,7 @@ def _browse(
         last = rows[-1]
         key = [last[0]] if sort_expr is None else [last[0], last[1]]
         next_cursor = service.encode_cursor({"q": _fingerprint(query), "k": key})
-    hits = [Hit(record=r) for r in _records(session, [r[0] for r in rows], query.inferred)]
+    hits = [Hit(record=r) for r in _records(session, [r[0] for r in rows], query.inferred, plan.versions)]
     return SearchResult(hits=hits, total=total, facets=facets, next_cursor=next_cursor)
 
 
@@ -199,23 +199,8 @@ def _vector_field(plan: Planner, name: str, where: str) -> tuple[str, list[str],
 
 
 def _current_version(plan: Planner, producer: str) -> str | None:
-    """The version of the producer's newest current inference in the collection."""
-    return plan.cached(
-        f"version:{producer}", lambda: _newest_version(plan.session, plan.collection_id, producer)
-    )
-
-
-def _newest_version(session: Session, collection_id: str, producer: str) -> str | None:
-    return session.scalar(
-        select(Inference.version)
-        .where(
-            Inference.collection_id == collection_id,
-            Inference.producer == producer,
-            Inference.current.is_(True),
-        )
-        .order_by(Inference.id.desc())
-        .limit(1)
-    )
+    """The producer's current version, as the query read it (``catalog.versions``)."""
+    return plan.versions.get(producer)
 
 
 def _check_k(k: int, where: str) -> None:
@@ -277,7 +262,11 @@ def _colour(
 
 
 def _fuse(
-    session: Session, query: SearchQuery, rankings: list[Ranked], facets: dict[str, dict[str, int]]
+    session: Session,
+    query: SearchQuery,
+    rankings: list[Ranked],
+    facets: dict[str, dict[str, int]],
+    versions: dict[str, str],
 ) -> SearchResult:
     why: dict[int, Why] = {}
     fused: dict[int, float] = {}
@@ -301,7 +290,7 @@ def _fuse(
     page = order[offset : offset + query.limit]
     end = offset + len(page)
     next_cursor = service.encode_cursor({"q": _fingerprint(query), "o": end}) if end < len(order) else None
-    records = _records(session, page, query.inferred)
+    records = _records(session, page, query.inferred, versions)
     return SearchResult(
         hits=[Hit(record=r, why=why[pk]) for pk, r in zip(page, records, strict=True)],
         total=len(order),
@@ -310,6 +299,8 @@ def _fuse(
     )
 
 
-def _records(session: Session, pks: list[int], producers: list[str] | None) -> list[Any]:
+def _records(
+    session: Session, pks: list[int], producers: list[str] | None, versions: dict[str, str]
+) -> list[Any]:
     rows = {r.pk: r for r in session.scalars(select(Record).where(Record.pk.in_(pks)))} if pks else {}
-    return service.records_public(session, [rows[pk] for pk in pks], producers)
+    return service.records_public(session, [rows[pk] for pk in pks], producers, versions)

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import numpy as np
 import orjson
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import and_, delete, false, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from modelyard.catalog import backends, fields
@@ -216,13 +216,24 @@ def with_vectors(session: Session, rows: Sequence[tuple[int, Any]]) -> dict[int,
 
 
 def current_inferences(
-    session: Session, pks: Sequence[int], producers: Sequence[str] | None = None
+    session: Session,
+    pks: Sequence[int],
+    producers: Sequence[str] | None = None,
+    versions: dict[str, str] | None = None,
 ) -> dict[int, dict[str, object]]:
-    """The current values of every producer (or of ``producers`` only), per record."""
+    """The current values of every producer (or of ``producers`` only), per record; with ``versions``
+    (producer -> version, as a search read them) exactly those versions."""
     got: dict[int, dict[str, object]] = {pk: {} for pk in pks}
     query = select(Inference.id, Inference.record_pk, Inference.producer, Inference.values).where(
-        Inference.record_pk.in_(list(pks)), Inference.current.is_(True)
+        Inference.record_pk.in_(list(pks))
     )
+    if versions is None:
+        query = query.where(Inference.current.is_(True))
+    else:
+        wanted = [p for p in versions if producers is None or p in producers]
+        query = query.where(
+            or_(false(), *[and_(Inference.producer == p, Inference.version == versions[p]) for p in wanted])
+        )
     if producers is not None:
         query = query.where(Inference.producer.in_(list(producers)))
     if pks and producers != []:
@@ -249,10 +260,14 @@ def record_public(row: Record, inferred: dict[str, object] | None = None) -> Rec
 
 
 def records_public(
-    session: Session, rows: Sequence[Record], producers: Sequence[str] | None = None
+    session: Session,
+    rows: Sequence[Record],
+    producers: Sequence[str] | None = None,
+    versions: dict[str, str] | None = None,
 ) -> list[RecordPublic]:
-    """Records with their current inferences (of every producer, or of ``producers``), one query for all."""
-    inferred = current_inferences(session, [r.pk for r in rows], producers)
+    """Records with their current inferences (of every producer, or of ``producers``; of ``versions``
+    when given), one query for all."""
+    inferred = current_inferences(session, [r.pk for r in rows], producers, versions)
     return [record_public(r, inferred[r.pk]) for r in rows]
 
 
