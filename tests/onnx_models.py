@@ -97,6 +97,25 @@ def image_pool(path: Path) -> Path:
     return _save(helper.make_model(graph, opset_imports=OPSET), path)
 
 
+def image_embedder(path: Path, dim: int = 16, seed: int = 0) -> Path:
+    """Nx3xHxW float image in, a ``dim``-wide embedding out: channel means times a seeded matrix (a stand-in
+    image embedding model; another seed is another "version" that places images elsewhere)."""
+    weights = np.random.default_rng(seed).normal(size=(3, dim)).astype(np.float32)
+    nodes = [
+        helper.make_node("GlobalAveragePool", ["image"], ["pooled"]),
+        helper.make_node("Flatten", ["pooled"], ["means"]),
+        helper.make_node("MatMul", ["means", "weights"], ["embedding"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "image_embedder",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, "h", "w"])],
+        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", dim])],
+        initializer=[helper.make_tensor("weights", TensorProto.FLOAT, [3, dim], weights.ravel().tolist())],
+    )
+    return _save(helper.make_model(graph, opset_imports=OPSET), path)
+
+
 def fixed_batch(path: Path) -> Path:
     """Input fixed at [1, 4]: its batch axis is not dynamic, so it is never batched."""
     nodes = [helper.make_node("Relu", ["x"], ["y"])]

@@ -109,6 +109,25 @@ def submit(
     return created
 
 
+def backfill(ctx: AppContext, collection_id: str, pipelines: Sequence[str]) -> int:
+    """Every record with a source becomes an event of each of ``pipelines`` (just bound); returns events
+    created. Named like any record event, so a record that already ran there does not run again."""
+    created, after = 0, 0
+    while True:
+        with ctx.uow() as session:
+            rows = session.execute(
+                select(Record.pk, Record.record_id)
+                .where(Record.collection_id == collection_id, Record.source.is_not(None), Record.pk > after)
+                .order_by(Record.pk)
+                .limit(CHUNK)
+            ).all()
+        if not rows:
+            return created
+        written = [Written(pk, rid, "unchanged", True) for pk, rid in rows]
+        created += submit(ctx, collection_id, written, pipelines=pipelines)
+        after = rows[-1][0]
+
+
 def _track(
     ctx: AppContext,
     collection_id: str,

@@ -102,16 +102,24 @@ def get_collection_public(ctx: AppContext, name: str) -> CollectionPublic:
 
 
 def update_collection(ctx: AppContext, name: str, data: CollectionUpdate) -> CollectionPublic:
-    """Change a collection's description or bound pipelines."""
+    """Change a collection's description or bound pipelines; the records already there become events of
+    each newly bound pipeline (backfill)."""
+    from modelyard.catalog import binding
+
     with ctx.uow() as session:
         row = get_collection(session, name)
+        added: list[str] = []
         if data.description is not None:
             row.description = data.description
         if data.pipelines is not None:
+            before = set(bound_pipelines(session, row.id))
             _bind(session, row, data.pipelines)
+            added = [p for p in dict.fromkeys(data.pipelines) if p not in before]
         row.updated_at = utcnow()
-        session.flush()
-        return _public(session, row)
+        collection_id = row.id
+    if added:
+        binding.backfill(ctx, collection_id, added)
+    return get_collection_public(ctx, name)
 
 
 def delete_collection(ctx: AppContext, name: str) -> None:
