@@ -7,9 +7,10 @@ from typing import Annotated, Any
 
 import anyio.from_thread
 from fastapi import APIRouter, Body, Query, Request, Response, status
+from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from modelyard.catalog import binding, ingest, search, service, versions
+from modelyard.catalog import binding, export, ingest, search, service, versions
 from modelyard.catalog.schemas import (
     CollectionCreate,
     CollectionList,
@@ -257,3 +258,34 @@ def rollback_version(collection: str, producer: str, ctx: Ctx, _: WriteKey) -> P
     """Make the producer's previous version current again, at once (its values were kept). `409` when
     there is none or a re-inference of the producer is running."""
     return versions.rollback(ctx, collection, producer)
+
+
+ExportFormat = Annotated[str, Query(description="jsonl (default) or parquet")]
+
+
+def _export_response(collection: str, fmt: str, chunks: Iterator[bytes]) -> StreamingResponse:
+    disposition = f'attachment; filename="{collection}.{fmt}"'
+    return StreamingResponse(
+        chunks, media_type=export.MEDIA_TYPES[fmt], headers={"Content-Disposition": disposition}
+    )
+
+
+@router.get("/{collection}/export", response_class=StreamingResponse)
+def export_collection(
+    collection: str, ctx: Ctx, _: ReadKey, format: ExportFormat = "jsonl"
+) -> StreamingResponse:
+    """Every record of the collection with its current inferences, streamed as JSONL (one record a line,
+    as `GET …/records/{id}` shows it) or Parquet (`attributes` and `inferred` as JSON text columns).
+    `400` for another format."""
+    return _export_response(collection, format, export.export(ctx, collection, export.check_format(format)))
+
+
+@router.post("/{collection}/export", response_class=StreamingResponse)
+def export_search(
+    collection: str, query: SearchQuery, ctx: Ctx, _: ReadKey, format: ExportFormat = "jsonl"
+) -> StreamingResponse:
+    """Every hit of a search (all pages; the body is a search, as `POST …/search` takes), streamed as JSONL
+    or Parquet like the collection export. A bad query is the search's own `400`, before anything is
+    sent."""
+    chunks = export.export(ctx, collection, export.check_format(format), query)
+    return _export_response(collection, format, chunks)
