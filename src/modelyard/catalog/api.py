@@ -10,12 +10,13 @@ from fastapi import APIRouter, Body, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from modelyard.catalog import binding, export, ingest, search, service, versions
+from modelyard.catalog import binding, content, export, ingest, search, service, versions
 from modelyard.catalog.schemas import (
     CollectionCreate,
     CollectionList,
     CollectionPublic,
     CollectionUpdate,
+    ContentInferences,
     InferenceList,
     IngestReport,
     ProducerVersionPublic,
@@ -29,8 +30,9 @@ from modelyard.catalog.schemas import (
     VersionList,
     VersionSwitch,
 )
-from modelyard.deps import Ctx, ReadKey, WriteKey
-from modelyard.errors import BadRequest, ValidationFailed
+from modelyard.deps import Ctx, PredictKey, ReadKey, WriteKey
+from modelyard.errors import BadRequest, InvalidQuery, ValidationFailed
+from modelyard.uploads import receive_upload, upload_openapi
 
 router = APIRouter(prefix="/api/v1/collections", tags=["catalog"])
 Limit = Annotated[int, Query(ge=1, le=1000)]
@@ -219,8 +221,70 @@ def search_records(collection: str, query: SearchQuery, ctx: Ctx, _: ReadKey) ->
     only; `colour` matches hex colours against palettes. Several rankings are fused by reciprocal rank
     (`weights`), and each hit says why it ranked. Unknown fields, values of the wrong type, vectors of
     the wrong dimension, k over the cap, a malformed cursor or an unknown colour are a `400` naming the
-    offending part of the query."""
+    offending part of the query. `vector.url` searches by an image at a URL, embedded on the fly by the
+    field's producer at the version searched (`search:upload` takes the image itself)."""
+    if query.vector is not None and query.vector.url is not None:
+        data = content.read(ctx, None, query.vector.url)
+        query = content.embed_query(ctx, collection, _without_url(query), data)
     return search.search(ctx, collection, query)
+
+
+def _without_url(query: SearchQuery) -> SearchQuery:
+    assert query.vector is not None
+    return query.model_copy(update={"vector": query.vector.model_copy(update={"url": None})})
+
+
+async def _upload(request: Request, ctx: Ctx) -> tuple[bytes, dict[str, list[str]]]:
+    upload = await receive_upload(
+        request.stream(),
+        request.headers.get("content-type", "application/octet-stream"),
+        max_bytes=ctx.settings.fetch_max_bytes,
+        tmp_dir=ctx.settings.data_dir / "tmp",
+    )
+    try:
+        return await run_in_threadpool(upload.path.read_bytes), upload.fields
+    finally:
+        upload.discard()
+
+
+SEARCH_UPLOAD_BODY = upload_openapi(
+    "The image to search by",
+    {"query": {"type": "string", "description": "The search as JSON; its vector names only the field"}},
+)
+
+
+@router.post("/{collection}/search:upload", response_model=SearchResult, openapi_extra=SEARCH_UPLOAD_BODY)
+async def search_by_upload(collection: str, request: Request, ctx: Ctx, _: ReadKey) -> SearchResult:
+    """Search by an uploaded image (multipart: `file`, and `query`, a search as `POST …/search` takes whose
+    `vector` names only the `field`): the image is embedded on the fly by the field's producer at the
+    version searched, then searched like a vector; stored nowhere. An upload that is not an image is a
+    `422`; a missing or bad query a `400` naming it."""
+    data, fields = await _upload(request, ctx)
+    raw = (fields.get("query") or ["{}"])[-1]
+    try:
+        query = SearchQuery.model_validate_json(raw)
+    except ValueError as exc:
+        raise InvalidQuery(f"the query is not a valid search: {exc}", field="query") from None
+    query = await run_in_threadpool(content.embed_query, ctx, collection, query, data)
+    return await run_in_threadpool(search.search, ctx, collection, query)
+
+
+INFER_BODY = upload_openapi("The content: an image, or what the collection's inferrers accept")
+
+
+@router.post("/{collection}/infer", response_model=ContentInferences, openapi_extra=INFER_BODY)
+async def infer_content(
+    collection: str,
+    request: Request,
+    ctx: Ctx,
+    _: PredictKey,
+    url: Annotated[str | None, Query(description="Infer the content at this URL, not an upload")] = None,
+) -> ContentInferences:
+    """Run content through every inferrer of the collection's bound pipelines on the fly (a model at the
+    collection's current version), storing nothing: an uploaded file (multipart `file` or the raw body)
+    or `?url=` (fetched bounded; private addresses refused unless allowed). Not an image: `422`."""
+    data = (await _upload(request, ctx))[0] if url is None else None
+    return await run_in_threadpool(lambda: content.infer(ctx, collection, content.read(ctx, data, url)))
 
 
 @router.get("/{collection}/versions", response_model=VersionList)

@@ -168,6 +168,11 @@ class VectorQuery(BaseModel):
     field: str = Field(description="A vector field, e.g. palette.embedding")
     record: str | None = None
     vector: list[float] | None = None
+    url: str | None = Field(
+        None,
+        max_length=2000,
+        description="An image URL, embedded on the fly by the field's producer (or upload it: search:upload)",
+    )
     metric: Literal["cosine", "dot", "l2"] = "cosine"
     k: int = Field(10, ge=1)
     version: str | None = Field(None, description="The producer version (default: the current one)")
@@ -282,3 +287,17 @@ class VersionList(BaseModel):
     """Every producer of a collection with its current version."""
 
     items: list[ProducerVersionPublic]
+
+
+class ContentInference(BaseModel):
+    """What one producer at one version said about content given in the request (stored nowhere)."""
+
+    producer: str
+    version: str
+    values: Any
+
+
+class ContentInferences(BaseModel):
+    """What every inferrer of a collection's bound pipelines said about the content."""
+
+    items: list[ContentInference]
