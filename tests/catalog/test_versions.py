@@ -16,8 +16,10 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
+from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from modelyard.app import create_app
 from modelyard.catalog import binding, reinfer, search
 from modelyard.catalog.models import Reinference
 from modelyard.catalog.schemas import SearchQuery
@@ -225,7 +227,19 @@ def test_rollback_returns_to_the_previous_version_at_once(api: Any) -> None:
     api.post(f"{C}/versions", json={"producer": "embedder", "version": "2"})
     settle(api)
     assert current(api)["embedder"] == "2"
-    back = api.post(f"{C}/versions/embedder/rollback")
+    other_app = create_app(api.ctx.settings)  # another API process on the same database
+    query = {"vector": {"field": "embedder", "record": "red", "k": 3}}
+    with TestClient(other_app, headers=dict(api.headers)) as other:
+        warm = other.post(f"{C}/search", json=query).json()["hits"]  # its caches now hold version 2
+        assert warm[0]["record"]["inferred"]["embedder"] == pytest.approx(
+            embeddings(api, "2")[warm[0]["record"]["id"]].tolist()
+        )
+        back = api.post(f"{C}/versions/embedder/rollback")
+        seen = other.post(f"{C}/search", json=query).json()["hits"]
+        assert [h["record"]["id"] for h in seen] == first  # it follows the switch at once
+        assert seen[0]["record"]["inferred"]["embedder"] == pytest.approx(
+            v1[seen[0]["record"]["id"]].tolist()
+        )
     assert back.status_code == 200 and back.json()["current"] == "1" and back.json()["previous"] == "2"
     assert like(api, "red") == first
     shown = api.get(f"{C}/records/red").json()["inferred"]["embedder"]

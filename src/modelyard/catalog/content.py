@@ -50,7 +50,7 @@ def _as_run(stage: StageSpec, pinned: dict[str, str]) -> Inferrer:
     inferrer = str(stage.config["inferrer"])
     if "model" in params:  # a model's values: at the collection's current version of it
         producer = str(params["model"])
-        if producer in pinned:
+        if pinned.get(producer, "").isdigit():
             params["model_version"] = int(pinned[producer])
         return Inferrer(producer, None, inferrer, params)
     return Inferrer(inferrer, stage.version, inferrer, params)
@@ -105,6 +105,8 @@ def embed_query(ctx: AppContext, collection: str, query: SearchQuery, data: byte
         )
     item = items[0]
     if item.version is None and version is not None:
+        if not version.isdigit():
+            raise InvalidQuery(f"{producer} has no version {version!r}", field="vector.version")
         item = Inferrer(item.producer, None, item.inferrer, {**item.params, "model_version": int(version)})
     elif item.version is not None and version is not None and item.version != version:
         raise InvalidQuery(

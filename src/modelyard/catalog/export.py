@@ -12,12 +12,12 @@ from typing import Any
 
 import orjson
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from modelyard.catalog import search, service
 from modelyard.catalog.schemas import RecordPublic, SearchQuery
 from modelyard.context import AppContext
 from modelyard.errors import BadRequest
+from modelyard.jobs import outputs
 
 PAGE = 500
 MEDIA_TYPES = {"jsonl": "application/x-ndjson", "parquet": "application/vnd.apache.parquet"}
@@ -92,38 +92,7 @@ def _row(record: RecordPublic) -> dict[str, Any]:
     }
 
 
-class _Spool:
-    """A write-only file that hands what was written to the response, page by page."""
-
-    def __init__(self) -> None:
-        self.parts: list[bytes] = []
-        self.written = 0
-        self.closed = False
-
-    def write(self, data: bytes) -> int:
-        self.parts.append(bytes(data))
-        self.written += len(data)
-        return len(data)
-
-    def tell(self) -> int:
-        return self.written
-
-    def flush(self) -> None:
-        pass
-
-    def close(self) -> None:
-        self.closed = True
-
-    def take(self) -> bytes:
-        out, self.parts = b"".join(self.parts), []
-        return out
-
-
 def _parquet(pages: Iterator[list[RecordPublic]]) -> Iterator[bytes]:
-    spool = _Spool()
-    with pq.ParquetWriter(pa.PythonFile(spool, mode="w"), SCHEMA) as writer:
-        for page in pages:  # one row group a page
-            if page:
-                writer.write_table(pa.Table.from_pylist([_row(r) for r in page], schema=SCHEMA))
-                yield spool.take()
-    yield spool.take()
+    # one row group a page, written as it comes (the first page even when empty: a valid empty file)
+    tables = (pa.Table.from_pylist([_row(r) for r in page], schema=SCHEMA) for page in pages)
+    return outputs.stream(tables, "parquet")

@@ -29,6 +29,7 @@ from modelyard.catalog.schemas import (
     RecordPublic,
     RecordUpdate,
 )
+from modelyard.catalog.versions import current_versions
 from modelyard.context import AppContext
 from modelyard.db import utcnow
 from modelyard.errors import AlreadyExists, CollectionNotFound, InvalidQuery, RecordNotFound
@@ -226,24 +227,17 @@ def with_vectors(session: Session, rows: Sequence[tuple[int, Any]]) -> dict[int,
 def current_inferences(
     session: Session,
     pks: Sequence[int],
-    producers: Sequence[str] | None = None,
-    versions: dict[str, str] | None = None,
+    producers: Sequence[str] | None,
+    versions: dict[str, str],
 ) -> dict[int, dict[str, object]]:
-    """The current values of every producer (or of ``producers`` only), per record; with ``versions``
-    (producer -> version, as a search read them) exactly those versions."""
+    """The values of every producer (or of ``producers`` only) at its current version (``versions``:
+    producer -> version, read once by the caller), per record."""
     got: dict[int, dict[str, object]] = {pk: {} for pk in pks}
+    wanted = [p for p in versions if producers is None or p in producers]
     query = select(Inference.id, Inference.record_pk, Inference.producer, Inference.values).where(
-        Inference.record_pk.in_(list(pks))
+        Inference.record_pk.in_(list(pks)),
+        or_(false(), *[and_(Inference.producer == p, Inference.version == versions[p]) for p in wanted]),
     )
-    if versions is None:
-        query = query.where(Inference.current.is_(True))
-    else:
-        wanted = [p for p in versions if producers is None or p in producers]
-        query = query.where(
-            or_(false(), *[and_(Inference.producer == p, Inference.version == versions[p]) for p in wanted])
-        )
-    if producers is not None:
-        query = query.where(Inference.producer.in_(list(producers)))
     if pks and producers != []:
         rows = session.execute(query).all()
         values = with_vectors(session, [(r.id, r.values) for r in rows])
@@ -273,8 +267,10 @@ def records_public(
     producers: Sequence[str] | None = None,
     versions: dict[str, str] | None = None,
 ) -> list[RecordPublic]:
-    """Records with their current inferences (of every producer, or of ``producers``; of ``versions``
-    when given), one query for all."""
+    """Records of one collection with their current inferences (of every producer, or of ``producers``;
+    at ``versions`` when the caller read them already), one query for all."""
+    if versions is None:
+        versions = current_versions(session, rows[0].collection_id) if rows else {}
     inferred = current_inferences(session, [r.pk for r in rows], producers, versions)
     return [record_public(r, inferred[r.pk]) for r in rows]
 
@@ -296,12 +292,13 @@ def record_inferences(ctx: AppContext, collection: str, record_id: str) -> Infer
             .order_by(Inference.created_at.desc(), Inference.id.desc())
         ).all()
         values = with_vectors(session, [(i.id, i.values) for i in rows])
+        versions = current_versions(session, row.collection_id)
         return InferenceList(
             items=[
                 InferencePublic(
                     producer=i.producer,
                     version=i.version,
-                    current=i.current,
+                    current=versions.get(i.producer) == i.version,
                     values=values[i.id],
                     event_id=i.event_id,
                     created_at=i.created_at,

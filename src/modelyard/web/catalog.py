@@ -132,6 +132,16 @@ async def versions_live(request: Request, viewer: SignedIn, name: str) -> Respon
 EMPTY_FORM = {"text": "", "colour": "", "like": "", "field": "", "filter_json": ""}
 
 
+async def _act(request: Request, viewer: Viewer, name: str, path: str, body: Any = None) -> Response:
+    """POST to the collection's API ``path``; back to its page, or the page with the API's refusal."""
+    try:
+        async with api(request, viewer) as my:
+            await my.post(f"/api/v1/collections/{quote(name)}{path}", **({"json": body} if body else {}))
+    except ApiProblem as exc:
+        return await _collection_page(request, viewer, name, EMPTY_FORM, status=exc.status, act_error=exc)
+    return RedirectResponse(f"/ui/collections/{quote(name)}", status_code=303)
+
+
 @router.post("/collections/{name}/switch", response_class=HTMLResponse)
 async def switch(
     request: Request,
@@ -142,34 +152,19 @@ async def switch(
 ) -> Response:
     """Make a producer's version current (a re-inference starts); the page shows its progress."""
     body = {"producer": producer.strip(), "version": version.strip()}
-    try:
-        async with api(request, viewer) as my:
-            await my.post(f"/api/v1/collections/{quote(name)}/versions", json=body)
-    except ApiProblem as exc:
-        return await _collection_page(request, viewer, name, EMPTY_FORM, status=exc.status, act_error=exc)
-    return RedirectResponse(f"/ui/collections/{quote(name)}", status_code=303)
+    return await _act(request, viewer, name, "/versions", body)
 
 
 @router.post("/collections/{name}/versions/{producer}/rollback", response_class=HTMLResponse)
 async def rollback(request: Request, viewer: Acting, name: str, producer: str) -> Response:
     """Make the producer's previous version current again."""
-    try:
-        async with api(request, viewer) as my:
-            await my.post(f"/api/v1/collections/{quote(name)}/versions/{quote(producer)}/rollback")
-    except ApiProblem as exc:
-        return await _collection_page(request, viewer, name, EMPTY_FORM, status=exc.status, act_error=exc)
-    return RedirectResponse(f"/ui/collections/{quote(name)}", status_code=303)
+    return await _act(request, viewer, name, f"/versions/{quote(producer)}/rollback")
 
 
 @router.post("/collections/{name}/reinferences/{job_id}/cancel", response_class=HTMLResponse)
 async def cancel(request: Request, viewer: Acting, name: str, job_id: str) -> Response:
     """Cancel a running re-inference."""
-    try:
-        async with api(request, viewer) as my:
-            await my.post(f"/api/v1/collections/{quote(name)}/reinferences/{quote(job_id)}/cancel")
-    except ApiProblem as exc:
-        return await _collection_page(request, viewer, name, EMPTY_FORM, status=exc.status, act_error=exc)
-    return RedirectResponse(f"/ui/collections/{quote(name)}", status_code=303)
+    return await _act(request, viewer, name, f"/reinferences/{quote(job_id)}/cancel")
 
 
 @router.get("/collections/{name}/records/{record_id}", response_class=HTMLResponse)
