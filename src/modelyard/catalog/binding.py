@@ -279,32 +279,54 @@ def harvest(ctx: AppContext, *, limit: int = HARVEST_BATCH) -> int:
             )
             .limit(limit)
         ).all()
-    done = 0
+    with ctx.uow() as session:
+        runs: dict[str, list[StageRun]] = {}
+        for run in session.scalars(
+            select(StageRun).where(
+                StageRun.event_id.in_([d.event_id for d in due]),
+                StageRun.state == StageState.DONE,
+                StageRun.stage != RAW,
+            )
+        ):
+            runs.setdefault(run.event_id, []).append(run)
+    producers: dict[tuple[str, int, str], tuple[str, str]] = {}  # one model lookup per stage a batch
+    found = []
     for event_id, record_pk, collection_id, seen, ran, pipeline_id, version in due:
         spec = load_spec(ctx, pipeline_id, version)[1]
-        with ctx.uow() as session:
-            # a re-run event (more runs than harvested) is harvested again: its outputs replace the
-            # inferences of the same version
+        items = []
+        for run in runs.get(event_id, []):
+            stage = spec.stages.get(run.stage)
+            values = _values(ctx, event_id, run) if stage is not None else None
+            if stage is None or values is None:
+                continue
+            key = (pipeline_id, version, run.stage)
+            if key not in producers:
+                producers[key] = producer_of(ctx, stage)
+            items.append((*producers[key], values))
+        found.append((event_id, record_pk, collection_id, seen, ran, items))
+    return _store_claimed(ctx, found)
+
+
+def _store_claimed(ctx: AppContext, found: list[tuple[str, int, str, int, int, list[Any]]]) -> int:
+    """Claim each event (a re-run one, with more runs than harvested, again: its outputs replace the same
+    version's) and store the outputs of those claimed, grouped by producer and version, in one
+    transaction; an event another worker claimed first is skipped."""
+    done = 0
+    groups: dict[tuple[str, str, str], dict[int, tuple[Any, str]]] = {}
+    with ctx.uow() as session:
+        for event_id, record_pk, collection_id, seen, ran, items in found:
             claimed: CursorResult[Any] = session.execute(  # type: ignore[assignment]
                 update(RecordEvent)
                 .where(RecordEvent.event_id == event_id, RecordEvent.harvested_runs == seen)
                 .values(harvested=True, harvested_runs=ran)
             )
             if not claimed.rowcount:
-                continue  # another worker harvested it
-            runs = session.scalars(
-                select(StageRun).where(
-                    StageRun.event_id == event_id, StageRun.state == StageState.DONE, StageRun.stage != RAW
-                )
-            ).all()
-            for run in runs:
-                stage = spec.stages.get(run.stage)
-                values = _values(ctx, event_id, run) if stage is not None else None
-                if stage is None or values is None:
-                    continue
-                producer, pversion = producer_of(ctx, stage)
-                store(session, collection_id, producer, pversion, [(record_pk, values, event_id)])
+                continue
             done += 1
+            for producer, pversion, values in items:  # a record twice in a batch: the later event wins
+                groups.setdefault((collection_id, producer, pversion), {})[record_pk] = (values, event_id)
+        for (collection_id, producer, pversion), by_pk in groups.items():
+            store(session, collection_id, producer, pversion, [(pk, v, e) for pk, (v, e) in by_pk.items()])
     return done
 
 
