@@ -245,6 +245,12 @@ class Settings(BaseSettings):
         60.0, description="Claimed notifications whose workflow never started are queued again after this."
     )
     notify_max_subscriptions: int = Field(100, ge=1, description="Most subscriptions of one model's topic.")
+    notify_delivery_retention_hours: float = Field(
+        168.0,
+        gt=0,
+        description="Delivered and dead notifications stay in their subscription's delivery log this long; "
+        "workers delete older ones on their heartbeat.",
+    )
     notify_nats_url: str = Field(
         "", description="NATS server for nats subscriptions (nats://host:4222); empty: none accepted."
     )

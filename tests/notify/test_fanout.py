@@ -4,10 +4,12 @@ order. On SQLite and PostgreSQL: the claims are SQL (a correlated NOT EXISTS in 
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select, update
 
+from modelyard.app import build_context
 from modelyard.context import AppContext
 from modelyard.db import utcnow
 from modelyard.notify import dispatch, fanout, runner, service, sinks
@@ -157,3 +159,43 @@ def test_backoff_doubles_up_to_the_cap_and_the_last_attempt_is_dead() -> None:
     failed = sinks.Sent(False, status=503, error="HTTP 503")
     assert [runner.outcome(s, n, failed)["state"] for n in (1, 3, 4)] == ["pending", "pending", "dead"]
     assert runner.outcome(s, 1, sinks.Sent(False, error="x", permanent=True))["state"] == "dead"
+
+
+@sqlite_only
+def test_a_restarted_dispatcher_resumes_at_the_cursor(ctx: AppContext) -> None:
+    sub = subscribe(ctx, "roofs", hook())
+    first = emit(ctx, "geo.run.queued", "roofs", run_id="r1")
+    assert round_(ctx) == 1
+    ctx.close()  # the process stops; another starts on the same database
+    again = build_context(ctx.settings)
+    try:
+        second = emit(again, "geo.run.started", "roofs", run_id="r1")
+        with again.uow() as session:
+            session.execute(update(Cursor).values(due_at=utcnow()))
+        assert round_(again) == 1
+        assert deliveries(again) == [(sub, first, "run.queued"), (sub, second, "run.started")]
+    finally:
+        again.close()
+
+
+@sqlite_only
+def test_finished_deliveries_past_their_retention_are_trimmed(ctx: AppContext) -> None:
+    subscribe(ctx, "roofs", hook())
+    for i in range(3):
+        emit(ctx, "geo.run.queued", "roofs", run_id=f"r{i}")
+    assert round_(ctx) == 3
+    old = utcnow() - timedelta(hours=ctx.settings.notify_delivery_retention_hours + 1)
+    with ctx.uow() as session:
+        ids = list(session.scalars(select(Delivery.id).order_by(Delivery.event_id)))
+        session.execute(
+            update(Delivery).where(Delivery.id == ids[0]).values(state="delivered", finished_at=old)
+        )
+        session.execute(
+            update(Delivery).where(Delivery.id == ids[1]).values(state="dead", finished_at=utcnow())
+        )
+        session.execute(
+            update(Delivery).where(Delivery.id == ids[2]).values(finished_at=old)
+        )  # still pending
+    assert runner.trim(ctx) == 1
+    with ctx.uow() as session:
+        assert list(session.scalars(select(Delivery.id).order_by(Delivery.event_id))) == ids[1:]

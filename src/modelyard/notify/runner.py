@@ -1,6 +1,7 @@
 """One attempt at one delivery, and its outcome written back: delivered, given back for a retry after a
 doubling wait, or dead (every attempt failed, or retrying cannot help). Every write is guarded by the
-claim, so a repeated step (DBOS runs steps at least once) cannot count an attempt twice."""
+claim, so a repeated step (DBOS runs steps at least once) cannot count an attempt twice. ``trim`` keeps
+the delivery logs to their retention."""
 
 from __future__ import annotations
 
@@ -8,17 +9,19 @@ import logging
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import update
+from sqlalchemy import delete, select, update
 
 from modelyard.db import utcnow
 from modelyard.notify import sinks
-from modelyard.notify.models import Delivery, DeliveryState, Subscription
+from modelyard.notify.models import DELIVERY_TERMINAL, Delivery, DeliveryState, Subscription
 
 if TYPE_CHECKING:
     from modelyard.context import AppContext
     from modelyard.settings import Settings
 
 log = logging.getLogger("modelyard.notify")
+# finished deliveries one trim deletes at most
+TRIM_BATCH = 5000
 
 
 def backoff_seconds(settings: Settings, attempt: int) -> float:
@@ -82,3 +85,20 @@ def deliver(ctx: AppContext, claim_id: str, delivery_id: str) -> str:
             extra={"delivery": delivery_id, "attempts": attempt, "error": sent.error},
         )
     return str(values["state"])
+
+
+def trim(ctx: AppContext, *, batch: int = TRIM_BATCH) -> int:
+    """Delete up to ``batch`` delivered or dead deliveries that finished over
+    ``notify_delivery_retention_hours`` ago; how many went."""
+    cutoff = utcnow() - timedelta(hours=ctx.settings.notify_delivery_retention_hours)
+    old = (
+        select(Delivery.id)
+        .where(Delivery.state.in_(DELIVERY_TERMINAL), Delivery.finished_at < cutoff)
+        .limit(batch)
+    )
+    with ctx.uow() as session:
+        gone = session.execute(
+            delete(Delivery).where(Delivery.id.in_(old.scalar_subquery())),
+            execution_options={"synchronize_session": False},
+        )
+    return int(getattr(gone, "rowcount", 0))

@@ -2,15 +2,16 @@
 they run are declared in ``notify.dispatch``.
 
 ``notify.fan_out`` runs one round of the fan-out under a claim of the cursor; ``notify.deliver`` sends
-one delivery once under its claim (a retry is a later claim of the same row, see ``notify.dispatch``).
-Importing registers; nothing starts here.
+one delivery once under its claim (a retry is a later claim of the same row, see ``notify.dispatch``);
+every heartbeat trims the delivery logs. Importing registers; nothing starts here.
 """
 
 from __future__ import annotations
 
 from dbos import DBOS
 
-from modelyard.durable import current, runs
+from modelyard.context import AppContext
+from modelyard.durable import current, on_tick, runs
 from modelyard.notify import dispatch, fanout, runner
 
 
@@ -42,3 +43,9 @@ def send_step(claim_id: str, delivery_id: str) -> str:
 def deliver(claim_id: str, delivery_id: str) -> str:
     """Send one claimed delivery; its state after the attempt."""
     return send_step(claim_id, delivery_id)
+
+
+@on_tick
+def trim_deliveries(ctx: AppContext) -> None:
+    """The retention of the delivery logs, on every worker heartbeat (bounded; every worker runs it)."""
+    runner.trim(ctx)
