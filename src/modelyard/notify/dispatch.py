@@ -1,8 +1,9 @@
 """The two claimed queues of notifications (``durable.ClaimedQueue`` declarations; see ``durable.queue``).
 
-``notify.fanout``: the fan-out's cursor in the event log is one row, due while the log has events past
-it. A worker claims it, its ``notify.fan_out`` workflow runs one round (``notify.fanout``) and gives it
-back; so one worker at a time reads the log, and an idle log costs a read of the log's head per poll.
+``notify.fanout``: the fan-out's cursor in the event log is one row, due when a topic event is past it
+(or other parts' events have piled up past ``SKIP_AHEAD``). A worker claims it, its ``notify.fan_out``
+workflow runs one round (``notify.fanout``) and gives it back; so one worker at a time reads the log, and
+a log without topic events costs a short scan per poll, not a workflow.
 
 ``notify.deliveries``: each delivery waits as a row (``pending``, due at ``next_attempt_at``), claimed one
 per claim up to ``notify_concurrency`` per worker, each sent by one ``notify.deliver`` workflow. A failed
@@ -20,21 +21,31 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import exists, func, or_, select
 from sqlalchemy.orm import aliased
 
 from modelyard.context import AppContext
 from modelyard.db import utcnow
 from modelyard.durable import ClaimedQueue, Monitor, wake
 from modelyard.durable.log import LogEntry
+from modelyard.notify.events import LOG_TOPICS
 from modelyard.notify.models import DELIVERY_OPEN, Cursor, Delivery, DeliveryState
 
 FANOUT_QUEUE, DELIVERY_QUEUE = "notify.fanout", "notify.deliveries"
+# other parts' events the cursor may lag behind before a round runs just to move past them: the check for
+# topic events scans the log from the cursor (by id; the log has no index by topic), so at most this many
+# rows plus what came since the last poll, and no workflow runs for a log busy with job progress alone
+SKIP_AHEAD = 1000
 
 
 def _log_grew() -> tuple[Any, ...]:
     head = select(func.max(LogEntry.id)).scalar_subquery()
-    return (Cursor.claim_id.is_(None), Cursor.due_at <= utcnow(), Cursor.position < head)
+    topic_event = exists().where(LogEntry.id > Cursor.position, LogEntry.topic.in_(LOG_TOPICS))
+    return (
+        Cursor.claim_id.is_(None),
+        Cursor.due_at <= utcnow(),
+        or_(topic_event, Cursor.position < head - SKIP_AHEAD),
+    )
 
 
 FANOUT = ClaimedQueue(

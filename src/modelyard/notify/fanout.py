@@ -91,8 +91,8 @@ def _release(ctx: AppContext, claim_id: str, values: dict[str, Any]) -> int:
 
 def fan_out(ctx: AppContext, claim_id: str) -> int:
     """One round under the claim ``claim_id`` of the cursor: write the deliveries of the events after it
-    and move it past them (one transaction), then let it be claimed again (at once if the round was full,
-    else after ``notify_poll_seconds``). How many deliveries; 0 if the claim was lost meanwhile."""
+    and move it past them (one transaction), then let it be claimed again (at once if it moved, else after
+    ``notify_poll_seconds``). How many deliveries; 0 if the claim was lost meanwhile."""
     with ctx.uow() as session:
         cursor = session.get(Cursor, CURSOR)
         if cursor is None or cursor.claim_id != claim_id:
@@ -101,7 +101,8 @@ def fan_out(ctx: AppContext, claim_id: str) -> int:
     try:
         follower = event_log.Follower(ctx, LOG_TOPICS, after=position, limit=ROUND_EVENTS)
         events = follower.poll()
-        idle = 0.0 if len(events) == ROUND_EVENTS else ctx.settings.notify_poll_seconds
+        # moved: there may be more now; stuck (PostgreSQL waiting out a gap in the ids): not every poll
+        idle = 0.0 if follower.position > position else ctx.settings.notify_poll_seconds
         with ctx.uow() as session:
             rows = deliveries_for(session, events)
             moved = session.execute(
