@@ -204,3 +204,37 @@ def test_finished_deliveries_past_their_retention_are_trimmed(ctx: AppContext) -
     assert runner.trim(ctx) == 1
     with ctx.uow() as session:
         assert list(session.scalars(select(Delivery.id).order_by(Delivery.event_id))) == ids[1:]
+
+
+@sqlite_only
+def test_one_claim_sends_down_its_line_in_order_and_stops_at_a_failure(
+    ctx: AppContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a = subscribe(ctx, "roofs", hook())
+    b = subscribe(ctx, "ships", hook())
+    ids = [emit(ctx, "geo.run.queued", "roofs", run_id=f"r{i}") for i in range(4)]
+    other = emit(ctx, "geo.run.queued", "ships", run_id="s1")
+    assert round_(ctx) == 5
+    sent: list[str] = []
+
+    def fake_send(_ctx: AppContext, _target: sinks.Target, body: dict[str, Any]) -> sinks.Sent:
+        sent.append(body["id"])
+        return sinks.Sent(body["id"] != str(ids[2]), status=200)
+
+    monkeypatch.setattr(sinks, "send", fake_send)
+    claims = dispatch.DELIVERIES.claim(ctx, 1)  # the oldest head: a's first
+    assert runner.deliver(ctx, claims[0][0]) == {"delivered": 2, "pending": 1}
+    assert sent == [str(i) for i in ids[:3]]  # in order, one claim, stopped at the failure
+    with ctx.uow() as session:
+        rows = session.execute(
+            select(Delivery.event_id, Delivery.state)
+            .where(Delivery.subscription_id == a)
+            .order_by(Delivery.event_id)
+        ).all()
+    assert [tuple(r) for r in rows] == [
+        (ids[0], "delivered"),
+        (ids[1], "delivered"),
+        (ids[2], "pending"),
+        (ids[3], "pending"),
+    ]
+    assert claimable(ctx) == [(b, other)]  # a's line waits for its retry; b's was never touched

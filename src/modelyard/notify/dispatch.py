@@ -6,7 +6,8 @@ workflow runs one round (``notify.fanout``) and gives it back; so one worker at 
 a log without topic events costs a short scan per poll, not a workflow.
 
 ``notify.deliveries``: each delivery waits as a row (``pending``, due at ``next_attempt_at``), claimed one
-per claim up to ``notify_concurrency`` per worker, each sent by one ``notify.deliver`` workflow. A failed
+per claim up to ``notify_concurrency`` per worker, each sent by one ``notify.deliver`` workflow, which
+then takes the next ones of the same line under the same claim while they go through (a burst). A failed
 attempt gives the row back with a later ``next_attempt_at`` (doubling waits), so a retry is just the row
 being claimed again, by any worker; the last attempt makes it dead.
 
@@ -65,8 +66,12 @@ FANOUT = ClaimedQueue(
 )
 
 
+# an earlier delivery of the same line (one alias, so the statement compiles to one cached form)
+_EARLIER = aliased(Delivery, name="earlier")
+
+
 def _due() -> tuple[Any, ...]:
-    earlier = aliased(Delivery)
+    earlier = _EARLIER
     head_of_line = ~exists().where(
         earlier.subscription_id == Delivery.subscription_id,
         earlier.event_id < Delivery.event_id,

@@ -104,13 +104,14 @@ def post_webhook(ctx: AppContext, target: Target, body: dict[str, Any], payload:
                 follow_redirects=False,
             ) as resp,
         ):
-            if 200 <= resp.status_code < 300:
-                return Sent(True, status=resp.status_code)
+            # read (a little of) the answer: a response read to its end keeps its connection for reuse
             snippet = b""
             for chunk in resp.iter_bytes():
                 snippet += chunk
                 if len(snippet) >= SNIPPET_BYTES:
                     break
+            if 200 <= resp.status_code < 300:
+                return Sent(True, status=resp.status_code)
             said = snippet[:SNIPPET_BYTES].decode("utf-8", "replace").strip()
             return Sent(False, status=resp.status_code, error=f"HTTP {resp.status_code}: {said}".strip(": "))
     except httpx.TimeoutException:

@@ -2,7 +2,8 @@
 they run are declared in ``notify.dispatch``.
 
 ``notify.fan_out`` runs one round of the fan-out under a claim of the cursor; ``notify.deliver`` sends
-one delivery once under its claim (a retry is a later claim of the same row, see ``notify.dispatch``);
+a claimed delivery once, then the next ones of its subscription while they go through (a retry is a later
+claim of the same row, see ``notify.dispatch``);
 every heartbeat trims the delivery logs. Importing registers; nothing starts here.
 """
 
@@ -33,16 +34,17 @@ def fan_out(claim_id: str) -> int:
 
 
 @DBOS.step(name="notify.send")
-def send_step(claim_id: str, delivery_id: str) -> str:
-    """One attempt at the delivery, recorded."""
-    return runner.deliver(current(), claim_id, delivery_id)
+def send_step(claim_id: str) -> dict[str, int]:
+    """One attempt at the claimed delivery, recorded, and the next ones of its line while they go."""
+    return runner.deliver(current(), claim_id)
 
 
 @runs(dispatch.DELIVERIES)
 @DBOS.workflow(name="notify.deliver")
-def deliver(claim_id: str, delivery_id: str) -> str:
-    """Send one claimed delivery; its state after the attempt."""
-    return send_step(claim_id, delivery_id)
+def deliver(claim_id: str, delivery_id: str) -> dict[str, int]:
+    """Send a claimed delivery (``delivery_id``, kept with the workflow's inputs) and what follows it in
+    its subscription's line; how many deliveries ended in each state."""
+    return send_step(claim_id)
 
 
 @on_tick
