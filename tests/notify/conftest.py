@@ -8,11 +8,10 @@ import json
 import os
 import socket
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
@@ -22,24 +21,14 @@ from modelyard.durable import log
 from modelyard.registry import service as registry
 from modelyard.registry.schemas import ModelCreate
 from modelyard.settings import Settings
+from tests.jobs.test_workflows import eventually
 
-T = TypeVar("T")
+__all__ = ["eventually"]  # polled waits, as the jobs' workflow tests do them
+
 NATS_URL, MQTT_URL = "nats://127.0.0.1:4222", "mqtt://127.0.0.1:1883"
 MODELS = ("roofs", "ships")
 # for tests where the dialect does not matter (the claims and the fan-out run on both)
 sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-
-
-def eventually(probe: Callable[[], T | None], timeout: float = 20.0) -> T:
-    """Poll ``probe`` until it returns something truthy (a deadline, not a sleep, decides)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = probe()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(0.02)
 
 
 def require_server(url: str) -> None:
