@@ -238,3 +238,14 @@ def test_one_claim_sends_down_its_line_in_order_and_stops_at_a_failure(
         (ids[3], "pending"),
     ]
     assert claimable(ctx) == [(b, other)]  # a's line waits for its retry; b's was never touched
+
+
+@sqlite_only
+def test_a_claim_whose_worker_died_goes_back_to_the_line(ctx: AppContext) -> None:
+    a = subscribe(ctx, "roofs", hook())
+    first = emit(ctx, "geo.run.queued", "roofs", run_id="r1")
+    assert round_(ctx) == 1
+    assert claimable(ctx) == [(a, first)]  # claimed, then the worker dies before its workflow runs
+    ctx.settings.notify_claim_timeout_seconds = 0.0
+    assert dispatch.DELIVERIES.sweep(ctx, lambda _ids: {}) == 1  # no workflow of that claim exists
+    assert claimable(ctx) == [(a, first)]  # sent by whoever claims it next, still first in line
