@@ -96,8 +96,11 @@ class Receiver:
     status: int = 200
     got: list[Received] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # answers wait until this is set (cleared: a receiver that holds calls open)
+    gate: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
+        self.gate.set()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -106,6 +109,7 @@ class Receiver:
                 with receiver.lock:
                     receiver.got.append(Received(dict(self.headers.items()), body))
                     status = receiver.status
+                receiver.gate.wait(30)
                 self.send_response(status)
                 self.send_header("Content-Length", "4")
                 self.end_headers()
