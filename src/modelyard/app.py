@@ -39,6 +39,7 @@ from modelyard.log_api import router as log_router
 from modelyard.logs import setup_logging
 from modelyard.metrics import Metrics
 from modelyard.migrate import upgrade
+from modelyard.notify.api import router as topics_router
 from modelyard.ops.api import router as queues_router
 from modelyard.ops.queues import QueueCollector
 from modelyard.pipelines.api import events_router, pipelines_router
@@ -296,6 +297,7 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
     app.include_router(artifacts_router)
     app.include_router(log_router)
     app.include_router(catalog_router)
+    app.include_router(topics_router)
     app.mount("/ui", create_ui(app, ctx.verifier))
 
     @app.get("/", include_in_schema=False)

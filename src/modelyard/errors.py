@@ -24,7 +24,9 @@ problem ``type`` URI), a human ``detail`` and, where one input is to blame, the 
     │   ├── EventNotFound               404 event-not-found
     │   ├── StageRunNotFound            404 stage-run-not-found
     │   ├── CollectionNotFound          404 collection-not-found
-    │   └── RecordNotFound              404 record-not-found
+    │   ├── RecordNotFound              404 record-not-found
+    │   ├── SubscriptionNotFound        404 subscription-not-found
+    │   └── DeliveryNotFound            404 delivery-not-found
     ├── Conflict                        409 conflict
     │   ├── AlreadyExists               409 already-exists
     │   └── OutputArchived              409 output-archived     (restore the event first)
@@ -214,6 +216,26 @@ class RecordNotFound(NotFound):
 
     def __init__(self, collection: str, record_id: str):
         super().__init__(f"collection {collection!r} has no record {record_id!r}", field="id")
+
+
+class SubscriptionNotFound(NotFound):
+    """The model's topic has no subscription with that id."""
+
+    code, title = "subscription-not-found", "Subscription not found"
+
+    def __init__(self, model: str, subscription_id: str):
+        super().__init__(f"topic {model!r} has no subscription {subscription_id!r}", field="id")
+
+
+class DeliveryNotFound(NotFound):
+    """The subscription has no delivery with that id."""
+
+    code, title = "delivery-not-found", "Delivery not found"
+
+    def __init__(self, subscription_id: str, delivery_id: str):
+        super().__init__(
+            f"subscription {subscription_id!r} has no delivery {delivery_id!r}", field="delivery_id"
+        )
 
 
 class Conflict(ModelyardError):

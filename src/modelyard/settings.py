@@ -222,6 +222,43 @@ class Settings(BaseSettings):
         10_000, description="Most values (mappings, lists, scalars) in one pipeline spec document."
     )
     pipeline_spec_max_depth: int = Field(32, description="Deepest nesting of mappings and lists in a spec.")
+    notify_max_attempts: int = Field(
+        8, ge=1, description="Attempts to send one notification before it is dead-lettered."
+    )
+    notify_retry_seconds: float = Field(
+        1.0, gt=0, description="Wait before a notification's first retry; doubles with every attempt."
+    )
+    notify_retry_max_seconds: float = Field(
+        3600.0, gt=0, description="Longest wait between two attempts to send a notification."
+    )
+    notify_timeout_seconds: float = Field(
+        10.0, gt=0, description="How long one webhook call (or NATS/MQTT publish) may take."
+    )
+    notify_concurrency: int = Field(8, ge=1, description="Notifications one worker sends at once.")
+    notify_poll_seconds: float = Field(
+        0.1,
+        gt=0,
+        description="How often an idle worker looks for notifications to send and for new events to fan "
+        "out to subscribers (while the log grows with other events, at most this often too).",
+    )
+    notify_claim_timeout_seconds: float = Field(
+        60.0, description="Claimed notifications whose workflow never started are queued again after this."
+    )
+    notify_max_subscriptions: int = Field(100, ge=1, description="Most subscriptions of one model's topic.")
+    notify_delivery_retention_hours: float = Field(
+        168.0,
+        gt=0,
+        description="Delivered and dead notifications stay in their subscription's delivery log this long; "
+        "workers delete older ones on their heartbeat.",
+    )
+    notify_nats_url: str = Field(
+        "", description="NATS server for nats subscriptions (nats://host:4222); empty: none accepted."
+    )
+    notify_mqtt_url: str = Field(
+        "",
+        description="MQTT broker for mqtt subscriptions (mqtt://[user:password@]host:1883, mqtts:// for "
+        "TLS); empty: none accepted.",
+    )
     demo: bool = Field(
         False,
         description="Register a small demo model on start if the registry is empty, and accept a short or "

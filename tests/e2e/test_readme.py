@@ -26,10 +26,12 @@ KEY = "dev-admin-key"
 SKIPPED = {
     "make run": "the two commands: this test is part of `make test`, and starts the server `make run` starts",
     "modelyard serve --no-worker &": "scale-out needs PostgreSQL and S3-compatible hosts (tests/crash covers it)",
+    "hooks.example.com": "needs a public webhook receiver and a NATS server (tests/notify covers them)",
 }
 ENDLESS = {
     "/queues/stream": "an endless event stream (the README says Ctrl-C)",
     "/log/stream": "an endless event stream (the README says Ctrl-C)",
+    "/topics/demo-iris/events": "an endless event stream (the README says Ctrl-C)",
 }
 BLOCK = re.compile(r"^```(sh|python)\n(.*?)^```", re.S | re.M)
 

@@ -16,7 +16,7 @@ from starlette.types import ASGIApp
 
 from modelyard.auth import KeyVerifier
 from modelyard.errors import ModelyardError
-from modelyard.web import catalog, jobs, pipelines, registry
+from modelyard.web import catalog, jobs, pipelines, registry, topics
 from modelyard.web.charts import sparkline
 from modelyard.web.client import ApiProblem
 from modelyard.web.render import (
@@ -168,4 +168,5 @@ def create_ui(api_app: ASGIApp, verifier: KeyVerifier) -> FastAPI:
     ui.include_router(jobs.router)
     ui.include_router(pipelines.router)
     ui.include_router(catalog.router)
+    ui.include_router(topics.router)
     return ui
