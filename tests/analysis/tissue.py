@@ -1,0 +1,40 @@
+"""Synthetic tissue images for the image-analysis tests: discs of known centres on a noisy background."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def disc_centres(height: int, width: int, radius: int, count: int, seed: int = 0) -> np.ndarray:
+    """Up to ``count`` centres at least ``2 * radius + 3`` apart, inside the image (rejection sampling)."""
+    rng = np.random.default_rng(seed)
+    gap = 2 * radius + 3
+    found: list[tuple[float, float]] = []
+    for _ in range(count * 50):
+        y, x = rng.uniform(radius + 1, height - radius - 1), rng.uniform(radius + 1, width - radius - 1)
+        if all((y - a) ** 2 + (x - b) ** 2 >= gap * gap for a, b in found):
+            found.append((y, x))
+            if len(found) == count:
+                break
+    return np.array(found)
+
+
+def tissue(
+    height: int, width: int, centres: np.ndarray, radius: int, channels: int = 3, seed: int = 0
+) -> np.ndarray:
+    """A (C, H, W) uint16 image: channel 0 bright discs at ``centres``; channel c > 0 bright only in
+    every (c+1)-th disc; a slow background gradient and noise everywhere."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width]
+    image = np.zeros((channels, height, width), dtype=np.float64)
+    image += 300 + 200 * (yy / height)  # slow background
+    for i, (y, x) in enumerate(centres):
+        y0, y1 = max(0, int(y) - radius - 1), min(height, int(y) + radius + 2)
+        x0, x1 = max(0, int(x) - radius - 1), min(width, int(x) + radius + 2)
+        inside = (yy[y0:y1, x0:x1] - y) ** 2 + (xx[y0:y1, x0:x1] - x) ** 2 <= radius * radius
+        image[0, y0:y1, x0:x1][inside] += 4000
+        for c in range(1, channels):
+            if i % (c + 1) == 0:
+                image[c, y0:y1, x0:x1][inside] += 3000
+    image += rng.normal(0, 60, image.shape)
+    return np.clip(image, 0, 65535).astype(np.uint16)
