@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import tifffile
 
 
 def disc_centres(height: int, width: int, radius: int, count: int, seed: int = 0) -> np.ndarray:
@@ -38,3 +41,23 @@ def tissue(
                 image[c, y0:y1, x0:x1][inside] += 3000
     image += rng.normal(0, 60, image.shape)
     return np.clip(image, 0, 65535).astype(np.uint16)
+
+
+def write_ome(path: Path, image: np.ndarray, names: list[str], tile: int | None = 64) -> Path:
+    """``image`` (C, H, W) as an OME-TIFF with channel ``names`` (tiled unless ``tile`` is None)."""
+    tifffile.imwrite(
+        path,
+        image,
+        tile=(tile, tile) if tile else None,
+        photometric="minisblack",
+        metadata={"axes": "CYX", "Channel": {"Name": names}},
+    )
+    return path
+
+
+def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two label masks cut the image into the same cells (ids may differ)."""
+    if a.shape != b.shape or not np.array_equal(a > 0, b > 0):
+        return False
+    pairs = np.unique(np.stack([a.ravel(), b.ravel()]), axis=1)
+    return len(np.unique(pairs[0])) == pairs.shape[1] == len(np.unique(pairs[1]))

@@ -79,15 +79,26 @@ class TiffImage:
 
     def __init__(self, path: Path):
         import tifffile
-        import zarr
 
         try:
             self._tif = tifffile.TiffFile(path)
+        except (tifffile.TiffFileError, ValueError) as exc:
+            raise UndecodableInput(f"{path.name} is not a readable TIFF: {exc}") from None
+        try:
+            self._open(path)
+        except BaseException:
+            self._tif.close()
+            raise
+
+    def _open(self, path: Path) -> None:
+        import zarr
+
+        try:
             series = self._tif.series[0]
-        except (tifffile.TiffFileError, IndexError, ValueError) as exc:
+        except (IndexError, ValueError) as exc:
             raise UndecodableInput(f"{path.name} is not a readable TIFF: {exc}") from None
         self._axes = _check_axes(series.axes, series.shape)
-        sizes = dict(zip(series.axes, series.shape, strict=True))
+        sizes = dict(zip(self._axes, series.shape, strict=True))
         count = sizes.get("C", 1) * sizes.get("S", 1)
         self.shape = (count, sizes["Y"], sizes["X"])
         self.dtype = np.dtype(series.dtype)
@@ -122,6 +133,12 @@ class TiffImage:
     def close(self) -> None:
         """Release the file."""
         self._tif.close()
+
+    def __enter__(self) -> TiffImage:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _read_segments(self, y0: int, y1: int, x0: int, x1: int, channel: int | None) -> np.ndarray:
         """The window from the tiles (or strips) it covers, decoded one at a time."""
@@ -162,6 +179,11 @@ class TiffImage:
 
 
 def _check_axes(axes: str, shape: Sequence[int]) -> str:
+    if "C" not in axes:  # pages of a plain multi-page TIFF: unknown (Q) or sequence (I) axis
+        for other in "QI":
+            if other in axes:
+                axes = axes.replace(other, "C", 1)
+                break
     if "Y" not in axes or "X" not in axes:
         raise UndecodableInput(f"the TIFF has axes {axes}; an image needs Y and X")
     extra = [f"{a}={n}" for a, n in zip(axes, shape, strict=True) if a not in KEEP and n != 1]
@@ -276,6 +298,11 @@ def open_image(source: bytes | str | Path | np.ndarray | Multichannel) -> Multic
     if head.startswith(NPY_MAGIC):
         return _npy(path)
     raise UndecodableInput(f"{path.name} is not TIFF, PNG or .npy (unknown leading bytes)")
+
+
+def saturation_level(dtype: np.dtype[Any]) -> float:
+    """The value a saturated pixel holds: the type's maximum, or 1.0 for a float image."""
+    return float(np.iinfo(dtype).max) if dtype.kind in "ui" else 1.0
 
 
 def close_image(image: Multichannel) -> None:

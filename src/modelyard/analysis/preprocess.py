@@ -19,7 +19,13 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from modelyard.analysis.images import ArrayImage, Multichannel, tile_grid, write_tiled
+from modelyard.analysis.images import (
+    ArrayImage,
+    Multichannel,
+    saturation_level,
+    tile_grid,
+    write_tiled,
+)
 
 STATS_TILE = 2048  # fixed, so the statistics do not depend on the tile size a run chooses
 SAMPLE_VALUES = 4_000_000  # float images: percentiles from about this many values per channel
@@ -92,10 +98,6 @@ class ChannelStats:
         }
 
 
-def _saturation_level(dtype: np.dtype[Any]) -> float:
-    return float(np.iinfo(dtype).max) if dtype.kind in "ui" else 1.0
-
-
 def channel_stats(image: Multichannel, pre: Preprocess) -> ChannelStats:
     """One pass over ``image`` by tiles: each channel's percentile bounds and saturated pixel count."""
     c, h, w = image.shape
@@ -104,7 +106,7 @@ def channel_stats(image: Multichannel, pre: Preprocess) -> ChannelStats:
     samples: list[list[np.ndarray]] = [[] for _ in range(c)]
     step = max(1, int(np.sqrt(h * w / SAMPLE_VALUES)))
     saturated = np.zeros(c, dtype=np.int64)
-    level = _saturation_level(image.dtype)
+    level = saturation_level(image.dtype)
     for tile in tile_grid(h, w, STATS_TILE, 0):
         block = image.read(tile.y0, tile.y1, tile.x0, tile.x1)
         for i in range(c):

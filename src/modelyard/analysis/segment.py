@@ -119,6 +119,43 @@ class Cells:
         cols = {k: v.tolist() for k, v in self.columns().items()}
         return [dict(zip(cols, values, strict=True)) for values in zip(*cols.values(), strict=True)]
 
+    def parquet(self) -> bytes:
+        """The table as a Parquet file."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        buf = pa.BufferOutputStream()
+        pq.write_table(pa.table(self.columns()), buf)
+        return bytes(buf.getvalue().to_pybytes())
+
+
+def measure_cells(image: Multichannel, mask: np.ndarray) -> Cells:
+    """The table of the cells a label mask holds (ids as in the mask), measured on ``image``, which is
+    read whole: for images that fit in memory (the tiled ``segment`` measures as it goes)."""
+    c, h, w = image.shape
+    if mask.shape != (h, w):
+        raise ValueError(f"the mask is {mask.shape} but the image is {(h, w)}")
+    if mask.size and (mask.min() < 0 or mask.dtype.kind not in "iu"):
+        raise ValueError("a label mask holds integer labels >= 0")
+    flat = mask.ravel().astype(np.int64)
+    n = int(flat.max()) if flat.size else 0
+    area = np.bincount(flat, minlength=n + 1)
+    safe = np.maximum(area, 1)
+    rows = np.repeat(np.arange(h, dtype=np.float64), w)
+    cols = np.tile(np.arange(w, dtype=np.float64), h)
+    data = as_unit(image.read(0, h, 0, w))
+    mean = np.stack([np.bincount(flat, ch.ravel(), minlength=n + 1) / safe for ch in data], axis=1)
+    ids = np.flatnonzero(area)
+    ids = ids[ids > 0]
+    return Cells(
+        image.channels,
+        ids.astype(np.int64),
+        (np.bincount(flat, rows, minlength=n + 1) / safe)[ids],
+        (np.bincount(flat, cols, minlength=n + 1) / safe)[ids],
+        area[ids].astype(np.int64),
+        mean[ids].reshape(len(ids), c),
+    )
+
 
 @dataclass(slots=True)
 class Segmented:
