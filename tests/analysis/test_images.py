@@ -91,7 +91,7 @@ def test_png_and_numpy_inputs(pixels: np.ndarray) -> None:
 
 
 def test_unreadable_inputs_are_refused_with_the_reason(tmp_path: Path) -> None:
-    with pytest.raises(UndecodableInput, match="not TIFF, PNG or .npy"):
+    with pytest.raises(UndecodableInput, match=r"not TIFF, PNG or \.npy"):
         open_image(b"GIF89a...")
     with pytest.raises(UndecodableInput, match="not a readable TIFF"):
         open_image(b"II*\x00" + b"\x00" * 20)
@@ -109,5 +109,5 @@ def test_a_missing_channel_names_the_ones_there(tmp_path: Path, pixels: np.ndarr
     with pytest.raises(InvalidInput, match="no channel 'CD8'; it has 3: DAPI, CD3, CD20") as info:
         channel_index(image, "CD8", "params.channel")
     assert info.value.field == "params.channel"
-    with pytest.raises(InvalidInput, match="names 4 channels .* but the image has 3"):
+    with pytest.raises(InvalidInput, match=r"names 4 channels .* but the image has 3"):
         require_channels(image, ["a", "b", "c", "d"])

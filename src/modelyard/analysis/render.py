@@ -74,7 +74,7 @@ def _colour(value: float, limit: float) -> tuple[int, int, int]:
     if not np.isfinite(value):
         return (160, 160, 160)
     t = 0.0 if limit == 0 else max(-1.0, min(1.0, value / limit))
-    fade = int(round(255 * (1 - abs(t))))
+    fade = round(255 * (1 - abs(t)))
     return (255, fade, fade) if t >= 0 else (fade, fade, 255)
 
 
