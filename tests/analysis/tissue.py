@@ -61,3 +61,31 @@ def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
         return False
     pairs = np.unique(np.stack([a.ravel(), b.ravel()]), axis=1)
     return len(np.unique(pairs[0])) == pairs.shape[1] == len(np.unique(pairs[1]))
+
+
+def probability_model(path: Path, threshold: float = 0.3, steepness: float = 40.0) -> Path:
+    """A tiny ONNX segmentation model: (1, 1, H, W) float32 -> a probability per pixel,
+    sigmoid(steepness * (x - threshold))."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    nodes = [
+        helper.make_node("Sub", ["x", "t"], ["d"]),
+        helper.make_node("Mul", ["d", "k"], ["z"]),
+        helper.make_node("Sigmoid", ["z"], ["prob"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "nuclei",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, "h", "w"])],
+        [helper.make_tensor_value_info("prob", TensorProto.FLOAT, [1, 1, "h", "w"])],
+        [
+            helper.make_tensor("t", TensorProto.FLOAT, [], [threshold]),
+            helper.make_tensor("k", TensorProto.FLOAT, [], [steepness]),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path

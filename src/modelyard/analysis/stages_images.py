@@ -112,6 +112,7 @@ def encode_ome(image: ArrayImage) -> bytes:
         data,
         photometric="minisblack",
         metadata={"axes": "CYX", "Channel": {"Name": list(image.channels)}},
+        ome=True,
     )
     return buf.getvalue()
 
