@@ -125,7 +125,6 @@ class ValidationFailed(ModelyardError):
         self.errors = errors
 
 
-
 class QualityCheckFailed(ValidationFailed):
     """A sample's quality checks (cells found, area, coverage, saturation, focus) broke a threshold of
     its spec; ``errors`` names each threshold and the value measured."""
