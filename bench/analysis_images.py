@@ -98,6 +98,7 @@ def run_large(source: Path, work: Path) -> dict[str, Any]:
     start = time.perf_counter()
     preprocess_file(image, work / "pre.ome.tif", Preprocess(), tile=TILE)
     pre_seconds = time.perf_counter() - start
+    print(f"preprocessed in {pre_seconds:.0f} s", file=sys.stderr, flush=True)
     pre = open_image(work / "pre.ome.tif")
     start = time.perf_counter()
     found = segment(
@@ -141,10 +142,11 @@ def bench_large(side: int, channels: int) -> dict[str, Any]:
         start = time.perf_counter()
         true = write_large(source, side, channels)
         made = time.perf_counter() - start
+        print(f"wrote {side}² x {channels} in {made:.0f} s", file=sys.stderr, flush=True)
         child = subprocess.run(
             [sys.executable, __file__, "--child", str(source), str(work)],
             check=True,
-            capture_output=True,
+            stdout=subprocess.PIPE,
             text=True,
         )
         out = json.loads(child.stdout.strip().splitlines()[-1])
@@ -163,6 +165,7 @@ def main() -> None:
         print(json.dumps(run_large(Path(args.child[0]), Path(args.child[1]))))
         return
     small = bench_4096(2048 if args.quick else 4096)
+    print(f"segment: {small}", file=sys.stderr, flush=True)
     large = bench_large(4096 if args.quick else 20_000, 8)
     gib = large["peak_rss_bytes"] / 2**30
     rows = [
