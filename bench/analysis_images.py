@@ -96,7 +96,7 @@ def run_large(source: Path, work: Path) -> dict[str, Any]:
     """Child process: preprocess then segment the large file, all on disk (prints its figures as JSON)."""
     image = open_image(source)
     start = time.perf_counter()
-    preprocess_file(image, work / "pre.ome.tif", Preprocess(), tile=TILE)
+    preprocess_file(image, work / "pre.ome.tif", Preprocess(), tile=TILE, workers=WORKERS)
     pre_seconds = time.perf_counter() - start
     print(f"preprocessed in {pre_seconds:.0f} s", file=sys.stderr, flush=True)
     pre = open_image(work / "pre.ome.tif")
@@ -122,7 +122,7 @@ def bench_4096(side: int) -> dict[str, Any]:
     lattice = Lattice(side, side, seed=1)
     image = open_image(lattice.array(3))
     start = time.perf_counter()
-    pre, _ = preprocess_image(image, Preprocess(), tile=TILE)
+    pre, _ = preprocess_image(image, Preprocess(), tile=TILE, workers=WORKERS)
     pre_seconds = time.perf_counter() - start
     start = time.perf_counter()
     found = segment(pre, Segmentation(diameter=14), tile=TILE, workers=WORKERS)

@@ -11,7 +11,9 @@ large one as a tiled OME-TIFF, holding one tile at a time.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ from scipy import ndimage
 from modelyard.analysis.images import (
     ArrayImage,
     Multichannel,
+    Tile,
     saturation_level,
     tile_grid,
     write_tiled,
@@ -166,35 +169,57 @@ def preprocess_window(window: np.ndarray, channel: int, stats: ChannelStats, pre
 
 
 def _channel_tiles(
-    image: Multichannel, stats: ChannelStats, pre: Preprocess, size: int
-) -> Iterator[tuple[int, np.ndarray]]:
-    """(channel, preprocessed core) for every channel's tiles, channel after channel."""
+    image: Multichannel, stats: ChannelStats, pre: Preprocess, size: int, workers: int = 1
+) -> Iterator[np.ndarray]:
+    """The preprocessed core of every channel's tiles, channel after channel, computed on ``workers``
+    threads (the filters release the GIL) with at most ``2 * workers`` tiles in flight."""
     c, h, w = image.shape
     grid = tile_grid(h, w, size, pre.margin)
-    for i in range(c):
-        for tile in grid:
-            window = image.read(tile.wy0, tile.wy1, tile.wx0, tile.wx1, channel=i)
-            yield i, preprocess_window(window, i, stats, pre)[tile.core_in_window]
+
+    def one(i: int, tile: Tile) -> np.ndarray:
+        window = image.read(tile.wy0, tile.wy1, tile.wx0, tile.wx1, channel=i)
+        return preprocess_window(window, i, stats, pre)[tile.core_in_window]
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pending: deque[Future[np.ndarray]] = deque()
+        for i in range(c):
+            for tile in grid:
+                pending.append(pool.submit(one, i, tile))
+                if len(pending) >= 2 * workers:
+                    yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def preprocess_image(
-    image: Multichannel, pre: Preprocess, *, tile: int = 2048, stats: ChannelStats | None = None
+    image: Multichannel,
+    pre: Preprocess,
+    *,
+    tile: int = 2048,
+    stats: ChannelStats | None = None,
+    workers: int = 1,
 ) -> tuple[ArrayImage, ChannelStats]:
     """The preprocessed image in memory (float32, 0..1, same channel names) and the statistics used."""
     stats = stats or channel_stats(image, pre)
     c, h, w = image.shape
     out = np.empty((c, h, w), dtype=np.float32)
     grid = tile_grid(h, w, tile, pre.margin)
-    cores = _channel_tiles(image, stats, pre, tile)
+    cores = _channel_tiles(image, stats, pre, tile, workers)
     for i in range(c):
         for t in grid:
-            _, core = next(cores)
+            core = next(cores)
             out[i, t.y0 : t.y1, t.x0 : t.x1] = core
     return ArrayImage(out, image.channels), stats
 
 
 def preprocess_file(
-    image: Multichannel, out: Path, pre: Preprocess, *, tile: int = 1024, stats: ChannelStats | None = None
+    image: Multichannel,
+    out: Path,
+    pre: Preprocess,
+    *,
+    tile: int = 1024,
+    stats: ChannelStats | None = None,
+    workers: int = 1,
 ) -> ChannelStats:
     """Preprocess ``image`` into a tiled OME-TIFF at ``out`` (uint16, 0..1 scaled to 0..65535), one tile
     in memory at a time. ``tile`` must be a multiple of 16 (the TIFF tile size)."""
@@ -203,7 +228,7 @@ def preprocess_file(
     stats = stats or channel_stats(image, pre)
 
     def scaled() -> Iterator[np.ndarray]:
-        for _, core in _channel_tiles(image, stats, pre, tile):
+        for core in _channel_tiles(image, stats, pre, tile, workers):
             yield (core * OUT_SCALE + 0.5).astype(OUT_DTYPE)
 
     write_tiled(out, scaled(), shape=image.shape, dtype=OUT_DTYPE, size=tile, channels=image.channels)
