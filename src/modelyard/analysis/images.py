@@ -77,8 +77,10 @@ class TiffImage:
     """A TIFF file read through tifffile's zarr store: a window reads only the tiles (or strips) it
     covers. Keep it open while reading; ``close`` releases the file."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: str | Path):
         import tifffile
+
+        path = Path(path)
 
         try:
             self._tif = tifffile.TiffFile(path)
