@@ -129,6 +129,20 @@ class Cells:
         return bytes(buf.getvalue().to_pybytes())
 
 
+def label_stats(labels: np.ndarray, data: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per label 0..max: area, centroid row and column, and the mean of each channel of ``data``
+    (C, h, w) as an (n, C) array; one ``bincount`` per figure."""
+    flat = labels.ravel().astype(np.int64, copy=False)
+    n = int(flat.max()) if flat.size else 0
+    h, w = labels.shape
+    area = np.bincount(flat, minlength=n + 1)
+    safe = np.maximum(area, 1)
+    cy = np.bincount(flat, np.repeat(np.arange(h, dtype=np.float64), w), minlength=n + 1) / safe
+    cx = np.bincount(flat, np.tile(np.arange(w, dtype=np.float64), h), minlength=n + 1) / safe
+    mean = np.stack([np.bincount(flat, ch.ravel(), minlength=n + 1) / safe for ch in data], axis=1)
+    return area, cy, cx, mean
+
+
 def measure_cells(image: Multichannel, mask: np.ndarray) -> Cells:
     """The table of the cells a label mask holds (ids as in the mask), measured on ``image``, which is
     read whole: for images that fit in memory (the tiled ``segment`` measures as it goes)."""
@@ -137,24 +151,13 @@ def measure_cells(image: Multichannel, mask: np.ndarray) -> Cells:
         raise ValueError(f"the mask is {mask.shape} but the image is {(h, w)}")
     if mask.size and (mask.min() < 0 or mask.dtype.kind not in "iu"):
         raise ValueError("a label mask holds integer labels >= 0")
-    flat = mask.ravel().astype(np.int64)
-    n = int(flat.max()) if flat.size else 0
-    area = np.bincount(flat, minlength=n + 1)
-    safe = np.maximum(area, 1)
-    rows = np.repeat(np.arange(h, dtype=np.float64), w)
-    cols = np.tile(np.arange(w, dtype=np.float64), h)
-    data = as_unit(image.read(0, h, 0, w))
-    mean = np.stack([np.bincount(flat, ch.ravel(), minlength=n + 1) / safe for ch in data], axis=1)
+    area, cy, cx, mean = label_stats(mask, as_unit(image.read(0, h, 0, w)))
     ids = np.flatnonzero(area)
     ids = ids[ids > 0]
     return Cells(
-        image.channels,
-        ids.astype(np.int64),
-        (np.bincount(flat, rows, minlength=n + 1) / safe)[ids],
-        (np.bincount(flat, cols, minlength=n + 1) / safe)[ids],
-        area[ids].astype(np.int64),
+        image.channels, ids.astype(np.int64), cy[ids], cx[ids], area[ids].astype(np.int64),
         mean[ids].reshape(len(ids), c),
-    )
+    )  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -240,17 +243,9 @@ def segment_tile(
     """Segment one tile's window (C, h, w; any numeric type) and measure its cells."""
     data = as_unit(window)
     labels = _split(foreground(data[nucleus], cfg, threshold, predict), cfg)
-    n = int(labels.max())
-    flat = labels.ravel()
-    area = np.bincount(flat, minlength=n + 1)
-    h, w = labels.shape
-    rows = np.repeat(np.arange(h, dtype=np.float64), w)
-    cols = np.tile(np.arange(w, dtype=np.float64), h)
-    safe = np.maximum(area, 1)
-    cy = np.bincount(flat, rows, minlength=n + 1) / safe + tile.wy0
-    cx = np.bincount(flat, cols, minlength=n + 1) / safe + tile.wx0
-    mean = np.stack([np.bincount(flat, c.ravel(), minlength=n + 1) / safe for c in data], axis=1)
-    ids = np.arange(n + 1)
+    area, cy, cx, mean = label_stats(labels, data)
+    cy, cx = cy + tile.wy0, cx + tile.wx0
+    ids = np.arange(len(area))
     keep = (ids > 0) & (area >= cfg.min_area)
     owned = keep & (cy >= tile.y0) & (cy < tile.y1) & (cx >= tile.x0) & (cx < tile.x1)
     lookup = np.where(keep, ids, 0)
