@@ -32,7 +32,8 @@ stages:
     inputs: [cells]
     params: {markers: [CD3, CD20], n_types: 2}
   stats: {type: python, callable: "tests.analysis.tissue_stages:statistics", inputs: [cells, type]}
-  heatmap: {type: python, callable: "tests.analysis.tissue_stages:heatmap", inputs: [stats], output_type: image}
+  heatmap: {type: tissue_heatmap, inputs: [stats], params: {matrix: log_odds, labels: [larger, smaller]}}
+  z: {type: tissue_heatmap, inputs: [stats], params: {matrix: counts_test.z}}
   overlay: {type: tissue_overlay, inputs: [pre, seg], params: {channels: [CD3, CD20, DAPI]}}
 """
 
@@ -69,7 +70,7 @@ def test_an_ome_tiff_event_goes_from_pixels_to_interaction_statistics(ctx: AppCo
     assert result["counts_test"]["z"][0][1] < -2
 
     with TestClient(create_app(ctx.settings), follow_redirects=False) as client:
-        for stage in ("heatmap", "overlay"):
+        for stage in ("heatmap", "z", "overlay"):
             got = client.get(f"/api/v1/events/{eid}/stages/{stage}/output", headers=api_headers())
             assert got.status_code == 200 and got.headers["content-type"] == "image/png"
             assert Image.open(io.BytesIO(got.content)).format == "PNG"

@@ -14,7 +14,8 @@ from modelyard.analysis import quality
 from modelyard.analysis.images import ArrayImage
 from modelyard.analysis.render import OUTLINE, heatmap_png, overlay_png
 from modelyard.analysis.segment import measure_cells
-from modelyard.errors import QualityCheckFailed
+from modelyard.analysis.stages_images import pick_matrix
+from modelyard.errors import InvalidInput, QualityCheckFailed
 
 
 def _mask() -> np.ndarray:
@@ -98,3 +99,15 @@ def test_a_heatmap_colours_values_around_zero() -> None:
     assert (255, 0, 0) in colours and (0, 0, 255) in colours and (160, 160, 160) in colours
     with pytest.raises(ValueError, match="there are 3 labels"):
         heatmap_png(matrix, ["a", "b", "c"])
+
+
+def test_a_heatmap_stage_picks_its_matrix_from_the_statistics() -> None:
+    found = {"log_odds": [[0.5, None], [None, -0.5]], "counts_test": {"z": [[1, 2], [2, 1]]}}
+    matrix, size = pick_matrix(found, "log_odds")
+    assert size == 2 and matrix[0, 0] == 0.5 and np.isnan(matrix[0, 1])
+    assert pick_matrix(found, "counts_test.z")[0].tolist() == [[1, 2], [2, 1]]
+    with pytest.raises(InvalidInput, match=r"no 'log_odds_test\.z' matrix") as info:
+        pick_matrix(found, "log_odds_test.z")
+    assert info.value.field == "params.matrix"
+    with pytest.raises(InvalidInput, match="not a square matrix"):
+        pick_matrix({"counts": [[1, 2, 3]]}, "counts")

@@ -1,5 +1,5 @@
 """Python callable stages that chain the cell statistics after the image stages (typing, interaction
-statistics, a heatmap), imported by path as a user's would be."""
+statistics), imported by path as a user's would be."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from typing import Any
 import numpy as np
 
 from modelyard.analysis import neighbours, stats, typing
-from modelyard.analysis.render import heatmap_png
 from modelyard.pipelines.stages import StageCall
 
 
@@ -32,10 +31,3 @@ def statistics(call: StageCall) -> dict[str, Any]:
     graph = neighbours.knn_graph(coords, 6)
     found = stats.interactions(graph, typed["types"], typed["n_types"], n_perms=50, seed=0)
     return found.to_json()
-
-
-def heatmap(call: StageCall) -> bytes:
-    """The log-odds matrix as a heatmap PNG."""
-    found = call.value
-    matrix = np.array([[np.nan if v is None else v for v in row] for row in found["log_odds"]])
-    return heatmap_png(matrix, [f"type {i}" for i in range(found["n_types"])], title="log-odds")

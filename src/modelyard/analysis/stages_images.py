@@ -14,6 +14,8 @@
   ``qc`` holds thresholds (``quality.THRESHOLDS``), and a sample that breaks one fails with each reason.
 - ``tissue_overlay`` (inputs: [image, mask]) -> PNG of the cell outlines on a composite of
   ``params.channels`` (up to three names or indices).
+- ``tissue_heatmap`` (a statistics result, JSON) -> PNG of one of its matrices (``params.matrix``:
+  ``log_odds``, ``counts``, ``log_odds_test.z``, ``counts_test.z``; ``params.labels`` names the types).
 
 Images here are read whole (they arrive as one stored value, within the fetch size limit); a larger
 image goes through ``preprocess.preprocess_file`` and ``segment.segment`` with a ``mask_path``.
@@ -38,7 +40,7 @@ from modelyard.analysis.images import (
 )
 from modelyard.analysis.preprocess import OUT_DTYPE, OUT_SCALE, Preprocess, preprocess_image
 from modelyard.analysis.preprocess import problems as preprocess_problems
-from modelyard.analysis.render import overlay_png
+from modelyard.analysis.render import heatmap_png, overlay_png
 from modelyard.analysis.segment import Predict, Segmentation, measure_cells, segment
 from modelyard.analysis.segment import problems as segment_problems
 from modelyard.errors import InvalidInput
@@ -282,6 +284,50 @@ class OverlayKind(_ImageKind):
         return overlay_png(image, _mask(mask_value, f"inputs.{spec.inputs[1]}"), picked)
 
 
-KINDS = (PreprocessKind(), SegmentKind(), CellsKind(), QualityKind(), OverlayKind())
+MATRICES = ("log_odds", "counts", "log_odds_test.z", "counts_test.z")
+
+
+def pick_matrix(found: Any, name: str) -> tuple[np.ndarray, int]:
+    """The matrix ``name`` (a dotted path) of a statistics result, ``null`` read as NaN, and its size."""
+    value: Any = found
+    for part in name.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            raise InvalidInput(f"the statistics have no {name!r} matrix", field="params.matrix")
+        value = value[part]
+    matrix = np.array([[np.nan if v is None else v for v in row] for row in value], dtype=np.float64)
+    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
+        raise InvalidInput(f"{name} is not a square matrix: {matrix.shape}", field="params.matrix")
+    return matrix, matrix.shape[0]
+
+
+class HeatmapKind(_ImageKind):
+    """``type: tissue_heatmap``: one matrix of a statistics result (``params.matrix``: log_odds, counts,
+    or a permutation test's z) as a heatmap PNG, rows and columns named by ``params.labels``."""
+
+    name = "tissue_heatmap"
+    fields = frozenset()
+
+    def parse(self, doc: Mapping[str, Any], where: str, check: Checker) -> KindConfig:
+        """The matrix to draw and the type names."""
+        params = _params(doc)
+        if params.get("matrix", "log_odds") not in MATRICES:
+            check.add(f"{where}.params.matrix", f"must be one of {', '.join(MATRICES)}")
+        labels = params.get("labels", [])
+        if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+            check.add(f"{where}.params.labels", "must be a list of type names")
+        return KindConfig({}, ("json",), "image")
+
+    def one(self, spec: StageSpec, item: Item, predict: Predict | None) -> Any:
+        name = spec.params.get("matrix", "log_odds")
+        matrix, size = pick_matrix(_ordered(spec, item)[0], name)
+        labels = list(spec.params.get("labels", []))
+        if labels and len(labels) != size:
+            raise InvalidInput(
+                f"params.labels names {len(labels)} types but the matrix has {size}", field="params.labels"
+            )
+        return heatmap_png(matrix, labels or [f"type {i}" for i in range(size)], title=name)
+
+
+KINDS = (PreprocessKind(), SegmentKind(), CellsKind(), QualityKind(), OverlayKind(), HeatmapKind())
 for _kind in KINDS:
     register_stage_kind(_kind)

@@ -70,7 +70,7 @@ def test_an_unknown_type_names_every_registered_kind(repeat: None) -> None:
     found = problems({"name": "p", "stages": {"a": {"type": "teleport"}}})
     assert found["stages.a.type"] == (
         "unknown stage type 'teleport' (one of inferrer, model, python, command, tissue_preprocess, "
-        "tissue_segment, tissue_cells, tissue_quality, tissue_overlay, repeat)"
+        "tissue_segment, tissue_cells, tissue_quality, tissue_overlay, tissue_heatmap, repeat)"
     )
 
 
@@ -112,5 +112,5 @@ def test_a_kind_module_listed_as_an_entry_point_is_loaded(tmp_path: Path) -> Non
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     assert out.stdout.strip() == (
         "['inferrer', 'model', 'python', 'command', 'tissue_preprocess', 'tissue_segment', "
-        "'tissue_cells', 'tissue_quality', 'tissue_overlay', 'repeat']"
+        "'tissue_cells', 'tissue_quality', 'tissue_overlay', 'tissue_heatmap', 'repeat']"
     )
