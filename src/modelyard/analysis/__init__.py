@@ -11,8 +11,8 @@ failed stage run with that reason and an API into problem+json; nothing comes ba
   across tiles, a label mask and a per-cell table.
 - ``quality`` — per-sample quality checks and the thresholds a spec can fail an event on.
 - ``render`` — heatmap PNGs and label-mask overlays on a channel composite.
-- ``stages_images`` — the ``tissue_preprocess``, ``tissue_segment``, ``tissue_cells``, ``tissue_quality``
-  and ``tissue_overlay`` stage kinds.
+- ``stages_images`` — the ``tissue_preprocess``, ``tissue_segment``, ``tissue_cells``, ``tissue_quality``,
+  ``tissue_overlay`` and ``tissue_heatmap`` stage kinds.
 - ``errors`` — ``InvalidCells`` and ``ZeroFrequency``: the strict-validation errors.
 - ``typing`` — cell types from marker intensities (k-means or a Gaussian mixture, seeded) or supplied.
 - ``neighbours`` — the k nearest cells or those within a radius (KD-tree), as a sparse CSR graph.
