@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import platform
 import resource
 import shutil
@@ -164,9 +165,18 @@ def main() -> None:
     if args.child:
         print(json.dumps(run_large(Path(args.child[0]), Path(args.child[1]))))
         return
-    small = bench_4096(2048 if args.quick else 4096)
+    name = "analysis_images-quick.json" if args.quick else "analysis_images.json"
+    result: dict[str, Any] = {
+        "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "load_average": os.getloadavg(),
+    }
+    small = result["segment"] = bench_4096(2048 if args.quick else 4096)
+    (BENCH / "results" / name).write_text(json.dumps(result, indent=2) + "\n")  # kept if the next part dies
     print(f"segment: {small}", file=sys.stderr, flush=True)
-    large = bench_large(4096 if args.quick else 20_000, 8)
+    large = result["large"] = bench_large(4096 if args.quick else 20_000, 8)
+    result["load_average_after"] = os.getloadavg()
+    (BENCH / "results" / name).write_text(json.dumps(result, indent=2) + "\n")
     gib = large["peak_rss_bytes"] / 2**30
     rows = [
         ("segment", f"{small['side']}² x 3", f"{small['segment_s']:.1f} s", "<= 20 s",
@@ -180,14 +190,6 @@ def main() -> None:
     print(f"{'measure':<22} {'input':<22} {'result':>10} {'goal':>9}  notes")
     for row in rows:
         print(f"{row[0]:<22} {row[1]:<22} {row[2]:>10} {row[3]:>9}  {row[4]}")
-    result = {
-        "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()},
-        "segment": small,
-        "large": large,
-    }
-    name = "analysis_images-quick.json" if args.quick else "analysis_images.json"
-    (BENCH / "results" / name).write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":
