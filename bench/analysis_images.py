@@ -125,12 +125,13 @@ def bench_4096(side: int) -> dict[str, Any]:
     start = time.perf_counter()
     pre, _ = preprocess_image(image, Preprocess(), tile=TILE, workers=WORKERS)
     pre_seconds = time.perf_counter() - start
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     found = segment(pre, Segmentation(diameter=14), tile=TILE, workers=WORKERS)
     return {
         "side": side,
         "preprocess_s": pre_seconds,
         "segment_s": time.perf_counter() - start,
+        "segment_cpu_s": time.process_time() - cpu,
         "cells": len(found.cells),
         "true_cells": lattice.count,
     }
@@ -160,6 +161,7 @@ def bench_large(side: int, channels: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
+    parser.add_argument("--segment-only", action="store_true", help="only part 1 (-segment.json)")
     parser.add_argument("--child", nargs=2, metavar=("SOURCE", "WORK"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -172,6 +174,11 @@ def main() -> None:
         "load_average": os.getloadavg(),
     }
     small = result["segment"] = bench_4096(2048 if args.quick else 4096)
+    if args.segment_only:
+        out = BENCH / "results" / name.replace(".json", "-segment.json")
+        out.write_text(json.dumps(result | {"load_average_after": os.getloadavg()}, indent=2) + "\n")
+        print(f"segment {small['side']}²: {small['segment_s']:.1f} s, {small['segment_cpu_s']:.1f} s CPU")
+        return
     (BENCH / "results" / name).write_text(json.dumps(result, indent=2) + "\n")  # kept if the next part dies
     print(f"segment: {small}", file=sys.stderr, flush=True)
     large = result["large"] = bench_large(4096 if args.quick else 20_000, 8)
