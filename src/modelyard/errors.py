@@ -14,6 +14,7 @@ problem ``type`` URI), a human ``detail`` and, where one input is to blame, the 
     │   ├── UrlRefused                  400 url-refused         (scheme, or a private address not allowed)
     │   └── InvalidQuery                400 invalid-query       (a catalog search naming an unknown field…)
     ├── ValidationFailed                422 validation-failed   (several problems, listed)
+    │   └── QualityCheckFailed          422 quality-check-failed (a sample under a spec's QC thresholds)
     ├── Unauthorized                    401 unauthorized
     ├── Forbidden                       403 forbidden
     ├── NotFound                        404 not-found
@@ -124,6 +125,13 @@ class ValidationFailed(ModelyardError):
     def __init__(self, detail: str, *, errors: list[dict[str, Any]], field: str | None = None):
         super().__init__(detail, field=field, extra={"errors": errors})
         self.errors = errors
+
+
+class QualityCheckFailed(ValidationFailed):
+    """A sample's quality checks (cells found, area, coverage, saturation, focus) broke a threshold of
+    its spec; ``errors`` names each threshold and the value measured."""
+
+    code, title = "quality-check-failed", "Quality check failed"
 
 
 class Unauthorized(ModelyardError):
