@@ -69,7 +69,7 @@ def test_what_a_registered_kind_uses_is_checked_when_applying(ctx: AppContext, r
 def test_an_unknown_type_names_every_registered_kind(repeat: None) -> None:
     found = problems({"name": "p", "stages": {"a": {"type": "teleport"}}})
     assert found["stages.a.type"] == (
-        "unknown stage type 'teleport' (one of inferrer, model, python, command, repeat)"
+        "unknown stage type 'teleport' (one of inferrer, model, python, command, tissue_type, tissue_stats, repeat)"
     )
 
 
@@ -109,4 +109,6 @@ def test_a_kind_module_listed_as_an_entry_point_is_loaded(tmp_path: Path) -> Non
     path = os.pathsep.join([str(tmp_path), str(ROOT), os.environ.get("PYTHONPATH", "")])
     env = {**os.environ, "PYTHONPATH": path}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
-    assert out.stdout.strip() == "['inferrer', 'model', 'python', 'command', 'repeat']"
+    assert out.stdout.strip() == (
+        "['inferrer', 'model', 'python', 'command', 'tissue_type', 'tissue_stats', 'repeat']"
+    )
