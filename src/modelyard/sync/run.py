@@ -58,9 +58,13 @@ class Sync:
         return entry
 
     def _already_stored(self, entry: FileState) -> bool:
-        """The store has the key with this sha256 (a state file lost, or another machine sent it)."""
+        """The store has this file already (a state file lost, or another machine sent it): the key names
+        the content by its sha256, and the size must match (the local store does not keep the sha256)."""
         found = self.client.request("GET", "/api/v1/artifacts", params={"prefix": entry.key, "limit": 1})
-        return any(i["key"] == entry.key and i.get("sha256") == entry.sha256 for i in found["items"])
+        return any(
+            i["key"] == entry.key and i["size"] == entry.size and i.get("sha256") in (None, entry.sha256)
+            for i in found["items"]
+        )
 
     def one(self, rel: str, seen: Seen, report: Report) -> None:
         """Store and submit one settled file (each step recorded in the state file)."""
@@ -110,11 +114,10 @@ class Sync:
 def sync_once(sync: Sync, settle_seconds: float, *, sleep: Callable[[float], None] = time.sleep) -> Report:
     """Scan, wait the settle period, scan again: the files unchanged in between are stored and submitted;
     those still changing are reported (a later run takes them)."""
-    settler = Settler(settle_seconds)
-    settler.update(scan(sync.root))
+    first = scan(sync.root)
     sleep(settle_seconds)
     seen = scan(sync.root)
-    ready = settler.update(seen)
+    ready = [rel for rel, sig in seen.items() if first.get(rel) == sig]
     report = Report(unsettled=[rel for rel in seen if rel not in ready])
     return sync.files(ready, seen, report)
 
