@@ -24,7 +24,6 @@ import platform
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +69,8 @@ warnings.filterwarnings("ignore")
 import numpy as np, pandas as pd, anndata as ad, squidpy as sq
 def rss(): return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 def adata(xy, types):
-    obs = pd.DataFrame({"type": pd.Categorical(types.astype(str), categories=[str(i) for i in range(%(n_types)d)])})
+    names = [str(i) for i in range(%(n_types)d)]
+    obs = pd.DataFrame({"type": pd.Categorical(types.astype(str), categories=names)})
     a = ad.AnnData(obs=obs)
     a.obsm["spatial"] = xy
     return a
@@ -120,7 +120,9 @@ def run(python: str, code: str, files: list[Path], *, env: dict[str, str] | None
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="100,000 cells")
     parser.add_argument("--cells", type=int, default=None, help="number of cells (default 1,000,000)")
     parser.add_argument("--no-squidpy", action="store_true", help="modelyard only")
@@ -162,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def print_table(r: dict[str, Any]) -> None:
-    print(f"\n{r['cells']:,} cells, {r['types']} types, {r['k']} nearest neighbours, {r['n_perms']} permutations")
+    print(f"\n{r['cells']:,} cells, {r['types']} types, {r['k']} nearest, {r['n_perms']} permutations")
     print(f"{'':12} {'total s':>8} {'graph s':>8} {'stats s':>8} {'peak RSS GiB':>13}")
     for name in ("modelyard", "squidpy"):
         if name in r:
