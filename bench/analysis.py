@@ -11,6 +11,7 @@ every pair are compared in sign.
     .venv/bin/python bench/analysis.py                # full: 1,000,000 cells -> results/analysis.json
     .venv/bin/python bench/analysis.py --quick        # 100,000 cells -> results/analysis-quick.json
     .venv/bin/python bench/analysis.py --no-squidpy   # modelyard only
+    .venv/bin/python bench/analysis.py --setup        # only build bench/.envs/squidpy (make bench does)
 
 The cells: uniform positions in a square; types laid in patches (a 40 x 40 grid of random types) with 30 %
 of cells retyped at random, so every pair is clearly enriched or depleted.
@@ -127,7 +128,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cells", type=int, default=None, help="number of cells (default 1,000,000)")
     parser.add_argument("--no-squidpy", action="store_true", help="modelyard only")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--setup", action="store_true", help="only build bench/.envs/squidpy (make bench)")
     args = parser.parse_args(argv)
+    if args.setup:
+        ensure_env(squidpy_env())
+        return 0
     n = args.cells or (100_000 if args.quick else 1_000_000)
     out_path = args.out or BENCH / "results" / ("analysis-quick.json" if args.quick else "analysis.json")
     import os
