@@ -19,6 +19,7 @@ silently: a z-score the permutations cannot define (no spread, or a pair never s
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -33,6 +34,7 @@ VARIANTS: tuple[Variant, ...] = ("standard", "upper_triangle")
 MAX_TYPES = 255  # types are shuffled as uint8 (cache-sized); more than this is not a cell typing
 MAX_PERMUTATIONS = 10_000
 _PACKED_TYPES = 16  # up to this many types, three neighbours share one code (16**4 bins)
+_THREADED_CELLS = 50_000  # from this many cells, permutations run in two threads
 _CHUNK = 1 << 16  # cells per counting chunk: their codes stay in cache between the gather and the count
 
 Counts = NDArray[np.int64]
@@ -300,13 +302,28 @@ def permutations(graph: Any, types: Any, n_types: int, *, n_perms: int, seed: in
 
 
 def _permuted(pairs: _Pairs, t: NDArray[np.uint8], n_types: int, n_perms: int, seed: int) -> Counts:
-    rng = np.random.default_rng(seed)
-    shuffled = t.copy()
+    """``n_perms`` shuffles in two threads (numpy's shuffle, gathers and arithmetic release the GIL). Each
+    thread has its own half of the permutations and its own generator spawned from ``seed``, so the result
+    does not depend on how the threads are scheduled."""
     out = np.empty((n_perms, n_types, n_types), dtype=np.int64)
-    for i in range(n_perms):
-        rng.shuffle(shuffled)
-        d = pairs.directed(shuffled, n_types)
-        out[i] = d + d.T
+    halves = [range(0, n_perms // 2), range(n_perms // 2, n_perms)]
+    streams = np.random.SeedSequence(seed).spawn(len(halves))
+
+    def run(part: range, stream: np.random.SeedSequence) -> None:
+        rng = np.random.default_rng(stream)
+        shuffled = t.copy()
+        for i in part:
+            rng.shuffle(shuffled)
+            d = pairs.directed(shuffled, n_types)
+            out[i] = d + d.T
+
+    if len(t) < _THREADED_CELLS:
+        for part, stream in zip(halves, streams, strict=True):
+            run(part, stream)
+        return out
+    with ThreadPoolExecutor(max_workers=len(halves), thread_name_prefix="permutations") as pool:
+        for done in [pool.submit(run, part, stream) for part, stream in zip(halves, streams, strict=True)]:
+            done.result()
     return out
 
 
