@@ -20,7 +20,7 @@ silently: a z-score the permutations cannot define (no spread, or a pair never s
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -262,7 +262,6 @@ class Interactions:
     seed: int
     counts_test: Test | None = None
     log_odds_test: Test | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-able dict; non-finite numbers become ``null`` (their pairs are in ``undefined``)."""
@@ -287,7 +286,7 @@ class Interactions:
                     "mean": _json(test.mean),
                     "undefined": [list(pair) for pair in test.undefined],
                 }
-        return out | self.extra
+        return out
 
 
 def _json(values: Floats) -> list[list[float | None]]:
