@@ -43,6 +43,7 @@ typecheck: $(DEV_STAMP)
 	$(BIN)/mypy
 
 bench: $(DEV_STAMP)
+	$(BIN)/python bench/analysis.py --setup  # squidpy's virtualenv from requirements-bench.lock
 	$(BIN)/python bench/run_all.py
 
 clean:

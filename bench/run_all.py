@@ -4,10 +4,11 @@
     .venv/bin/python bench/run_all.py --quick      # smoke runs
     .venv/bin/python bench/run_all.py --only serving,jobs
 
-The benchmarks (``serving.py``, ``jobs.py``, ``pipelines.py``, in that order, those that exist) print their
-own tables and write their own JSON under ``bench/results/``; their output is passed through as it comes.
-They run strictly one at a time, since each needs the machine to itself. The exit status is 0 only when
-every benchmark exited 0; a summary at the end lists each one's exit status and duration.
+The benchmarks (``serving.py``, ``jobs.py``, ``pipelines.py``, ``analysis.py``, in that order, those that
+exist) print their own tables and write their own JSON under ``bench/results/``; their output is passed
+through as it comes. They run strictly one at a time, since each needs the machine to itself. The exit
+status is 0 only when every benchmark exited 0; a summary at the end lists each one's exit status
+and duration.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import time
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
-BENCHMARKS = ("serving", "jobs", "pipelines")
+BENCHMARKS = ("serving", "jobs", "pipelines", "analysis")
 
 
 def present() -> list[str]:

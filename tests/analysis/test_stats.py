@@ -82,17 +82,19 @@ def test_frequencies_count_cells_of_each_type() -> None:
     assert f.fractions.tolist() == [0.25, 0.0, 0.75, 0.0]
 
 
-def test_a_k_nearest_graph_and_an_irregular_one_count_alike() -> None:
-    """The regular-degree fast path and the general one give the same M on the same entries."""
+@pytest.mark.parametrize(("k", "n_types"), [(1, 4), (3, 4), (4, 16), (6, 10), (7, 17)])
+def test_a_k_nearest_graph_and_an_irregular_one_count_alike(k: int, n_types: int) -> None:
+    """The regular-degree fast paths (three neighbours per code, and one) and the general one give the M
+    counted here pair by pair."""
     rng = np.random.default_rng(5)
-    n, k = 300, 3
+    n = 300
     nbrs = np.array([rng.choice(np.delete(np.arange(n), i), k, replace=False) for i in range(n)])
     regular = graph(n, [(i, int(j)) for i in range(n) for j in nbrs[i]])
     extra = graph(n, [(i, int(j)) for i in range(n) for j in nbrs[i]] + [(0, 5)])
-    t = rng.integers(0, 4, n)
-    m_regular = stats.interaction_counts(regular, t, 4)
-    m_extra = stats.interaction_counts(extra, t, 4)
-    d = np.zeros((4, 4), np.int64)
+    t = rng.integers(0, n_types, n)
+    m_regular = stats.interaction_counts(regular, t, n_types)
+    m_extra = stats.interaction_counts(extra, t, n_types)
+    d = np.zeros((n_types, n_types), np.int64)
     for i in range(n):
         for j in nbrs[i]:
             d[t[i], t[j]] += 1

@@ -2,7 +2,8 @@
 
 Keys are checked as the storage layer checks them (relative, no ``..``), and the prefixes where
 modelyard keeps its own files (model versions, job inputs and outputs, stage outputs, archives) are
-refused for writes, so a user file can never replace a model's.
+refused for writes, so a user file can never replace a model's (``uploads/`` holds the parts of
+resumable uploads, ``parts``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from modelyard.artifacts.schemas import ArtifactList, ArtifactPublic
 from modelyard.errors import BadRequest
 from modelyard.storage import ObjectInfo, Storage, check_key
 
-RESERVED = ("models/", "jobs/", "pipelines/", "archive/")
+RESERVED = ("models/", "jobs/", "pipelines/", "archive/", "uploads/")
 
 
 def writable_key(key: str) -> str:

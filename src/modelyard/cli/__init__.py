@@ -1,7 +1,7 @@
 """The ``modelyard`` command: run the server and workers, and drive a server as a client.
 
 One module per part (``models``, ``keys``, ``jobs``, ``schedules``, ``pipelines``, ``events``,
-``artifacts``, ``catalog``, ``topics``, and
+``artifacts``, ``catalog``, ``topics``, ``sync``, and
 ``server`` for serve/worker/queues); ``common`` holds the options, exit codes and the one way to call
 the server. Exit codes: 0 ok, 1 the server refused (4xx/5xx), 2 bad usage, 3 server unreachable.
 """
@@ -20,6 +20,7 @@ from modelyard.cli import (
     pipelines,
     schedules,
     server,
+    sync,
     topics,
 )
 
@@ -28,6 +29,7 @@ app.command()(server.serve)
 app.command()(models.predict)
 app.command()(server.worker)
 app.command()(server.queues)
+app.command()(sync.sync)
 app.add_typer(models.app, name="models")
 app.add_typer(keys.app, name="keys")
 app.add_typer(jobs.app, name="jobs")

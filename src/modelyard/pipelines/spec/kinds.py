@@ -28,6 +28,7 @@ KIND_MODULES: list[str] = [
     "modelyard.pipelines.stages.python",
     "modelyard.pipelines.stages.command",
     "modelyard.analysis.stages_images",
+    "modelyard.analysis.stages_stats",
 ]
 ENTRY_POINTS = "modelyard.stage_kinds"  # each entry point names a module that registers kinds
 
