@@ -222,6 +222,13 @@ class Settings(BaseSettings):
         10_000, description="Most values (mappings, lists, scalars) in one pipeline spec document."
     )
     pipeline_spec_max_depth: int = Field(32, description="Deepest nesting of mappings and lists in a spec.")
+    catalog_ann_threshold: int = Field(
+        20_000,
+        ge=1,
+        description="A catalog vector field (one collection, field and version) with at least this many "
+        "vectors also gets an ANN index (HNSW, persisted in DATA_DIR/catalog-ann) for fast approximate "
+        "search; below it every query is exact.",
+    )
     demo: bool = Field(
         False,
         description="Register a small demo model on start if the registry is empty, and accept a short or "
