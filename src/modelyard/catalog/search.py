@@ -20,7 +20,7 @@ import orjson
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from modelyard.catalog import backends, colours, columns, service, vectors
+from modelyard.catalog import backends, colours, columns, pgvector, service, vectors
 from modelyard.catalog.caches import CatalogCaches
 from modelyard.catalog.filters import SCALARS, Planner
 from modelyard.catalog.models import Inference, Record
@@ -246,6 +246,32 @@ def _check_k(k: int, where: str) -> None:
         raise InvalidQuery(f"k is {k}; the cap is {MAX_K}", field=where)
 
 
+def _nearest(
+    ctx: AppContext, plan: Planner, producer: str, path: list[str], version: str, dim: int
+) -> vectors.VectorIndex | pgvector.Space:
+    """Where a vector field at a version is searched: pgvector when the database has it (copied in
+    once per collection revision), else this process's index."""
+    session = plan.session
+    if pgvector.available(session):
+        space, total = plan.cached(
+            f"pgvector:{producer}:{'.'.join(path)}@{version}/{dim}",
+            lambda: _pg_synced(session, plan.collection_id, producer, path, version, dim),
+        )
+        field = (plan.collection_id, producer, ".".join(path), version)
+        return pgvector.Space(session, space, dim, total, field)
+    caches = ctx.catalog.get()
+    return vectors.index_for(
+        caches.indexes, session, plan.collection, producer, path, version, dim, caches.ann
+    )
+
+
+def _pg_synced(
+    session: Session, collection_id: str, producer: str, path: list[str], version: str, dim: int
+) -> tuple[str, int]:
+    space = pgvector.sync(session, collection_id, producer, path, version, dim)
+    return space, pgvector.count(session, space)
+
+
 def _vector(
     ctx: AppContext, session: Session, plan: Planner, q: VectorQuery, allowed: vectors.Allowed | None
 ) -> Ranked:
@@ -254,10 +280,7 @@ def _vector(
     if (q.record is None) == (q.vector is None):
         raise InvalidQuery("give either a record id or a vector", field="vector")
     version = q.version or _current_version(plan, producer) or ""
-    caches = ctx.catalog.get()
-    index = vectors.index_for(
-        caches.indexes, session, plan.collection, producer, path, version, dim, caches.ann
-    )
+    index = _nearest(ctx, plan, producer, path, version, dim)
     exclude = None
     if q.record is not None:
         pk = session.scalar(
@@ -295,9 +318,7 @@ def _colour(
     producer, path, dim = _vector_field(plan, name, "colour.field")
     vector = colours.query_vector(q.colours, colours.bins_of(dim))
     version = _current_version(plan, producer) or ""
-    index = vectors.index_for(
-        ctx.catalog.get().indexes, session, plan.collection, producer, path, version, dim
-    )
+    index = _nearest(ctx, plan, producer, path, version, dim)
     hits = index.search(vector, q.k, "cosine", allowed=allowed)
     return Ranked("colour", [(pk, 1.0 - dist) for pk, dist in hits])
 
