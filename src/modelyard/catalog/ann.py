@@ -60,13 +60,17 @@ class AnnConfig:
 class Graph:
     """One hnswlib HNSW graph for one metric, keyed by record pk."""
 
-    def __init__(self, dim: int, metric: Metric, capacity: int = MIN_CAPACITY):
+    def __init__(self, dim: int, metric: Metric, capacity: int | None = MIN_CAPACITY):
+        """A new empty graph with room for ``capacity`` rows (None: one ``load`` fills)."""
         import hnswlib
 
         self.dim, self.metric = dim, metric
         self.index = hnswlib.Index(space=SPACE[metric], dim=dim)
-        self.index.init_index(max_elements=max(capacity, MIN_CAPACITY), M=M, ef_construction=EF_CONSTRUCTION)
-        self.index.set_ef(EF_SEARCH)
+        if capacity is not None:
+            self.index.init_index(
+                max_elements=max(capacity, MIN_CAPACITY), M=M, ef_construction=EF_CONSTRUCTION
+            )
+            self.index.set_ef(EF_SEARCH)
 
     def __len__(self) -> int:
         return int(self.index.get_current_count())
@@ -119,7 +123,7 @@ class Graph:
             return None
         try:
             info = json.loads(meta.read_text())
-            graph = cls(dim, metric)
+            graph = cls(dim, metric, capacity=None)
             graph.index.load_index(str(path), max_elements=max(2 * int(info["count"]), MIN_CAPACITY))
             graph.index.set_ef(EF_SEARCH)
         except Exception as exc:  # a torn or foreign file is rebuilt, never trusted
