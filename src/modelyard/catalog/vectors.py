@@ -49,6 +49,7 @@ class VectorIndex:
     matrix: np.ndarray = field(default_factory=lambda: np.empty((0, 0), dtype=np.float32))
     ids: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))  # inference id per row
     watermark: int = 0  # the newest inference id read
+    revision: int = -1  # the collection's revision when last refreshed (unchanged since: nothing to read)
     deletions: int = -1  # the collection's deletion count when built
     lock: threading.Lock = field(default_factory=threading.Lock)
     ann: Ann | None = None
@@ -230,6 +231,9 @@ def index_for(
         index = cache[key] = VectorIndex(dim=dim, deletions=deletions)
         if ann is not None:
             index.ann = Ann(ann, f"{collection_id}/{producer}/{'.'.join(path)}@{version}/{dim}", index)
+    if index.revision == collection.revision:
+        return index
+    revision = collection.revision  # read before the rows: a write meanwhile is read again next time
     with index.lock:
         rows = session.execute(
             select(Inference.id, Inference.record_pk, Vector.data)
@@ -248,4 +252,5 @@ def index_for(
             matrix = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(len(rows), dim)
             index.add([r[1] for r in rows], matrix, [r[0] for r in rows])
             index.watermark = rows[-1][0]
+        index.revision = revision
     return index
