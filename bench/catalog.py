@@ -32,7 +32,6 @@ Prints a table and writes JSON to ``bench/results/catalog.json`` (``catalog-quic
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import json
 import os
@@ -425,16 +424,21 @@ def main() -> None:
         "quick": args.quick,
         "records": n,
     }
+    out = args.out or BENCH / "results" / ("catalog-quick.json" if args.quick else "catalog.json")
+
+    def save() -> None:  # after each part, so a long run interrupted still leaves what it measured
+        out.write_text(json.dumps(results, indent=2) + "\n")
+
     with tempfile.TemporaryDirectory(prefix="modelyard-bench-catalog-") as tmp:
         results["embedded"] = embedded(Path(tmp), n, vecs, queries, ref)
+    save()
     if "pgvector" not in skip:
-        with contextlib.suppress(KeyboardInterrupt):
-            results["pgvector"] = pgvector(n, vecs, queries, ref)
+        results["pgvector"] = pgvector(n, vecs, queries, ref)
+        save()
     results["libraries"] = libraries(vecs, queries, ref, skip)
     results["load_average_at_end"] = os.getloadavg()
+    save()
     print(table(results))
-    out = args.out or BENCH / "results" / ("catalog-quick.json" if args.quick else "catalog.json")
-    out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {out.relative_to(REPO) if out.is_relative_to(REPO) else out}")
 
 
