@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # System packages the test suite needs beyond Python: Debian's chromium, which the browser tests drive
-# (Playwright never downloads a browser). Idempotent and quiet when they are already installed; without
+# (Playwright never downloads a browser), and a C++ compiler (hnswlib, the catalog's ANN index, is
+# built from source by pip). Idempotent and quiet when they are already installed; without
 # root or apt-get it says what is missing and carries on (the browser tests then skip with a reason).
 set -euo pipefail
 missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v g++ >/dev/null || missing+=(g++)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
     echo "installing ${missing[*]} (apt-get)"

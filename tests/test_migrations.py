@@ -6,7 +6,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from modelyard.db import Base, make_engine
-from modelyard.migrate import import_models, upgrade
+from modelyard.migrate import import_models, include_object, upgrade
 
 
 def test_autogenerate_finds_no_difference_from_the_migrations(database_url: str) -> None:
@@ -16,7 +16,9 @@ def test_autogenerate_finds_no_difference_from_the_migrations(database_url: str)
         upgrade(engine)  # idempotent
         import_models()
         with engine.connect() as conn:
-            context = MigrationContext.configure(conn, opts={"compare_type": True})
+            context = MigrationContext.configure(
+                conn, opts={"compare_type": True, "include_object": include_object}
+            )
             diff = compare_metadata(context, Base.metadata)
     finally:
         engine.dispose()

@@ -21,6 +21,7 @@ from modelyard import errors
 from modelyard.access_log import AccessLog, AccessLogged
 from modelyard.artifacts.api import router as artifacts_router
 from modelyard.auth import KeyVerifier
+from modelyard.catalog.ann import AnnConfig
 from modelyard.catalog.api import router as catalog_router
 from modelyard.catalog.caches import CatalogCaches
 from modelyard.context import AppContext, Lazy
@@ -98,7 +99,11 @@ def build_context(settings: Settings) -> AppContext:
         ),
         raw_cache=Lazy(lambda: RawCache(settings.pipeline_raw_cache_bytes)),
         stage_env=Lazy(lambda: StageEnv(inference=inference)),
-        catalog=Lazy(CatalogCaches),
+        catalog=Lazy(
+            lambda: CatalogCaches(
+                ann=AnnConfig(settings.data_dir / "catalog-ann", settings.catalog_ann_threshold)
+            )
+        ),
     )
 
 

@@ -259,6 +259,13 @@ class Settings(BaseSettings):
         description="MQTT broker for mqtt subscriptions (mqtt://[user:password@]host:1883, mqtts:// for "
         "TLS); empty: none accepted.",
     )
+    catalog_ann_threshold: int = Field(
+        20_000,
+        ge=1,
+        description="A catalog vector field (one collection, field and version) with at least this many "
+        "vectors also gets an ANN index (HNSW, persisted in DATA_DIR/catalog-ann) for fast approximate "
+        "search; below it every query is exact.",
+    )
     demo: bool = Field(
         False,
         description="Register a small demo model on start if the registry is empty, and accept a short or "

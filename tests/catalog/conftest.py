@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from modelyard.app import create_app
 from modelyard.settings import Settings
+from tests import pgvector_server as pgvector_server_module
 from tests.conftest import ADMIN_KEY
 
 
@@ -28,3 +30,24 @@ def make_collection(api: TestClient, name: str = "works", **body: Any) -> dict[s
     assert resp.status_code == 201, resp.text
     out: dict[str, Any] = resp.json()
     return out
+
+
+@pytest.fixture(scope="session")
+def pgvector_server() -> Iterator[Any]:
+    """PostgreSQL with pgvector, once per session (``tests.pgvector_server``)."""
+    with pgvector_server_module.running() as server:
+        yield server
+
+
+@pytest.fixture
+def pgvector_settings(tmp_path: Path, pgvector_server: Any) -> Iterator[Settings]:
+    """Settings of a test on its own database of the pgvector server."""
+    with pgvector_server_module.database(pgvector_server) as url:
+        yield Settings(
+            data_dir=tmp_path / "data",
+            database_url=url,
+            admin_key=ADMIN_KEY,
+            log_to_file=False,
+            worker=False,
+            _env_file=None,  # type: ignore[call-arg]
+        )

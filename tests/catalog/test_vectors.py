@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from modelyard.catalog.colours import bins_of, parse_hex, query_vector
 from modelyard.catalog.fields import merge_vectors, split_vectors
-from modelyard.catalog.vectors import VectorIndex
+from modelyard.catalog.vectors import Allowed, VectorIndex
 from modelyard.errors import InvalidQuery
 
 
@@ -45,7 +45,7 @@ def test_search_is_the_exact_k_nearest_among_allowed_rows(
     index.add(pks.tolist(), mat)
     q = rng.normal(size=8).astype(np.float32)
     allowed = pks[rng.random(n) < keep]
-    got = [pk for pk, _ in index.search(q, k, metric, allowed=allowed)]
+    got = [pk for pk, _ in index.search(q, k, metric, allowed=Allowed("f", np.sort(allowed)))]
     rows = np.isin(pks, allowed)
     want = reference(mat[rows], pks[rows], q, metric, k)
     assert len(got) == min(k, int(rows.sum()))

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
+    from modelyard.catalog.ann import AnnConfig
+    from modelyard.catalog.columns import Column
     from modelyard.catalog.vectors import VectorIndex
 
 
@@ -23,5 +25,9 @@ class CatalogCaches:
     derived: dict[tuple[str, str], tuple[int, Any]] = field(default_factory=dict)
     # (collection id, filter JSON) -> (revision, record pks that pass it), least recently used first
     allowed: OrderedDict[tuple[str, bytes], tuple[int, np.ndarray]] = field(default_factory=OrderedDict)
+    # (collection id, field name) -> (revision, the field over every record): filters in numpy
+    columns: dict[tuple[str, str], tuple[int, Column]] = field(default_factory=dict)
     # (collection id, producer, field path, version) -> index
     indexes: dict[tuple[str, str, str, str], VectorIndex] = field(default_factory=dict)
+    # where and above what size vector indexes get an ANN index (None: exact search only)
+    ann: AnnConfig | None = None

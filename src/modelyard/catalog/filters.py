@@ -130,12 +130,13 @@ def _compare(name: str, kind: str, expr: Any, op: str, value: Any, where: str) -
     _check_value(name, kind, value, where)
     if op in ("lt", "lte", "gt", "gte") and kind == "boolean":
         raise InvalidQuery(f"field {name!r} is boolean: ranges do not apply", field=f"{where}.op")
-    ops = {
-        "eq": expr == value,
-        "ne": expr != value,
-        "lt": expr < value,
-        "lte": expr <= value,
-        "gt": expr > value,
-        "gte": expr >= value,
+    # only the one comparison asked for is built: SQLAlchemy refuses ``<`` against True or False
+    ops: dict[str, Callable[[], Any]] = {
+        "eq": lambda: expr == value,
+        "ne": lambda: expr != value,
+        "lt": lambda: expr < value,
+        "lte": lambda: expr <= value,
+        "gt": lambda: expr > value,
+        "gte": lambda: expr >= value,
     }
-    return ops[op]
+    return ops[op]()

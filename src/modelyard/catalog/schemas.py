@@ -176,6 +176,10 @@ class VectorQuery(BaseModel):
     metric: Literal["cosine", "dot", "l2"] = "cosine"
     k: int = Field(10, ge=1)
     version: str | None = Field(None, description="The producer version (default: the current one)")
+    exact: bool = Field(
+        False,
+        description="Search every vector exactly, never through the ANN index (a large collection has one)",
+    )
 
 
 class ColourQuery(BaseModel):

@@ -20,7 +20,8 @@ import orjson
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from modelyard.catalog import backends, colours, service, vectors
+from modelyard.catalog import backends, colours, columns, pgvector, service, vectors
+from modelyard.catalog.caches import CatalogCaches
 from modelyard.catalog.filters import SCALARS, Planner
 from modelyard.catalog.models import Record
 from modelyard.catalog.schemas import ColourQuery, Filter, Hit, SearchQuery, SearchResult, VectorQuery, Why
@@ -86,20 +87,42 @@ def search(ctx: AppContext, collection: str, query: SearchQuery) -> SearchResult
         return _fuse(session, query, rankings, facets, plan.versions)
 
 
-def _allowed(ctx: AppContext, session: Session, plan: Planner, cond: Any, f: Filter) -> np.ndarray:
-    """The pks that pass a filter, cached per filter until the collection's next write (its revision)."""
-    cache = ctx.catalog.get().allowed
+def _allowed(ctx: AppContext, session: Session, plan: Planner, cond: Any, f: Filter) -> vectors.Allowed:
+    """The pks that pass a filter (sorted), cached per filter until the collection's next write (its
+    revision): found in numpy over the fields' columns (``columns``) where it can be, else by SQL."""
+    caches = ctx.catalog.get()
     key = (plan.collection_id, orjson.dumps(f.model_dump(by_alias=True), option=orjson.OPT_SORT_KEYS))
     revision = plan.collection.revision
-    hit = cache.get(key)
+    hit = caches.allowed.get(key)
     if hit is not None and hit[0] == revision:
-        cache.move_to_end(key)
-        return hit[1]
-    found = np.asarray(session.scalars(plan.select(Record.pk).where(cond)).all(), dtype=np.int64)
-    cache[key] = (revision, found)
-    while len(cache) > ALLOWED_KEPT:
-        cache.popitem(last=False)
-    return found
+        caches.allowed.move_to_end(key)
+        return vectors.Allowed((key, revision), hit[1])
+    found = _by_columns(caches, plan, f)
+    if found is None:
+        found = np.sort(np.asarray(session.scalars(plan.select(Record.pk).where(cond)).all(), dtype=np.int64))
+    caches.allowed[key] = (revision, found)
+    while len(caches.allowed) > ALLOWED_KEPT:
+        caches.allowed.popitem(last=False)
+    return vectors.Allowed((key, revision), found)
+
+
+def _by_columns(caches: CatalogCaches, plan: Planner, f: Filter) -> np.ndarray | None:
+    """The pks passing ``f`` found in numpy, or None where SQL must answer."""
+    wanted = columns.names(f)
+    if any(plan.types[name][0] not in SCALARS for name in wanted):
+        return None
+    revision = plan.collection.revision
+    got: dict[str, columns.Column] = {}
+    for name in wanted:
+        hit = caches.columns.get((plan.collection_id, name))
+        if hit is None or hit[0] != revision:
+            hit = caches.columns[(plan.collection_id, name)] = (revision, columns.load(plan, name))
+        got[name] = hit[1]
+    pks = next(iter(got.values())).pks
+    if any(len(c.pks) != len(pks) for c in got.values()):
+        return None
+    mask = columns.evaluate(f, got, len(pks))
+    return None if mask is None else pks[mask]
 
 
 def _browse(
@@ -177,11 +200,11 @@ def _facet_key(value: Any) -> str:
     return str(value)
 
 
-def _text(session: Session, collection_id: str, text: str, allowed: np.ndarray | None) -> Ranked:
+def _text(session: Session, collection_id: str, text: str, allowed: vectors.Allowed | None) -> Ranked:
     depth = TEXT_DEPTH if allowed is None else FILTERED_TEXT_DEPTH
     hits = backends.text_search(session, collection_id, text, depth)
     if allowed is not None:
-        keep = set(allowed.tolist())
+        keep = set(allowed.pks.tolist())
         hits = [h for h in hits if h[0] in keep][:TEXT_DEPTH]
     return Ranked("text", hits)
 
@@ -208,17 +231,41 @@ def _check_k(k: int, where: str) -> None:
         raise InvalidQuery(f"k is {k}; the cap is {MAX_K}", field=where)
 
 
+def _nearest(
+    ctx: AppContext, plan: Planner, producer: str, path: list[str], version: str, dim: int
+) -> vectors.VectorIndex | pgvector.Space:
+    """Where a vector field at a version is searched: pgvector when the database has it (copied in
+    once per collection revision), else this process's index."""
+    session = plan.session
+    if pgvector.available(session):
+        space, total = plan.cached(
+            f"pgvector:{producer}:{'.'.join(path)}@{version}/{dim}",
+            lambda: _pg_synced(session, plan.collection_id, producer, path, version, dim),
+        )
+        field = (plan.collection_id, producer, ".".join(path), version)
+        return pgvector.Space(session, space, dim, total, field)
+    caches = ctx.catalog.get()
+    return vectors.index_for(
+        caches.indexes, session, plan.collection, producer, path, version, dim, caches.ann
+    )
+
+
+def _pg_synced(
+    session: Session, collection_id: str, producer: str, path: list[str], version: str, dim: int
+) -> tuple[str, int]:
+    space = pgvector.sync(session, collection_id, producer, path, version, dim)
+    return space, pgvector.count(session, space)
+
+
 def _vector(
-    ctx: AppContext, session: Session, plan: Planner, q: VectorQuery, allowed: np.ndarray | None
+    ctx: AppContext, session: Session, plan: Planner, q: VectorQuery, allowed: vectors.Allowed | None
 ) -> Ranked:
     _check_k(q.k, "vector.k")
     producer, path, dim = _vector_field(plan, q.field, "vector.field")
     if (q.record is None) == (q.vector is None):
         raise InvalidQuery("give either a record id or a vector", field="vector")
     version = q.version or _current_version(plan, producer) or ""
-    index = vectors.index_for(
-        ctx.catalog.get().indexes, session, plan.collection, producer, path, version, dim
-    )
+    index = _nearest(ctx, plan, producer, path, version, dim)
     exclude = None
     if q.record is not None:
         pk = session.scalar(
@@ -241,11 +288,13 @@ def _vector(
         vector = np.asarray(q.vector, dtype=np.float32)
         if not np.isfinite(vector).all():
             raise InvalidQuery("the vector must be finite numbers", field="vector.vector")
-    return Ranked("vector", index.search(vector, q.k, q.metric, allowed=allowed, exclude=exclude))
+    return Ranked(
+        "vector", index.search(vector, q.k, q.metric, allowed=allowed, exclude=exclude, exact=q.exact)
+    )
 
 
 def _colour(
-    ctx: AppContext, session: Session, plan: Planner, q: ColourQuery, allowed: np.ndarray | None
+    ctx: AppContext, session: Session, plan: Planner, q: ColourQuery, allowed: vectors.Allowed | None
 ) -> Ranked:
     _check_k(q.k, "colour.k")
     name = f"{q.field}.embedding"
@@ -254,9 +303,7 @@ def _colour(
     producer, path, dim = _vector_field(plan, name, "colour.field")
     vector = colours.query_vector(q.colours, colours.bins_of(dim))
     version = _current_version(plan, producer) or ""
-    index = vectors.index_for(
-        ctx.catalog.get().indexes, session, plan.collection, producer, path, version, dim
-    )
+    index = _nearest(ctx, plan, producer, path, version, dim)
     hits = index.search(vector, q.k, "cosine", allowed=allowed)
     return Ranked("colour", [(pk, 1.0 - dist) for pk, dist in hits])
 

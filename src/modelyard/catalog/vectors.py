@@ -2,21 +2,42 @@
 in memory and refreshed incrementally (only inferences stored since the last look are read; a record
 deletion in the collection rebuilds it). A filter is a set of allowed records: the search runs over
 exactly those rows, so the result is the true k nearest among the records that pass, never fewer than k
-when k pass. Pure numpy: no FastAPI, no DBOS."""
+when k pass. The rows of a filter (and their unit vectors) are kept while the index and the filter's
+result stay the same, so a repeated filter costs one small matrix product.
+
+Above ``AnnConfig.threshold`` rows, an ANN index (``ann``) answers unfiltered queries and filters that
+keep many records (over-fetching, then checking every candidate against the filter and re-ranking it
+exactly); a filter that keeps few records is searched exactly over its rows, which at that size is
+cheaper than over-fetching and never misses. ``EXACT_ROWS`` is where the two cost the same here
+(``bench/catalog.py``). No FastAPI, no DBOS."""
 
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
+from collections.abc import Hashable
 from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from modelyard.catalog.ann import Ann, AnnConfig, Graph, Metric
 from modelyard.catalog.models import Collection, Inference, Vector
 
-Metric = Literal["cosine", "dot", "l2"]
+EXACT_ROWS = 25_000  # a filter keeping at most this many rows is searched exactly over them
+SUBSETS_KEPT = 8  # filters whose rows (and unit vectors) are kept per index
+SUBSET_BYTES = 256 << 20  # ...up to this much memory per index
+OVERFETCH = 3  # ANN candidates per expected passing hit, before widening
+
+
+@dataclass(frozen=True)
+class Allowed:
+    """The records a filter lets through (sorted pks); ``key`` names the filter and the collection
+    revision it was found at, so what is derived from it can be kept."""
+
+    key: Hashable
+    pks: np.ndarray
 
 
 @dataclass
@@ -26,30 +47,64 @@ class VectorIndex:
     dim: int
     pks: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
     matrix: np.ndarray = field(default_factory=lambda: np.empty((0, 0), dtype=np.float32))
+    ids: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))  # inference id per row
     watermark: int = 0  # the newest inference id read
+    revision: int = -1  # the collection's revision when last refreshed (unchanged since: nothing to read)
     deletions: int = -1  # the collection's deletion count when built
     lock: threading.Lock = field(default_factory=threading.Lock)
+    ann: Ann | None = None
     _unit: np.ndarray | None = None
     _sq: np.ndarray | None = None
+    _order: np.ndarray | None = None
+    _subsets: OrderedDict[Hashable, tuple[np.ndarray, np.ndarray]] = field(default_factory=OrderedDict)
 
     def __post_init__(self) -> None:
         self.matrix = np.empty((0, self.dim), dtype=np.float32)
 
-    def add(self, pks: list[int], rows: np.ndarray) -> None:
-        """Add or replace the vectors of ``pks`` (a later one for the same record wins)."""
+    def add(self, pks: list[int], rows: np.ndarray, ids: list[int] | None = None) -> None:
+        """Add or replace the vectors of ``pks`` (a later one for the same record wins); ``ids`` are the
+        inferences they came from."""
         if not pks:
             return
         new = np.asarray(rows, dtype=np.float32).reshape(len(pks), self.dim)
-        ids = np.asarray(pks, dtype=np.int64)
-        _, last = np.unique(ids[::-1], return_index=True)  # newest of each pk in this batch
-        keep = np.sort(len(ids) - 1 - last)
-        ids, new = ids[keep], new[keep]
-        stale = np.isin(self.pks, ids)
+        pk = np.asarray(pks, dtype=np.int64)
+        inf = np.asarray(ids if ids is not None else [0] * len(pks), dtype=np.int64)
+        _, last = np.unique(pk[::-1], return_index=True)  # newest of each pk in this batch
+        keep = np.sort(len(pk) - 1 - last)
+        pk, new, inf = pk[keep], new[keep], inf[keep]
+        stale = np.isin(self.pks, pk)
         if stale.any():
-            self.pks, self.matrix = self.pks[~stale], self.matrix[~stale]
-        self.pks = np.concatenate([self.pks, ids])
+            self.pks, self.matrix, self.ids = self.pks[~stale], self.matrix[~stale], self.ids[~stale]
+        self.pks = np.concatenate([self.pks, pk])
         self.matrix = np.concatenate([self.matrix, new])
-        self._unit = self._sq = None
+        self.ids = np.concatenate([self.ids, inf])
+        self._unit = self._sq = self._order = None
+        self._subsets.clear()
+        if self.ann is not None:
+            self.ann.upsert(pk, new)
+
+    def rows_of(self, pks: np.ndarray) -> np.ndarray:
+        """The rows of those ``pks`` that have a vector (in the order of ``pks``)."""
+        if self._order is None:
+            self._order = np.argsort(self.pks, kind="stable")
+        ordered = self.pks[self._order]
+        at = np.minimum(np.searchsorted(ordered, pks), max(len(ordered) - 1, 0))
+        found = ordered[at] == pks if len(ordered) else np.zeros(len(pks), dtype=bool)
+        return np.asarray(self._order[at[found]])
+
+    def _subset(self, allowed: Allowed) -> tuple[np.ndarray, np.ndarray]:
+        """The rows of a filter and their unit vectors, kept while the index is unchanged."""
+        hit = self._subsets.get(allowed.key)
+        if hit is not None:
+            self._subsets.move_to_end(allowed.key)
+            return hit
+        rows = np.sort(self.rows_of(allowed.pks))
+        hit = self._subsets[allowed.key] = (rows, self.unit()[rows])
+        while len(self._subsets) > SUBSETS_KEPT or (
+            len(self._subsets) > 1 and sum(u.nbytes for _, u in self._subsets.values()) > SUBSET_BYTES
+        ):
+            self._subsets.popitem(last=False)
+        return hit
 
     def unit(self) -> np.ndarray:
         """Rows scaled to unit length (zero rows stay zero), made on first need."""
@@ -75,27 +130,73 @@ class VectorIndex:
         k: int,
         metric: Metric,
         *,
-        allowed: np.ndarray | None = None,
+        allowed: Allowed | None = None,
         exclude: int | None = None,
+        exact: bool = False,
     ) -> list[tuple[int, float]]:
         """The ``k`` nearest records as (pk, distance), nearest first; only ``allowed`` pks if given.
-        Distances: cosine ``1 - cos``, dot ``-dot``, L2 the Euclidean distance."""
+        Distances: cosine ``1 - cos``, dot ``-dot``, L2 the Euclidean distance. ``exact`` skips the ANN
+        index."""
         with self.lock:
-            return self._search(query, k, metric, allowed, exclude)
+            if k <= 0 or not len(self.pks):
+                return []
+            q = np.asarray(query, dtype=np.float32)
+            ann = None if exact or self.ann is None else self.ann.ready(metric)
+            if allowed is None:
+                if ann is not None:
+                    return self._approximate(ann, q, k, metric, None, exclude)
+                return self._exact(q, k, metric, None, exclude)
+            if ann is not None and len(allowed.pks) > EXACT_ROWS:
+                return self._approximate(ann, q, k, metric, allowed, exclude)
+            rows, unit = self._subset(allowed) if metric == "cosine" else (self.rows_of(allowed.pks), None)
+            return self._exact(q, k, metric, rows, exclude, unit)
 
-    def _search(
-        self, query: np.ndarray, k: int, metric: Metric, allowed: np.ndarray | None, exclude: int | None
+    def _approximate(
+        self, ann: Graph, q: np.ndarray, k: int, metric: Metric, allowed: Allowed | None, exclude: int | None
     ) -> list[tuple[int, float]]:
-        rows = np.arange(len(self.pks)) if allowed is None else np.flatnonzero(np.isin(self.pks, allowed))
+        """ANN candidates (over-fetched under a filter, widened until k pass), re-ranked exactly."""
+        share = 1.0 if allowed is None else max(len(allowed.pks), 1) / len(self.pks)
+        want = k + (exclude is not None)
+        fetch = min(len(self.pks), int(want / share * (OVERFETCH if allowed is not None else 1)) + 1)
+        while True:
+            keys = ann.search(q, fetch)
+            if allowed is not None:
+                at = np.minimum(np.searchsorted(allowed.pks, keys), len(allowed.pks) - 1)
+                keys = keys[allowed.pks[at] == keys]
+            if exclude is not None:
+                keys = keys[keys != exclude]
+            if len(keys) >= k or fetch >= len(self.pks):
+                break
+            fetch = min(len(self.pks), fetch * 4)
+        if len(keys) < k:  # the graph could not reach k passing records: answer exactly
+            rows = None if allowed is None else self.rows_of(allowed.pks)
+            return self._exact(q, k, metric, rows, exclude)
+        return self._exact(q, k, metric, self.rows_of(keys), None)
+
+    def _exact(
+        self,
+        q: np.ndarray,
+        k: int,
+        metric: Metric,
+        rows: np.ndarray | None,
+        exclude: int | None,
+        unit: np.ndarray | None = None,
+    ) -> list[tuple[int, float]]:
+        """The exact k nearest over ``rows`` (all rows if None); ``unit`` the unit vectors of those rows."""
+        if rows is None:
+            rows = np.arange(len(self.pks))
+            whole = True
+        else:
+            whole = False
         if exclude is not None:
-            rows = rows[self.pks[rows] != exclude]
-        if not len(rows) or k <= 0:
+            keep = self.pks[rows] != exclude
+            if not keep.all():
+                rows, unit, whole = rows[keep], None if unit is None else unit[keep], False
+        if not len(rows):
             return []
-        q = np.asarray(query, dtype=np.float32)
-        whole = len(rows) == len(self.pks)
         if metric == "cosine":
             norm = float(np.linalg.norm(q))
-            base = self.unit() if whole else self.unit()[rows]
+            base = self.unit() if whole else unit if unit is not None else self.unit()[rows]
             dist = 1.0 - base @ (q / norm if norm else q)
         elif metric == "dot":
             dist = -((self.matrix if whole else self.matrix[rows]) @ q)
@@ -118,14 +219,21 @@ def index_for(
     path: list[str],
     version: str,
     dim: int,
+    ann: AnnConfig | None = None,
 ) -> VectorIndex:
     """The up-to-date index of a vector field at a version, refreshed from what was stored since (a
-    deletion in the collection since it was built rebuilds it); ``cache`` is this process's indexes."""
+    deletion in the collection since it was built rebuilds it); ``cache`` is this process's indexes,
+    ``ann`` where and from what size it gets an ANN index."""
     collection_id, deletions = collection.id, collection.deletions
     key = (collection_id, producer, ".".join(path), version)
     index = cache.get(key)
     if index is None or index.deletions != deletions or index.dim != dim:
         index = cache[key] = VectorIndex(dim=dim, deletions=deletions)
+        if ann is not None:
+            index.ann = Ann(ann, f"{collection_id}/{producer}/{'.'.join(path)}@{version}/{dim}", index)
+    if index.revision == collection.revision:
+        return index
+    revision = collection.revision  # read before the rows: a write meanwhile is read again next time
     with index.lock:
         rows = session.execute(
             select(Inference.id, Inference.record_pk, Vector.data)
@@ -142,6 +250,7 @@ def index_for(
         ).all()
         if rows:
             matrix = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(len(rows), dim)
-            index.add([r[1] for r in rows], matrix)
+            index.add([r[1] for r in rows], matrix, [r[0] for r in rows])
             index.watermark = rows[-1][0]
+        index.revision = revision
     return index

