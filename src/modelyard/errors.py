@@ -24,7 +24,9 @@ problem ``type`` URI), a human ``detail`` and, where one input is to blame, the 
     │   ├── EventNotFound               404 event-not-found
     │   ├── StageRunNotFound            404 stage-run-not-found
     │   ├── CollectionNotFound          404 collection-not-found
-    │   └── RecordNotFound              404 record-not-found
+    │   ├── RecordNotFound              404 record-not-found
+    │   ├── AoiNotFound                 404 aoi-not-found
+    │   └── SceneNotFound               404 scene-not-found
     ├── Conflict                        409 conflict
     │   ├── AlreadyExists               409 already-exists
     │   └── OutputArchived              409 output-archived     (restore the event first)
@@ -214,6 +216,24 @@ class RecordNotFound(NotFound):
 
     def __init__(self, collection: str, record_id: str):
         super().__init__(f"collection {collection!r} has no record {record_id!r}", field="id")
+
+
+class AoiNotFound(NotFound):
+    """No area of interest with that id."""
+
+    code, title = "aoi-not-found", "AOI not found"
+
+    def __init__(self, aoi_id: int):
+        super().__init__(f"AOI {aoi_id} does not exist", field="id")
+
+
+class SceneNotFound(NotFound):
+    """No scene with that id."""
+
+    code, title = "scene-not-found", "Scene not found"
+
+    def __init__(self, scene_id: int):
+        super().__init__(f"scene {scene_id} does not exist", field="id")
 
 
 class Conflict(ModelyardError):
