@@ -28,6 +28,8 @@ problem ``type`` URI), a human ``detail`` and, where one input is to blame, the 
     │   ├── RecordNotFound              404 record-not-found
     │   ├── SubscriptionNotFound        404 subscription-not-found
     │   └── DeliveryNotFound            404 delivery-not-found
+    │   ├── AoiNotFound                 404 aoi-not-found
+    │   └── SceneNotFound               404 scene-not-found
     ├── Conflict                        409 conflict
     │   ├── AlreadyExists               409 already-exists
     │   └── OutputArchived              409 output-archived     (restore the event first)
@@ -244,6 +246,22 @@ class DeliveryNotFound(NotFound):
         super().__init__(
             f"subscription {subscription_id!r} has no delivery {delivery_id!r}", field="delivery_id"
         )
+class AoiNotFound(NotFound):
+    """No area of interest with that id."""
+
+    code, title = "aoi-not-found", "AOI not found"
+
+    def __init__(self, aoi_id: int):
+        super().__init__(f"AOI {aoi_id} does not exist", field="id")
+
+
+class SceneNotFound(NotFound):
+    """No scene with that id."""
+
+    code, title = "scene-not-found", "Scene not found"
+
+    def __init__(self, scene_id: int):
+        super().__init__(f"scene {scene_id} does not exist", field="id")
 
 
 class Conflict(ModelyardError):

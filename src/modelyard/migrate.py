@@ -19,6 +19,7 @@ MODEL_MODULES = [
     "modelyard.pipelines.models",
     "modelyard.catalog.models",
     "modelyard.notify.models",
+    "modelyard.geo.models",
 ]
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"

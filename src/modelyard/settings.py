@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -265,6 +265,17 @@ class Settings(BaseSettings):
         description="A catalog vector field (one collection, field and version) with at least this many "
         "vectors also gets an ANN index (HNSW, persisted in DATA_DIR/catalog-ann) for fast approximate "
         "search; below it every query is exact.",
+    )
+    geo_item_collection_max: int = Field(
+        1000,
+        gt=0,
+        description="Most STAC items in one ItemCollection posted to /api/v1/scenes (more is a 413).",
+    )
+    geo_spatial_index: Literal["auto", "memory", "postgis"] = Field(
+        "auto",
+        description="How AOIs are matched spatially: memory (an in-process STRtree, kept in step with the "
+        "AOI table), postgis (ST_Intersects over a GiST index; PostgreSQL with PostGIS), or auto (postgis "
+        "where the extension can be created, else memory). Every process of a deployment uses the same.",
     )
     demo: bool = Field(
         False,
