@@ -154,6 +154,19 @@ def insert_new(session: Session, table: Any, rows: list[dict[str, Any]]) -> None
     session.execute(dialect.insert(table).on_conflict_do_nothing(), rows)
 
 
+def insert_new_returning(
+    session: Session, table: Any, rows: list[dict[str, Any]], *columns: Any
+) -> list[Any]:
+    """``insert_new``, returning ``columns`` of the rows this statement inserted (not those skipped)."""
+    if not rows:
+        return []
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    dialect = sqlite if embedded_session(session) else postgresql
+    statement = dialect.insert(table).on_conflict_do_nothing().returning(*columns)
+    return list(session.execute(statement, rows).all())
+
+
 @dataclass
 class Capabilities:
     """What the database offers beyond plain SQL, found when it is opened: the catalog part sets

@@ -18,6 +18,7 @@ MODEL_MODULES = [
     "modelyard.jobs.models",
     "modelyard.pipelines.models",
     "modelyard.catalog.models",
+    "modelyard.geo.models",
 ]
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
