@@ -19,6 +19,7 @@ MODEL_MODULES = [
     "modelyard.pipelines.models",
     "modelyard.catalog.models",
     "modelyard.geo.models",
+    "modelyard.geo.run_models",
 ]
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
