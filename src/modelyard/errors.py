@@ -25,6 +25,8 @@ problem ``type`` URI), a human ``detail`` and, where one input is to blame, the 
     │   ├── StageRunNotFound            404 stage-run-not-found
     │   ├── CollectionNotFound          404 collection-not-found
     │   ├── RecordNotFound              404 record-not-found
+    │   ├── AoiNotFound                 404 aoi-not-found
+    │   ├── SceneNotFound               404 scene-not-found
     │   └── RunNotFound                 404 run-not-found       (a geo run)
     ├── Conflict                        409 conflict
     │   ├── AlreadyExists               409 already-exists
@@ -219,6 +221,24 @@ class RecordNotFound(NotFound):
 
     def __init__(self, collection: str, record_id: str):
         super().__init__(f"collection {collection!r} has no record {record_id!r}", field="id")
+
+
+class AoiNotFound(NotFound):
+    """No area of interest with that id."""
+
+    code, title = "aoi-not-found", "AOI not found"
+
+    def __init__(self, aoi_id: int):
+        super().__init__(f"AOI {aoi_id} does not exist", field="id")
+
+
+class SceneNotFound(NotFound):
+    """No scene with that id."""
+
+    code, title = "scene-not-found", "Scene not found"
+
+    def __init__(self, scene_id: int):
+        super().__init__(f"scene {scene_id} does not exist", field="id")
 
 
 class RunNotFound(NotFound):

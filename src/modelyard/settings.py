@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -222,6 +222,17 @@ class Settings(BaseSettings):
         10_000, description="Most values (mappings, lists, scalars) in one pipeline spec document."
     )
     pipeline_spec_max_depth: int = Field(32, description="Deepest nesting of mappings and lists in a spec.")
+    geo_item_collection_max: int = Field(
+        1000,
+        gt=0,
+        description="Most STAC items in one ItemCollection posted to /api/v1/scenes (more is a 413).",
+    )
+    geo_spatial_index: Literal["auto", "memory", "postgis"] = Field(
+        "auto",
+        description="How AOIs are matched spatially: memory (an in-process STRtree, kept in step with the "
+        "AOI table), postgis (ST_Intersects over a GiST index; PostgreSQL with PostGIS), or auto (postgis "
+        "where the extension can be created, else memory). Every process of a deployment uses the same.",
+    )
     demo: bool = Field(
         False,
         description="Register a small demo model on start if the registry is empty, and accept a short or "
