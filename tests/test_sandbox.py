@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -98,3 +99,11 @@ def test_a_failing_command_reports_its_status_and_stderr_tail(tmp_path: Path) ->
     )
     assert done.returncode == 3 and done.limit_hit is None
     assert done.reason("model") == "model exited with status 3: broken input"
+
+
+def test_a_command_is_killed_when_it_is_stopped(tmp_path: Path) -> None:
+    stop = threading.Event()
+    threading.Timer(0.3, stop.set).start()
+    done = sandbox.run(["sleep", "60"], cwd=tmp_path, env=sandbox.scrubbed_env(), timeout=30, stop=stop)
+    assert done.limit_hit == "stopped" and done.seconds < 5
+    assert "cancelled" in done.reason("sleep")

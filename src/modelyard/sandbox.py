@@ -35,6 +35,8 @@ READ_CHUNK = 65536
 # after a kill, how long the readers may take to see the pipes close (a process that left the group
 # and holds them open is not waited for)
 DRAIN_SECONDS = 5.0
+# how often a running command's ``stop`` event is looked at
+STOP_POLL_SECONDS = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +53,7 @@ class Limits:
 class Finished:
     """How a command ended: its exit status (negative: killed by that signal), what it wrote (at most
     the output cap each), how long it ran, and which limit ended it, if one did (``timeout``,
-    ``cpu``, ``output``)."""
+    ``cpu``, ``output``, ``stopped``)."""
 
     returncode: int
     stdout: bytes
@@ -70,6 +72,8 @@ class Finished:
             return f"{name} ran past its timeout and was killed with the processes it started"
         if self.limit_hit == "output":
             return f"{name} wrote more than its output limit and was killed"
+        if self.limit_hit == "stopped":
+            return f"{name} was stopped (cancelled) and killed with the processes it started"
         if self.limit_hit == "cpu":
             return f"{name} used up its CPU-time limit and was killed"
         tail = self.stderr.decode(errors="replace").strip().splitlines()[-5:]
@@ -130,9 +134,11 @@ def run(
     env: Mapping[str, str],
     timeout: float,
     limits: Limits = Limits(),
+    stop: threading.Event | None = None,
 ) -> Finished:
     """Run ``argv`` in ``cwd`` with exactly ``env``, in its own process group, within ``timeout`` seconds
-    and ``limits``; a command past any of them is killed with what it started."""
+    and ``limits``; a command past any of them, or still running when ``stop`` is set, is killed with
+    what it started."""
     started = time.monotonic()
     hit: list[str] = []
     with subprocess.Popen(
@@ -160,10 +166,17 @@ def run(
             reader.start()
         deadline = started + timeout
         # the pipes close when the command and every process still holding them have exited
-        for reader in readers:
-            reader.join(max(0.0, deadline - time.monotonic()))
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        while alive := [r for r in readers if r.is_alive()]:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            if stop is not None and stop.is_set():
+                hit.append("stopped")
+                break
+            alive[0].join(min(STOP_POLL_SECONDS, left))
+        if not hit:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
         if proc.returncode is None or any(r.is_alive() for r in readers):
             if not hit:
                 hit.append("timeout")
