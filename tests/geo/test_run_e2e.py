@@ -67,10 +67,11 @@ def test_an_eo_item_posted_runs_the_command_model_and_its_labels_come_back(
     _, client = server
     model(client, "ships", "ok")
     model(client, "broken", "fail")
+    model(client, "by-cli", "cli")
     posted = client.post("/api/v1/scenes", json=s2_item())
     assert posted.status_code == 201, posted.text
     matches = {m["model"]: m["run_id"] for m in posted.json()["scenes"][0]["matches"]}
-    assert set(matches) == {"ships", "broken"}
+    assert set(matches) == {"ships", "broken", "by-cli"}
 
     run = until(client, matches["ships"], {"succeeded", "failed"})
     logs = client.get(f"/api/v1/runs/{run['id']}/logs").json()
@@ -89,6 +90,11 @@ def test_an_eo_item_posted_runs_the_command_model_and_its_labels_come_back(
     failed = until(client, matches["broken"], {"succeeded", "failed"})
     assert failed["state"] == "failed" and "model weights are corrupt" in failed["error"]
     assert "model weights are corrupt" in client.get(f"/api/v1/runs/{failed['id']}/logs").json()["stderr"]
+
+    by_cli = until(client, matches["by-cli"], {"succeeded", "failed"})
+    cli_logs = client.get(f"/api/v1/runs/{by_cli['id']}/logs").json()
+    assert by_cli["state"] == "succeeded", (by_cli, cli_logs)
+    assert "4 features" in cli_logs["stdout"]
 
     ctx = client.app.state.ctx  # type: ignore[attr-defined]
     with ctx.uow() as session:

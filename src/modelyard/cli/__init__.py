@@ -1,7 +1,7 @@
 """The ``modelyard`` command: run the server and workers, and drive a server as a client.
 
 One module per part (``models``, ``keys``, ``jobs``, ``schedules``, ``pipelines``, ``events``,
-``artifacts``, ``catalog``, and
+``artifacts``, ``catalog``, ``runs``, and
 ``server`` for serve/worker/queues); ``common`` holds the options, exit codes and the one way to call
 the server. Exit codes: 0 ok, 1 the server refused (4xx/5xx), 2 bad usage, 3 server unreachable.
 """
@@ -10,7 +10,18 @@ from __future__ import annotations
 
 import typer
 
-from modelyard.cli import artifacts, catalog, events, jobs, keys, models, pipelines, schedules, server
+from modelyard.cli import (
+    artifacts,
+    catalog,
+    events,
+    jobs,
+    keys,
+    models,
+    pipelines,
+    runs,
+    schedules,
+    server,
+)
 
 app = typer.Typer(help="modelyard: register, serve, batch and pipeline ONNX models.", no_args_is_help=True)
 app.command()(server.serve)
@@ -25,6 +36,7 @@ app.add_typer(events.app, name="events")
 app.add_typer(schedules.app, name="schedules")
 app.add_typer(artifacts.app, name="artifacts")
 app.add_typer(catalog.app, name="catalog")
+app.add_typer(runs.app, name="runs")
 
 
 def main() -> None:
