@@ -40,14 +40,19 @@ class RunLogs(BaseModel):
     stderr: str
 
 
+class ClassCount(BaseModel):
+    """Labelled features of one class and their area (m²)."""
+
+    count: int
+    area_m2: float
+
+
 class LabelSummary(BaseModel):
     """What a label item's GeoJSON holds: features, labelled area (m², geodesic), and both per class."""
 
     features: int
     area_m2: float
-    classes: dict[str, dict[str, float]] = Field(
-        description="class -> {count, area_m2}", examples=[{"ship": {"count": 3, "area_m2": 5120.5}}]
-    )
+    classes: dict[str, ClassCount] = Field(examples=[{"ship": {"count": 3, "area_m2": 5120.5}}])
 
 
 class PredictionPublic(BaseModel):
