@@ -4,7 +4,10 @@ and realistic STAC eo items made on the spot."""
 from __future__ import annotations
 
 import copy
+import json
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -157,3 +160,47 @@ def make_aoi(api: TestClient, **body: Any) -> dict[str, Any]:
     assert resp.status_code == 201, resp.text
     out: dict[str, Any] = resp.json()
     return out
+
+
+class StacServer:
+    """A loopback HTTP server of JSON documents (``add`` one, get its URL)."""
+
+    def __init__(self) -> None:
+        documents: dict[str, bytes] = {}
+        self.documents = documents
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body = documents.get(self.path)
+                self.send_response(200 if body is not None else 404)
+                self.send_header("Content-Type", "application/geo+json")
+                self.send_header("Content-Length", str(len(body or b"")))
+                self.end_headers()
+                self.wfile.write(body or b"")
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def add(self, path: str, document: Any) -> str:
+        """Serve ``document`` as JSON at ``path``; its URL."""
+        self.documents[path] = json.dumps(document).encode()
+        return self.url + path
+
+    def close(self) -> None:
+        """Stop serving."""
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def stac_server() -> Iterator[StacServer]:
+    """A loopback server of STAC documents."""
+    server = StacServer()
+    yield server
+    server.close()

@@ -59,16 +59,21 @@ def _place(row: Aoi, shape: Footprint) -> None:
     row.min_lon, row.min_lat, row.max_lon, row.max_lat = shape.bbox
 
 
-def _written(ctx: AppContext, session: Session, row: Aoi, deleted: bool = False) -> None:
+def _index(ctx: AppContext) -> spatial.SpatialIndex:
+    """The spatial index, chosen before an AOI write's transaction opens (making PostGIS's table locks
+    ``aois``, which that transaction writes)."""
+    return spatial.index(ctx.db, ctx.settings.geo_spatial_index)
+
+
+def _written(index: spatial.SpatialIndex, session: Session, row: Aoi, deleted: bool = False) -> None:
     spatial.bump(session)
-    spatial.index(ctx.db, ctx.settings.geo_spatial_index).changed(
-        session, row.id, None if deleted else row.geometry
-    )
+    index.changed(session, row.id, None if deleted else row.geometry)
 
 
 def create_aoi(ctx: AppContext, data: AoiCreate) -> AoiPublic:
     """A new AOI; 422 naming the problem when its geometry or model is not acceptable."""
     shape = _footprint(data.geometry)
+    index = _index(ctx)
     with ctx.uow() as session:
         _require_model(session, data.model)
         now = utcnow()
@@ -86,7 +91,7 @@ def create_aoi(ctx: AppContext, data: AoiCreate) -> AoiPublic:
         _place(row, shape)
         session.add(row)
         session.flush()
-        _written(ctx, session, row)
+        _written(index, session, row)
         return aoi_public(row)
 
 
@@ -106,6 +111,7 @@ def get_aoi(ctx: AppContext, aoi_id: int) -> AoiPublic:
 def update_aoi(ctx: AppContext, aoi_id: int, data: AoiUpdate) -> AoiPublic:
     """Change the fields given; the revision goes up by one when anything changed."""
     shape = _footprint(data.geometry) if data.geometry is not None else None
+    index = _index(ctx)
     with ctx.uow() as session:
         row = _get(session, aoi_id)
         if data.model is not None and data.model != row.model:
@@ -125,12 +131,13 @@ def update_aoi(ctx: AppContext, aoi_id: int, data: AoiUpdate) -> AoiPublic:
             row.revision += 1
             row.updated_at = utcnow()
             session.flush()
-            _written(ctx, session, row)
+            _written(index, session, row)
         return aoi_public(row)
 
 
 def delete_aoi(ctx: AppContext, aoi_id: int) -> None:
     """Delete an AOI that has no runs; one with runs is kept (409): deactivate it instead."""
+    index = _index(ctx)
     with ctx.uow() as session:
         row = _get(session, aoi_id)
         runs = session.scalar(select(func.count()).select_from(GeoRun).where(GeoRun.aoi_id == aoi_id)) or 0
@@ -139,7 +146,7 @@ def delete_aoi(ctx: AppContext, aoi_id: int) -> None:
                 f"AOI {aoi_id} has {runs} run(s), which keep it; set active to false to stop new matches",
                 field="id",
             )
-        _written(ctx, session, row, deleted=True)
+        _written(index, session, row, deleted=True)
         session.delete(row)
 
 

@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from modelyard import db
-from modelyard.bodies import strict_loads
 from modelyard.context import AppContext
-from modelyard.errors import PayloadTooLarge, SceneNotFound, ValidationFailed
+from modelyard.errors import BadRequest, PayloadTooLarge, SceneNotFound, ValidationFailed
 from modelyard.fetch import fetch
 from modelyard.geo import bands as spectral
 from modelyard.geo import matching, spatial
@@ -69,7 +69,10 @@ def _items(ctx: AppContext, body: Any) -> tuple[list[Any], str]:
                 field="url",
             )
         fetched = fetch(ctx, url)
-        body = strict_loads(fetched.data)
+        try:
+            body = orjson.loads(fetched.data)
+        except orjson.JSONDecodeError as exc:
+            raise BadRequest(f"{url} is not JSON ({exc})", field="url") from None
         if isinstance(body, dict) and "url" in body and "type" not in body:
             raise ValidationFailed(
                 f"{url} holds another URL, not a STAC item",

@@ -124,15 +124,25 @@ def _thorough(url: str) -> jsonschema.Draft7Validator:
     return jsonschema.Draft7Validator(_load(url), registry=_registry())
 
 
+def _wrong_kind(error: ValidationError) -> bool:
+    """Whether ``error`` says the document is another kind of thing (a Collection's ``type``)."""
+    return error.validator in ("const", "enum") and list(error.absolute_path)[-1:] == ["type"]
+
+
 def _leaves(error: ValidationError) -> list[ValidationError]:
-    """The errors that explain ``error``: inside a ``oneOf``/``anyOf``, those of the branches that got
-    deepest into the document (the branch the author meant), recursively."""
+    """The errors that explain ``error``: inside a ``oneOf``/``anyOf``, those of the branches meant for
+    this kind of document that got deepest into it (the branch the author meant), recursively."""
     if not error.context:
         return [error]
-    deepest = max(len(e.absolute_path) for e in error.context)
-    if deepest <= len(error.absolute_path):
+    branches: dict[Any, list[ValidationError]] = {}
+    for e in error.context:
+        branches.setdefault(e.relative_schema_path[0], []).append(e)
+    meant = [b for b in branches.values() if not any(_wrong_kind(e) for e in b)] or list(branches.values())
+    context = [e for b in meant for e in b]
+    deepest = max(len(e.absolute_path) for e in context)
+    if deepest <= len(error.absolute_path) and len(meant) != 1:
         return [error]  # no branch got past this point: the alternatives themselves are the problem
-    return [leaf for e in error.context if len(e.absolute_path) == deepest for leaf in _leaves(e)]
+    return [leaf for e in context if len(e.absolute_path) == deepest for leaf in _leaves(e)]
 
 
 def _short(text: str, limit: int = 300) -> str:
@@ -143,7 +153,8 @@ def _explain(url: str, item: Any, fast_error: fastjsonschema.JsonSchemaValueExce
     problems: dict[tuple[str, str], StacProblem] = {}
     for error in _thorough(url).iter_errors(item):
         for leaf in _leaves(error):
-            path, rule = json_path(leaf.absolute_path), str(leaf.validator)
+            path = json_path(leaf.absolute_path)
+            rule = str(leaf.validator) if leaf.validator is not None else "not-allowed"
             problems.setdefault((path, rule), StacProblem(path, rule, _short(leaf.message)))
         if len(problems) >= MAX_PROBLEMS:
             break

@@ -1,0 +1,106 @@
+"""Matching posted scenes to AOIs, on SQLite (in-process STRtree) and PostgreSQL (PostGIS): the rules,
+idempotency, explain, the antimeridian, and the index kept in step across processes."""
+
+from __future__ import annotations
+
+import os
+
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from modelyard.app import create_app
+from modelyard.durable import log
+from modelyard.geo import spatial
+from modelyard.geo.models import GeoRun
+from tests.conftest import ADMIN_KEY
+from tests.geo.conftest import make_aoi, s2_item, square
+
+
+def _runs(api: TestClient) -> int:
+    with api.ctx.uow() as session:  # type: ignore[attr-defined]
+        return int(session.scalar(select(func.count()).select_from(GeoRun)) or 0)
+
+
+def test_rules_idempotency_and_explain(both: TestClient) -> None:
+    api = both
+    fine = make_aoi(api, name="fine", wavelengths=[0.665, 0.842], target_resolution=10)
+    coarse_ok = make_aoi(api, name="swir", model="water", wavelengths=[1.61], target_resolution=30)
+    too_fine = make_aoi(api, name="too-fine", wavelengths=[1.61], target_resolution=10)
+    no_band = make_aoi(api, name="thermal", wavelengths=[11.0], target_resolution=100)
+    any_band = make_aoi(api, name="any", wavelengths=[], target_resolution=10)
+    make_aoi(api, name="inactive", active=False)
+    make_aoi(api, name="far", geometry=square(50, 50))
+    # the bboxes overlap the scene's, the shapes do not: an L around the scene's corner
+    ell = [[4.0, 44.0], [7.0, 44.0], [7.0, 44.9], [4.9, 44.9], [4.9, 47.0], [4.0, 47.0], [4.0, 44.0]]
+    near = make_aoi(api, name="near", geometry={"type": "Polygon", "coordinates": [ell]})
+
+    resp = api.post("/api/v1/scenes", params={"explain": "true"}, json=s2_item())
+    assert resp.status_code == 201, resp.text
+    [scene] = resp.json()["scenes"]
+    matched = {(m["aoi_id"], m["model"], m["new"]) for m in scene["matches"]}
+    assert matched == {
+        (fine["id"], "fields", True),
+        (coarse_ok["id"], "water", True),
+        (any_band["id"], "fields", True),
+    }
+    explained = {e["aoi_id"]: e for e in scene["explain"]}
+    assert set(explained) == {
+        fine["id"],
+        coarse_ok["id"],
+        too_fine["id"],
+        no_band["id"],
+        any_band["id"],
+        near["id"],
+    }
+    assert "1.61 µm is covered only at GSD 20 m, not <= 10 m" in explained[too_fine["id"]]["reasons"]
+    assert "11 µm is in no band" in explained[no_band["id"]]["reasons"]
+    assert explained[near["id"]]["matched"] is False
+    assert explained[near["id"]]["reasons"][0].startswith("footprint does not intersect")
+    assert "0.665 µm in band B04 at 10 m" in explained[fine["id"]]["reasons"]
+    assert _runs(api) == 3
+
+    again = api.post("/api/v1/scenes", json=s2_item())
+    assert again.status_code == 200
+    body = again.json()
+    assert (body["new_scenes"], body["runs_queued"]) == (0, 0)
+    assert body["scenes"][0]["scene_id"] == scene["scene_id"]
+    assert {m["run_id"] for m in body["scenes"][0]["matches"]} == {m["run_id"] for m in scene["matches"]}
+    assert "explain" not in body["scenes"][0]
+    assert _runs(api) == 3
+    with api.ctx.uow() as session:  # type: ignore[attr-defined]
+        queued = log.read(session, prefixes=["geo.run.queued"])
+    assert sorted(e.data["aoi_id"] for e in queued) == sorted([fine["id"], coarse_ok["id"], any_band["id"]])
+
+    if "postgresql" in str(api.ctx.settings.database_url) and os.environ.get("CI") == "true":  # type: ignore[attr-defined]
+        assert spatial.index(api.ctx.db).name == "postgis"  # type: ignore[attr-defined]
+
+
+def test_antimeridian_aoi_matches_scenes_on_either_side(both: TestClient) -> None:
+    api = both
+    ring = [[178, -18], [-178, -18], [-178, -16], [178, -16], [178, -18]]
+    fiji = make_aoi(api, name="fiji", geometry={"type": "Polygon", "coordinates": [ring]})
+    west = api.post("/api/v1/scenes", json=s2_item("west", square(-179.5, -17.5, 0.5))).json()
+    east = api.post("/api/v1/scenes", json=s2_item("east", square(178.5, -17.5, 0.5))).json()
+    # bbox-wise this scene sits inside the split AOI's [-180, 180] box, but far from both parts
+    middle = api.post("/api/v1/scenes", json=s2_item("middle", square(0, -17.5, 0.5))).json()
+    assert [m["aoi_id"] for m in west["scenes"][0]["matches"]] == [fiji["id"]]
+    assert [m["aoi_id"] for m in east["scenes"][0]["matches"]] == [fiji["id"]]
+    assert middle["scenes"][0]["matches"] == []
+
+
+def test_index_follows_aoi_writes_made_by_another_process(both: TestClient) -> None:
+    api = both
+    assert api.post("/api/v1/scenes", json=s2_item("first")).json()["scenes"][0]["matches"] == []
+    other = create_app(api.ctx.settings)  # type: ignore[attr-defined]
+    with TestClient(other, headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as second:
+        made = make_aoi(second)
+        matches = api.post("/api/v1/scenes", json=s2_item("second")).json()["scenes"][0]["matches"]
+        assert [m["aoi_id"] for m in matches] == [made["id"]]
+        second.patch(f"/api/v1/aois/{made['id']}", json={"active": False})
+        assert api.post("/api/v1/scenes", json=s2_item("third")).json()["scenes"][0]["matches"] == []
+        second.patch(f"/api/v1/aois/{made['id']}", json={"active": True, "geometry": square(100, 0)})
+        assert api.post("/api/v1/scenes", json=s2_item("fourth")).json()["scenes"][0]["matches"] == []
+    runs = _runs(api)
+    assert runs == 1
+    busy = api.delete(f"/api/v1/aois/{made['id']}")
+    assert busy.status_code == 409 and "active to false" in busy.json()["detail"]
