@@ -3,8 +3,12 @@ its summary; and every way a report is refused with nothing stored."""
 
 from __future__ import annotations
 
+import functools
 import json
+import threading
 from datetime import timedelta
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +18,7 @@ from sqlalchemy import func, select, update
 from modelyard import db
 from modelyard.context import AppContext
 from modelyard.durable import log
+from modelyard.geo import runs
 from modelyard.geo.run_models import GeoPrediction, RunToken
 from tests.geo import label_command
 from tests.geo.conftest import s2_item
@@ -160,3 +165,59 @@ def test_summaries_count_runs_scenes_classes_and_area(api: TestClient, ctx: AppC
     assert api.get("/api/v1/models/nope/summary").status_code == 404
     bad = api.get("/api/v1/models/ships/summary", params={"start": "2026-02-01", "end": "2026-01-01"})
     assert bad.status_code == 400 and bad.json()["field"] == "start"
+
+
+def test_a_label_asset_given_by_url_is_fetched_within_the_private_address_rule(
+    api: TestClient, ctx: AppContext, tmp_path: Path
+) -> None:
+    (tmp_path / "labels.geojson").write_text(json.dumps(label_command.ships(ITEM)))
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(tmp_path))
+    with ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            run_id = queue_run(api)
+            started = take(ctx, run_id)
+            label = label_command.label_item(ITEM)
+            base = f"http://127.0.0.1:{server.server_address[1]}"
+            headers = {"Authorization": f"Bearer {started.token}"}
+            label["assets"]["labels"]["href"] = f"{base}/labels.geojson"
+            refused = api.post(f"/api/v1/runs/{run_id}/results", headers=headers, json=label)
+            assert refused.status_code == 400 and refused.json()["code"] == "url-refused"
+            ctx.settings.allow_private_urls = True
+            label["assets"]["labels"]["href"] = f"{base}/missing.geojson"
+            missing = api.post(f"/api/v1/runs/{run_id}/results", headers=headers, json=label)
+            assert missing.status_code == 502
+            assert stored(ctx) == (0, [])
+            label["assets"]["labels"]["href"] = f"{base}/labels.geojson"
+            resp = api.post(f"/api/v1/runs/{run_id}/results", headers=headers, json=label)
+            assert resp.status_code == 201, resp.text
+            assert json.loads(ctx.storage.get_bytes(resp.json()["uri"])) == label_command.ships(ITEM)
+        finally:
+            server.shutdown()
+
+
+def test_a_run_left_running_by_a_vanished_workflow_is_queued_again_then_failed(
+    api: TestClient, ctx: AppContext
+) -> None:
+    run_id = queue_run(api)
+    take(ctx, run_id)  # claimed under an id no workflow ever had
+    ctx.settings.geo_run_claim_timeout_seconds = -1.0  # every running run is old enough to be looked at
+    assert runs.sweep_lost(ctx) == 1
+    again = api.get(f"/api/v1/runs/{run_id}").json()
+    assert again["state"] == "queued" and "queued again" in again["error"]
+    take(ctx, run_id)  # the second (last) attempt, lost too
+    assert runs.sweep_lost(ctx) == 1
+    final = api.get(f"/api/v1/runs/{run_id}").json()
+    assert final["state"] == "failed" and "2 times; gave up" in final["error"]
+
+
+def test_a_token_is_spent_once_on_both_databases(both: TestClient) -> None:
+    command_model(both)
+    ctx: AppContext = both.ctx  # type: ignore[attr-defined]
+    run_id = queue_run(both)
+    started = take(ctx, run_id)
+    label, ships = label_command.label_item(ITEM), label_command.ships(ITEM)
+    assert post(both, run_id, started.token, label, ships).status_code == 201
+    assert post(both, run_id, started.token, label, ships).status_code == 409
+    assert stored(ctx)[0] == 1
+    assert both.get("/api/v1/models/ships/summary").json()["classes"] == {"ship": 3, "wake": 1}
