@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from modelyard.settings import Settings
 
 TOKEN_BYTES = 32
+# what a run keeps of each of stdout and stderr when its spec sets no output limit (held in memory)
+DEFAULT_OUTPUT_BYTES = 16 * 1024 * 1024
 # how often a running command's run is looked at for a cancel
 WATCH_SECONDS = 1.0
 
@@ -203,7 +205,11 @@ def execute(ctx: AppContext, started: Started) -> sandbox.Finished:
             "MODELYARD_RUN_ID": str(started.run_id),
         }
     )
-    limits = sandbox.Limits(**spec.limits.model_dump())
+    limits = sandbox.Limits(
+        cpu_seconds=spec.limits.cpu_seconds,
+        memory_mb=spec.limits.memory_mb,
+        output_bytes=spec.limits.output_bytes or DEFAULT_OUTPUT_BYTES,
+    )
     stop, finished = threading.Event(), threading.Event()
     watcher = threading.Thread(target=_watch, args=(ctx, started, stop, finished), daemon=True)
     watcher.start()
