@@ -141,6 +141,12 @@ def test_a_geojson_that_is_not_json_is_422(api: TestClient, ctx: AppContext) -> 
         files={"file": ("labels.geojson", b"{not json", "application/geo+json")},
     )
     assert resp.status_code == 422 and "not JSON" in resp.text
+    no_item = api.post(
+        f"/api/v1/runs/{run_id}/results",
+        headers={"Authorization": f"Bearer {started.token}"},
+        files={"file": ("labels.geojson", json.dumps(label_command.ships(ITEM)).encode())},
+    )
+    assert no_item.status_code == 400 and no_item.json()["field"] == "item"
     assert stored(ctx) == (0, [])
 
 

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Header, Query, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
 from modelyard.deps import Ctx, ReadKey, WriteKey
-from modelyard.errors import Unauthorized
+from modelyard.errors import BadRequest, Unauthorized
 from modelyard.geo import results, runs, summaries
 from modelyard.geo.api import Bbox, Limit, Offset, parse_bbox
 from modelyard.geo.dispatch import wake_runs
@@ -110,10 +110,12 @@ async def report_results(
     try:
         body = upload.path.read_bytes()
         item = upload.field("item")
-        if item is None:  # a raw body: the item itself
-            item_data, inline = body, None
-        else:
+        if item is not None:
             item_data, inline = item.encode(), body
+        elif request.headers.get("content-type", "").startswith("multipart/"):
+            raise BadRequest("a multipart report needs the label item in part 'item'", field="item")
+        else:  # a raw body: the item itself
+            item_data, inline = body, None
 
         def store() -> PredictionPublic:
             return results.report(ctx, run_id, token.strip(), item_data, inline)
