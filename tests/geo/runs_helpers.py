@@ -10,7 +10,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from modelyard.context import AppContext
-from modelyard.geo import runs
+from modelyard.geo import execution
 from modelyard.geo.dispatch import RUNS
 from tests.geo.conftest import make_aoi, s2_item, square
 
@@ -35,10 +35,10 @@ def queue_run(api: TestClient, model: str = "ships", stac_id: str = "S2B_31TFJ_2
     return int(run_ids[0])
 
 
-def take(ctx: AppContext, run_id: int) -> runs.Started:
+def take(ctx: AppContext, run_id: int) -> execution.Started:
     """Claim and start ``run_id`` as a worker's workflow would (the token comes back in memory)."""
     claimed = RUNS.claim(ctx, 10)
     claim_id = next(c for c, args in claimed if args == (run_id,))
-    started = runs.start_run(ctx, run_id, claim_id)
+    started = execution.start_run(ctx, run_id, claim_id)
     assert started is not None
     return started

@@ -18,7 +18,7 @@ from sqlalchemy import func, select, update
 from modelyard import db
 from modelyard.context import AppContext
 from modelyard.durable import log
-from modelyard.geo import runs
+from modelyard.geo import execution
 from modelyard.geo.run_models import GeoPrediction, RunToken
 from tests.geo import label_command
 from tests.geo.conftest import s2_item
@@ -208,11 +208,11 @@ def test_a_run_left_running_by_a_vanished_workflow_is_queued_again_then_failed(
     run_id = queue_run(api)
     take(ctx, run_id)  # claimed under an id no workflow ever had
     ctx.settings.geo_run_claim_timeout_seconds = -1.0  # every running run is old enough to be looked at
-    assert runs.sweep_lost(ctx) == 1
+    assert execution.sweep_lost(ctx) == 1
     again = api.get(f"/api/v1/runs/{run_id}").json()
     assert again["state"] == "queued" and "queued again" in again["error"]
     take(ctx, run_id)  # the second (last) attempt, lost too
-    assert runs.sweep_lost(ctx) == 1
+    assert execution.sweep_lost(ctx) == 1
     final = api.get(f"/api/v1/runs/{run_id}").json()
     assert final["state"] == "failed" and "2 times; gave up" in final["error"]
 

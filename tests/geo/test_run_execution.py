@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from modelyard.context import AppContext
 from modelyard.durable import log
-from modelyard.geo import runs
+from modelyard.geo import execution
 from tests.geo.runs_helpers import command_model, queue_run, take
 
 
@@ -23,7 +23,7 @@ def ctx(api: TestClient) -> AppContext:
 
 def run_once(ctx: AppContext, run_id: int) -> str | None:
     started = take(ctx, run_id)
-    return runs.finish_run(ctx, started, runs.execute(ctx, started))
+    return execution.finish_run(ctx, started, execution.execute(ctx, started))
 
 
 def test_a_failing_command_fails_the_run_with_its_stderr_and_logs(
@@ -57,7 +57,7 @@ def test_a_command_past_its_timeout_fails_and_its_token_expires(api: TestClient,
     run_id = queue_run(api)
     began = time.monotonic()
     started = take(ctx, run_id)
-    assert runs.finish_run(ctx, started, runs.execute(ctx, started)) == "failed"
+    assert execution.finish_run(ctx, started, execution.execute(ctx, started)) == "failed"
     assert time.monotonic() - began < 15
     assert "timeout" in api.get(f"/api/v1/runs/{run_id}").json()["error"]
     late = api.post(
@@ -72,7 +72,7 @@ def test_cancelling_a_running_run_kills_its_command(api: TestClient, ctx: AppCon
     started = take(ctx, run_id)
     outcome: list[str | None] = []
     worker = threading.Thread(
-        target=lambda: outcome.append(runs.finish_run(ctx, started, runs.execute(ctx, started)))
+        target=lambda: outcome.append(execution.finish_run(ctx, started, execution.execute(ctx, started)))
     )
     worker.start()
     resp = api.post(f"/api/v1/runs/{run_id}/cancel")

@@ -4,11 +4,12 @@ Modules:
 
 - ``models`` — tables: ``aois``, ``scenes``, ``geo_runs``, ``geo_counters`` (the AOI revision).
 - ``runs`` — ``enqueue_runs``: queued runs, once per (model, AOI, scene), announced on the event log;
-  then each run's life: ``start_run`` (a new single-use token, stored hashed, expiring at the command's
-  timeout plus ``geo_run_token_grace_seconds``), ``execute`` (the command in ``modelyard.sandbox`` with
-  the item's path as its last argument, ``MODELYARD_CALLBACK_URL``, ``MODELYARD_RUN_TOKEN`` and
-  ``MODELYARD_RUN_ID`` in a scrubbed environment; stdout/stderr kept at ``geo/runs/{id}/``),
-  ``finish_run``, ``cancel_run``, ``retry_run``, ``sweep_lost``.
+  ``end_run``, reads, ``cancel_run``, ``retry_run``.
+- ``execution`` — a run's attempts: ``start_run`` (a new single-use token, stored hashed, expiring at
+  the command's timeout plus ``geo_run_token_grace_seconds``), ``execute`` (the command in
+  ``modelyard.sandbox`` with the item's path as its last argument, ``MODELYARD_CALLBACK_URL``,
+  ``MODELYARD_RUN_TOKEN`` and ``MODELYARD_RUN_ID`` in a scrubbed environment; stdout/stderr kept at
+  ``geo/runs/{id}/``), ``finish_run``, ``sweep_lost``.
 - ``run_models`` — tables ``geo_run_tokens`` (each run's current token hash) and ``geo_predictions``.
 - ``dispatch`` — the ``geo.runs`` claimed queue; ``workflows`` — ``geo.run`` (one step: take, run,
   settle; a killed worker's run is recovered and run again, up to ``geo_run_max_attempts``) and the

@@ -16,7 +16,7 @@ from dbos import DBOS
 from modelyard.context import AppContext
 from modelyard.durable import current, on_tick, runs
 from modelyard.geo import dispatch
-from modelyard.geo import runs as service
+from modelyard.geo import execution as service
 
 log = logging.getLogger("modelyard.geo")
 RUN_WORKFLOW = "geo.run"
