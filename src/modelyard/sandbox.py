@@ -135,10 +135,13 @@ def run(
     timeout: float,
     limits: Limits = Limits(),
     stop: threading.Event | None = None,
+    progress: Callable[[bytes, bytes], None] | None = None,
+    progress_seconds: float = 2.0,
 ) -> Finished:
     """Run ``argv`` in ``cwd`` with exactly ``env``, in its own process group, within ``timeout`` seconds
     and ``limits``; a command past any of them, or still running when ``stop`` is set, is killed with
-    what it started."""
+    what it started. ``progress(stdout, stderr)`` is called every ``progress_seconds`` while it runs with
+    what it has written so far."""
     started = time.monotonic()
     hit: list[str] = []
     with subprocess.Popen(
@@ -166,6 +169,7 @@ def run(
             reader.start()
         deadline = started + timeout
         # the pipes close when the command and every process still holding them have exited
+        reported = time.monotonic()
         while alive := [r for r in readers if r.is_alive()]:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -173,6 +177,9 @@ def run(
             if stop is not None and stop.is_set():
                 hit.append("stopped")
                 break
+            if progress is not None and time.monotonic() - reported >= progress_seconds:
+                progress(bytes(readers[0].data), bytes(readers[1].data))
+                reported = time.monotonic()
             alive[0].join(min(STOP_POLL_SECONDS, left))
         if not hit:
             with contextlib.suppress(subprocess.TimeoutExpired):

@@ -66,7 +66,9 @@ def test_a_command_past_its_timeout_fails_and_its_token_expires(api: TestClient,
     assert late.status_code == 410
 
 
-def test_cancelling_a_running_run_kills_its_command(api: TestClient, ctx: AppContext) -> None:
+def test_a_running_commands_logs_are_viewable_and_cancelling_it_kills_it(
+    api: TestClient, ctx: AppContext
+) -> None:
     command_model(api, env={"MODE": "sleep"})
     run_id = queue_run(api)
     started = take(ctx, run_id)
@@ -75,6 +77,11 @@ def test_cancelling_a_running_run_kills_its_command(api: TestClient, ctx: AppCon
         target=lambda: outcome.append(execution.finish_run(ctx, started, execution.execute(ctx, started)))
     )
     worker.start()
+    deadline = time.monotonic() + 30
+    while "secrets seen" not in api.get(f"/api/v1/runs/{run_id}/logs").json()["stdout"]:
+        assert time.monotonic() < deadline, "the running command's output never showed"
+        time.sleep(0.1)
+    assert api.get(f"/api/v1/runs/{run_id}").json()["state"] == "running"
     resp = api.post(f"/api/v1/runs/{run_id}/cancel")
     assert resp.status_code == 200 and resp.json()["state"] == "cancelled"
     worker.join(15)

@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 TOKEN_BYTES = 32
 # what a run keeps of each of stdout and stderr when its spec sets no output limit (held in memory)
 DEFAULT_OUTPUT_BYTES = 16 * 1024 * 1024
+# how often a running command's output so far is stored (``GET /api/v1/runs/{id}/logs`` while it runs)
+LOG_EVERY_SECONDS = 2.0
 # how often a running command's run is looked at for a cancel
 WATCH_SECONDS = 1.0
 
@@ -142,13 +144,18 @@ def execute(ctx: AppContext, started: Started) -> sandbox.Finished:
                 timeout=spec.timeout_seconds,
                 limits=limits,
                 stop=stop,
+                progress=lambda out, err: _keep_logs(ctx, started.run_id, out, err),
+                progress_seconds=LOG_EVERY_SECONDS,
             )
     finally:
         finished.set()
-    ctx.storage.put_many(
-        [(log_key(started.run_id, "stdout"), done.stdout), (log_key(started.run_id, "stderr"), done.stderr)]
-    )
+    _keep_logs(ctx, started.run_id, done.stdout, done.stderr)
     return done
+
+
+def _keep_logs(ctx: AppContext, run_id: int, stdout: bytes, stderr: bytes) -> None:
+    """Store what the command wrote so far (its logs are viewable while it runs)."""
+    ctx.storage.put_many([(log_key(run_id, "stdout"), stdout), (log_key(run_id, "stderr"), stderr)])
 
 
 def finish_run(ctx: AppContext, started: Started, done: sandbox.Finished) -> str | None:

@@ -33,7 +33,8 @@ class RunList(BaseModel):
 
 
 class RunLogs(BaseModel):
-    """What a run's command wrote (its last attempt), each stream at most its output limit."""
+    """What a run's command wrote (its last attempt; while it runs, as of a couple of seconds ago), each
+    stream at most its output limit."""
 
     run_id: int
     stdout: str

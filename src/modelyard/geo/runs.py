@@ -169,7 +169,7 @@ def list_runs(
 
 
 def run_logs(ctx: AppContext, run_id: int) -> RunLogs:
-    """What the run's last attempt wrote (empty before its command has ended)."""
+    """What the run's last attempt wrote (while it runs: up to a couple of seconds ago)."""
     with ctx.uow() as session:
         _load(session, run_id)
     texts = {}

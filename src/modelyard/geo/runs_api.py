@@ -58,7 +58,8 @@ def get_run(run_id: int, ctx: Ctx, _: ReadKey) -> RunPublic:
 
 @runs_router.get("/{run_id}/logs", response_model=RunLogs)
 def run_logs(run_id: int, ctx: Ctx, _: ReadKey) -> RunLogs:
-    """What the run's command wrote to stdout and stderr (its last attempt; kept once it ends)."""
+    """What the run's command wrote to stdout and stderr (its last attempt; while it runs, stored every
+    couple of seconds)."""
     return runs.run_logs(ctx, run_id)
 
 
