@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -107,3 +110,36 @@ def test_a_command_is_killed_when_it_is_stopped(tmp_path: Path) -> None:
     done = sandbox.run(["sleep", "60"], cwd=tmp_path, env=sandbox.scrubbed_env(), timeout=30, stop=stop)
     assert done.limit_hit == "stopped" and done.seconds < 5
     assert "cancelled" in done.reason("sleep")
+
+
+def _gone(pid: int) -> bool:
+    """Whether ``pid`` has exited (a zombie not yet reaped counts as exited)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+    return "\nState:\tZ" in status
+
+
+def test_a_command_dies_with_the_process_that_ran_it(tmp_path: Path) -> None:
+    pidfile = tmp_path / "command.pid"
+    runner = (
+        "import sys; from pathlib import Path; from modelyard import sandbox\n"
+        f"sandbox.run(['sh', '-c', 'echo $$ > {pidfile}; exec sleep 60'], cwd=Path({str(tmp_path)!r}),"
+        " env=sandbox.scrubbed_env(), timeout=120)\n"
+    )
+    parent = subprocess.Popen([PY, "-c", runner], env={**os.environ})
+    try:
+        deadline = time.monotonic() + 30
+        while not pidfile.exists() or not pidfile.read_text().strip():
+            assert time.monotonic() < deadline and parent.poll() is None, "the command never started"
+            time.sleep(0.05)
+        pid = int(pidfile.read_text())
+        assert not _gone(pid)
+    finally:
+        parent.kill()  # SIGKILL: no clean-up of any kind
+        parent.wait(10)
+    deadline = time.monotonic() + 10
+    while not _gone(pid):
+        assert time.monotonic() < deadline, "the command outlived the process that ran it"
+        time.sleep(0.05)

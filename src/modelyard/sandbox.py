@@ -7,6 +7,8 @@ past the cap). The command stage of pipelines and the runs of command models bot
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import os
 import resource
 import signal
@@ -32,6 +34,7 @@ SECRET_PREFIXES = (
     "REDIS_",
 )
 READ_CHUNK = 65536
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 # after a kill, how long the readers may take to see the pipes close (a process that left the group
 # and holds them open is not waited for)
 DRAIN_SECONDS = 5.0
@@ -87,13 +90,25 @@ def scrubbed_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def _limiter(limits: Limits) -> Callable[[], None] | None:
-    """The function the child runs before exec: its rlimits (the hard CPU limit a second past the soft
-    one, so SIGXCPU comes first and SIGKILL ends one that ignores it)."""
-    if limits.cpu_seconds is None and limits.memory_mb is None:
+def _die_with_parent() -> Callable[[], None] | None:
+    """Linux: a function that makes the calling (child) process get SIGKILL when the thread that started
+    it dies, so a worker killed mid-run leaves no command behind; None where ``prctl`` is not found. The
+    library is loaded here, in the parent: the child only calls it."""
+    try:
+        prctl = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).prctl
+    except (OSError, AttributeError):
         return None
+    return lambda: prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def _limiter(limits: Limits) -> Callable[[], None]:
+    """The function the child runs before exec: it dies with its parent, and gets its rlimits (the hard
+    CPU limit a second past the soft one, so SIGXCPU comes first and SIGKILL ends one that ignores it)."""
+    die = _die_with_parent()
 
     def apply() -> None:
+        if die is not None:
+            die()
         if limits.cpu_seconds is not None:
             resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 1))
         if limits.memory_mb is not None:
