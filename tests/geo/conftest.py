@@ -42,16 +42,21 @@ def _client(settings: Settings) -> Iterator[TestClient]:
 
 
 @pytest.fixture
-def api(tmp_path: Path) -> Iterator[TestClient]:
-    """A client of a fresh app on SQLite, with models ``fields`` and ``water`` registered."""
-    settings = Settings(
+def sqlite_settings(tmp_path: Path) -> Settings:
+    """Settings of a fresh app on SQLite."""
+    return Settings(
         data_dir=tmp_path / "data",
         admin_key=ADMIN_KEY,
         log_to_file=False,
         worker=False,
         _env_file=None,  # type: ignore[call-arg]
     )
-    yield from _client(settings)
+
+
+@pytest.fixture
+def api(sqlite_settings: Settings) -> Iterator[TestClient]:
+    """A client of a fresh app on SQLite, with models ``fields`` and ``water`` registered."""
+    yield from _client(sqlite_settings)
 
 
 @pytest.fixture

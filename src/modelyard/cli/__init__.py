@@ -1,7 +1,7 @@
 """The ``modelyard`` command: run the server and workers, and drive a server as a client.
 
 One module per part (``models``, ``keys``, ``jobs``, ``schedules``, ``pipelines``, ``events``,
-``artifacts``, ``catalog``, ``runs``, and
+``artifacts``, ``catalog``, ``aois``, ``scenes``, ``runs``, and
 ``server`` for serve/worker/queues); ``common`` holds the options, exit codes and the one way to call
 the server. Exit codes: 0 ok, 1 the server refused (4xx/5xx), 2 bad usage, 3 server unreachable.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 import typer
 
 from modelyard.cli import (
+    aois,
     artifacts,
     catalog,
     events,
@@ -19,6 +20,7 @@ from modelyard.cli import (
     models,
     pipelines,
     runs,
+    scenes,
     schedules,
     server,
 )
@@ -36,6 +38,8 @@ app.add_typer(events.app, name="events")
 app.add_typer(schedules.app, name="schedules")
 app.add_typer(artifacts.app, name="artifacts")
 app.add_typer(catalog.app, name="catalog")
+app.add_typer(aois.app, name="aois")
+app.add_typer(scenes.app, name="scenes")
 app.add_typer(runs.app, name="runs")
 
 

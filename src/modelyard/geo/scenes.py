@@ -144,10 +144,6 @@ def _store(session: Session, checked: Checked) -> tuple[int, bool]:
     """The scene's id, and whether it is new (a scene is stored once per collection and STAC id)."""
     item = checked.item
     collection = item.get("collection") if isinstance(item.get("collection"), str) else None
-    key = (
-        Scene.collection.is_(None) if collection is None else Scene.collection == collection,
-        Scene.stac_id == item["id"],
-    )
     row = {
         "collection": collection,
         "stac_id": item["id"],
@@ -163,13 +159,15 @@ def _store(session: Session, checked: Checked) -> tuple[int, bool]:
         "created_at": db.utcnow(),
     }
     if collection is None:  # NULLs are never equal in a unique key: look first
-        found = session.scalar(select(Scene.id).where(*key))
+        alone = select(Scene.id).where(Scene.collection.is_(None), Scene.stac_id == item["id"])
+        found = session.scalar(alone)
         if found is not None:
             return found, False
     inserted = db.insert_new_returning(session, Scene.__table__, [row], Scene.id)
     if inserted:
         return int(inserted[0][0]), True
-    return int(session.scalar(select(Scene.id).where(*key)) or 0), False
+    known = select(Scene.id).where(Scene.collection == collection, Scene.stac_id == item["id"])
+    return int(session.scalar(known) or 0), False
 
 
 def post_scenes(ctx: AppContext, body: Any, *, explain: bool = False) -> ScenesPosted:

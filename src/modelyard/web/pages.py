@@ -16,7 +16,7 @@ from starlette.types import ASGIApp
 
 from modelyard.auth import KeyVerifier
 from modelyard.errors import ModelyardError
-from modelyard.web import jobs, pipelines, registry, runs
+from modelyard.web import geo, jobs, pipelines, registry, runs
 from modelyard.web.charts import sparkline
 from modelyard.web.client import ApiProblem
 from modelyard.web.render import (
@@ -167,5 +167,6 @@ def create_ui(api_app: ASGIApp, verifier: KeyVerifier) -> FastAPI:
     ui.include_router(registry.router)
     ui.include_router(jobs.router)
     ui.include_router(pipelines.router)
+    ui.include_router(geo.router)
     ui.include_router(runs.router)
     return ui
