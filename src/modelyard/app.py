@@ -31,6 +31,7 @@ from modelyard.docs import install_docs
 from modelyard.durable import Durable, open_dispatcher
 from modelyard.fetch import new_client
 from modelyard.geo.api import aois_router, scenes_router
+from modelyard.geo.runs_api import predictions_router, runs_router, summaries_router
 from modelyard.inferrers.api import router as inferrers_router
 from modelyard.jobs.api import router as jobs_router
 from modelyard.jobs.dead_letters_api import router as dead_letters_router
@@ -302,6 +303,9 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
     app.include_router(inferrers_router)
     app.include_router(aois_router)
     app.include_router(scenes_router)
+    app.include_router(runs_router)
+    app.include_router(predictions_router)
+    app.include_router(summaries_router)
     app.include_router(artifacts_router)
     app.include_router(log_router)
     app.include_router(catalog_router)

@@ -29,10 +29,15 @@ problem ``type`` URI), a human ``detail`` and, where one input is to blame, the 
     │   ├── SubscriptionNotFound        404 subscription-not-found
     │   └── DeliveryNotFound            404 delivery-not-found
     │   ├── AoiNotFound                 404 aoi-not-found
-    │   └── SceneNotFound               404 scene-not-found
+    │   ├── SceneNotFound               404 scene-not-found
+    │   └── RunNotFound                 404 run-not-found       (a geo run)
     ├── Conflict                        409 conflict
     │   ├── AlreadyExists               409 already-exists
-    │   └── OutputArchived              409 output-archived     (restore the event first)
+    │   ├── OutputArchived              409 output-archived     (restore the event first)
+    │   ├── WrongModelKind              409 wrong-model-kind    (predicting on a command model…)
+    │   └── TokenUsed                   409 token-used          (a run token already reported)
+    ├── Gone                            410 gone
+    │   └── TokenExpired                410 token-expired       (a run token past its expiry)
     ├── MethodNotAllowed                405 method-not-allowed
     ├── PayloadTooLarge                 413 payload-too-large
     ├── UnsupportedMediaType            415 unsupported-media-type
@@ -264,6 +269,15 @@ class SceneNotFound(NotFound):
         super().__init__(f"scene {scene_id} does not exist", field="id")
 
 
+class RunNotFound(NotFound):
+    """No geo run has that id."""
+
+    code, title = "run-not-found", "Run not found"
+
+    def __init__(self, run_id: int | str):
+        super().__init__(f"run {run_id} not found", field="run_id")
+
+
 class Conflict(ModelyardError):
     """The request conflicts with the current state of the resource."""
 
@@ -280,6 +294,36 @@ class OutputArchived(Conflict):
     """A stage output was moved to the archive after its pipeline's TTL; restore the event to read it."""
 
     code, title = "output-archived", "Output archived"
+
+
+class WrongModelKind(Conflict):
+    """The model is not of the kind this needs: predicting on a command model, an ONNX file uploaded to
+    a command model, a command spec to an ONNX model."""
+
+    code, title = "wrong-model-kind", "Wrong model kind"
+
+    def __init__(self, name: str, kind: str, wanted: str, doing: str):
+        super().__init__(
+            f"model {name!r} is of kind {kind!r}; {doing} needs a {wanted!r} model", field="model"
+        )
+
+
+class TokenUsed(Conflict):
+    """A run's single-use token has already reported its results."""
+
+    code, title = "token-used", "Token already used"
+
+
+class Gone(ModelyardError):
+    """The resource existed but is no longer available."""
+
+    status, code, title = 410, "gone", "Gone"
+
+
+class TokenExpired(Gone):
+    """A run's token is past its expiry: the run is over, nothing more is accepted for it."""
+
+    code, title = "token-expired", "Token expired"
 
 
 class MethodNotAllowed(ModelyardError):

@@ -20,6 +20,7 @@ MODEL_MODULES = [
     "modelyard.catalog.models",
     "modelyard.notify.models",
     "modelyard.geo.models",
+    "modelyard.geo.run_models",
 ]
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"

@@ -277,6 +277,27 @@ class Settings(BaseSettings):
         "AOI table), postgis (ST_Intersects over a GiST index; PostgreSQL with PostGIS), or auto (postgis "
         "where the extension can be created, else memory). Every process of a deployment uses the same.",
     )
+    run_callback_base_url: str | None = Field(
+        None,
+        description="Base URL a command model's run calls back on (its MODELYARD_CALLBACK_URL is this plus "
+        "/api/v1/runs/{id}/results); http://HOST:PORT when unset.",
+    )
+    geo_run_slots: int = Field(2, gt=0, description="Geo runs (commands) one worker runs at once.")
+    geo_run_poll_seconds: float = Field(0.5, gt=0, description="How often an idle worker looks for geo runs.")
+    geo_run_claim_timeout_seconds: float = Field(
+        30.0, gt=0, description="Age after which a geo run's claim whose workflow is not running is freed."
+    )
+    geo_run_max_attempts: int = Field(
+        2, gt=0, description="Attempts of a geo run whose worker died mid-run before it is failed."
+    )
+    geo_run_token_grace_seconds: float = Field(
+        300.0,
+        ge=0,
+        description="How long past its command's timeout a run's callback token is still accepted.",
+    )
+    geo_result_max_bytes: int = Field(
+        64 * 1024 * 1024, gt=0, description="Largest label item or GeoJSON asset a run may report."
+    )
     demo: bool = Field(
         False,
         description="Register a small demo model on start if the registry is empty, and accept a short or "

@@ -1,7 +1,7 @@
 """The ``modelyard`` command: run the server and workers, and drive a server as a client.
 
 One module per part (``models``, ``keys``, ``jobs``, ``schedules``, ``pipelines``, ``events``,
-``artifacts``, ``catalog``, ``topics``, ``sync``, ``aois``, ``scenes``, and
+``artifacts``, ``catalog``, ``topics``, ``sync``, ``aois``, ``scenes``, ``runs``, and
 ``server`` for serve/worker/queues); ``common`` holds the options, exit codes and the one way to call
 the server. Exit codes: 0 ok, 1 the server refused (4xx/5xx), 2 bad usage, 3 server unreachable.
 """
@@ -19,6 +19,7 @@ from modelyard.cli import (
     keys,
     models,
     pipelines,
+    runs,
     scenes,
     schedules,
     server,
@@ -43,6 +44,7 @@ app.add_typer(catalog.app, name="catalog")
 app.add_typer(topics.app, name="topics")
 app.add_typer(aois.app, name="aois")
 app.add_typer(scenes.app, name="scenes")
+app.add_typer(runs.app, name="runs")
 
 
 def main() -> None:

@@ -31,6 +31,7 @@ WORKFLOW_MODULES: list[str] = [
     "modelyard.schedules.workflows",
     "modelyard.catalog.workflows",
     "modelyard.notify.workflows",
+    "modelyard.geo.workflows",
 ]
 APP_NAME = "modelyard"
 # Fixed across processes and restarts: DBOS only recovers and dequeues work of its own version.

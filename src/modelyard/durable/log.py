@@ -14,6 +14,9 @@ Topics are dotted; a consumer selects them by prefix (``jobs.``, ``pipelines.sta
   (complete, failed, cancelled).
 - ``registry.version.created`` (subject: the model name): ``model``, ``version``, ``sha256``, ``size``.
 - ``registry.metadata.changed`` (subject: the model name): ``model``, ``metadata`` (the model's, as now).
+- ``geo.run.queued``, ``geo.run.started``, ``geo.run.succeeded``, ``geo.run.failed``, ``geo.run.cancelled``,
+  ``geo.results.available`` (subject: the model name): ``model``, ``run_id``, ``aoi_id``, ``scene_id``,
+  ``state``… (listed with their data in ``modelyard.geo``).
 
 ``jobs.progress`` is written at most every ``PROGRESS_SECONDS`` per job and worker (a job's end always).
 Delivery is at least once: a consumer that must not act twice keys its work by the event id.

@@ -13,7 +13,14 @@ from modelyard.bodies import OffLoopJSONRoute
 from modelyard.deps import Ctx, ReadKey, WriteKey
 from modelyard.errors import BadRequest
 from modelyard.registry import service
-from modelyard.registry.schemas import ModelCreate, ModelList, ModelPublic, ModelUpdate, VersionPublic
+from modelyard.registry.schemas import (
+    CommandSpec,
+    ModelCreate,
+    ModelList,
+    ModelPublic,
+    ModelUpdate,
+    VersionPublic,
+)
 from modelyard.uploads import receive_upload, upload_openapi
 
 router = APIRouter(prefix="/api/v1/models", tags=["registry"], route_class=OffLoopJSONRoute)
@@ -144,6 +151,16 @@ async def upload_version(
         upload.discard()
     ctx.inference.invalidate(name)
     return result
+
+
+@router.post("/{name}/versions/command", status_code=status.HTTP_201_CREATED, response_model=VersionPublic)
+def add_command_version(name: str, body: CommandSpec, ctx: Ctx, _: WriteKey) -> VersionPublic:
+    """Add the next version of a command model: the arguments (the path of a STAC item is appended as the
+    last when it runs), extra environment, a timeout and limits. 409 if the model is not of kind
+    `command`."""
+    with ctx.uow() as session:
+        model, version = service.add_command_version(session=session, name=name, spec=body)
+        return service.version_public(model, version)
 
 
 def _new_model(name: str, description: str) -> ModelCreate:

@@ -18,6 +18,9 @@ class RegisteredModel(Base):
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(200), unique=True, index=True)
+    # ``onnx``: versions are ONNX files served online; ``command``: versions are command specs run in
+    # the sandbox over STAC items (geo runs), never served
+    kind: Mapped[str] = mapped_column(String(20), default="onnx", server_default="onnx")
     description: Mapped[str] = mapped_column(Text, default="")
     tags: Mapped[list[Any]] = mapped_column(JSON, default=list)
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
@@ -29,7 +32,7 @@ class RegisteredModel(Base):
 
 
 class ModelVersion(Base):
-    """One uploaded file of a model; immutable once written."""
+    """One uploaded file (or, for a command model, one command spec) of a model; immutable once written."""
 
     __tablename__ = "model_versions"
     __table_args__ = (UniqueConstraint("model_id", "version", name="uq_model_versions_model_version"),)
@@ -41,6 +44,8 @@ class ModelVersion(Base):
     size: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64))
     signature: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # a command model's version: {argv, env, timeout_seconds, limits}; None for an ONNX file
+    command: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     model: Mapped[RegisteredModel] = relationship(back_populates="versions")

@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
+import orjson
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from modelyard.durable import log
-from modelyard.errors import AlreadyExists, ModelNotFound, VersionNotFound
+from modelyard.errors import AlreadyExists, ModelNotFound, VersionNotFound, WrongModelKind
 from modelyard.registry.inspect import inspect_model
 from modelyard.registry.models import ModelVersion, RegisteredModel
-from modelyard.registry.schemas import ModelCreate, ModelPublic, ModelUpdate, Signature, VersionPublic
+from modelyard.registry.schemas import (
+    CommandSpec,
+    ModelCreate,
+    ModelPublic,
+    ModelUpdate,
+    Signature,
+    VersionPublic,
+)
 from modelyard.storage import Storage
 
 LATEST = "latest"
@@ -29,6 +38,7 @@ def version_public(model: RegisteredModel, v: ModelVersion) -> VersionPublic:
         size=v.size,
         sha256=v.sha256,
         signature=Signature.model_validate(v.signature),
+        command=CommandSpec.model_validate(v.command) if v.command is not None else None,
         metadata=v.meta,
         created_at=v.created_at,
     )
@@ -39,6 +49,7 @@ def model_public(model: RegisteredModel) -> ModelPublic:
     versions = [version_public(model, v) for v in model.versions]
     return ModelPublic(
         name=model.name,
+        kind=model.kind,
         description=model.description,
         tags=list(model.tags),
         metadata=dict(model.meta),
@@ -53,13 +64,56 @@ def create_model(*, session: Session, data: ModelCreate) -> RegisteredModel:
     """Register a new model name; ``AlreadyExists`` if taken."""
     if session.scalar(select(RegisteredModel.id).where(RegisteredModel.name == data.name)):
         raise AlreadyExists(f"model {data.name!r} already exists", field="name")
-    model = RegisteredModel(name=data.name, description=data.description, tags=data.tags, meta=data.metadata)
+    model = RegisteredModel(
+        name=data.name, kind=data.kind, description=data.description, tags=data.tags, meta=data.metadata
+    )
     session.add(model)
     try:
         session.flush()
     except IntegrityError as exc:
         raise AlreadyExists(f"model {data.name!r} already exists", field="name") from exc
+    if data.command is not None:
+        add_command_version(session=session, name=model.name, spec=data.command)
     return model
+
+
+def add_command_version(
+    *, session: Session, name: str, spec: CommandSpec, metadata: dict[str, Any] | None = None
+) -> tuple[RegisteredModel, ModelVersion]:
+    """Record ``spec`` as the next version of command model ``name`` (no file: its sha256 is the spec's)."""
+    model = get_model(session=session, name=name)
+    if model.kind != "command":
+        raise WrongModelKind(name, model.kind, "command", "a command version")
+    document = spec.model_dump(mode="json")
+    digest = hashlib.sha256(orjson.dumps(document, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    number = _next_number(session, model)
+    version = ModelVersion(
+        model_id=model.id,
+        version=number,
+        artifact_key="",
+        size=0,
+        sha256=digest,
+        signature={"inputs": [], "outputs": []},
+        command=document,
+        meta=metadata or {},
+    )
+    session.add(version)
+    session.flush()
+    data = {"model": model.name, "version": number, "sha256": digest, "size": 0}
+    log.append(session, "registry.version.created", data, model.name)
+    session.refresh(model)
+    return model, version
+
+
+def _next_number(session: Session, model: RegisteredModel) -> int:
+    found = session.scalar(select(func.max(ModelVersion.version)).where(ModelVersion.model_id == model.id))
+    return (found or 0) + 1
+
+
+def require_kind(model: RegisteredModel, kind: str, doing: str) -> None:
+    """``WrongModelKind`` unless ``model`` is of ``kind`` (``doing`` says what needed it)."""
+    if model.kind != kind:
+        raise WrongModelKind(model.name, model.kind, kind, doing)
 
 
 def get_model(*, session: Session, name: str) -> RegisteredModel:
@@ -171,12 +225,13 @@ def add_version(
     refused file leaves no model behind either.
     """
     model = get_model(session=session, name=name) if create is None else None
+    if model is not None:
+        require_kind(model, "onnx", "an ONNX upload")
     signature = inspect_model(path, max_materialised_bytes=max_materialised_bytes)
     if model is None:
         model = _get_or_create(session=session, data=create or ModelCreate(name=name))
-    number = (
-        session.scalar(select(func.max(ModelVersion.version)).where(ModelVersion.model_id == model.id)) or 0
-    ) + 1
+        require_kind(model, "onnx", "an ONNX upload")
+    number = _next_number(session, model)
     key = f"models/{model.name}/{number}/{sha256[:16]}.onnx"
     info = storage.put_file(key, path)
     try:

@@ -92,6 +92,7 @@ class InferenceService:
         """Look the version up in the registry (no cache)."""
         with unit_of_work(self._sessions) as session:
             model, v = registry.resolve_version(session=session, name=name, version=version)
+            registry.require_kind(model, "onnx", "predicting")
             return VersionRef(
                 name=model.name,
                 version=v.version,

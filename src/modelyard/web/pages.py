@@ -16,7 +16,7 @@ from starlette.types import ASGIApp
 
 from modelyard.auth import KeyVerifier
 from modelyard.errors import ModelyardError
-from modelyard.web import catalog, geo, jobs, pipelines, registry, topics
+from modelyard.web import catalog, geo, jobs, pipelines, registry, runs, topics
 from modelyard.web.charts import sparkline
 from modelyard.web.client import ApiProblem
 from modelyard.web.render import (
@@ -170,4 +170,5 @@ def create_ui(api_app: ASGIApp, verifier: KeyVerifier) -> FastAPI:
     ui.include_router(catalog.router)
     ui.include_router(topics.router)
     ui.include_router(geo.router)
+    ui.include_router(runs.router)
     return ui

@@ -6,10 +6,6 @@ unset).
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import subprocess
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from modelyard import sandbox
 from modelyard.pipelines.spec import StageSpec
 from modelyard.pipelines.spec.fields import Checker
 from modelyard.pipelines.spec.kinds import KindConfig, Uses, register_stage_kind
@@ -31,8 +28,6 @@ from modelyard.pipelines.stages import (
     timed,
 )
 
-# Never handed to a command: the database's and the artifact store's credentials.
-SECRET_PREFIXES = ("MODELYARD_", "AWS_", "PG", "DATABASE_URL", "DBOS_")
 # A command stage without ``timeout_seconds`` is still killed after an hour.
 COMMAND_TIMEOUT_SECONDS = 3600.0
 
@@ -42,11 +37,14 @@ class CommandFailed(RuntimeError):
 
 
 def _command_env(item: Item, spec: StageSpec) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(SECRET_PREFIXES)}
-    env["STAGE_PARAMS"] = orjson.dumps(spec.params).decode()
-    env["EVENT_PARAMS"] = orjson.dumps(item.params).decode()
-    env["EVENT_NAME"], env["EVENT_ID"] = item.event, item.event_id
-    return env
+    return sandbox.scrubbed_env(
+        {
+            "STAGE_PARAMS": orjson.dumps(spec.params).decode(),
+            "EVENT_PARAMS": orjson.dumps(item.params).decode(),
+            "EVENT_NAME": item.event,
+            "EVENT_ID": item.event_id,
+        }
+    )
 
 
 def _echo(stdout: bytes, stderr: bytes) -> None:
@@ -55,13 +53,6 @@ def _echo(stdout: bytes, stderr: bytes) -> None:
     if stderr:
         lines = stderr.decode(errors="replace").splitlines(True)
         print("".join(f"[stderr] {line}" for line in lines), end="")
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    """SIGKILL the command and every process it started (they share its process group), and reap it."""
-    with contextlib.suppress(ProcessLookupError):  # already gone
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
 
 
 def _run_command(spec: StageSpec, item: Item) -> Any:
@@ -76,30 +67,16 @@ def _run_command(spec: StageSpec, item: Item) -> Any:
             a.replace("{input}", str(in_path)).replace("{output}", str(out_path))
             for a in spec.config["command"]
         ]
-        # its own process group, so a timeout kills what it started too (a child left holding the pipes
-        # would outlive a kill of the command alone)
-        with subprocess.Popen(
-            argv,
-            cwd=tmp,
-            env=_command_env(item, spec),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            process_group=0,
-        ) as proc:
-            try:
-                stdout, stderr = proc.communicate(timeout=limit)
-            except subprocess.TimeoutExpired as exc:
-                _kill_group(proc)
-                _echo(exc.stdout or b"", exc.stderr or b"")
-                raise StageTimeout(
-                    f"stage {spec.name}: {argv[0]} ran past its timeout_seconds of {limit:g} s "
-                    "and was killed with the processes it started"
-                ) from None
-        _echo(stdout, stderr)
-        if proc.returncode != 0:
-            tail = stderr.decode(errors="replace").strip().splitlines()[-5:]
-            raise CommandFailed(f"{argv[0]} exited with status {proc.returncode}: {' | '.join(tail)}")
-        data = out_path.read_bytes() if out_path.exists() else stdout
+        done = sandbox.run(argv, cwd=Path(tmp), env=_command_env(item, spec), timeout=limit)
+        _echo(done.stdout, done.stderr)
+        if done.limit_hit == "timeout":
+            raise StageTimeout(
+                f"stage {spec.name}: {argv[0]} ran past its timeout_seconds of {limit:g} s "
+                "and was killed with the processes it started"
+            )
+        if not done.ok:
+            raise CommandFailed(done.reason(argv[0]))
+        data = out_path.read_bytes() if out_path.exists() else done.stdout
         return orjson.loads(data) if spec.produces == "json" else data
 
 
