@@ -251,6 +251,8 @@ class DeliveryNotFound(NotFound):
         super().__init__(
             f"subscription {subscription_id!r} has no delivery {delivery_id!r}", field="delivery_id"
         )
+
+
 class AoiNotFound(NotFound):
     """No area of interest with that id."""
 

@@ -1,7 +1,7 @@
 """geo: areas of interest, scenes (STAC items), geo runs, counters
 
 Revision ID: 0010
-Revises: 0008
+Revises: 0009
 Create Date: 2026-12-07 00:04:50.976657
 
 """

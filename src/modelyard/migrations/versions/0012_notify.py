@@ -4,7 +4,7 @@ A topic is its model (no table, nothing to backfill). The cursor starts at the l
 already written went out before any subscription existed.
 
 Revision ID: 0012
-Revises: 0008
+Revises: 0011
 Create Date: 2026-12-07 00:20:00
 
 """

@@ -5,7 +5,7 @@ describe; it exists on PostgreSQL only (SQLite's text index is the FTS5 table ``
 and ``migrate.include_object`` keeps autogenerate from reading it as a difference.
 
 Revision ID: 0013
-Revises: 0008
+Revises: 0012
 Create Date: 2026-12-07 00:30:00
 
 """
