@@ -32,7 +32,7 @@ system-packages:
 run: $(RUN_STAMP)
 	MODELYARD_ADMIN_KEY=$${MODELYARD_ADMIN_KEY:-dev-admin-key} $(BIN)/modelyard serve --demo
 
-test: $(DEV_STAMP) system-packages
+test: system-packages $(DEV_STAMP)
 	$(BIN)/python -m pytest
 
 lint: $(DEV_STAMP)

@@ -18,12 +18,17 @@ Life of a graph:
   record's newer vector replaces its older one), and records deleted since the file was written are
   removed when it is loaded.
 
+hnswlib is an optional dependency (``pip install modelyard[ann]``; ``make test`` installs it): it has no
+wheels and builds from source, which would make a fresh ``make run`` wait minutes for a compiler. Without
+it every query is exact, and the first query over the threshold says so once in the log.
+
 No FastAPI, no DBOS.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import logging
 import os
@@ -46,6 +51,18 @@ M = 16  # graph degree
 EF_CONSTRUCTION = 128  # candidates kept while inserting
 EF_SEARCH = 192  # candidates kept while searching: recall@10 >= 0.99 on the bench data (ef 128: 0.98)
 MIN_CAPACITY = 1024
+
+
+_HNSWLIB: list[bool] = []  # found or not, checked once per process
+
+
+def _hnswlib_installed() -> bool:
+    """Whether hnswlib can be imported; the first time it cannot, the log says exact search goes on."""
+    if not _HNSWLIB:
+        _HNSWLIB.append(importlib.util.find_spec("hnswlib") is not None)
+        if not _HNSWLIB[0]:
+            log.warning("hnswlib is not installed (pip install 'modelyard[ann]'): catalog search stays exact")
+    return _HNSWLIB[0]
 
 
 @dataclass(frozen=True)
@@ -145,13 +162,15 @@ class Ann:
 
     def path(self, metric: str) -> Path | None:
         """The graph's file, if graphs are persisted."""
-        return None if self.config.folder is None else self.config.folder / f"{self.stem}-{metric}.usearch"
+        return None if self.config.folder is None else self.config.folder / f"{self.stem}-{metric}.hnsw"
 
     def ready(self, metric: Metric) -> Graph | None:
         """The graph of ``metric`` if it is ready; else starts making it (exact search answers meanwhile)."""
         graph = self.graphs.get(metric)
         if graph is not None or len(self.index.pks) < self.config.threshold:
             return graph
+        if not _hnswlib_installed():
+            return None
         if metric not in self.building:
             self.building.add(metric)
             if self.config.background:
