@@ -58,7 +58,6 @@ from modelyard.web import create_ui
 
 log = logging.getLogger("modelyard.app")
 PROBLEM = "application/problem+json"
-MAX_LISTED_PROBLEMS = 100
 
 
 def build_context(settings: Settings) -> AppContext:
@@ -116,20 +115,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     async def invalid(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
-        found = exc.errors()
-        problems = [  # a body can hold millions of bad values: the first ones listed, all counted
-            {"field": ".".join(str(p) for p in e.get("loc", ())), "detail": e.get("msg", "")}
-            for e in found[:MAX_LISTED_PROBLEMS]
-        ]
-        first = problems[0] if problems else {"field": None, "detail": "invalid request"}
-        more = (
-            f" ({len(found)} problems, the first {len(problems)} listed)"
-            if len(found) > len(problems)
-            else ""
-        )
-        err = errors.ValidationFailed(
-            f"{first['field']}: {first['detail']}{more}", errors=problems, field=first["field"]
-        )
+        err = errors.ValidationFailed.of_validation(exc.errors())
         return problem_response(err, request.url.path)
 
     async def http(request: Request, exc: Exception) -> Response:

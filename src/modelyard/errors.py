@@ -38,6 +38,7 @@ problem ``type`` URI), a human ``detail`` and, where one input is to blame, the 
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +46,7 @@ import orjson
 
 PROBLEM_JSON = "application/problem+json"
 INTERNAL_DETAIL = "internal error; see the server log"
+MAX_LISTED_PROBLEMS = 100  # of one validation failure; all are counted
 
 
 class ModelyardError(Exception):
@@ -122,6 +124,26 @@ class ValidationFailed(ModelyardError):
     def __init__(self, detail: str, *, errors: list[dict[str, Any]], field: str | None = None):
         super().__init__(detail, field=field, extra={"errors": errors})
         self.errors = errors
+
+    @classmethod
+    def of_validation(cls, found: Sequence[Mapping[str, Any]], *, under: str = "") -> ValidationFailed:
+        """The one wire form of a pydantic validation failure (``exc.errors()``, from a request body, a
+        job's parameters, anything), each field's location joined with dots under ``under``. A body can
+        hold millions of bad values: the first ``MAX_LISTED_PROBLEMS`` are listed, all are counted, and
+        ``field`` names the first."""
+        listed = validation_problems(found[:MAX_LISTED_PROBLEMS], under=under)
+        first = listed[0] if listed else {"field": under or None, "detail": "invalid request"}
+        more = f" ({len(found)} problems, the first {len(listed)} listed)" if len(found) > len(listed) else ""
+        return cls(f"{first['field']}: {first['detail']}{more}", errors=listed, field=first["field"])
+
+
+def validation_problems(found: Sequence[Mapping[str, Any]], *, under: str = "") -> list[dict[str, Any]]:
+    """Pydantic's errors (``exc.errors()``) as ``{"field", "detail"}`` items, each location joined with dots
+    under ``under``: the one reading of them, for problems, ingest line errors and the CLI alike."""
+    head = [under] if under else []
+    return [
+        {"field": ".".join([*head, *map(str, e.get("loc", ()))]), "detail": e.get("msg", "")} for e in found
+    ]
 
 
 class Unauthorized(ModelyardError):

@@ -51,14 +51,7 @@ def read_request(raw: bytes) -> tuple[JobCreate, Any]:
     try:
         request = JobCreate.model_validate({**data, "rows": None if rows is None else []})
     except ValidationError as exc:
-        problems = [
-            {"field": ".".join(("body", *(str(p) for p in e["loc"]))), "detail": e["msg"]}
-            for e in exc.errors()
-        ]
-        first = problems[0]
-        raise ValidationFailed(
-            f"{first['field']}: {first['detail']}", errors=problems, field=first["field"]
-        ) from exc
+        raise ValidationFailed.of_validation(exc.errors(), under="body") from exc
     return request, rows
 
 
