@@ -30,6 +30,7 @@ from modelyard.docs import install_docs
 from modelyard.durable import Durable, open_dispatcher
 from modelyard.fetch import new_client
 from modelyard.inferrers.api import router as inferrers_router
+from modelyard.inferrers.images import ImageLimits
 from modelyard.jobs.api import router as jobs_router
 from modelyard.jobs.dead_letters_api import router as dead_letters_router
 from modelyard.jobs.metrics import JobsCollector
@@ -43,6 +44,7 @@ from modelyard.ops.api import router as queues_router
 from modelyard.ops.queues import QueueCollector
 from modelyard.pipelines.api import events_router, pipelines_router
 from modelyard.pipelines.stages import StageEnv
+from modelyard.pipelines.stages.budget import ByteBudget
 from modelyard.pipelines.stages.raw import RawCache
 from modelyard.pipelines.watch import PipelineCollector
 from modelyard.registry.api import router as registry_router
@@ -95,7 +97,13 @@ def build_context(settings: Settings) -> AppContext:
             lambda p: p.shutdown(wait=False, cancel_futures=True),
         ),
         raw_cache=Lazy(lambda: RawCache(settings.pipeline_raw_cache_bytes)),
-        stage_env=Lazy(lambda: StageEnv(inference=inference)),
+        stage_env=Lazy(
+            lambda: StageEnv(
+                inference=inference,
+                images=ImageLimits.of(settings),
+                image_budget=ByteBudget(settings.pipeline_worker_image_bytes),
+            )
+        ),
         catalog=Lazy(CatalogCaches),
     )
 

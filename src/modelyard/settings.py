@@ -171,6 +171,24 @@ class Settings(BaseSettings):
         "an inferrer.",
     )
     allow_private_urls: bool = Field(False, description="Let user URLs reach loopback/private addresses.")
+    max_image_pixels: int = Field(
+        100_000_000,
+        gt=0,
+        description="Most pixels of an image any route or stage decodes (inferrers, pipeline stages); a "
+        "bigger one is refused from its header, undecoded.",
+    )
+    max_image_decoded_bytes: int = Field(
+        320 * 1024 * 1024,
+        gt=0,
+        description="Most memory decoding one image (and making it RGB) may take, read from its header "
+        "before decoding; a bigger one is refused undecoded.",
+    )
+    pipeline_worker_image_bytes: int = Field(
+        1024 * 1024 * 1024,
+        gt=0,
+        description="Most memory of decoded images one worker holds at once over all the stage batches it "
+        "runs: a batch decodes its images in groups within it (one image at a time always runs).",
+    )
     pipeline_batch_size: int = Field(
         64, description="Default events per stage batch (a stage spec's batch_size overrides it)."
     )

@@ -17,9 +17,9 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
 from modelyard.client import ApiError, Client
+from modelyard.errors import validation_problems
 
 if TYPE_CHECKING:
-    from modelyard.errors import validation_problems
     from modelyard.settings import Settings
 
 console = Console()
