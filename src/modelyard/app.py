@@ -245,7 +245,11 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
     app.state.ctx = ctx
     _install_error_handlers(app)
     app.fast = InferFastPath(app.framework_call, ctx)  # records its own request metrics
-    access = AccessLog(settings.data_dir / "logs") if settings.access_log else None
+    access = (
+        AccessLog(settings.data_dir / "logs", on_drop=ctx.metrics.access_log_dropped.inc)
+        if settings.access_log
+        else None
+    )
     if access is not None:  # outermost, so it sees the fast path's requests too
         app.access = AccessLogged(app.dispatch, access, ctx.verifier)
     install_docs(app)
