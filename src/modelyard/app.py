@@ -82,6 +82,7 @@ def build_context(settings: Settings) -> AppContext:
         threads=settings.inference_threads,
         intra_op_threads=settings.intra_op_threads,
         inline_us=settings.inline_inference_us,
+        decode_processes=settings.predict_decode_processes,
     )
     return AppContext(
         settings=settings,

@@ -62,6 +62,11 @@ class ModelyardError(Exception):
         self.field = field
         self.extra = extra or {}
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled whole (``field``, ``extra`` and the rest), so an error raised in a worker process is the
+        same error where it is raised again."""
+        return (_restore, (type(self), self.detail, self.__dict__))
+
     def to_problem(self, instance: str | None = None) -> dict[str, Any]:
         """The RFC 9457 body of this error."""
         body: dict[str, Any] = {
@@ -77,6 +82,13 @@ class ModelyardError(Exception):
             body["instance"] = instance
         body.update(self.extra)
         return body
+
+
+def _restore(cls: type[ModelyardError], detail: str, state: dict[str, Any]) -> ModelyardError:
+    err = cls.__new__(cls)
+    Exception.__init__(err, detail)
+    err.__dict__.update(state)
+    return err
 
 
 class BadRequest(ModelyardError):

@@ -90,6 +90,13 @@ class Settings(BaseSettings):
     )
     intra_op_threads: int = Field(1, description="onnxruntime intra-op threads per session.")
     inference_threads: int = Field(2, description="Threads that run inference off the event loop.")
+    predict_decode_processes: int = Field(
+        2,
+        ge=0,
+        description="Processes that decode prediction bodies over 256 KiB (REST predict, V2 infer): parsing "
+        "big JSON holds the interpreter, so in the server it would hold up every other request. Started at "
+        "the first such body (~100 MB each); 0 decodes them in a thread of the server instead.",
+    )
     inline_inference_us: float = Field(
         30.0,
         description="Runs of a model measured (moving average) under this many microseconds execute on the "

@@ -24,7 +24,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from modelyard.dtypes import numpy_of
-from modelyard.errors import BadRequest, InvalidInput
+from modelyard.errors import BadRequest, InvalidInput, ValidationFailed
+from modelyard.jobs.schemas import first_bad_row
+from modelyard.serving.rest import rows_to_array
 
 FORMATS = ("csv", "jsonl", "parquet", "npy")
 SUFFIXES = {
@@ -356,3 +358,33 @@ def _record_starts(path: Path, every: int, *, quoted: bool, skip: int) -> tuple[
     if starts and starts[0] == 0 and _head(path)[:3] == BOM:
         starts[0] = len(BOM)  # the first record starts after the byte-order mark
     return starts, max(count - skip, 0), pos
+
+
+def _refuse_first_bad_row(rows: Any) -> None:
+    """The one rule of every JSON route for inline rows (``schemas.first_bad_row``): a 422 naming the first
+    value that is not a finite number. Run only once the fast conversion has failed."""
+    try:
+        first_bad_row(rows)
+    except ValueError as exc:
+        problem = {"field": "body.rows", "detail": str(exc)}
+        raise ValidationFailed(f"body.rows: {exc}", errors=[problem], field="body.rows") from None
+
+
+def inline_array(rows: Any, features: Features) -> np.ndarray:
+    """Inline rows (lists, or objects keyed by the model's columns) as one array in the model's dtype;
+    a value that is not a finite number (a numeric string such as "nan" included) is refused. Rows already
+    made an array by this function (in a worker process: ``serving.offload``) pass through."""
+    if isinstance(rows, np.ndarray):
+        return rows
+    try:
+        arr = rows_to_array(rows, {"inputs": [{"datatype": "FP64"}]}, {"columns": features.columns})
+    except InvalidInput:
+        _refuse_first_bad_row(rows)
+        raise
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        _refuse_first_bad_row(rows)
+    if features.width is not None and arr.shape[1] != features.width:
+        raise InvalidInput(
+            f"rows have {arr.shape[1]} values, the model expects {features.width}", field="rows"
+        )
+    return arr.astype(features.dtype)

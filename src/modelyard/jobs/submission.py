@@ -16,14 +16,13 @@ import orjson
 from pydantic import ValidationError
 
 from modelyard.db import new_id
-from modelyard.errors import BadRequest, InvalidInput, PayloadTooLarge, ValidationFailed
+from modelyard.errors import BadRequest, PayloadTooLarge, ValidationFailed
 from modelyard.jobs import inputs, sizing
 from modelyard.jobs.dispatch import wake_local
 from modelyard.jobs.models import Job
 from modelyard.jobs.outputs import OUTPUT_FORMATS
-from modelyard.jobs.schemas import JobCreate, JobOptions, first_bad_row
+from modelyard.jobs.schemas import JobCreate, JobOptions
 from modelyard.jobs.service import publish, record
-from modelyard.serving.rest import rows_to_array
 from modelyard.storage import ObjectInfo
 
 if TYPE_CHECKING:
@@ -53,33 +52,6 @@ def read_request(raw: bytes) -> tuple[JobCreate, Any]:
     except ValidationError as exc:
         raise ValidationFailed.of_validation(exc.errors(), under="body") from exc
     return request, rows
-
-
-def _refuse_first_bad_row(rows: Any) -> None:
-    """The one rule of every JSON route for inline rows (``schemas.first_bad_row``): a 422 naming the first
-    value that is not a finite number. Run only once the fast conversion has failed."""
-    try:
-        first_bad_row(rows)
-    except ValueError as exc:
-        problem = {"field": "body.rows", "detail": str(exc)}
-        raise ValidationFailed(f"body.rows: {exc}", errors=[problem], field="body.rows") from None
-
-
-def _inline_array(rows: Any, features: inputs.Features) -> np.ndarray:
-    """Inline rows (lists, or objects keyed by the model's columns) as one array in the model's dtype;
-    a value that is not a finite number (a numeric string such as "nan" included) is refused."""
-    try:
-        arr = rows_to_array(rows, {"inputs": [{"datatype": "FP64"}]}, {"columns": features.columns})
-    except InvalidInput:
-        _refuse_first_bad_row(rows)
-        raise
-    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-        _refuse_first_bad_row(rows)
-    if features.width is not None and arr.shape[1] != features.width:
-        raise InvalidInput(
-            f"rows have {arr.shape[1]} values, the model expects {features.width}", field="rows"
-        )
-    return arr.astype(features.dtype)
 
 
 # Bounds of automatic chunk sizes: a chunk small enough to retry cheaply, big enough to amortise its
@@ -146,12 +118,12 @@ def submit(
     if data.uri is not None:
         return _submit_uri(ctx, data, version, features, job_id or new_id(), source or {})
     rows = (data.rows or []) if rows is None else rows
-    if isinstance(rows, list) and len(rows) > ctx.settings.max_inline_rows:
+    if isinstance(rows, list | np.ndarray) and len(rows) > ctx.settings.max_inline_rows:
         raise PayloadTooLarge(
             f"{len(rows)} inline rows is over the limit of {ctx.settings.max_inline_rows}; upload a file",
             field="rows",
         )
-    arr = _inline_array(rows, features)
+    arr = inputs.inline_array(rows, features)
     job_id = job_id or new_id()
     key = f"jobs/{job_id}/input.npy"
     buf = io.BytesIO()
@@ -186,7 +158,7 @@ def check(ctx: AppContext, data: JobCreate) -> None:
     if data.uri is not None:
         _check_uri(ctx, data, features)
     elif data.rows is not None:
-        _inline_array(data.rows[: ctx.settings.max_inline_rows], features)
+        inputs.inline_array(data.rows[: ctx.settings.max_inline_rows], features)
 
 
 def _check_uri(ctx: AppContext, data: JobCreate, features: inputs.Features) -> tuple[str, ObjectInfo]:
