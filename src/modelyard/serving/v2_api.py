@@ -187,14 +187,20 @@ async def infer_core(
     if len(body) > cap:
         raise PayloadTooLarge(f"request body is over the {cap}-byte limit")
     settings = ctx.settings
-    limits = offload.V2Limits(
-        settings.max_request_bytes, settings.max_json_body_bytes, settings.max_tensor_elements
-    )
     if len(body) > INLINE_DECODE_BYTES or headers.get("content-encoding", "identity") != "identity":
         wanted = {k: v for k, v in headers.items() if k in (HEADER_LENGTH, "content-encoding")}
+        limits = offload.V2Limits(
+            settings.max_request_bytes, settings.max_json_body_bytes, settings.max_tensor_elements
+        )
         req = await ctx.inference.decoder.run(offload.decode_v2, body, wanted, limits)
     else:
-        req = offload.decode_v2(body, headers, limits)
+        req = v2.decode_body(
+            body,
+            headers,
+            max_request_bytes=settings.max_request_bytes,
+            max_json_body_bytes=settings.max_json_body_bytes,
+            max_tensor_elements=settings.max_tensor_elements,
+        )
     ref = await ctx.inference.resolve(name, version)
     try:
         outputs = await ctx.inference.predict(ref, req.arrays(), "v2")
