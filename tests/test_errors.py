@@ -19,7 +19,7 @@ from modelyard.errors import (
     ValidationFailed,
     problem,
 )
-from modelyard.jobs.submission import read_request
+from modelyard.jobs.inputs import read_request
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "modelyard"
 

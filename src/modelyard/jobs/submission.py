@@ -12,11 +12,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import orjson
-from pydantic import ValidationError
 
 from modelyard.db import new_id
-from modelyard.errors import BadRequest, PayloadTooLarge, ValidationFailed
+from modelyard.errors import PayloadTooLarge
 from modelyard.jobs import inputs, sizing
 from modelyard.jobs.dispatch import wake_local
 from modelyard.jobs.models import Job
@@ -34,24 +32,6 @@ def _features(ctx: AppContext, model: str, version: int | str) -> tuple[int, inp
     short-lived lookup cache, as a predict request would."""
     ref = ctx.inference.resolve_cached_sync(model, version)
     return ref.version, inputs.Features.from_signature(ref.signature, ref.metadata)
-
-
-def read_request(raw: bytes) -> tuple[JobCreate, Any]:
-    """A JSON job request, parsed (off the event loop: a million inline rows take seconds) into the request
-    without its rows, validated, and the rows as parsed, for ``submit`` to turn into one array: no model
-    object per row or per value is built."""
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"body is not valid JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise BadRequest("body must be a JSON object: model, and rows or uri")
-    rows = data.pop("rows", None)
-    try:
-        request = JobCreate.model_validate({**data, "rows": None if rows is None else []})
-    except ValidationError as exc:
-        raise ValidationFailed.of_validation(exc.errors(), under="body") from exc
-    return request, rows
 
 
 # Bounds of automatic chunk sizes: a chunk small enough to retry cheaply, big enough to amortise its
@@ -108,7 +88,7 @@ def submit(
 
     With ``job_id`` the submission is idempotent: a job of that id that exists already is returned.
     ``source`` (e.g. the schedule and slot that started it) is kept in the job's options. ``rows``, when
-    given, are the inline rows parsed apart from ``data`` (``read_request``, a large prediction).
+    given, are the inline rows parsed apart from ``data`` (``inputs.read_request``, a large prediction).
     """
     if job_id is not None:
         with ctx.uow() as session:

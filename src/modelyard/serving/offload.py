@@ -1,9 +1,9 @@
-"""Big JSON prediction bodies decoded in worker processes, so that no one request holds up the others.
+"""Big JSON prediction and job bodies decoded in worker processes, so that no one request holds up others.
 
 Parsing JSON (orjson) and making nested lists an array (numpy) are each one C call that holds the
 interpreter: in a thread they still stall every other request (a 100,000-row ``predict`` held them for
-0.6-1.4 s). A body over ``INLINE_DECODE_BYTES`` is therefore decoded by a small pool of processes
-(``MODELYARD_PREDICT_DECODE_PROCESSES``; 0 decodes in a thread instead), which sends back only arrays:
+0.6-1.4 s). A prediction or job body over ``INLINE_DECODE_BYTES`` is therefore decoded by a small pool of
+processes (``MODELYARD_PREDICT_DECODE_PROCESSES``; 0 decodes in a thread instead), which sends back arrays:
 the server copies bytes out and arrays in. The functions a process runs are the same the server runs on
 small bodies (``rest``, ``v2``, ``jobs.inputs``): one way to decode, wherever it runs.
 
@@ -28,7 +28,8 @@ import numpy as np
 import orjson
 
 from modelyard.errors import BadRequest, Unavailable
-from modelyard.jobs.inputs import Features, inline_array
+from modelyard.jobs.inputs import Features, inline_array, read_request, table_of
+from modelyard.jobs.schemas import JobCreate
 from modelyard.serving import v2
 from modelyard.serving.rest import decode_inputs
 
@@ -75,6 +76,16 @@ def decode_rest(
         if rows is not None and len(rows) > job_over:
             return RestDecoded(rows=inline_array(rows, Features.from_signature(signature, metadata)))
     return RestDecoded(inputs=decode_inputs(data, signature, metadata))
+
+
+def decode_job(raw: bytes) -> tuple[JobCreate, Any]:
+    """A JSON job request (``jobs.inputs.read_request``) with its rows, when they are lists, already one
+    checked float64 table (``table_of``): the server only fits it to the model. Rows keyed by column
+    names come back as parsed (the model's columns order them)."""
+    request, rows = read_request(raw)
+    if isinstance(rows, list) and rows and not isinstance(rows[0], dict):
+        rows = table_of(rows, None)
+    return request, rows
 
 
 @dataclass(frozen=True, slots=True)
