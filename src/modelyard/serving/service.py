@@ -30,8 +30,9 @@ from modelyard.storage import Storage
 Arrays = dict[str, np.ndarray]
 RESOLVE_TTL_S = 2.0
 # Every transport decodes requests up to this size, and encodes answers of up to this many output elements,
-# on the event loop (well under a millisecond); bigger ones in a thread, so they do not hold up the others.
-INLINE_DECODE_BYTES = 256 * 1024
+# on the event loop (a few milliseconds at most); bigger ones elsewhere, so they do not hold up the others:
+# JSON bodies of predictions and jobs in a decode process (``offload``), anything else in a thread.
+INLINE_DECODE_BYTES = 128 * 1024
 INLINE_ENCODE_ELEMENTS = 16 * 1024
 
 
