@@ -98,7 +98,7 @@ async def stalls() -> dict[str, Any]:
 
 
 def main() -> int:
-    report = {
+    report: dict[str, Any] = {
         "benchmark": "request_path",
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "loadavg": [round(x, 2) for x in os.getloadavg()],
