@@ -33,6 +33,7 @@ from modelyard.fetch import new_client
 from modelyard.geo.api import aois_router, scenes_router
 from modelyard.geo.runs_api import predictions_router, runs_router, summaries_router
 from modelyard.inferrers.api import router as inferrers_router
+from modelyard.inferrers.images import ImageLimits
 from modelyard.jobs.api import router as jobs_router
 from modelyard.jobs.dead_letters_api import router as dead_letters_router
 from modelyard.jobs.metrics import JobsCollector
@@ -47,6 +48,7 @@ from modelyard.ops.api import router as queues_router
 from modelyard.ops.queues import QueueCollector
 from modelyard.pipelines.api import events_router, pipelines_router
 from modelyard.pipelines.stages import StageEnv
+from modelyard.pipelines.stages.budget import ByteBudget
 from modelyard.pipelines.stages.raw import RawCache
 from modelyard.pipelines.watch import PipelineCollector
 from modelyard.registry.api import router as registry_router
@@ -62,7 +64,6 @@ from modelyard.web import create_ui
 
 log = logging.getLogger("modelyard.app")
 PROBLEM = "application/problem+json"
-MAX_LISTED_PROBLEMS = 100
 
 
 def build_context(settings: Settings) -> AppContext:
@@ -85,6 +86,7 @@ def build_context(settings: Settings) -> AppContext:
         threads=settings.inference_threads,
         intra_op_threads=settings.intra_op_threads,
         inline_us=settings.inline_inference_us,
+        decode_processes=settings.predict_decode_processes,
     )
     return AppContext(
         settings=settings,
@@ -100,7 +102,13 @@ def build_context(settings: Settings) -> AppContext:
             lambda p: p.shutdown(wait=False, cancel_futures=True),
         ),
         raw_cache=Lazy(lambda: RawCache(settings.pipeline_raw_cache_bytes)),
-        stage_env=Lazy(lambda: StageEnv(inference=inference)),
+        stage_env=Lazy(
+            lambda: StageEnv(
+                inference=inference,
+                images=ImageLimits.of(settings),
+                image_budget=ByteBudget(settings.pipeline_worker_image_bytes),
+            )
+        ),
         catalog=Lazy(
             lambda: CatalogCaches(
                 ann=AnnConfig(settings.data_dir / "catalog-ann", settings.catalog_ann_threshold)
@@ -124,20 +132,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     async def invalid(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
-        found = exc.errors()
-        problems = [  # a body can hold millions of bad values: the first ones listed, all counted
-            {"field": ".".join(str(p) for p in e.get("loc", ())), "detail": e.get("msg", "")}
-            for e in found[:MAX_LISTED_PROBLEMS]
-        ]
-        first = problems[0] if problems else {"field": None, "detail": "invalid request"}
-        more = (
-            f" ({len(found)} problems, the first {len(problems)} listed)"
-            if len(found) > len(problems)
-            else ""
-        )
-        err = errors.ValidationFailed(
-            f"{first['field']}: {first['detail']}{more}", errors=problems, field=first["field"]
-        )
+        err = errors.ValidationFailed.of_validation(exc.errors())
         return problem_response(err, request.url.path)
 
     async def http(request: Request, exc: Exception) -> Response:
@@ -259,7 +254,11 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
     app.state.ctx = ctx
     _install_error_handlers(app)
     app.fast = InferFastPath(app.framework_call, ctx)  # records its own request metrics
-    access = AccessLog(settings.data_dir / "logs") if settings.access_log else None
+    access = (
+        AccessLog(settings.data_dir / "logs", on_drop=ctx.metrics.access_log_dropped.inc)
+        if settings.access_log
+        else None
+    )
     if access is not None:  # outermost, so it sees the fast path's requests too
         app.access = AccessLogged(app.dispatch, access, ctx.verifier)
     install_docs(app)

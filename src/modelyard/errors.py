@@ -48,6 +48,7 @@ problem ``type`` URI), a human ``detail`` and, where one input is to blame, the 
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +56,7 @@ import orjson
 
 PROBLEM_JSON = "application/problem+json"
 INTERNAL_DETAIL = "internal error; see the server log"
+MAX_LISTED_PROBLEMS = 100  # of one validation failure; all are counted
 
 
 class ModelyardError(Exception):
@@ -69,6 +71,11 @@ class ModelyardError(Exception):
         self.detail = detail
         self.field = field
         self.extra = extra or {}
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled whole (``field``, ``extra`` and the rest), so an error raised in a worker process is the
+        same error where it is raised again."""
+        return (_restore, (type(self), self.detail, self.__dict__))
 
     def to_problem(self, instance: str | None = None) -> dict[str, Any]:
         """The RFC 9457 body of this error."""
@@ -85,6 +92,13 @@ class ModelyardError(Exception):
             body["instance"] = instance
         body.update(self.extra)
         return body
+
+
+def _restore(cls: type[ModelyardError], detail: str, state: dict[str, Any]) -> ModelyardError:
+    err = cls.__new__(cls)
+    Exception.__init__(err, detail)
+    err.__dict__.update(state)
+    return err
 
 
 class BadRequest(ModelyardError):
@@ -132,6 +146,26 @@ class ValidationFailed(ModelyardError):
     def __init__(self, detail: str, *, errors: list[dict[str, Any]], field: str | None = None):
         super().__init__(detail, field=field, extra={"errors": errors})
         self.errors = errors
+
+    @classmethod
+    def of_validation(cls, found: Sequence[Mapping[str, Any]], *, under: str = "") -> ValidationFailed:
+        """The one wire form of a pydantic validation failure (``exc.errors()``, from a request body, a
+        job's parameters, anything), each field's location joined with dots under ``under``. A body can
+        hold millions of bad values: the first ``MAX_LISTED_PROBLEMS`` are listed, all are counted, and
+        ``field`` names the first."""
+        listed = validation_problems(found[:MAX_LISTED_PROBLEMS], under=under)
+        first = listed[0] if listed else {"field": under or None, "detail": "invalid request"}
+        more = f" ({len(found)} problems, the first {len(listed)} listed)" if len(found) > len(listed) else ""
+        return cls(f"{first['field']}: {first['detail']}{more}", errors=listed, field=first["field"])
+
+
+def validation_problems(found: Sequence[Mapping[str, Any]], *, under: str = "") -> list[dict[str, Any]]:
+    """Pydantic's errors (``exc.errors()``) as ``{"field", "detail"}`` items, each location joined with dots
+    under ``under``: the one reading of them, for problems, ingest line errors and the CLI alike."""
+    head = [under] if under else []
+    return [
+        {"field": ".".join([*head, *map(str, e.get("loc", ()))]), "detail": e.get("msg", "")} for e in found
+    ]
 
 
 class QualityCheckFailed(ValidationFailed):

@@ -50,6 +50,11 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.access_log_dropped = Counter(
+            "modelyard_access_log_dropped_total",
+            "Access log lines dropped because the writer could not keep up (its queue was full).",
+            registry=r,
+        )
         self.loaded_models = Gauge("modelyard_loaded_models", "Model versions loaded in memory.", registry=r)
         self.model_loads = Counter(
             "modelyard_model_loads_total", "Model loads by model.", ["model"], registry=r

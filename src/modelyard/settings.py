@@ -90,6 +90,14 @@ class Settings(BaseSettings):
     )
     intra_op_threads: int = Field(1, description="onnxruntime intra-op threads per session.")
     inference_threads: int = Field(2, description="Threads that run inference off the event loop.")
+    predict_decode_processes: int = Field(
+        2,
+        ge=0,
+        description="Processes that decode JSON bodies over 128 KiB of predictions (REST predict, V2 infer) "
+        "and jobs (POST /api/v1/jobs): parsing big JSON holds the interpreter, so in the server it would hold "
+        "up every other request. Started at the first such body (~100 MB each); 0 decodes them in a thread "
+        "of the server instead.",
+    )
     inline_inference_us: float = Field(
         30.0,
         description="Runs of a model measured (moving average) under this many microseconds execute on the "
@@ -171,6 +179,24 @@ class Settings(BaseSettings):
         "an inferrer.",
     )
     allow_private_urls: bool = Field(False, description="Let user URLs reach loopback/private addresses.")
+    max_image_pixels: int = Field(
+        100_000_000,
+        gt=0,
+        description="Most pixels of an image any route or stage decodes (inferrers, pipeline stages); a "
+        "bigger one is refused from its header, undecoded.",
+    )
+    max_image_decoded_bytes: int = Field(
+        320 * 1024 * 1024,
+        gt=0,
+        description="Most memory decoding one image (and making it RGB) may take, read from its header "
+        "before decoding; a bigger one is refused undecoded.",
+    )
+    pipeline_worker_image_bytes: int = Field(
+        1024 * 1024 * 1024,
+        gt=0,
+        description="Most memory of decoded images one worker holds at once over all the stage batches it "
+        "runs: a batch decodes its images in groups within it (one image at a time always runs).",
+    )
     pipeline_batch_size: int = Field(
         64, description="Default events per stage batch (a stage spec's batch_size overrides it)."
     )

@@ -196,3 +196,21 @@ def test_job_of_nothing_but_bad_values_is_one_quick_422(server: Server) -> None:
     body = orjson.dumps({"model": "demo-iris", "rows": [["x"] * 200] * 4000})  # 800,000 bad values
     heavy = _post(server, "/api/v1/jobs", body, {"Content-Type": "application/json"})
     assert_harmless(server, heavy, status=422, max_rss=300 * MB)
+
+
+def test_a_100k_row_prediction_does_not_hold_up_other_clients(server: Server) -> None:
+    """Parsing 100,000 rows and making them an array are single C calls that hold the interpreter for
+    half a second: the server does them in a worker process. Over the row threshold it is a job (202)."""
+    rows = orjson.dumps({"rows": [[5.1, 3.5, 1.4, 0.2]] * 100_000})
+    heavy = _post(server, "/api/v1/models/demo-iris/predict", rows, {"Content-Type": "application/json"})
+    assert_harmless(server, heavy, status=202, max_rss=300 * MB)
+
+
+def test_a_big_v2_json_inference_does_not_hold_up_other_clients(server: Server) -> None:
+    data = [5.1, 3.5, 1.4, 0.2] * 100_000
+    body = orjson.dumps(
+        {"inputs": [{"name": "features", "datatype": "FP32", "shape": [100_000, 4], "data": data}]}
+    )
+    assert len(body) < 8 * MB
+    heavy = _post(server, "/v2/models/demo-iris/infer", body, {"Content-Type": "application/json"})
+    assert_harmless(server, heavy, status=200, max_rss=300 * MB)

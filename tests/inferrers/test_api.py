@@ -8,8 +8,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
 
-from tests.conftest import push_model
+from modelyard.app import create_app
+from modelyard.settings import Settings
+from tests.conftest import ADMIN_KEY, push_model
 from tests.hostile import non_utf8_multipart
 from tests.imageserver import ImageServer
 from tests.inferrers.images import encode, halves, noise, solid
@@ -127,3 +131,42 @@ def test_upload_with_a_multipart_field_name_that_is_not_utf8_is_400(client: Any)
     resp = client.post("/api/v1/inferrers/palette", content=body, headers=headers)
     assert resp.status_code == 400, resp.text
     assert "not UTF-8" in resp.json()["detail"]
+
+
+def _solid_png(mode: str, size: tuple[int, int]) -> bytes:
+    out = io.BytesIO()
+    Image.new(mode, size).save(out, format="PNG")
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(
+    ("variable", "value", "image", "refusal"),
+    [  # 5,000 pixels; an RGBA image of 600 x 600 takes 5 MiB to decode (and make RGB)
+        ("MODELYARD_MAX_IMAGE_PIXELS", "4999", ("RGB", (1000, 5)), "over the 4999-pixel limit"),
+        ("MODELYARD_MAX_IMAGE_DECODED_BYTES", str(1 << 20), ("RGBA", (600, 600)), "over the 1 MiB limit"),
+    ],
+)
+def test_image_limits_are_settings(
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    variable: str,
+    value: str,
+    image: tuple[str, tuple[int, int]],
+    refusal: str,
+) -> None:
+    monkeypatch.setenv(variable, value)
+    field = variable.removeprefix("MODELYARD_").lower()
+    configured = Settings(**settings.model_dump(exclude={field}))
+    assert getattr(configured, field) == int(value)
+    data = _solid_png(*image)
+    answers = {}
+    for app_settings in (configured, settings):
+        with TestClient(create_app(app_settings), headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as client:
+            answers[app_settings is settings] = client.post(
+                "/api/v1/inferrers/aspect_ratio", content=data, headers={"Content-Type": "image/png"}
+            )
+    refused, default = answers[False], answers[True]
+    assert (refused.status_code, refused.json()["code"]) == (422, "undecodable-input")
+    assert refusal in refused.json()["detail"]
+    assert default.status_code == 200, default.text

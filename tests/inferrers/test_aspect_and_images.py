@@ -5,7 +5,7 @@ from PIL import Image
 
 from modelyard.errors import UndecodableInput
 from modelyard.inferrers.aspect import aspect_ratio
-from modelyard.inferrers.images import decode_image, decoded_bytes
+from modelyard.inferrers.images import ImageLimits, decode_image, decoded_bytes
 from tests.inferrers.images import encode, solid
 
 
@@ -45,7 +45,7 @@ def test_undecodable_bytes_raise_a_domain_error(data: bytes) -> None:
 
 def test_images_over_the_pixel_cap_are_refused_before_decoding() -> None:
     with pytest.raises(UndecodableInput, match="pixel limit"):
-        decode_image(encode(solid((1, 1, 1), (100, 100))), max_pixels=5000)
+        decode_image(encode(solid((1, 1, 1), (100, 100))), limits=ImageLimits(max_pixels=5000))
 
 
 @pytest.mark.parametrize(
@@ -58,8 +58,8 @@ def test_decoding_memory_counts_the_pixels_and_the_rgb_copy(mode: str, per_pixel
 def test_image_whose_decoding_takes_more_than_the_memory_bound_is_refused_undecoded() -> None:
     data = encode(Image.new("RGBA", (1000, 1000), (1, 2, 3, 4)))
     with pytest.raises(UndecodableInput, match="MiB to decode, over the 10 MiB limit"):
-        decode_image(data, max_bytes=10 * 1024 * 1024)
-    assert decode_image(data, max_bytes=20 * 1024 * 1024).size == (1000, 1000)
+        decode_image(data, limits=ImageLimits(max_bytes=10 * 1024 * 1024))
+    assert decode_image(data, limits=ImageLimits(max_bytes=20 * 1024 * 1024)).size == (1000, 1000)
 
 
 def test_jpeg_decodes_at_reduced_scale_for_callers_that_shrink_it() -> None:

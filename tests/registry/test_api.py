@@ -171,3 +171,16 @@ def test_upload_with_a_multipart_field_name_that_is_not_utf8_is_400(
     assert resp.status_code == 400, resp.text
     assert "not UTF-8" in resp.json()["detail"]
     assert _artifacts(settings) == []
+
+
+def test_upload_creating_a_model_with_a_bad_name_is_the_same_422_as_creating_it(
+    client: TestClient, model_dir: Path
+) -> None:
+    created = client.post("/api/v1/models", json={"name": "Bad Name!"})
+    uploaded = client.post(
+        "/api/v1/models/Bad%20Name!/versions?create=true", content=(model_dir / "logreg.onnx").read_bytes()
+    )
+    assert (created.status_code, uploaded.status_code) == (422, 422)
+    assert (created.json()["field"], uploaded.json()["field"]) == ("body.name", "name")
+    assert created.json()["errors"][0]["detail"] == uploaded.json()["errors"][0]["detail"]
+    assert client.get("/api/v1/models").json()["items"] == []

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from modelyard.catalog import binding, service
 from modelyard.catalog.schemas import IngestReport, LineError, RecordCreate
 from modelyard.context import AppContext
-from modelyard.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from modelyard.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, validation_problems
 
 Format = Literal["jsonl", "csv", "parquet"]
 FORMATS: dict[str, Format] = {
@@ -220,9 +220,8 @@ def _check(ctx: AppContext, number: int, row: dict[str, Any]) -> RecordCreate | 
     try:
         record = RecordCreate.model_validate(row)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or None
-        return LineError(line=number, field=field, detail=first["msg"], id=_id_of(row))
+        first = validation_problems(exc.errors()[:1])[0]
+        return LineError(line=number, field=first["field"] or None, detail=first["detail"], id=_id_of(row))
     try:
         service.check_source(ctx, record.source)
     except BadRequest as exc:

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
 from modelyard.client import ApiError, Client
+from modelyard.errors import validation_problems
 
 if TYPE_CHECKING:
     from modelyard.settings import Settings
@@ -88,9 +89,9 @@ def load_settings(**overrides: Any) -> Settings:
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        for problem in exc.errors():
-            where = ".".join(str(p) for p in problem["loc"])
-            detail = problem["msg"].removeprefix("Value error, ")
+        for problem in validation_problems(exc.errors()):
+            where = problem["field"]
+            detail = problem["detail"].removeprefix("Value error, ")
             err.print(f"[red]invalid setting[/red] {where + ': ' if where else ''}{detail}")
         raise typer.Exit(EXIT_USAGE) from exc
 

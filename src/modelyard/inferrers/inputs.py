@@ -12,7 +12,7 @@ import orjson
 from PIL import Image
 
 from modelyard.errors import UndecodableInput
-from modelyard.inferrers.images import decode_image
+from modelyard.inferrers.images import DEFAULT_LIMITS, ImageLimits, decode_image, decoding_bytes
 
 ACCEPTS = ("image", "array", "table", "json", "bytes")
 NPY_MAGIC = b"\x93NUMPY"
@@ -41,11 +41,16 @@ def _json(value: Any) -> Any:
         raise UndecodableInput(f"cannot read the input as JSON: {exc}") from None
 
 
-def read_input(accepts: str, value: Any, *, draft_side: int | None = None) -> Any:
-    """``value`` (raw bytes, or an upstream output) as data of type ``accepts``; an image may decode at a
-    reduced scale down to ``draft_side`` (for inferrers that shrink it anyway)."""
+def read_input(
+    accepts: str, value: Any, *, limits: ImageLimits = DEFAULT_LIMITS, draft_side: int | None = None
+) -> Any:
+    """``value`` (raw bytes, or an upstream output) as data of type ``accepts``; an image is decoded within
+    ``limits``, and may decode at a reduced scale down to ``draft_side`` (for inferrers that shrink it
+    anyway)."""
     if accepts == "image":
-        return value if isinstance(value, Image.Image) else decode_image(bytes(value), draft_side=draft_side)
+        if isinstance(value, Image.Image):
+            return value
+        return decode_image(bytes(value), limits=limits, draft_side=draft_side)
     if accepts == "array":
         return _array(value)
     if accepts == "json":
@@ -53,3 +58,13 @@ def read_input(accepts: str, value: Any, *, draft_side: int | None = None) -> An
     if accepts == "bytes" and isinstance(value, bytearray | memoryview):
         return bytes(value)
     return value
+
+
+def reading_bytes(
+    accepts: str, value: Any, *, limits: ImageLimits = DEFAULT_LIMITS, draft_side: int | None = None
+) -> int:
+    """The memory ``read_input`` takes to read ``value`` as ``accepts`` that a caller bounds: an image's
+    decoding (read from its header; raises as decoding would), 0 for anything else."""
+    if accepts != "image" or isinstance(value, Image.Image):
+        return 0
+    return decoding_bytes(bytes(value), limits=limits, draft_side=draft_side)

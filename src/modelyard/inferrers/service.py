@@ -11,6 +11,7 @@ from modelyard.context import AppContext
 from modelyard.errors import NotFound, ValidationFailed
 from modelyard.fetch import fetch
 from modelyard.inferrers import builtin
+from modelyard.inferrers.images import ImageLimits
 from modelyard.inferrers.inputs import read_input
 from modelyard.inferrers.onnx import bind_model
 
@@ -47,7 +48,7 @@ def infer(ctx: AppContext, name: str, data: bytes, params: Mapping[str, Any]) ->
     array, JSON...); arrays come back as dtype, shape and data."""
     check(name, params)
     info = builtin.CATALOG[name]
-    value = read_input(info.accepts[0], data, draft_side=info.draft_side)
+    value = read_input(info.accepts[0], data, limits=ImageLimits.of(ctx.settings), draft_side=info.draft_side)
     predict = None
     body: dict[str, Any] = {"inferrer": name}
     if builtin.CATALOG[name].needs_model:

@@ -13,10 +13,12 @@ from modelyard.bodies import OffLoopJSONRoute
 from modelyard.context import AppContext
 from modelyard.deps import Ctx, LastEventId, PredictKey, ReadKey
 from modelyard.errors import BadRequest
-from modelyard.jobs import outputs, service, submission
+from modelyard.jobs import inputs, outputs, service, submission
 from modelyard.jobs.events import job_events
 from modelyard.jobs.schemas import ChunkList, JobCreate, JobList, JobOptions, JobPublic
 from modelyard.registry import service as registry
+from modelyard.serving import offload
+from modelyard.serving.service import INLINE_DECODE_BYTES
 from modelyard.sse import event_stream
 from modelyard.uploads import receive_upload, upload_openapi
 
@@ -52,8 +54,9 @@ def _inlined(schema: Any, defs: dict[str, Any]) -> Any:
     return schema
 
 
-# The body is read raw and parsed in a worker thread (``submission.read_request``): a million inline rows
-# parsed and validated per value on the event loop would stall every other request for seconds. So
+# The body is read raw and parsed in a worker thread (``inputs.read_request``), or a worker process when big
+# (``serving.offload``): a million inline rows parsed and validated per value on the event loop would stall
+# every other request for seconds. So
 # FastAPI does not see the model, and its schema is given here.
 _JOB_CREATE = JobCreate.model_json_schema()
 JOB_CREATE_BODY: dict[str, Any] = {
@@ -79,15 +82,18 @@ async def submit_job(request: Request, ctx: Ctx, _: PredictKey) -> Response:
     `/api/v1/jobs/{id}/events`, then download `/api/v1/jobs/{id}/results`.
     """
     raw = await request.body()
-    # one trip to a worker thread that parses, submits and renders: many small jobs are the hot path
-    body_bytes, job_id = await run_in_threadpool(_submit_rendered, ctx, raw)
+    if len(raw) > INLINE_DECODE_BYTES:  # parsed in a worker process, where it holds up no one
+        parsed = await ctx.inference.decoder.run(offload.decode_job, raw)
+        body_bytes, job_id = await run_in_threadpool(_submit_rendered, ctx, parsed)
+    else:  # one trip to a worker thread that parses, submits and renders: many small jobs are the hot path
+        body_bytes, job_id = await run_in_threadpool(_submit_rendered, ctx, raw)
     response = Response(body_bytes, status_code=status.HTTP_202_ACCEPTED, media_type="application/json")
     _accepted(response, job_id)
     return response
 
 
-def _submit_rendered(ctx: AppContext, raw: bytes) -> tuple[bytes, str]:
-    data, rows = submission.read_request(raw)
+def _submit_rendered(ctx: AppContext, raw: bytes | tuple[JobCreate, Any]) -> tuple[bytes, str]:
+    data, rows = inputs.read_request(raw) if isinstance(raw, bytes) else raw
     job = submission.submit(ctx, data, rows=rows)
     return service.job_public(job).model_dump_json().encode(), job.id
 

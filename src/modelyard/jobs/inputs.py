@@ -22,9 +22,12 @@ import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pydantic import ValidationError
 
 from modelyard.dtypes import numpy_of
-from modelyard.errors import BadRequest, InvalidInput
+from modelyard.errors import BadRequest, InvalidInput, ValidationFailed
+from modelyard.jobs.schemas import JobCreate, first_bad_row
+from modelyard.serving.rest import rows_to_array
 
 FORMATS = ("csv", "jsonl", "parquet", "npy")
 SUFFIXES = {
@@ -356,3 +359,55 @@ def _record_starts(path: Path, every: int, *, quoted: bool, skip: int) -> tuple[
     if starts and starts[0] == 0 and _head(path)[:3] == BOM:
         starts[0] = len(BOM)  # the first record starts after the byte-order mark
     return starts, max(count - skip, 0), pos
+
+
+def _refuse_first_bad_row(rows: Any) -> None:
+    """The one rule of every JSON route for inline rows (``schemas.first_bad_row``): a 422 naming the first
+    value that is not a finite number. Run only once the fast conversion has failed."""
+    try:
+        first_bad_row(rows)
+    except ValueError as exc:
+        problem = {"field": "body.rows", "detail": str(exc)}
+        raise ValidationFailed(f"body.rows: {exc}", errors=[problem], field="body.rows") from None
+
+
+def table_of(rows: Any, columns: list[str] | None) -> np.ndarray:
+    """Inline rows (lists, or objects keyed by ``columns``) as one float64 table; a value that is not a
+    finite number (a numeric string such as "nan" included) is refused, naming the first such row."""
+    try:
+        arr = rows_to_array(rows, {"inputs": [{"datatype": "FP64"}]}, {"columns": columns})
+    except InvalidInput:
+        _refuse_first_bad_row(rows)
+        raise
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        _refuse_first_bad_row(rows)
+    return arr
+
+
+def inline_array(rows: Any, features: Features) -> np.ndarray:
+    """Inline rows as one array in the model's dtype and width (``table_of``); rows already made a table
+    (in a worker process: ``serving.offload``) are only checked and cast."""
+    arr = rows if isinstance(rows, np.ndarray) else table_of(rows, features.columns)
+    if features.width is not None and arr.shape[1] != features.width:
+        raise InvalidInput(
+            f"rows have {arr.shape[1]} values, the model expects {features.width}", field="rows"
+        )
+    return arr.astype(features.dtype, copy=False)
+
+
+def read_request(raw: bytes) -> tuple[JobCreate, Any]:
+    """A JSON job request, parsed (off the event loop: a million inline rows take seconds) into the request
+    without its rows, validated, and the rows as parsed, for ``submit`` to turn into one array: no model
+    object per row or per value is built."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"body is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise BadRequest("body must be a JSON object: model, and rows or uri")
+    rows = data.pop("rows", None)
+    try:
+        request = JobCreate.model_validate({**data, "rows": None if rows is None else []})
+    except ValidationError as exc:
+        raise ValidationFailed.of_validation(exc.errors(), under="body") from exc
+    return request, rows

@@ -12,18 +12,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import orjson
-from pydantic import ValidationError
 
 from modelyard.db import new_id
-from modelyard.errors import BadRequest, InvalidInput, PayloadTooLarge, ValidationFailed
+from modelyard.errors import PayloadTooLarge
 from modelyard.jobs import inputs, sizing
 from modelyard.jobs.dispatch import wake_local
 from modelyard.jobs.models import Job
 from modelyard.jobs.outputs import OUTPUT_FORMATS
-from modelyard.jobs.schemas import JobCreate, JobOptions, first_bad_row
+from modelyard.jobs.schemas import JobCreate, JobOptions
 from modelyard.jobs.service import publish, record
-from modelyard.serving.rest import rows_to_array
 from modelyard.storage import ObjectInfo
 
 if TYPE_CHECKING:
@@ -35,58 +32,6 @@ def _features(ctx: AppContext, model: str, version: int | str) -> tuple[int, inp
     short-lived lookup cache, as a predict request would."""
     ref = ctx.inference.resolve_cached_sync(model, version)
     return ref.version, inputs.Features.from_signature(ref.signature, ref.metadata)
-
-
-def read_request(raw: bytes) -> tuple[JobCreate, Any]:
-    """A JSON job request, parsed (off the event loop: a million inline rows take seconds) into the request
-    without its rows, validated, and the rows as parsed, for ``submit`` to turn into one array: no model
-    object per row or per value is built."""
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"body is not valid JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise BadRequest("body must be a JSON object: model, and rows or uri")
-    rows = data.pop("rows", None)
-    try:
-        request = JobCreate.model_validate({**data, "rows": None if rows is None else []})
-    except ValidationError as exc:
-        problems = [
-            {"field": ".".join(("body", *(str(p) for p in e["loc"]))), "detail": e["msg"]}
-            for e in exc.errors()
-        ]
-        first = problems[0]
-        raise ValidationFailed(
-            f"{first['field']}: {first['detail']}", errors=problems, field=first["field"]
-        ) from exc
-    return request, rows
-
-
-def _refuse_first_bad_row(rows: Any) -> None:
-    """The one rule of every JSON route for inline rows (``schemas.first_bad_row``): a 422 naming the first
-    value that is not a finite number. Run only once the fast conversion has failed."""
-    try:
-        first_bad_row(rows)
-    except ValueError as exc:
-        problem = {"field": "body.rows", "detail": str(exc)}
-        raise ValidationFailed(f"body.rows: {exc}", errors=[problem], field="body.rows") from None
-
-
-def _inline_array(rows: Any, features: inputs.Features) -> np.ndarray:
-    """Inline rows (lists, or objects keyed by the model's columns) as one array in the model's dtype;
-    a value that is not a finite number (a numeric string such as "nan" included) is refused."""
-    try:
-        arr = rows_to_array(rows, {"inputs": [{"datatype": "FP64"}]}, {"columns": features.columns})
-    except InvalidInput:
-        _refuse_first_bad_row(rows)
-        raise
-    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-        _refuse_first_bad_row(rows)
-    if features.width is not None and arr.shape[1] != features.width:
-        raise InvalidInput(
-            f"rows have {arr.shape[1]} values, the model expects {features.width}", field="rows"
-        )
-    return arr.astype(features.dtype)
 
 
 # Bounds of automatic chunk sizes: a chunk small enough to retry cheaply, big enough to amortise its
@@ -143,7 +88,7 @@ def submit(
 
     With ``job_id`` the submission is idempotent: a job of that id that exists already is returned.
     ``source`` (e.g. the schedule and slot that started it) is kept in the job's options. ``rows``, when
-    given, are the inline rows parsed apart from ``data`` (``read_request``, a large prediction).
+    given, are the inline rows parsed apart from ``data`` (``inputs.read_request``, a large prediction).
     """
     if job_id is not None:
         with ctx.uow() as session:
@@ -153,12 +98,12 @@ def submit(
     if data.uri is not None:
         return _submit_uri(ctx, data, version, features, job_id or new_id(), source or {})
     rows = (data.rows or []) if rows is None else rows
-    if isinstance(rows, list) and len(rows) > ctx.settings.max_inline_rows:
+    if isinstance(rows, list | np.ndarray) and len(rows) > ctx.settings.max_inline_rows:
         raise PayloadTooLarge(
             f"{len(rows)} inline rows is over the limit of {ctx.settings.max_inline_rows}; upload a file",
             field="rows",
         )
-    arr = _inline_array(rows, features)
+    arr = inputs.inline_array(rows, features)
     job_id = job_id or new_id()
     key = f"jobs/{job_id}/input.npy"
     buf = io.BytesIO()
@@ -193,7 +138,7 @@ def check(ctx: AppContext, data: JobCreate) -> None:
     if data.uri is not None:
         _check_uri(ctx, data, features)
     elif data.rows is not None:
-        _inline_array(data.rows[: ctx.settings.max_inline_rows], features)
+        inputs.inline_array(data.rows[: ctx.settings.max_inline_rows], features)
 
 
 def _check_uri(ctx: AppContext, data: JobCreate, features: inputs.Features) -> tuple[str, ObjectInfo]:

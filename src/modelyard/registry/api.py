@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from modelyard.bodies import OffLoopJSONRoute
 from modelyard.deps import Ctx, ReadKey, WriteKey
-from modelyard.errors import BadRequest
+from modelyard.errors import BadRequest, ValidationFailed
 from modelyard.registry import service
 from modelyard.registry.schemas import (
     CommandSpec,
@@ -167,8 +167,7 @@ def _new_model(name: str, description: str) -> ModelCreate:
     try:
         return ModelCreate(name=name, description=description)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        raise BadRequest(f"{first['loc'][0]}: {first['msg']}", field=str(first["loc"][0])) from exc
+        raise ValidationFailed.of_validation(exc.errors()) from exc
 
 
 def _parse_metadata(raw: str | None) -> dict[str, Any]:

@@ -86,13 +86,7 @@ def _params(job_type: str, params: dict[str, Any]) -> BaseModel:
     try:
         return found.params.model_validate(params)
     except ValidationError as exc:
-        problems = [
-            {"field": "params." + ".".join(str(p) for p in e["loc"]), "detail": e["msg"]}
-            for e in exc.errors()
-        ]
-        raise ValidationFailed(
-            f"{problems[0]['field']}: {problems[0]['detail']}", errors=problems, field="params"
-        ) from exc
+        raise ValidationFailed.of_validation(exc.errors(), under="params") from exc
 
 
 def _zone(timezone: str | None) -> ZoneInfo | None:

@@ -6,16 +6,18 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import orjson
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from modelyard.context import AppContext
 from modelyard.deps import Ctx, PredictKey
-from modelyard.errors import BadRequest, PayloadTooLarge
+from modelyard.errors import PayloadTooLarge
 from modelyard.jobs import service as jobs
 from modelyard.jobs import submission
 from modelyard.jobs.schemas import JobCreate, JobOptions
+from modelyard.serving import offload
 from modelyard.serving.rest import decode_inputs, encode_outputs
 from modelyard.serving.service import INLINE_DECODE_BYTES, INLINE_ENCODE_ELEMENTS, VersionRef
 
@@ -65,27 +67,8 @@ PREDICT_BODY: dict[str, Any] = {
 MIN_ROW_BYTES = 4
 
 
-def _loads(body: bytes) -> Any:
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"body is not valid JSON: {exc}") from exc
-
-
-def _job_rows(data: Any, ref: VersionRef) -> list[Any] | None:
-    """The rows of a prediction a batch job could run (``rows``, or the single input of a model with one
-    2-D input), or None when it cannot be a job."""
-    inputs = ref.signature["inputs"]
-    if not isinstance(data, dict) or len(inputs) != 1 or len(inputs[0]["shape"]) != 2:
-        return None
-    rows = data.get("rows")
-    if rows is None and isinstance(data.get("inputs"), dict) and len(data["inputs"]) == 1:
-        rows = data["inputs"].get(inputs[0]["name"])
-    return rows if isinstance(rows, list) else None
-
-
 def _submit_job(
-    ctx: AppContext, ref: VersionRef, rows: list[Any], preferred: bool
+    ctx: AppContext, ref: VersionRef, rows: np.ndarray, preferred: bool
 ) -> tuple[int, bytes, str, dict[str, str]]:
     """The prediction as a batch job, through the same submission as ``POST /api/v1/jobs``: 202 (saying
     the client's ``Prefer: respond-async`` was applied, if it sent one)."""
@@ -108,8 +91,8 @@ async def predict_core(
     and answers 202 with the job; a small body is never counted (no extra work on the hot path).
 
     Shared by the routed endpoint and the ASGI fast path, so both behave the same. Big bodies are
-    decoded, and big answers encoded, off the event loop; small ones (the common case) on it, where
-    that is cheaper.
+    decoded in a worker process (``offload``), big answers encoded in a thread; small ones (the common
+    case) on the event loop, where that is cheaper.
     """
     start = time.perf_counter()
     await ctx.verifier.authorize(headers.get("authorization"), headers.get("x-api-key"), "predict")
@@ -122,20 +105,22 @@ async def predict_core(
     prefer = headers.get("prefer")
     wants_job = prefer is not None and "respond-async" in prefer.lower()
     threshold = ctx.settings.predict_async_rows
-    if wants_job or (threshold and len(body) > threshold * MIN_ROW_BYTES):
-        data, ref = await run_in_threadpool(_loads, body), await ctx.inference.resolve(name, version)
-        rows = _job_rows(data, ref)
-        if rows is not None and (wants_job or len(rows) > threshold):
-            return await run_in_threadpool(_submit_job, ctx, ref, rows, wants_job)
-        inputs = await run_in_threadpool(decode_inputs, data, ref.signature, ref.metadata)
-    elif len(body) > INLINE_DECODE_BYTES:
-        data = await run_in_threadpool(_loads, body)
-        ref = await ctx.inference.resolve(name, version)
-        inputs = await run_in_threadpool(decode_inputs, data, ref.signature, ref.metadata)
-    else:
-        data = _loads(body)
+    over = 0 if wants_job else threshold if threshold and len(body) > threshold * MIN_ROW_BYTES else None
+    if over is None and len(body) <= INLINE_DECODE_BYTES:  # the common case, on the event loop
+        data = offload.loads(body)
         ref = await ctx.inference.resolve(name, version)
         inputs = decode_inputs(data, ref.signature, ref.metadata)
+    else:  # a big body in a worker process, where parsing it holds up no one (``offload``)
+        ref = await ctx.inference.resolve(name, version)
+        job = (ref.signature, ref.metadata, over)
+        if len(body) > INLINE_DECODE_BYTES:
+            decoded = await ctx.inference.decoder.run(offload.decode_rest, body, *job)
+        else:
+            decoded = await run_in_threadpool(offload.decode_rest, body, *job)
+        if decoded.rows is not None:
+            return await run_in_threadpool(_submit_job, ctx, ref, decoded.rows, wants_job)
+        assert decoded.inputs is not None
+        inputs = decoded.inputs
     outputs = await ctx.inference.predict(ref, inputs, "rest")
 
     def render() -> bytes:

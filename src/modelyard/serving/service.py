@@ -23,14 +23,16 @@ from modelyard.heap import trim_heap
 from modelyard.metrics import Metrics
 from modelyard.registry import service as registry
 from modelyard.serving.batching import BatchConfig, DynamicBatcher
+from modelyard.serving.offload import DecodePool
 from modelyard.serving.runtime import LoadedModel, SessionCache, load_session
 from modelyard.storage import Storage
 
 Arrays = dict[str, np.ndarray]
 RESOLVE_TTL_S = 2.0
 # Every transport decodes requests up to this size, and encodes answers of up to this many output elements,
-# on the event loop (well under a millisecond); bigger ones in a thread, so they do not hold up the others.
-INLINE_DECODE_BYTES = 256 * 1024
+# on the event loop (a few milliseconds at most); bigger ones elsewhere, so they do not hold up the others:
+# JSON bodies of predictions and jobs in a decode process (``offload``), anything else in a thread.
+INLINE_DECODE_BYTES = 128 * 1024
 INLINE_ENCODE_ELEMENTS = 16 * 1024
 
 
@@ -67,6 +69,7 @@ class InferenceService:
         threads: int,
         intra_op_threads: int = 1,
         inline_us: float = 0.0,
+        decode_processes: int = 0,
     ):
         self._sessions = sessions
         self._storage = storage
@@ -76,6 +79,7 @@ class InferenceService:
             max_models=max_models, max_bytes=max_bytes, on_change=metrics.loaded_models.set, on_evict=_release
         )
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="inference")
+        self.decoder = DecodePool(decode_processes)  # decodes big request bodies (``offload``)
         self._intra = intra_op_threads
         self._refs: dict[tuple[str, str], tuple[float, VersionRef]] = {}
         self._inflight: dict[tuple[str, str], asyncio.Future[VersionRef]] = {}
@@ -87,6 +91,7 @@ class InferenceService:
         """Stop batchers and inference threads."""
         self.cache.clear()
         self.executor.shutdown(wait=False, cancel_futures=True)
+        self.decoder.close()
 
     def resolve_sync(self, name: str, version: int | str = "latest") -> VersionRef:
         """Look the version up in the registry (no cache)."""

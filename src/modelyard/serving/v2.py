@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import struct
+import zlib
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeAlias
@@ -32,7 +33,7 @@ import numpy.typing as npt
 import orjson
 
 from modelyard.dtypes import NUMPY_TO_V2, ONNX_TO_V2, V2_TO_NUMPY
-from modelyard.errors import InvalidInput, InvalidModelFile, ModelyardError, PayloadTooLarge
+from modelyard.errors import BadRequest, InvalidInput, InvalidModelFile, ModelyardError, PayloadTooLarge
 
 __all__ = [
     "HEADER_LENGTH_HEADER",
@@ -57,6 +58,7 @@ Array: TypeAlias = npt.NDArray[Any]
 
 #: HTTP header carrying the byte length of the JSON part when a binary tail follows it.
 HEADER_LENGTH_HEADER = "Inference-Header-Content-Length"
+DECOMPRESS_PIECE = 1024 * 1024  # a compressed body is inflated this much at a time
 
 _WIRE: dict[str, np.dtype[Any]] = {
     name: dt.newbyteorder("<") for name, dt in V2_TO_NUMPY.items() if name != "BYTES"
@@ -538,6 +540,55 @@ def decode_request(body: bytes, header_length: int | None, *, max_elements: int)
 
     outputs = _decode_requested(doc.get("outputs"), binary_default)
     return InferRequest(request_id, inputs, outputs, parameters, binary_default)
+
+
+def decode_body(
+    body: bytes,
+    headers: Mapping[str, str],
+    *,
+    max_request_bytes: int,
+    max_json_body_bytes: int,
+    max_tensor_elements: int,
+) -> InferRequest:
+    """``decode_request`` of an HTTP body and its (lower-case) headers: decompressed first if
+    ``content-encoding`` says gzip or deflate (a MiB at a time, up to ``max_request_bytes``), its JSON held
+    to ``max_json_body_bytes``."""
+    body = _decompress(body, headers.get("content-encoding"), max_request_bytes)
+    header_length = headers.get(HEADER_LENGTH_HEADER.lower())
+    if header_length is not None and not header_length.isdigit():
+        raise BadRequest(f"{HEADER_LENGTH_HEADER} must be a number of bytes")
+    json_length = int(header_length) if header_length is not None else len(body)
+    if json_length > max_json_body_bytes:
+        raise PayloadTooLarge(
+            f"the request's JSON is over the {max_json_body_bytes}-byte limit "
+            "(send big tensors as binary data)"
+        )
+    return decode_request(
+        body, int(header_length) if header_length is not None else None, max_elements=max_tensor_elements
+    )
+
+
+def _decompress(body: bytes, encoding: str | None, cap: int) -> bytes:
+    if not encoding or encoding == "identity":
+        return body
+    if encoding not in ("gzip", "deflate"):
+        raise BadRequest(f"unsupported Content-Encoding {encoding!r}")
+    d = zlib.decompressobj(wbits=31 if encoding == "gzip" else 15)
+    pieces: list[bytes] = []
+    size, pending = 0, body
+    try:
+        while pending and not d.eof:  # a MiB at a time: a bomb is dropped piece by piece, never built whole
+            piece = d.decompress(pending, DECOMPRESS_PIECE)
+            pending = d.unconsumed_tail
+            size += len(piece)
+            if size > cap:
+                raise PayloadTooLarge(f"decompressed request is over the {cap}-byte limit")
+            pieces.append(piece)
+    except zlib.error as exc:
+        raise BadRequest(f"the body is not valid {encoding} data: {exc}") from None
+    if not d.eof:
+        raise BadRequest(f"the {encoding} body is truncated")
+    return b"".join(pieces)
 
 
 def _decode_requested(raw: Any, binary_default: bool) -> list[RequestOutput] | None:

@@ -8,7 +8,6 @@ inference ``predict``, and the repository extension's load/unload ``write``.
 from __future__ import annotations
 
 import time
-import zlib
 from collections.abc import Mapping
 from functools import partial
 from typing import Any
@@ -24,15 +23,13 @@ from modelyard.context import AppContext
 from modelyard.deps import Ctx, ReadKey, WriteKey
 from modelyard.errors import BadRequest, ModelyardError, NotFound, PayloadTooLarge
 from modelyard.registry import service as registry
-from modelyard.serving import v2
+from modelyard.serving import offload, v2
 from modelyard.serving.service import INLINE_DECODE_BYTES, INLINE_ENCODE_ELEMENTS, VersionRef
-from modelyard.settings import Settings
 
 router = APIRouter(prefix="/v2", tags=["v2 inference protocol"])
 JSON = "application/json"
 HEADER_LENGTH = v2.HEADER_LENGTH_HEADER.lower()
 EXTENSIONS = ["binary_tensor_data", "model_repository", "parameters"]
-DECOMPRESS_PIECE = 1024 * 1024
 SECURITY: list[dict[str, list[str]]] = [{"HTTPBearer": []}, {"APIKeyHeader": []}]
 
 INFER_DOC: dict[str, Any] = {
@@ -176,65 +173,34 @@ async def model_config(name: str, ctx: Ctx, _: ReadKey) -> Response:
     )
 
 
-def _decompress(body: bytes, encoding: str | None, cap: int) -> bytes:
-    if not encoding or encoding == "identity":
-        return body
-    if encoding not in ("gzip", "deflate"):
-        raise BadRequest(f"unsupported Content-Encoding {encoding!r}")
-    d = zlib.decompressobj(wbits=31 if encoding == "gzip" else 15)
-    pieces: list[bytes] = []
-    size, pending = 0, body
-    try:
-        while pending and not d.eof:  # a MiB at a time: a bomb is dropped piece by piece, never built whole
-            piece = d.decompress(pending, DECOMPRESS_PIECE)
-            pending = d.unconsumed_tail
-            size += len(piece)
-            if size > cap:
-                raise PayloadTooLarge(f"decompressed request is over the {cap}-byte limit")
-            pieces.append(piece)
-    except zlib.error as exc:
-        raise BadRequest(f"the body is not valid {encoding} data: {exc}") from None
-    if not d.eof:
-        raise BadRequest(f"the {encoding} body is truncated")
-    return b"".join(pieces)
-
-
-def _decode(body: bytes, headers: Mapping[str, str], settings: Settings) -> v2.InferRequest:
-    cap = settings.max_request_bytes
-    body = _decompress(body, headers.get("content-encoding"), cap)
-    header_length = headers.get(HEADER_LENGTH)
-    if header_length is not None and not header_length.isdigit():
-        raise BadRequest(f"{v2.HEADER_LENGTH_HEADER} must be a number of bytes")
-    json_length = int(header_length) if header_length is not None else len(body)
-    if json_length > settings.max_json_body_bytes:
-        raise PayloadTooLarge(
-            f"the request's JSON is over the {settings.max_json_body_bytes}-byte limit "
-            "(send big tensors as binary data)"
-        )
-    return v2.decode_request(
-        body,
-        int(header_length) if header_length is not None else None,
-        max_elements=settings.max_tensor_elements,
-    )
-
-
 async def infer_core(
     ctx: AppContext, name: str, version: str, headers: Mapping[str, str], body: bytes
 ) -> tuple[bytes, str, dict[str, str]]:
     """One V2 inference from raw headers (lower-case names) and body: ``(body, media type, headers)``.
 
     Shared by the routed endpoint and the ASGI fast path, so both behave the same. Big or compressed
-    bodies are decoded, and big answers encoded, off the event loop; small ones (the common case) on it,
-    where that is cheaper.
+    bodies are decoded in a worker process (``offload``), big answers encoded in a thread; small ones (the
+    common case) on the event loop, where that is cheaper.
     """
     await ctx.verifier.authorize(headers.get("authorization"), headers.get("x-api-key"), "predict")
     cap = ctx.settings.max_request_bytes
     if len(body) > cap:
         raise PayloadTooLarge(f"request body is over the {cap}-byte limit")
+    settings = ctx.settings
     if len(body) > INLINE_DECODE_BYTES or headers.get("content-encoding", "identity") != "identity":
-        req = await run_in_threadpool(_decode, body, headers, ctx.settings)
+        wanted = {k: v for k, v in headers.items() if k in (HEADER_LENGTH, "content-encoding")}
+        limits = offload.V2Limits(
+            settings.max_request_bytes, settings.max_json_body_bytes, settings.max_tensor_elements
+        )
+        req = await ctx.inference.decoder.run(offload.decode_v2, body, wanted, limits)
     else:
-        req = _decode(body, headers, ctx.settings)
+        req = v2.decode_body(
+            body,
+            headers,
+            max_request_bytes=settings.max_request_bytes,
+            max_json_body_bytes=settings.max_json_body_bytes,
+            max_tensor_elements=settings.max_tensor_elements,
+        )
     ref = await ctx.inference.resolve(name, version)
     try:
         outputs = await ctx.inference.predict(ref, req.arrays(), "v2")

@@ -18,12 +18,14 @@ from typing import Any
 from PIL import Image
 
 from modelyard.inferrers.features import Predict
-from modelyard.inferrers.images import decode_image
+from modelyard.inferrers.images import DEFAULT_LIMITS, ImageLimits, decode_image
 from modelyard.inferrers.onnx import bind_model
 from modelyard.pipelines.spec import RAW
+from modelyard.pipelines.stages.budget import ByteBudget
 from modelyard.pipelines.stages.capture import capture
 from modelyard.serving.service import InferenceService
 
+DEFAULT_IMAGE_BUDGET = 1024 * 1024 * 1024  # as MODELYARD_PIPELINE_WORKER_IMAGE_BYTES
 TIMEOUT = "timeout"  # the error type of a stage run that ran past its stage's timeout_seconds
 
 
@@ -71,6 +73,7 @@ class StageCall:
     stage_params: dict[str, Any]
     inputs: dict[str, Any]
     log: Any = field(default=None)
+    image_limits: ImageLimits = DEFAULT_LIMITS
 
     @property
     def value(self) -> Any:
@@ -82,14 +85,17 @@ class StageCall:
     def image(self, name: str | None = None) -> Image.Image:
         """An input (the single one by default) decoded as an RGB image."""
         data = self.value if name is None else self.inputs[name]
-        return data if isinstance(data, Image.Image) else decode_image(bytes(data))
+        return data if isinstance(data, Image.Image) else decode_image(bytes(data), limits=self.image_limits)
 
 
 @dataclass(slots=True)
 class StageEnv:
-    """What stages may use from the process: the inference service and limits."""
+    """What stages may use from the process: the inference service, image limits, and the worker's budget
+    of decoded image memory (``MODELYARD_PIPELINE_WORKER_IMAGE_BYTES``) its batches share."""
 
     inference: InferenceService
+    images: ImageLimits = DEFAULT_LIMITS
+    image_budget: ByteBudget = field(default_factory=lambda: ByteBudget(DEFAULT_IMAGE_BUDGET))
     _callables: dict[str, Callable[[StageCall], Any]] = field(default_factory=dict)
     _models: dict[tuple[Any, ...], tuple[Predict, str]] = field(default_factory=dict)
 

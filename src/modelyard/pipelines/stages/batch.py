@@ -16,6 +16,7 @@ from modelyard.inferrers.features import Predict
 from modelyard.pipelines.spec import StageSpec
 from modelyard.pipelines.spec.kinds import stage_kind
 from modelyard.pipelines.stages import Item, Outcome, StageEnv, single, timed
+from modelyard.pipelines.stages.budget import ByteBudget
 
 
 def run_stage(spec: StageSpec, items: list[Item], env: StageEnv) -> tuple[list[Outcome], str]:
@@ -23,16 +24,51 @@ def run_stage(spec: StageSpec, items: list[Item], env: StageEnv) -> tuple[list[O
     return stage_kind(spec.kind).run_batch(spec, items, env)
 
 
-def read_all(items: list[Item], read: Callable[[Any], Any]) -> tuple[list[Any], list[Outcome | None]]:
-    """Each item's single input as ``read`` makes it, or (in the second list) the outcome saying why it
-    cannot be read so."""
+def read_within(
+    items: list[Item],
+    read: Callable[[Any], Any],
+    size: Callable[[Any], int],
+    budget: ByteBudget,
+    run: Callable[[list[Any]], list[Any]],
+) -> list[Outcome]:
+    """``read`` each item's single input and ``run`` once over the readable ones, in groups whose reading
+    memory (``size``, known before reading) fits in the worker's ``budget``: a group runs and gives its
+    memory back before the next is read. Outcomes in item order; an item that cannot be read fails alone.
+    """
+    outcomes: list[Outcome] = []
+    group: list[Item] = []
     values: list[Any] = []
     failed: list[Outcome | None] = []
-    for item in items:
-        out = timed(lambda item=item: read(single(item)))  # type: ignore[misc]
-        values.append(out.value if out.error is None else None)
-        failed.append(out if out.error is not None else None)
-    return values, failed
+    held = 0
+
+    def flush() -> None:
+        nonlocal held
+        try:
+            outcomes.extend(batched(group, values, failed, run))
+        finally:
+            budget.give(held)
+            held = 0
+            for kept in (group, values, failed):
+                kept.clear()
+
+    try:
+        for item in items:
+            out = timed(lambda item=item: size(single(item)))  # type: ignore[misc]
+            if out.error is None:
+                if not budget.try_take(out.value):
+                    if group:
+                        flush()
+                    budget.take(out.value)
+                held += out.value
+                out = timed(lambda item=item: read(single(item)))  # type: ignore[misc]
+            group.append(item)
+            values.append(out.value if out.error is None else None)
+            failed.append(out if out.error is not None else None)
+        if group:
+            flush()
+    finally:
+        budget.give(held)
+    return outcomes
 
 
 def batched(

@@ -10,12 +10,12 @@ from typing import Any
 
 from modelyard.inferrers import builtin
 from modelyard.inferrers.features import Predict
-from modelyard.inferrers.inputs import read_input
+from modelyard.inferrers.inputs import read_input, reading_bytes
 from modelyard.pipelines.spec import StageSpec
 from modelyard.pipelines.spec.fields import Checker
 from modelyard.pipelines.spec.kinds import KindConfig, Uses, register_stage_kind
 from modelyard.pipelines.stages import Item, Outcome, StageEnv
-from modelyard.pipelines.stages.batch import batched, load_model, read_all
+from modelyard.pipelines.stages.batch import load_model, read_within
 
 
 class InferrerKind:
@@ -48,14 +48,17 @@ class InferrerKind:
         info = builtin.CATALOG[name]
         predict: Predict | None = None
         resolved = ""
-        values, failed = read_all(items, partial(read_input, info.accepts[0], draft_side=info.draft_side))
+        accepts, limits, draft = info.accepts[0], env.images, info.draft_side
+        read = partial(read_input, accepts, limits=limits, draft_side=draft)
+        size = partial(reading_bytes, accepts, limits=limits, draft_side=draft)
         if info.needs_model:
             loaded = load_model(env, spec.params)
-            if isinstance(loaded, Outcome):
-                return [f or replace(loaded) for f in failed], ""
+            if isinstance(loaded, Outcome):  # each event fails with it, unless it cannot even be read
+                unread = read_within(items, read, size, env.image_budget, lambda good: good)
+                return [f if f.error is not None else replace(loaded) for f in unread], ""
             predict, resolved = loaded
         run = partial(builtin.run, name, params=spec.params, predict=predict)
-        return batched(items, values, failed, run), resolved
+        return read_within(items, read, size, env.image_budget, run), resolved
 
 
 register_stage_kind(InferrerKind())

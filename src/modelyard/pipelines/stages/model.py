@@ -5,18 +5,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import numpy as np
 
 from modelyard.inferrers import features
 from modelyard.inferrers.features import Preprocess, l2_normalise, preprocess
-from modelyard.inferrers.images import decode_image
+from modelyard.inferrers.inputs import read_input, reading_bytes
 from modelyard.pipelines.spec import StageSpec
 from modelyard.pipelines.spec.fields import Checker
 from modelyard.pipelines.spec.kinds import KindConfig, Uses, register_stage_kind
 from modelyard.pipelines.stages import Item, Outcome, StageEnv, single, timed
-from modelyard.pipelines.stages.batch import batched, load_model, read_all
+from modelyard.pipelines.stages.batch import load_model, read_within
 
 POSTPROCESS = {"l2_normalise", "softmax", "top_k", "labels"}
 
@@ -122,8 +123,10 @@ class ModelKind:
 
         if "preprocess" in cfg:
             pre = Preprocess.from_params(cfg["preprocess"])
-            images, failed = read_all(items, lambda value: decode_image(bytes(value)))
-            return batched(items, images, failed, lambda good: infer(preprocess(good, pre))), resolved
+            read = partial(read_input, "image", limits=env.images)
+            size = partial(reading_bytes, "image", limits=env.images)
+            run = lambda good: infer(preprocess(good, pre))  # noqa: E731
+            return read_within(items, read, size, env.image_budget, run), resolved
         batch = timed(lambda: infer(np.stack([np.asarray(single(i), dtype=np.float32) for i in items])))
         if batch.error is not None:
             return [

@@ -97,7 +97,9 @@ class PythonKind:
         limit = spec.limits.timeout_seconds
 
         def one(item: Item) -> Outcome:
-            call = StageCall(item.event, item.event_id, item.params, spec.params, item.inputs, log)
+            call = StageCall(
+                item.event, item.event_id, item.params, spec.params, item.inputs, log, env.images
+            )
             bound = partial(fn, call)
             return timed(bound) if limit is None else _call_within(bound, limit, spec.name)
 
