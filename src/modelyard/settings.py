@@ -95,8 +95,8 @@ class Settings(BaseSettings):
         ge=0,
         description="Processes that decode JSON bodies over 128 KiB of predictions (REST predict, V2 infer) "
         "and jobs (POST /api/v1/jobs): parsing big JSON holds the interpreter, so in the server it would "
-        "hold up every other request. Started at the first such body (~100 MB each); 0 decodes them in a thread "
-        "of the server instead.",
+        "hold up every other request. Started at the first such body (~100 MB each); 0 decodes them in a "
+        "thread of the server instead.",
     )
     inline_inference_us: float = Field(
         30.0,
