@@ -207,7 +207,7 @@ def main() -> None:
             access_log=False,
             worker=False,
             demo=True,
-            _env_file=None,  # type: ignore[call-arg]
+            _env_file=None,
         )
         with TestClient(create_app(settings), follow_redirects=False) as client:
             seeded = _seed(client, events, jobs)
