@@ -38,7 +38,14 @@ def server(tmp_path: Path) -> Iterator[str]:
     image = io.BytesIO()
     Image.new("RGB", (64, 48), (200, 30, 90)).save(image, "PNG")
     (data / "incoming" / "red.png").write_bytes(image.getvalue())
-    env = {**os.environ, "MODELYARD_DATA_DIR": str(data), "MODELYARD_ADMIN_KEY": KEY}
+    env = {
+        **os.environ,
+        "MODELYARD_DATA_DIR": str(data),
+        "MODELYARD_ADMIN_KEY": KEY,
+        # a failing chunk becomes a dead letter after two quick attempts, not three slow ones
+        "MODELYARD_JOB_MAX_ATTEMPTS": "2",
+        "MODELYARD_JOB_RETRY_SECONDS": "0.05",
+    }
     with modelyard_serve(env, tmp_path / "server.log") as (url, _):
         yield url
 
@@ -91,8 +98,15 @@ def api(server: str) -> Iterator[httpx.Client]:
         yield client
 
 
+def _wait_job(api: httpx.Client, job_id: str, state: str) -> None:
+    deadline = time.monotonic() + 60
+    while (found := api.get(f"/api/v1/jobs/{job_id}").json())["state"] != state:
+        assert time.monotonic() < deadline, found
+        time.sleep(0.1)  # polling the API for the worker's progress
+
+
 def test_every_page_loads_and_the_key_flows_work(
-    server: str, browser: Browser, api: httpx.Client, model_dir: Path
+    server: str, browser: Browser, api: httpx.Client, model_dir: Path, tmp_path: Path
 ) -> None:
     errors: list[str] = []
     page = _open(browser, server, errors)
@@ -107,6 +121,26 @@ def test_every_page_loads_and_the_key_flows_work(
     versions = api.get("/api/v1/models/demo-iris").json()["versions"]
     assert [v["version"] for v in versions] == [1, 2]
     _shot(page, "model")
+
+    # a dead letter: v2's stored file is damaged, so its job's chunk fails every attempt; the queues page
+    # shows it with its traceback, and once the file is repaired, re-submitting it finishes the job
+    (stored,) = (tmp_path / "data").glob("**/models/demo-iris/2/*.onnx")
+    good = stored.read_bytes()
+    stored.write_bytes(b"not an onnx model")
+    doomed = api.post("/api/v1/jobs", json={"model": "demo-iris", "version": 2, "rows": [[0.5] * 20]})
+    assert doomed.status_code == 202, doomed.text
+    _wait_job(api, doomed.json()["id"], "failed")
+    page.get_by_role("link", name="Queues").click()
+    expect(page.get_by_role("heading", name="Dead letters (1)")).to_be_visible()
+    letter = page.locator("details", has_text=f"job {doomed.json()['id'][:8]}")
+    letter.locator("summary").click()
+    expect(letter.locator("pre")).to_contain_text("Traceback (most recent call last)")
+    expect(letter.locator("pre")).to_contain_text("onnxruntime")
+    _shot(page, "dead-letter")
+    stored.write_bytes(good)
+    letter.get_by_role("button", name="Re-submit chunk 0").click()
+    expect(page.locator("#job-state .badge")).to_have_text("succeeded", timeout=60_000)
+    assert api.get("/api/v1/queues/dead-letters").json()["total"] == 0
 
     # a job: submit 20,000 rows and watch the progress bar reach 100%
     rows = np.random.default_rng(0).uniform(0, 8, (20_000, 4)).round(2).tolist()

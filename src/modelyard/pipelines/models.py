@@ -178,3 +178,5 @@ Index("ix_pipeline_stage_runs_queue", StageRun.state, StageRun.pipeline_id, Stag
 Index("ix_pipeline_stage_runs_batch", StageRun.batch_id)
 Index("ix_pipeline_stage_runs_cache", StageRun.pipeline_id, StageRun.stage, StageRun.cache_key)
 Index("ix_pipeline_stage_runs_finished", StageRun.pipeline_id, StageRun.finished_at)
+# a pipeline's per-stage counts by state (its queue snapshot) come from this index alone
+Index("ix_pipeline_stage_runs_counts", StageRun.pipeline_id, StageRun.stage, StageRun.state)

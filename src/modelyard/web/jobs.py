@@ -71,12 +71,12 @@ async def job_stream(request: Request, viewer: SignedIn, job_id: str) -> Streami
 async def results(
     request: Request, viewer: SignedIn, job_id: str, format: Literal["csv", "jsonl", "parquet"] = "csv"
 ) -> Response:
-    """Download a succeeded job's results in ``format``."""
+    """Download a succeeded job's results in ``format``, streamed from the API as it writes them."""
     async with api(request, viewer) as my:
-        resp = await my.request("GET", f"/api/v1/jobs/{quote(job_id)}/results", params={"format": format})
-    return Response(
-        resp.content,
-        media_type=resp.headers.get("content-type"),
+        headers, body = await my.stream(f"/api/v1/jobs/{quote(job_id)}/results", format=format)
+    return StreamingResponse(
+        body,
+        media_type=headers.get("content-type"),
         headers={"Content-Disposition": f'attachment; filename="{job_id}.{format}"'},
     )
 
