@@ -3,7 +3,7 @@ counts by state (its queue snapshot, on every pipeline page) are read from the i
 visiting every stage run row
 
 Revision ID: 0014
-Revises: 0008
+Revises: 0013
 Create Date: 2026-12-07 01:35:00
 
 """
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0014"
-down_revision: str | Sequence[str] | None = "0008"
+down_revision: str | Sequence[str] | None = "0013"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
