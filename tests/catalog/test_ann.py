@@ -76,7 +76,7 @@ def test_the_graph_is_saved_loaded_and_caught_up_and_rebuilt_when_missing(
     first = indexed(tmp_path, vecs, pks[:2500])
     first.search(vecs[0], K, "cosine")
     files = sorted(p.name for p in tmp_path.iterdir())
-    assert len(files) == 2 and files[0].endswith("-cosine.json")
+    assert len(files) == 2 and any(f.endswith("-cosine.json") for f in files)
 
     loads: list[Any] = []
     real = ann.Graph.load.__func__  # type: ignore[attr-defined]

@@ -66,6 +66,8 @@ def _visit(browser: Any, url: str, ready: str) -> tuple[Any, list[str]]:
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_swagger_ui_renders_every_operation_offline(browser: Any, server: LiveServer) -> None:
     page, left = _visit(browser, server.url + "/docs", ".opblock")
+    # Swagger UI renders the tags one after another: wait for the later ones, then count.
+    page.wait_for_function("document.querySelectorAll('.opblock').length > 10", timeout=15_000)
     assert page.locator(".opblock").count() > 10
     assert page.locator(".opblock-summary-path", has_text="/api/v1/artifacts/{key}").count() >= 1
     assert left == []

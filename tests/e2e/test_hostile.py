@@ -23,7 +23,7 @@ from PIL import Image
 
 from tests.e2e.serve import modelyard_serve
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 KEY = "hostile-admin-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 ROW = {"rows": [[5.1, 3.5, 1.4, 0.2]]}
@@ -176,7 +176,8 @@ def test_palette_of_a_huge_small_png_is_served_in_bounded_memory(server: Server)
     out = io.BytesIO()
     Image.new("RGB", (9000, 9000), (10, 200, 30)).save(out, format="PNG", compress_level=9)
     heavy = _post(server, "/api/v1/inferrers/palette", out.getvalue(), {"Content-Type": "image/png"})
-    assert_harmless(server, heavy, status=200, max_rss=300 * MB)
+    # PNG has no reduced-size decoding: the decoded RGB alone is 243 MB (the unbounded path took 620+)
+    assert_harmless(server, heavy, status=200, max_rss=350 * MB)
 
 
 def test_big_prediction_is_decoded_and_encoded_off_the_event_loop(server: Server) -> None:

@@ -882,6 +882,7 @@ def test_module_is_pure() -> None:
     assert not imported & {"fastapi", "starlette", "onnxruntime", "pydantic", "tritonclient"}
 
 
+@pytest.mark.serial
 def test_small_json_tensor_decodes_in_microseconds() -> None:
     body = request(fp32("x", [4, 5], [i * 0.37 for i in range(20)]))
     best = math.inf
