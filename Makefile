@@ -32,12 +32,8 @@ system-packages:
 run: $(RUN_STAMP)
 	MODELYARD_ADMIN_KEY=$${MODELYARD_ADMIN_KEY:-dev-admin-key} $(BIN)/modelyard serve --demo
 
-# Tests that measure latency or memory (marked serial) run alone first; the rest run on two processes
-# side by side (most of them wait on servers, workers and databases rather than compute). Both always run.
 test: system-packages $(DEV_STAMP)
-	$(BIN)/python -m pytest -m serial; serial=$$?; \
-	$(BIN)/python -m pytest -m "not serial" -n 2; rest=$$?; \
-	[ $$serial -eq 0 ] && [ $$rest -eq 0 ]
+	$(BIN)/python -m pytest
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check src tests bench
