@@ -21,7 +21,9 @@ def _normal(name: str) -> str:
 def _declared() -> set[str]:
     """The dependencies, and the optional extras the code itself offers (``ann``), not ``dev``."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    extras = [spec for name, specs in project["optional-dependencies"].items() if name != "dev" for spec in specs]
+    extras = [
+        spec for name, specs in project["optional-dependencies"].items() if name != "dev" for spec in specs
+    ]
     specs = [*project["dependencies"], *extras]
     return {_normal(re.split(r"[\s\[<>=!~;]", spec, maxsplit=1)[0]) for spec in specs}
 
