@@ -13,10 +13,12 @@ from PIL import Image
 
 from modelyard.app import create_app
 from modelyard.settings import Settings
-from tests.conftest import ADMIN_KEY, push_model
+from tests.conftest import ADMIN_KEY, push_model, sqlite_only
 from tests.hostile import non_utf8_multipart
 from tests.imageserver import ImageServer
 from tests.inferrers.images import encode, halves, noise, solid
+
+pytestmark = sqlite_only  # inferrers read images, not the database
 
 
 def test_catalogue_lists_every_inferrer_with_what_it_accepts_and_produces(client: Any) -> None:
@@ -139,7 +141,6 @@ def _solid_png(mode: str, size: tuple[int, int]) -> bytes:
     return out.getvalue()
 
 
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 @pytest.mark.parametrize(
     ("variable", "value", "image", "refusal"),
     [  # 5,000 pixels; an RGBA image of 600 x 600 takes 5 MiB to decode (and make RGB)
