@@ -14,8 +14,9 @@ Beside them: ``models``, ``schemas``, ``service`` (apply specs), ``submission`` 
 read events), ``watch`` (the watchers), ``dispatch`` (the claimed queue of stage runs), ``workflows`` (the
 durable batch workflow), ``api``.
 
-A new stage kind is one ``StageKind`` object registered with ``spec.kinds.register_stage_kind`` from the
-module of the part that owns it (as ``analysis.stages_images`` does), or from a package's
-``modelyard.stage_kinds`` entry point: nothing in this package changes. A stage's end and an event's end
+A new stage kind is one ``StageKind`` object registered with ``spec.kinds.register_stage_kind`` in a
+module of the part that owns it (as ``analysis.stages_images`` does); that module is named once, in
+``spec.kinds.KIND_MODULES`` (a modelyard part) or a package's ``modelyard.stage_kinds`` entry point (a
+plug-in), and nothing else here changes. A stage's end and an event's end
 are on the durable event log (``pipelines.stage.done``, ``pipelines.event.done``) for any consumer.
 """
