@@ -29,6 +29,7 @@ def test_catalogue_lists_every_inferrer_with_what_it_accepts_and_produces(client
         "phash": (["image"], "json"),
         "features": (["image"], "array"),
         "array_stats": (["array"], "json"),
+        "table_stats": (["table"], "json"),
     }
 
 
@@ -95,6 +96,23 @@ def test_array_stats_reads_an_uploaded_npy_array(client: Any) -> None:
         "max": 6.0,
         "mean": 3.0,
     }
+
+
+def test_table_stats_reads_an_uploaded_csv_table(client: Any) -> None:
+    csv = b"id,score,label\n1,0.5,cat\n2,,dog\n3,1.5,\n"
+    resp = client.post("/api/v1/inferrers/table_stats", files={"file": ("t.csv", csv)})
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["result"] == {
+        "rows": 3,
+        "columns": [
+            {"name": "id", "type": "int64", "nulls": 0},
+            {"name": "score", "type": "double", "nulls": 1},
+            {"name": "label", "type": "string", "nulls": 0},
+        ],
+    }
+    refused = client.post("/api/v1/inferrers/table_stats", files={"file": ("t.csv", b"a,b\n1,2,3\n")})
+    assert refused.status_code == 422 and refused.json()["code"] == "undecodable-input"
+    assert "as a table" in refused.json()["detail"]
 
 
 def test_an_upload_that_is_not_what_the_inferrer_accepts_is_a_422(client: Any) -> None:

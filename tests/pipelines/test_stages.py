@@ -327,3 +327,25 @@ def test_an_array_inferrer_reads_npy_raw_data(ctx: AppContext) -> None:
     }
     assert event(ctx, bad).state == EventState.FAILED  # refused as array raw data when fetched
     assert runs(ctx, bad)["raw"].error_type == "UndecodableInput"
+
+
+def test_a_table_inferrer_reads_csv_raw_data_and_a_python_stage_passes_a_table_on(ctx: AppContext) -> None:
+    spec = (
+        "name: tables\nraw: table\nstages:\n"
+        "  s: {type: inferrer, inferrer: table_stats}\n"
+        "  head: {type: python, callable: 'tests.pipelines.stages:first_row', output_type: table}\n"
+        "  again: {type: inferrer, inferrer: table_stats, inputs: [head]}\n"
+    )
+    apply_yaml(ctx, spec)
+    folder = ctx.settings.data_dir / "in"
+    folder.mkdir(parents=True)
+    (folder / "a.csv").write_bytes(b"id,score\n1,0.5\n2,\n")
+    (folder / "b.csv").write_bytes(b"id,score\n1,2,3\n")
+    good, bad = submit(ctx, "tables", ("a", str(folder / "a.csv")), ("b", str(folder / "b.csv")))
+    drain(ctx)
+    columns = [{"name": "id", "type": "int64", "nulls": 0}, {"name": "score", "type": "double", "nulls": 1}]
+    assert runs(ctx, good)["s"].result == {"rows": 2, "columns": columns}
+    assert runs(ctx, good)["head"].output_kind == "table"
+    assert runs(ctx, good)["again"].result == {"rows": 1, "columns": [{**c, "nulls": 0} for c in columns]}
+    assert event(ctx, bad).state == EventState.FAILED  # refused as table raw data when fetched
+    assert runs(ctx, bad)["raw"].error_type == "UndecodableInput"
