@@ -1,5 +1,6 @@
 """Every third-party package the code imports is declared in pyproject.toml, so an install from the
-project's own metadata (not the lock file) has everything it imports."""
+project's own metadata (not the lock file) has everything it imports; and the two lock files split
+what the server needs (``make run``) from the test, lint and benchmark tools (``make test``)."""
 
 from __future__ import annotations
 
