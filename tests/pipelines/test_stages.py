@@ -195,6 +195,35 @@ stages:
     assert all(a["end"] <= b["start"] for a, b in itertools.pairwise(narrow))  # one at a time
 
 
+def test_slow_commands_of_one_batch_run_side_by_side_up_to_the_stage_concurrency(ctx: AppContext) -> None:
+    # wall-clock times: the commands are separate processes
+    script = (
+        "import json, sys, time; start = time.time(); time.sleep(0.5); "
+        "json.dump({'start': start, 'end': time.time()}, open(sys.argv[1], 'w'))"
+    )
+    apply_yaml(
+        ctx,
+        f"""
+name: slowcmd
+stages:
+  wide:
+    type: command
+    command: [{sys.executable!r}, "-c", {script!r}, "{{output}}"]
+    output_type: json
+    batch_size: 3
+    concurrency: 2
+    cache: false
+""",
+    )
+    paths = write_images(ctx.settings.data_dir / "in", 3)
+    ids = submit(ctx, "slowcmd", *[(p.stem, str(p)) for p in paths])
+    drain(ctx)
+    assert len({runs(ctx, e)["wide"].batch_id for e in ids}) == 1  # one batch of the three events
+    wide = sorted((runs(ctx, e)["wide"].result for e in ids), key=lambda r: r["start"])
+    assert wide[1]["start"] < wide[0]["end"] and wide[0]["start"] < wide[1]["end"]
+    assert wide[2]["start"] >= min(wide[0]["end"], wide[1]["end"])
+
+
 def test_array_outputs_round_trip_to_downstream_stages(ctx: AppContext) -> None:
     apply_yaml(
         ctx,
