@@ -160,16 +160,13 @@ def _store(session: Session, checked: Checked) -> tuple[int, bool]:
         "bands": [b.public() for b in checked.spectral.bands],
         "created_at": db.utcnow(),
     }
-    if collection is None:  # NULLs are never equal in a unique key: look first
-        alone = select(Scene.id).where(Scene.collection.is_(None), Scene.stac_id == item["id"])
-        found = session.scalar(alone)
-        if found is not None:
-            return found, False
+    # a unique key stops a second row, even from a post running at the same time (without a collection:
+    # a partial one), so insert first and read the row that won when this one was skipped
     inserted = db.insert_new_returning(session, Scene.__table__, [row], Scene.id)
     if inserted:
         return int(inserted[0][0]), True
-    known = select(Scene.id).where(Scene.collection == collection, Scene.stac_id == item["id"])
-    return int(session.scalar(known) or 0), False
+    same = Scene.collection.is_(None) if collection is None else Scene.collection == collection
+    return int(session.scalar(select(Scene.id).where(same, Scene.stac_id == item["id"])) or 0), False
 
 
 def post_scenes(ctx: AppContext, body: Any, *, explain: bool = False) -> ScenesPosted:
