@@ -16,10 +16,15 @@ WIDTH, HEIGHT = 640, 320
 
 
 def _rings(geometry: dict[str, Any]) -> list[list[list[float]]]:
-    polygons = (
-        geometry["coordinates"] if geometry.get("type") == "MultiPolygon" else [geometry["coordinates"]]
-    )
-    return [ring for polygon in polygons for ring in polygon]
+    """The rings of a (Multi)Polygon, a geometry collection's polygons; nothing for points and lines."""
+    kind = geometry.get("type")
+    if kind == "GeometryCollection":
+        return [ring for part in geometry.get("geometries", []) for ring in _rings(part)]
+    if kind == "Polygon":
+        return list(geometry["coordinates"])
+    if kind == "MultiPolygon":
+        return [ring for polygon in geometry["coordinates"] for ring in polygon]
+    return []
 
 
 def outline_map(shapes: Sequence[tuple[dict[str, Any], str, str]]) -> str:
@@ -43,10 +48,15 @@ def outline_map(shapes: Sequence[tuple[dict[str, Any], str, str]]) -> str:
         f'<svg class="geo-map" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" role="img">'
         f"<title>lon {x0:.3g} to {x1:.3g}, lat {y0:.3g} to {y1:.3g}</title>"
         "<style>.aoi{fill:rgba(40,120,200,.15);stroke:#2878c8}.aoi-off{fill:none;stroke:#999;"
-        "stroke-dasharray:3}.scene{fill:rgba(220,120,20,.12);stroke:#dc7814}</style>"
-        + "".join(paths)
-        + "</svg>"
+        "stroke-dasharray:3}.scene{fill:rgba(220,120,20,.12);stroke:#dc7814}"
+        ".label{fill:rgba(164,14,38,.35);stroke:#a40e26}</style>" + "".join(paths) + "</svg>"
     )
+
+
+def bbox_polygon(bbox: Sequence[float]) -> dict[str, Any]:
+    """A [west, south, east, north] box as a GeoJSON polygon."""
+    x0, y0, x1, y1 = bbox[:4]
+    return {"type": "Polygon", "coordinates": [[[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]]}
 
 
 async def _geo_page(request: Request, viewer: Any, template: str) -> Response:
@@ -58,9 +68,7 @@ async def _geo_page(request: Request, viewer: Any, template: str) -> Response:
         for a in aois["items"]
     ]
     for s in scenes["items"]:
-        x0, y0, x1, y1 = s["bbox"]
-        box = {"type": "Polygon", "coordinates": [[[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]]}
-        shapes.append((box, "scene", f"scene {s['id']} {s['stac_id']}"))
+        shapes.append((bbox_polygon(s["bbox"]), "scene", f"scene {s['id']} {s['stac_id']}"))
     return page(request, template, viewer, aois=aois, scenes=scenes, map=outline_map(shapes))
 
 
