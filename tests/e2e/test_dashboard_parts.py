@@ -272,7 +272,7 @@ def test_a_run_is_drawn_on_its_map_with_its_logs(site: Site, page: Page, receive
 
     # the map: the AOI's outline, the scene's footprint and the four label polygons the command reported
     # (3 ships west to east, then a wake, near the south-west corner of the scene, outside the AOI)
-    drawn = page.locator("svg.geo-map")
+    drawn = page.get_by_role("img", name="the run:")
     expect(drawn.locator("polygon.aoi")).to_have_count(1)
     expect(drawn.locator("polygon.scene")).to_have_count(1)
     expect(drawn.locator("polygon.label")).to_have_count(4)
@@ -286,6 +286,11 @@ def test_a_run_is_drawn_on_its_map_with_its_logs(site: Site, page: Page, receive
         assert aoi["y"] + aoi["height"] <= box["y"] <= scene["y"] + scene["height"]  # south of it
     xs = [box["x"] for box in labels if box]
     assert xs == sorted(xs)
+    zoomed = page.get_by_role("img", name="its labels:")
+    expect(zoomed.locator("polygon.label")).to_have_count(4)
+    expect(zoomed.locator("polygon.aoi, polygon.scene")).to_have_count(0)
+    ships = [label.bounding_box() for label in zoomed.locator("polygon.label").all()]
+    assert all(box and box["width"] > 10 for box in ships)  # visible, not specks
     prediction = page.get_by_role("region", name="Prediction")
     expect(prediction).to_contain_text("ships and wakes · 4 features")
     expect(prediction.locator("tbody tr")).to_have_count(2)
@@ -298,7 +303,7 @@ def test_a_run_is_drawn_on_its_map_with_its_logs(site: Site, page: Page, receive
 def test_a_topic_lists_its_subscription_and_deliveries(site: Site, page: Page, receiver: Receiver) -> None:
     run_id = _run(site, receiver)
     [sent] = _until(lambda: [r.json() for r in receiver.received()], "the webhook delivery")
-    assert sent["type"] == "run.succeeded" and sent["model"] == "ships", sent
+    assert (sent["type"], sent["model"], sent["data"]["run_id"]) == ("run.succeeded", "ships", run_id), sent
     page.get_by_role("link", name="Models").click()
     page.get_by_role("link", name="ships").click()
     page.get_by_role("link", name="Notifications").click()

@@ -27,11 +27,12 @@ def _rings(geometry: dict[str, Any]) -> list[list[list[float]]]:
     return []
 
 
-def outline_map(shapes: Sequence[tuple[dict[str, Any], str, str]]) -> str:
-    """An equirectangular SVG of (GeoJSON geometry, CSS class, label) outlines, framed on their bboxes."""
+def outline_map(shapes: Sequence[tuple[dict[str, Any], str, str]], name: str = "map") -> str:
+    """An equirectangular SVG of (GeoJSON geometry, CSS class, label) outlines, framed on their bboxes;
+    ``name`` starts its accessible name."""
     rings = [(ring, cls, label) for geometry, cls, label in shapes for ring in _rings(geometry)]
     if not rings:
-        empty = "<title>nothing yet</title>"
+        empty = f"<title>{escape(name)}: nothing yet</title>"
         return f'<svg class="geo-map" width="{WIDTH}" height="{HEIGHT}" role="img">{empty}</svg>'
     xs = [p[0] for ring, _, _ in rings for p in ring]
     ys = [p[1] for ring, _, _ in rings for p in ring]
@@ -46,7 +47,7 @@ def outline_map(shapes: Sequence[tuple[dict[str, Any], str, str]]) -> str:
         )
     return (
         f'<svg class="geo-map" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" role="img">'
-        f"<title>lon {x0:.3g} to {x1:.3g}, lat {y0:.3g} to {y1:.3g}</title>"
+        f"<title>{escape(name)}: lon {x0:.4g} to {x1:.4g}, lat {y0:.4g} to {y1:.4g}</title>"
         "<style>.aoi{fill:rgba(40,120,200,.15);stroke:#2878c8}.aoi-off{fill:none;stroke:#999;"
         "stroke-dasharray:3}.scene{fill:rgba(220,120,20,.12);stroke:#dc7814}"
         ".label{fill:rgba(164,14,38,.35);stroke:#a40e26}</style>" + "".join(paths) + "</svg>"
@@ -69,7 +70,14 @@ async def _geo_page(request: Request, viewer: Any, template: str) -> Response:
     ]
     for s in scenes["items"]:
         shapes.append((bbox_polygon(s["bbox"]), "scene", f"scene {s['id']} {s['stac_id']}"))
-    return page(request, template, viewer, aois=aois, scenes=scenes, map=outline_map(shapes))
+    return page(
+        request,
+        template,
+        viewer,
+        aois=aois,
+        scenes=scenes,
+        map=outline_map(shapes, "AOIs and the latest scenes"),
+    )
 
 
 @router.get("/aois", response_class=HTMLResponse)

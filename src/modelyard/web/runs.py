@@ -56,16 +56,18 @@ async def _unless_gone(my: Any, path: str) -> Any:
         return None
 
 
-def _run_map(aoi: Any, scene: Any, labels: Any) -> str:
-    """The run's AOI outline, its scene's footprint and the label polygons it reported."""
+def _run_maps(aoi: Any, scene: Any, labels: Any) -> tuple[str, str]:
+    """The run's AOI outline, its scene's footprint and the label polygons it reported; and the labels
+    alone, framed on them (a ship is a speck on a whole scene)."""
     shapes = [(aoi["geometry"], "aoi", f"AOI {aoi['id']} {aoi['name']}")] if aoi else []
     if scene:
         shapes.append((bbox_polygon(scene["bbox"]), "scene", f"scene {scene['id']} {scene['stac_id']}"))
-    for feature in (labels or {}).get("features", []):
-        if feature.get("geometry"):
-            name = (feature.get("properties") or {}).get("class", "label")
-            shapes.append((feature["geometry"], "label", str(name)))
-    return outline_map(shapes)
+    drawn = [
+        (f["geometry"], "label", str((f.get("properties") or {}).get("class", "label")))
+        for f in (labels or {}).get("features", [])
+        if f.get("geometry")
+    ]
+    return outline_map(shapes + drawn, "the run"), outline_map(drawn, "its labels")
 
 
 @router.get("/runs/{run_id}", response_class=HTMLResponse)
@@ -94,7 +96,7 @@ async def run(request: Request, viewer: SignedIn, run_id: int) -> Response:
         logs=logs,
         prediction=prediction,
         final=FINAL,
-        map=_run_map(aoi, scene, labels),
+        maps=_run_maps(aoi, scene, labels),
     )
 
 
