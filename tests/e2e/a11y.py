@@ -103,7 +103,7 @@ def tab_through(page: Page, actions: Sequence[str]) -> list[str]:
             break
         tag, kind, name = focused
         if press == 0 and not (tag in ("a", "button") or kind == "submit"):
-            bad.append(f"the first Tab stop is a {tag}, not a link or button")
+            bad.append(f"the first Tab stop is <{tag}>, not a link or button")
         wanted.discard(name)
         if not wanted:
             break
