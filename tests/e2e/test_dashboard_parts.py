@@ -337,6 +337,17 @@ def test_the_older_parts_pages_pass_the_same_checks(site: Site, page: Page) -> N
     page.get_by_role("link", name="catalog:works/red@").first.click()
     expect(page.get_by_role("img", name="output of stage raw")).to_be_visible()
     failures += audit(page, "checked-event")
+
+    # a model's try-it answer, and a finished job's page
+    page.goto(site.url + "/ui/models/demo-iris")
+    page.get_by_role("button", name="Predict").click()
+    expect(page.locator("#outputs")).to_contain_text("probabilities")
+    failures += audit(page, "checked-try-it", ["Predict"])
+    job = site.api.post("/api/v1/jobs", json={"model": "demo-iris", "rows": [[5.1, 3.5, 1.4, 0.2]] * 50})
+    assert job.status_code == 202, job.text
+    page.goto(f"{site.url}/ui/jobs/{job.json()['id']}")
+    expect(page.locator("#job-state .badge")).to_have_text("succeeded", timeout=60_000)
+    failures += audit(page, "checked-job")
     assert failures == []
 
 
