@@ -8,13 +8,13 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import tifffile
+from PIL import Image
 
 import modelyard.analysis
 from modelyard.context import AppContext
@@ -22,8 +22,15 @@ from modelyard.extras import EXTRAS
 from modelyard.pipelines.models import StageState
 from tests.analysis.test_stats_stages import cell_table
 from tests.pipelines.conftest import apply_yaml, drain, runs, submit
+from tests.test_architecture import ANALYSIS_WITHOUT_EXTRA
 
 EXTRA = EXTRAS["analysis"]
+API = sorted(
+    p.stem
+    for p in Path(modelyard.analysis.__file__).parent.glob("*.py")
+    if p.stem not in ANALYSIS_WITHOUT_EXTRA
+)
+"""The modules of the Python API that need the extra."""
 INSTALL = "pip install 'modelyard[analysis]'"
 SPEC = """
 name: tissue
@@ -116,35 +123,35 @@ from modelyard.analysis import images, params, render
 
 assert "tissue_stats" in stage_kinds() and params.segment_problems({"diameter": 1})
 print(images.open_image(open(sys.argv[2], "rb").read()).shape)
-for call in (lambda: __import__("modelyard.analysis.stats"), lambda: images.open_image(open(sys.argv[3], "rb").read())):
+try:
+    images.open_image(open(sys.argv[3], "rb").read())
+except ImportError as exc:
+    print(type(exc).__name__, exc.name, exc)
+for name in sys.argv[4:]:
     try:
-        call()
+        __import__(f"modelyard.analysis.{name}")
+        print(name, "imported")
     except ImportError as exc:
-        print(type(exc).__name__, exc.name, exc)
+        print(name, type(exc).__name__, exc)
 """
 
 
 def test_the_python_api_raises_an_import_error_naming_the_extra(tmp_path: Path) -> None:
     png, tiff = tmp_path / "a.png", tmp_path / "a.tif"
-    from PIL import Image
-
     Image.new("RGB", (6, 4), (1, 2, 3)).save(png)
     buf = io.BytesIO()
     tifffile.imwrite(buf, np.zeros((2, 4, 6), np.uint16))
     tiff.write_bytes(buf.getvalue())
     probe = subprocess.run(
-        [sys.executable, "-c", _PYTHON_API, ",".join(EXTRA), str(png), str(tiff)],
+        [sys.executable, "-c", _PYTHON_API, ",".join(EXTRA), str(png), str(tiff), *API],
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert probe.returncode == 0, probe.stderr
-    missing = "scipy, skimage, sklearn, dask, distributed, tifffile, zarr not installed"
-    assert (
-        probe.stdout.splitlines()
-        == textwrap.dedent(f"""\
-        (3, 4, 6)
-        ExtraMissing scipy modelyard.analysis.stats needs the analysis extra ({missing}): {INSTALL}
-        ExtraMissing scipy reading a TIFF needs the analysis extra ({missing}): {INSTALL}
-        """).splitlines()
-    )
+    needs = f"needs the analysis extra (scipy, skimage, sklearn, dask, distributed, tifffile, zarr not installed): {INSTALL}"
+    lines = probe.stdout.splitlines()
+    assert lines[:2] == ["(3, 4, 6)", f"ExtraMissing scipy reading a TIFF {needs}"]
+    assert {"neighbours", "preprocess", "quality", "segment", "stats", "typing"} <= set(API)
+    assert [line.split(" ", 2)[:2] for line in lines[2:]] == [[name, "ExtraMissing"] for name in API]
+    assert f"stats ExtraMissing modelyard.analysis.stats {needs}" in lines
