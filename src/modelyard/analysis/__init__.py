@@ -4,7 +4,7 @@ Each step is a Python function first and a pipeline stage kind second (the ``sta
 the ``tissue_*`` kinds). Bad cell data raises ``errors.InvalidCells`` (422), which a stage turns into a
 failed stage run with that reason and an API into problem+json; nothing comes back as NaN silently.
 
-Most of it needs the ``analysis`` extra (``modelyard.extras``: scipy, scikit-image, scikit-learn,
+Most of it needs the ``analysis`` extra (the root ``extras`` module: scipy, scikit-image, scikit-learn,
 dask.distributed, tifffile, zarr); without it, importing such a module raises ``ExtraMissing``, naming the
 install command. ``errors``, ``params``, ``render``, the ``stages_*`` modules (a server imports them to know
 the stage kinds) and ``images`` (PNG and NumPy; TIFF needs the extra) need only numpy and Pillow.

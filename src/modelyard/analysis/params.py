@@ -1,7 +1,7 @@
 """What the tissue stage kinds check in a spec before anything runs: the problems of preprocessing,
 segmentation and quality-check parameters, and the limits of typing and statistics. Nothing here needs the
 analysis extra (numpy at most), so a server without it still reads tissue specs field by field (and
-refuses them for the missing extra alone, ``modelyard.extras``).
+refuses them for the missing extra alone: ``extras`` at the package root).
 """
 
 from __future__ import annotations
