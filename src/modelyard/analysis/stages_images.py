@@ -11,14 +11,16 @@
 - ``tissue_cells`` (inputs: [image, mask]) -> the per-cell table, JSON (``format: json``, the default) or
   Parquet bytes (``format: parquet``).
 - ``tissue_quality`` (inputs: [image, mask]; the raw image, for saturation) -> the quality report (JSON);
-  ``qc`` holds thresholds (``quality.THRESHOLDS``), and a sample that breaks one fails with each reason.
+  ``qc`` holds thresholds (``params.QC_THRESHOLDS``), and a sample that breaks one fails with each reason.
 - ``tissue_overlay`` (inputs: [image, mask]) -> PNG of the cell outlines on a composite of
   ``params.channels`` (up to three names or indices).
 - ``tissue_heatmap`` (a statistics result, JSON) -> PNG of one of its matrices (``params.matrix``:
   ``log_odds``, ``counts``, ``log_odds_test.z``, ``counts_test.z``; ``params.labels`` names the types).
 
-Images here are read whole (they arrive as one stored value, within the fetch size limit); a larger
-image goes through ``preprocess.preprocess_file`` and ``segment.segment`` with a ``mask_path``.
+Every kind but ``tissue_heatmap`` (Pillow and numpy only) needs the analysis extra, imported when a stage
+runs; a spec naming one is refused without it (``extras``). Images here are read whole (they arrive as one
+stored value, within the fetch size limit); a larger image goes through ``preprocess.preprocess_file`` and
+``segment.segment`` with a ``mask_path``.
 """
 
 from __future__ import annotations
@@ -26,11 +28,10 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from modelyard.analysis import quality
 from modelyard.analysis.images import (
     ArrayImage,
     Multichannel,
@@ -38,17 +39,17 @@ from modelyard.analysis.images import (
     open_image,
     require_channels,
 )
-from modelyard.analysis.preprocess import OUT_DTYPE, OUT_SCALE, Preprocess, preprocess_image
-from modelyard.analysis.preprocess import problems as preprocess_problems
+from modelyard.analysis.params import preprocess_problems, qc_problems, segment_problems
 from modelyard.analysis.render import heatmap_png, overlay_png
-from modelyard.analysis.segment import Predict, Segmentation, measure_cells, segment
-from modelyard.analysis.segment import problems as segment_problems
 from modelyard.errors import InvalidInput
 from modelyard.pipelines.spec import StageSpec
 from modelyard.pipelines.spec.fields import Checker
 from modelyard.pipelines.spec.kinds import KindConfig, Uses, register_stage_kind
 from modelyard.pipelines.stages import Item, Outcome, StageEnv, side_by_side, timed
 from modelyard.pipelines.stages.batch import load_model
+
+if TYPE_CHECKING:
+    from modelyard.analysis.segment import Predict
 
 IMAGE_TYPES = ("bytes", "array")
 MODEL_FIELDS = ("model", "model_version", "input", "output")
@@ -107,6 +108,8 @@ def encode_ome(image: ArrayImage) -> bytes:
     """A 0..1 float image as OME-TIFF bytes (uint16, channel names in the OME metadata)."""
     import tifffile
 
+    from modelyard.analysis.preprocess import OUT_DTYPE, OUT_SCALE
+
     data = (np.clip(image.data, 0.0, 1.0) * OUT_SCALE + 0.5).astype(OUT_DTYPE)
     buf = io.BytesIO()
     tifffile.imwrite(
@@ -120,14 +123,16 @@ def encode_ome(image: ArrayImage) -> bytes:
 
 
 class _ImageKind:
-    """What the kinds share: one call per event, events of a batch side by side up to ``concurrency``."""
+    """What the kinds share: one call per event, events of a batch side by side up to ``concurrency``;
+    the analysis extra, imported when a stage runs (a spec is refused without it, ``extras``)."""
 
     name = ""
     fields: frozenset[str] = frozenset()
+    extra = "analysis"
 
     def uses(self, spec: StageSpec) -> Uses:
-        """Nothing beyond the spec (the segmentation kind may name a model)."""
-        return Uses()
+        """The analysis extra (the segmentation kind may also name a model)."""
+        return Uses(extra=self.extra)
 
     def one(self, spec: StageSpec, item: Item, predict: Predict | None) -> Any:
         raise NotImplementedError
@@ -162,6 +167,8 @@ class PreprocessKind(_ImageKind):
         return KindConfig({"channels": channels}, IMAGE_TYPES, "bytes")
 
     def one(self, spec: StageSpec, item: Item, predict: Predict | None) -> Any:
+        from modelyard.analysis.preprocess import Preprocess, preprocess_image
+
         image = name_channels(open_image(_ordered(spec, item)[0]), spec.config["channels"])
         done, _ = preprocess_image(image, Preprocess.from_params(spec.params))
         return encode_ome(done)
@@ -193,10 +200,12 @@ class SegmentKind(_ImageKind):
     def uses(self, spec: StageSpec) -> Uses:
         """The segmentation model, with ``method: onnx``."""
         if not spec.config.get("model"):
-            return Uses()
-        return Uses((spec.config["model"], spec.config.get("model_version", "latest")))
+            return Uses(extra=self.extra)
+        return Uses((spec.config["model"], spec.config.get("model_version", "latest")), extra=self.extra)
 
     def one(self, spec: StageSpec, item: Item, predict: Predict | None) -> Any:
+        from modelyard.analysis.segment import Segmentation, segment
+
         image = open_image(_ordered(spec, item)[0])
         cfg = Segmentation.from_params(spec.params)
         found = segment(image, cfg, tile=int(spec.params.get("tile", 1024)), predict=predict)
@@ -220,6 +229,8 @@ class CellsKind(_ImageKind):
         return KindConfig({"format": fmt}, IMAGE_TYPES, "json" if fmt == "json" else "bytes")
 
     def one(self, spec: StageSpec, item: Item, predict: Predict | None) -> Any:
+        from modelyard.analysis.segment import measure_cells
+
         image_value, mask_value = _ordered(spec, item)
         cells = measure_cells(open_image(image_value), _mask(mask_value, f"inputs.{spec.inputs[1]}"))
         if spec.config["format"] == "parquet":
@@ -237,7 +248,7 @@ class QualityKind(_ImageKind):
         """Two inputs, the nucleus channel (``params.channel``) and the thresholds."""
         _two_inputs(doc, where, check, "the raw image")
         qc = doc.get("qc", {})
-        for key, detail in quality.problems(qc):
+        for key, detail in qc_problems(qc):
             check.add(f"{where}.qc" + (f".{key}" if key else ""), detail)
         channel = _params(doc).get("channel", 0)
         if not isinstance(channel, str | int) or isinstance(channel, bool):
@@ -245,6 +256,9 @@ class QualityKind(_ImageKind):
         return KindConfig({"qc": dict(qc) if isinstance(qc, Mapping) else {}}, IMAGE_TYPES, "json")
 
     def one(self, spec: StageSpec, item: Item, predict: Predict | None) -> Any:
+        from modelyard.analysis import quality
+        from modelyard.analysis.segment import measure_cells
+
         image_value, mask_value = _ordered(spec, item)
         image = open_image(image_value)
         mask = _mask(mask_value, f"inputs.{spec.inputs[1]}")
@@ -306,6 +320,7 @@ class HeatmapKind(_ImageKind):
 
     name = "tissue_heatmap"
     fields = frozenset()
+    extra = ""  # Pillow and numpy only
 
     def parse(self, doc: Mapping[str, Any], where: str, check: Checker) -> KindConfig:
         """The matrix to draw and the type names."""
