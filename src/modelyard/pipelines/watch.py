@@ -104,38 +104,38 @@ def queue_snapshot(ctx: AppContext, pipeline_name: str) -> QueueSnapshot:
     )
 
 
+# final failures, and failed attempts that wait to be retried or are being retried
+ERROR_STATES = (StageState.FAILED, StageState.READY, StageState.RUNNING)
+
+
 def error_report(
     ctx: AppContext, pipeline_name: str, *, stage: str | None = None, examples: int = 5
 ) -> ErrorReport:
-    """Failures of a pipeline's stages grouped by error type (final ones and attempts being retried)."""
+    """Failures of a pipeline's stages grouped by error type (final ones and attempts being retried), each
+    with the newest ``examples`` events it hit. Read from the index of runs with an error: the work grows
+    with the failures and the groups, never with the runs that went well."""
     with ctx.uow() as session:
         pid = get_pipeline(session=session, name=pipeline_name).id
         where = [
             StageRun.pipeline_id == pid,
             StageRun.error_type.is_not(None),
-            StageRun.state.in_([StageState.FAILED, StageState.READY, StageState.RUNNING]),
+            StageRun.state.in_(ERROR_STATES),
         ]
         if stage is not None:
             where.append(StageRun.stage == stage)
         groups = session.execute(
-            select(
-                StageRun.stage,
-                StageRun.error_type,
-                func.count(),
-                func.max(StageRun.finished_at),
-                func.max(StageRun.error),
-            )
+            select(StageRun.stage, StageRun.error_type, func.count(), func.max(StageRun.finished_at))
             .where(*where)
             .group_by(StageRun.stage, StageRun.error_type)
-            .order_by(func.count().desc())
+            .order_by(func.count().desc(), StageRun.stage, StageRun.error_type)
         ).all()
         out = []
-        for stage_name, error_type, count, last_at, example in groups:
-            names = session.scalars(
-                select(Event.name)
-                .join(StageRun, StageRun.event_id == Event.id)
+        for stage_name, error_type, count, last_at in groups:
+            newest = session.execute(
+                select(Event.name, StageRun.error)
+                .join(Event, Event.id == StageRun.event_id)
                 .where(*where, StageRun.stage == stage_name, StageRun.error_type == error_type)
-                .order_by(StageRun.id.desc())
+                .order_by(StageRun.finished_at.desc())
                 .limit(examples)
             ).all()
             out.append(
@@ -144,8 +144,8 @@ def error_report(
                     error_type=error_type,
                     count=int(count),
                     last_at=last_at,
-                    example=example,
-                    events=list(names),
+                    example=newest[0][1] if newest else None,
+                    events=[name for name, _ in newest],
                 )
             )
     return ErrorReport(pipeline=pipeline_name, at=utcnow(), groups=out)
