@@ -18,6 +18,7 @@ from modelyard.web.charts import dag, histogram
 from modelyard.web.client import Api, ApiProblem
 from modelyard.web.render import PAGE_SIZE, Acting, SignedIn, api, page
 from modelyard.web.session import Viewer
+from modelyard.web.snapshots import STALE_S, kept_snapshot
 
 router = APIRouter()
 EVENT_STATES = ("pending", "running", "complete", "failed", "cancelled")
@@ -32,9 +33,7 @@ async def pipelines(request: Request, viewer: SignedIn) -> Response:
     """Every pipeline with its event counts by state."""
     async with api(request, viewer) as my:
         found = await my.get("/api/v1/pipelines", limit=1000)
-        snapshots = await asyncio.gather(
-            *(my.get(f"/api/v1/pipelines/{quote(p['name'])}/queues") for p in found["items"])
-        )
+    snapshots = await asyncio.gather(*(kept_snapshot(request, viewer, p["name"]) for p in found["items"]))
     rows = list(zip(found["items"], snapshots, strict=True))
     return page(request, "pipelines.html", viewer, rows=rows)
 
@@ -63,7 +62,7 @@ async def _pipeline_page(
     async with api(request, viewer) as my:
         pipeline, snapshot, events, errors = await asyncio.gather(
             my.get(path),
-            my.get(f"{path}/queues"),
+            kept_snapshot(request, viewer, name),
             # counted once, by the snapshot: a count here would scan the same index again
             my.get(
                 f"{path}/events",
@@ -89,6 +88,7 @@ async def _pipeline_page(
         picture=_picture(pipeline, snapshot),
         state=state,
         states=EVENT_STATES,
+        stale_s=STALE_S,
         **extra,
     )
 
@@ -129,6 +129,7 @@ async def submit(
 ) -> Response:
     """Submit one event (name + source) or many (one ``name source`` a line); the page says how it went."""
     events = _parse_bulk(bulk) if bulk.strip() else [{"name": event_name.strip(), "source": source.strip()}]
+    request.app.state.snapshots.forget(name)  # the page after it counts the new events
     try:
         async with Api(request.app.state.api_app, viewer.key) as my:
             answer = await my.post(f"/api/v1/pipelines/{quote(name)}/events", json={"events": events})
