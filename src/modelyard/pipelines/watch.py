@@ -104,8 +104,11 @@ def queue_snapshot(ctx: AppContext, pipeline_name: str) -> QueueSnapshot:
     )
 
 
-# final failures, and failed attempts that wait to be retried or are being retried
-ERROR_STATES = (StageState.FAILED, StageState.READY, StageState.RUNNING)
+# Runs in these states are not failures (an error_type on them is of an earlier attempt, or "Skipped"):
+# the rest are final failures and failed attempts waiting for, or in, a retry. Written as an exclusion
+# so that PostgreSQL reads a group's newest failures in index order (an IN list of states would make it
+# sort all of them first).
+NOT_FAILURES = (StageState.DONE, StageState.SKIPPED, StageState.PENDING)
 
 
 def error_report(
@@ -119,7 +122,7 @@ def error_report(
         where = [
             StageRun.pipeline_id == pid,
             StageRun.error_type.is_not(None),
-            StageRun.state.in_(ERROR_STATES),
+            StageRun.state.not_in(NOT_FAILURES),
         ]
         if stage is not None:
             where.append(StageRun.stage == stage)
@@ -131,12 +134,17 @@ def error_report(
         ).all()
         out = []
         for stage_name, error_type, count, last_at in groups:
-            newest = session.execute(
-                select(Event.name, StageRun.error)
-                .join(Event, Event.id == StageRun.event_id)
+            newest = (
+                select(StageRun.event_id, StageRun.error, StageRun.finished_at)
                 .where(*where, StageRun.stage == stage_name, StageRun.error_type == error_type)
                 .order_by(StageRun.finished_at.desc())
                 .limit(examples)
+                .subquery()
+            )
+            hit = session.execute(
+                select(Event.name, newest.c.error)
+                .join(newest, newest.c.event_id == Event.id)
+                .order_by(newest.c.finished_at.desc())
             ).all()
             out.append(
                 ErrorGroup(
@@ -144,8 +152,8 @@ def error_report(
                     error_type=error_type,
                     count=int(count),
                     last_at=last_at,
-                    example=newest[0][1] if newest else None,
-                    events=[name for name, _ in newest],
+                    example=hit[0][1] if hit else None,
+                    events=[name for name, _ in hit],
                 )
             )
     return ErrorReport(pipeline=pipeline_name, at=utcnow(), groups=out)
