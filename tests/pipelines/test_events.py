@@ -81,6 +81,7 @@ def test_a_cursor_not_from_a_page_is_a_400_naming_it(api: Any) -> None:
         ({"before": "not-a-cursor"}, "before"),
         ({"after": "eyJ0IjogMX0"}, "after"),  # valid base64 JSON, but not a position
         ({"before": "eyJ0IjogMX0", "after": "eyJ0IjogMX0"}, "after"),
+        ({"offset": 50}, "offset"),  # offset paging is gone: not silently the first page again
     ):
         resp = api.get(EVENTS, params=params)
         assert resp.status_code == 400, (params, resp.text)
