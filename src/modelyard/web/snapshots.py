@@ -25,7 +25,7 @@ from modelyard.web.client import Api
 from modelyard.web.session import Viewer
 
 log = logging.getLogger("modelyard.web")
-FRESH_S = 2.0
+FRESH_S = 5.0
 STALE_S = 30.0
 
 Reader = Callable[[str, str], Awaitable[dict[str, Any]]]
