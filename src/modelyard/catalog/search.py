@@ -27,6 +27,7 @@ from modelyard.catalog.models import Record
 from modelyard.catalog.schemas import ColourQuery, Filter, Hit, SearchQuery, SearchResult, VectorQuery, Why
 from modelyard.context import AppContext
 from modelyard.errors import InvalidQuery, RecordNotFound
+from modelyard.paging import decode_cursor, encode_cursor
 
 MAX_K = 1000
 TEXT_DEPTH = 1000  # text hits ranked before a filter or fusion
@@ -44,7 +45,7 @@ def _fingerprint(query: SearchQuery) -> str:
 def _cursor_state(query: SearchQuery) -> dict[str, Any] | None:
     if query.cursor is None:
         return None
-    state = service.decode_cursor(query.cursor)
+    state = decode_cursor(query.cursor)
     if state.get("q") != _fingerprint(query):
         raise InvalidQuery(
             "this cursor belongs to another search: send the same query with it", field="cursor"
@@ -153,7 +154,7 @@ def _browse(
     if more and rows:
         last = rows[-1]
         key = [last[0]] if sort_expr is None else [last[0], last[1]]
-        next_cursor = service.encode_cursor({"q": _fingerprint(query), "k": key})
+        next_cursor = encode_cursor({"q": _fingerprint(query), "k": key})
     hits = [Hit(record=r) for r in _records(session, [r[0] for r in rows], query.inferred, plan.versions)]
     return SearchResult(hits=hits, total=total, facets=facets, next_cursor=next_cursor)
 
@@ -337,7 +338,7 @@ def _fuse(
             raise InvalidQuery("malformed cursor: pass back the next_cursor of a response", field="cursor")
     page = order[offset : offset + query.limit]
     end = offset + len(page)
-    next_cursor = service.encode_cursor({"q": _fingerprint(query), "o": end}) if end < len(order) else None
+    next_cursor = encode_cursor({"q": _fingerprint(query), "o": end}) if end < len(order) else None
     records = _records(session, page, query.inferred, versions)
     return SearchResult(
         hits=[Hit(record=r, why=why[pk]) for pk, r in zip(page, records, strict=True)],

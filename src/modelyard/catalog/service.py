@@ -4,14 +4,11 @@ ingest and single writes share it), and the record page with its current inferen
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-import orjson
 from sqlalchemy import and_, delete, false, func, or_, select, update
 from sqlalchemy.orm import Session
 
@@ -33,6 +30,7 @@ from modelyard.catalog.versions import current_versions
 from modelyard.context import AppContext
 from modelyard.db import utcnow
 from modelyard.errors import AlreadyExists, CollectionNotFound, InvalidQuery, RecordNotFound
+from modelyard.paging import decode_cursor, encode_cursor
 from modelyard.pipelines.service import get_pipeline
 from modelyard.pipelines.stages.sources import parse_source
 
@@ -341,24 +339,6 @@ def delete_record(ctx: AppContext, collection: str, record_id: str) -> None:
         session.delete(row)
         coll.deletions += 1
         coll.revision += 1
-
-
-def encode_cursor(state: dict[str, object]) -> str:
-    """An opaque cursor for ``state``."""
-    return base64.urlsafe_b64encode(orjson.dumps(state)).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> dict[str, object]:
-    """The state of a cursor made by ``encode_cursor``; ``InvalidQuery`` (field ``cursor``) otherwise."""
-    try:
-        state = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (binascii.Error, ValueError, orjson.JSONDecodeError):
-        raise InvalidQuery(
-            "malformed cursor: pass back the next_cursor of a response", field="cursor"
-        ) from None
-    if not isinstance(state, dict):
-        raise InvalidQuery("malformed cursor: pass back the next_cursor of a response", field="cursor")
-    return state
 
 
 def list_records(ctx: AppContext, collection: str, *, cursor: str | None, limit: int) -> RecordList:
