@@ -145,6 +145,7 @@ def settings_for(folder: Path, *, threshold: int, database_url: str = "") -> Set
         data_dir=folder,
         database_url=database_url,
         log_to_file=False,
+        access_log=False,
         worker=False,
         log_level="WARNING",
         admin_key=ADMIN,

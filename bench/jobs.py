@@ -173,6 +173,7 @@ def env_for(settings: Settings, **extra: str) -> dict[str, str]:
         "MODELYARD_DATABASE_URL": settings.database_url,
         "MODELYARD_LOG_TO_FILE": "false",
         "MODELYARD_LOG_LEVEL": "WARNING",
+        "MODELYARD_ACCESS_LOG": "false",
         **extra,
     }
 

@@ -114,6 +114,7 @@ class Server:
             "MODELYARD_LOG_TO_FILE": "false",
             "MODELYARD_LOG_LEVEL": "WARNING",
             "MODELYARD_ALLOW_PRIVATE_URLS": "true",
+            "MODELYARD_ACCESS_LOG": "false",
             "PYTHONPATH": str(BENCH),
             **env,
         }

@@ -685,6 +685,7 @@ def start_modelyard(ctx: Ctx, name: str, env: dict[str, str] | None = None) -> S
             "MODELYARD_ADMIN_KEY": key,
             "MODELYARD_WORKER": "false",
             "MODELYARD_HOST": HOST,
+            "MODELYARD_ACCESS_LOG": "false",  # measured on its own: pass it as true in env
             **(env or {}),
         },
         cwd=ctx.tmp,

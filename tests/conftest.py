@@ -5,6 +5,7 @@ small ONNX models built on the spot, an app with an admin key, and a live server
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,9 +17,22 @@ from fastapi.testclient import TestClient
 from modelyard.app import create_app
 from modelyard.settings import Settings
 from tests import onnx_models
-from tests.pg import postgres_database
+from tests.pg import migrate_url, migrated_database, postgres_database
 
 ADMIN_KEY = "test-admin-key-0123456789"
+# For modules where the database is incidental to what they test (HTTP limits, protocol shapes, files,
+# images): SQLite only. Whatever they read or write goes through the same ORM calls that the registry,
+# jobs, pipelines, catalog and geo tests run on both databases.
+sqlite_only = pytest.mark.sqlite_only
+
+
+@pytest.hookimpl(tryfirst=True)  # before the fixture's own two params are applied
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """``database_url`` is SQLite alone for tests marked ``sqlite_only`` (others in their module that use
+    no database are left alone)."""
+    marked = metafunc.definition.get_closest_marker("sqlite_only") is not None
+    if marked and "database_url" in metafunc.fixturenames:
+        metafunc.definition.add_marker(pytest.mark.parametrize("database_url", ["sqlite"], indirect=True))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -27,13 +41,27 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.postgres)
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite database the migrations brought to the newest schema, once per session, to copy."""
+    path = tmp_path_factory.mktemp("template") / "modelyard.db"
+    migrate_url(f"sqlite:///{path}")
+    return path
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """The same test on SQLite and on PostgreSQL (a fresh database each time)."""
+    """The same test on SQLite and on PostgreSQL: a database no other test has used, already at the
+    newest schema (a copy of a migrated template: the migrations run once, not once per test), or empty
+    for tests marked ``empty_database``."""
+    empty = request.node.get_closest_marker("empty_database") is not None
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'modelyard.db'}"
+        path = tmp_path / "modelyard.db"
+        if not empty:
+            shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+        yield f"sqlite:///{path}"
         return
-    with postgres_database() as url:
+    with postgres_database() if empty else migrated_database() as url:
         yield url
 
 

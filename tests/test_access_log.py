@@ -1,9 +1,11 @@
-"""The access log writer: lines queued by the request path, written by a background thread, bounded."""
+"""The access log writer: lines queued by the request path, written by a background thread, bounded;
+and off in the benchmarks, which measure the server without it."""
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 from pathlib import Path
@@ -75,3 +77,15 @@ def test_dropped_lines_are_a_metric(settings: object) -> None:
         app.access.log.close()  # type: ignore[attr-defined]
         metrics = client.get("/metrics").text
     assert "modelyard_access_log_dropped_total 1.0" in metrics  # /healthz's line
+
+
+BENCH = Path(__file__).parents[1] / "bench"
+SERVES = re.compile(r'BIN\), "serve"|create_app\(')
+"""How a benchmark starts modelyard's HTTP server: the ``modelyard serve`` command or ``create_app``."""
+OFF = re.compile(r'"MODELYARD_ACCESS_LOG": "false"|access_log=False')
+
+
+def test_benchmarks_that_start_the_server_turn_the_access_log_off() -> None:
+    serving = [path.name for path in sorted(BENCH.glob("*.py")) if SERVES.search(path.read_text())]
+    assert {"serving.py", "jobs.py", "pipelines.py"} <= set(serving)  # the pattern still finds them
+    assert [name for name in serving if not OFF.search((BENCH / name).read_text())] == []

@@ -10,7 +10,9 @@ from fastapi.testclient import TestClient
 
 from modelyard.app import create_app
 from modelyard.settings import Settings
-from tests.conftest import ADMIN_KEY
+from tests.conftest import ADMIN_KEY, sqlite_only
+
+pytestmark = sqlite_only  # routing, docs and the access log
 
 
 def test_unknown_route_is_a_not_found_problem(client: TestClient) -> None:

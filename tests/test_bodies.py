@@ -7,6 +7,9 @@ from fastapi.testclient import TestClient
 
 from modelyard.bodies import strict_loads
 from modelyard.errors import BadRequest
+from tests.conftest import sqlite_only
+
+pytestmark = sqlite_only  # JSON parsing happens before any query
 
 NOT_JSON = [b"NaN", b"Infinity", b"-Infinity", b"1e999", b"[1, NaN]", b'{"a": -Infinity}', b"{"]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import fields
 
 import pytest
 
@@ -23,6 +24,19 @@ def test_close_releases_every_resource_made_and_the_context_can_be_used_again(se
     assert ctx.http.get() is not client and not ctx.http.get().is_closed
     with ctx.uow() as session:  # the database opens again on demand
         session.connection()
+    ctx.close()
+
+
+def test_close_releases_every_lazy_field_the_catalog_caches_included(settings: Settings) -> None:
+    ctx = build_context(settings)
+    caches = ctx.catalog.get()
+    assert ctx.catalog in ctx.lazies()
+    assert {id(lazy) for lazy in ctx.lazies()} == {
+        id(getattr(ctx, f.name)) for f in fields(ctx) if isinstance(getattr(ctx, f.name), Lazy)
+    }
+    ctx.close()
+    assert [lazy for lazy in ctx.lazies() if lazy.peek() is not None] == []
+    assert ctx.catalog.get() is not caches  # made anew: nothing derived from the closed database is kept
     ctx.close()
 
 

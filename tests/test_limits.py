@@ -14,7 +14,9 @@ from modelyard.app import create_app
 from modelyard.limits import body_limits, request_class
 from modelyard.settings import Settings
 from modelyard.uploads import FIELD_LIMIT
-from tests.conftest import ADMIN_KEY, push_model
+from tests.conftest import ADMIN_KEY, push_model, sqlite_only
+
+pytestmark = sqlite_only  # request bodies are refused before any query
 
 LIMIT = 4096
 

@@ -68,3 +68,17 @@ def test_without_a_log_file_the_console_keeps_the_traceback(
     _fail(logging.getLogger("modelyard.app"), ValueError("bad"), "unhandled error")
     (line,) = capsys.readouterr().err.splitlines()
     assert "Traceback" in json.loads(line)["exc"]
+
+
+def test_a_traceback_formatted_elsewhere_goes_to_the_file_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], restore_loggers: None
+) -> None:
+    setup_logging("INFO", tmp_path)
+    trace = "Traceback (most recent call last):\n  ...\nOSError: disk on fire\n"
+    logging.getLogger("modelyard.jobs").warning(
+        "job chunk dead", extra={"detail": "OSError", "traceback": trace}
+    )
+    (line,) = (json.loads(x) for x in capsys.readouterr().err.splitlines())
+    assert (line["detail"], "traceback" in line, "exc" in line) == ("OSError", False, False)
+    (logged,) = (json.loads(x) for x in (tmp_path / "modelyard.log").read_text().splitlines())
+    assert logged["exc"] == trace and "traceback" not in logged

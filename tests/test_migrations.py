@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from modelyard.db import Base, make_engine
 from modelyard.migrate import import_models, include_object, upgrade
+
+pytestmark = pytest.mark.empty_database  # the migrations themselves run here, from nothing
 
 
 def test_autogenerate_finds_no_difference_from_the_migrations(database_url: str) -> None:

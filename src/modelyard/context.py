@@ -10,8 +10,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Generic, TypeVar
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -125,13 +125,17 @@ class AppContext:
         """A unit of work: a session committed on success, rolled back on error."""
         return self.db.uow()
 
+    def lazies(self) -> list[Lazy[Any]]:
+        """Every resource made on first use (each ``Lazy`` field, so ``close`` forgets none)."""
+        return [v for f in fields(self) if isinstance(v := getattr(self, f.name), Lazy)]
+
     def close(self) -> None:
         """Stop durable work (if this process runs it) and close every resource; a context closed may be
         used again (lazy resources are made anew)."""
         if self.durable is not None:
             self.durable.shutdown()
             self.durable = None
-        for lazy in (self.dispatcher, self.http, self.io_pool, self.raw_cache, self.stage_env):
+        for lazy in self.lazies():
             lazy.close()
         self.inference.close()
         self.db.close()

@@ -47,7 +47,9 @@ def install_docs(app: FastAPI) -> None:
             swagger_css_url=f"/static/swagger-ui/swagger-ui.css?v={SWAGGER_UI_VERSION}",
             swagger_favicon_url="/static/swagger-ui/favicon-32x32.png",
             # the online validator badge would call validator.swagger.io
-            swagger_ui_parameters={"validatorUrl": None},
+            # a filter box by tag: Swagger UI draws only the operations near the screen in a list this
+            # long, so the browser's find-in-page does not see the rest
+            swagger_ui_parameters={"validatorUrl": None, "filter": True},
         )
         return _local_only(page)
 

@@ -1,10 +1,11 @@
 """Structured JSON logs: one JSON object per line to stderr and, optionally, to rotated files.
 
-The console gets one line per record: when a log file is kept, a record's traceback goes to the file
-only, and the console line names the error (``"error": "OSError: disk on fire"``). Records of the
-durable engine (DBOS's ``dbos`` logger) are formatted the same way, and those about an exception that
-modelyard has already reported (an exception class with ``already_logged = True``, e.g. the failure a
-workflow raises after its item was dead-lettered) stay off the console altogether.
+The console gets one line per record: when a log file is kept, a record's traceback (its exception's,
+or a ``traceback`` extra) goes to the file only, and the console line names the error
+(``"error": "OSError: disk on fire"``). Records of the durable engine (DBOS's ``dbos`` logger) are
+formatted the same way, and those about an exception that modelyard has already reported (an exception
+class with ``already_logged = True``, e.g. the failure a workflow raises after its item was
+dead-lettered) stay off the console altogether.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ ENGINE_LOGGER = "dbos"
 
 class JsonFormatter(logging.Formatter):
     """Formats a record as one JSON line, with any ``extra=`` fields kept (and its traceback as ``exc``,
-    unless ``tracebacks`` is False: then only ``error``, the exception's type and message)."""
+    unless ``tracebacks`` is False: then only ``error``, the exception's type and message). A traceback
+    formatted elsewhere (a failed job chunk's, caught in a worker) comes as the ``traceback`` extra and is
+    treated the same way."""
 
     def __init__(self, *, tracebacks: bool = True):
         super().__init__()
@@ -40,6 +43,9 @@ class JsonFormatter(logging.Formatter):
         for key, value in vars(record).items():
             if key not in _STANDARD and not key.startswith("_"):
                 data[key] = value
+        trace = data.pop("traceback", None)
+        if trace and self.tracebacks:
+            data["exc"] = trace
         if record.exc_info:
             exc = record.exc_info[1]
             if exc is not None:

@@ -9,7 +9,9 @@ from fastapi.testclient import TestClient
 
 from modelyard.app import create_app
 from modelyard.settings import Settings
-from tests.conftest import ADMIN_KEY
+from tests.conftest import ADMIN_KEY, sqlite_only
+
+pytestmark = sqlite_only  # the artifact store holds files, not rows
 
 
 def test_put_then_get_list_and_delete(client: TestClient) -> None:

@@ -14,6 +14,7 @@ from sqlalchemy import text
 
 from modelyard.app import create_app
 from modelyard.catalog import binding
+from modelyard.catalog.pgvector import PgVector
 from modelyard.settings import Settings
 from tests.conftest import ADMIN_KEY
 
@@ -72,6 +73,7 @@ def test_pgvector_hnsw_finds_the_nearest_with_and_without_a_filter(pg_api: TestC
         assert len(got) == K and all(i % 10 == 3 for i in got)
         filtered.append(len(set(got) & truth(vecs, q, bucket3)) / K)
     assert np.mean(recalls) >= 0.95 and np.mean(filtered) >= 0.95
+    assert isinstance(found := pg_api.ctx.db.capabilities.vector, PgVector) and found.available  # type: ignore[attr-defined]
     with pg_api.ctx.uow() as session:  # type: ignore[attr-defined]
         plan = session.execute(
             text("SELECT indexdef FROM pg_indexes WHERE tablename = 'catalog_pgvectors'")

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from modelyard.catalog import binding, service, versions
+from modelyard.catalog.pgvector import PgVector
 from modelyard.pipelines import service as pipelines
 from tests.catalog.conftest import make_collection
 from tests.catalog.test_binding import images, settle
@@ -193,6 +194,19 @@ def test_the_vector_index_sees_new_changed_and_deleted_records(api: Any, works: 
     binding.put_inferences(api.ctx, "works", "embed", "1", [("new", {"vector": q.tolist()})])
     api.delete(f"{C}/records/new")
     assert ids(find(api, **query)) == before
+
+
+def test_a_vector_search_finds_the_databases_vector_capability_once(api: Any, works: np.ndarray) -> None:
+    capabilities = api.ctx.db.capabilities
+    assert capabilities.vector is None  # nothing probed before the first vector search
+    query = {"vector": {"field": "embed.vector", "vector": works[3].tolist(), "k": 3}}
+    assert ids(find(api, **query))[0] == "w003"
+    found = capabilities.vector
+    assert isinstance(found, PgVector)
+    if api.ctx.db.embedded:
+        assert found == PgVector(available=False)
+    assert ids(find(api, **query))[0] == "w003"
+    assert capabilities.vector is found
 
 
 def test_hybrid_fuses_text_and_vector_ranks_and_says_why(api: Any, works: np.ndarray) -> None:

@@ -14,6 +14,8 @@ import httpx
 from tests.s3server import free_port
 
 BIN = Path(sys.executable).parent
+START_SECONDS = 180
+"""How long a server may take to answer ``/readyz`` before the test gives up on it."""
 
 
 @contextmanager
@@ -39,7 +41,8 @@ def modelyard_serve(
         stderr=log,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
+    # a deadline, not a wait: under a loaded 2-core machine a cold start has taken over 60 s
+    deadline = time.monotonic() + START_SECONDS
     while True:
         try:
             if httpx.get(url + "/readyz", timeout=1).status_code == 200:

@@ -3,8 +3,8 @@
 
 The only changes made to a block are the ones a reader's machine makes for them: the server listens
 on a free port instead of 8000, and ``.venv/bin/`` is the environment running the tests. Blocks that
-cannot run here are listed in ``SKIPPED`` with the reason, and lines that never end (an endless event
-stream) in ``ENDLESS``.
+cannot run here are listed in ``SKIPPED`` with the reason, lines that never end (an endless event
+stream) in ``ENDLESS``, and blocks that are not code (an example answer) in ``NOT_CODE``.
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ ENDLESS = {
     "/topics/demo-iris/events": "an endless event stream (the README says Ctrl-C)",
 }
 BLOCK = re.compile(r"^```(sh|python)\n(.*?)^```", re.S | re.M)
+ANY_BLOCK = re.compile(r"^```(\S*)\n.*?^```", re.S | re.M)
+NOT_CODE = {"json": "an example of what the server answers (an error body), not something to run"}
 
 
 def readme_blocks() -> list[tuple[int, str, str]]:
@@ -71,6 +73,13 @@ def test_readme_lists_what_it_skips_and_has_blocks_to_run() -> None:
     assert len(skipped) == len(SKIPPED)
     assert sum(1 for _, lang, _ in blocks if lang == "python") >= 3
     assert sum(1 for _, lang, code in blocks if lang == "sh" and not _skip_reason(code)) >= 6
+
+
+def test_every_fenced_block_is_a_snippet_this_test_runs_or_is_not_code() -> None:
+    """A block in another language (``bash``, ``console``, none) would be skipped without a word."""
+    languages = [m.group(1) for m in ANY_BLOCK.finditer(README.read_text())]
+    assert [lang for lang in languages if lang not in ("sh", "python", *NOT_CODE)] == []
+    assert len(readme_blocks()) == sum(1 for lang in languages if lang in ("sh", "python"))
 
 
 @pytest.mark.slow

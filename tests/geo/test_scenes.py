@@ -3,9 +3,19 @@ stored."""
 
 from __future__ import annotations
 
-from fastapi.testclient import TestClient
+import threading
+from typing import Any
 
-from tests.geo.conftest import StacServer, make_aoi, s2_item, stac11_item, variant
+from fastapi.testclient import TestClient
+from sqlalchemy import event, func, select
+
+from modelyard.context import AppContext
+from modelyard.geo import scenes
+from modelyard.geo.models import GeoRun, Scene
+from modelyard.geo.schemas import ScenesPosted
+from tests.geo.conftest import StacServer, make_aoi, s2_item, square, stac11_item, variant
+
+BOX = {"min_lon": 5.0, "min_lat": 45.0, "max_lon": 6.0, "max_lat": 46.0}
 
 
 def _nothing_stored(api: TestClient) -> None:
@@ -162,3 +172,46 @@ def test_scenes_list_by_collection_and_bbox(api: TestClient) -> None:
     assert [s["stac_id"] for s in listed["items"]] == ["a"] and "item" not in listed["items"][0]
     assert api.get("/api/v1/scenes", params={"bbox": "100,0,101,1"}).json()["total"] == 0
     assert api.get("/api/v1/scenes/999").status_code == 404
+
+
+def test_an_item_without_collection_stored_by_two_posts_at_once_is_stored_once(both: TestClient) -> None:
+    ctx: AppContext = both.ctx  # type: ignore[attr-defined]
+    make_aoi(both)
+    item = s2_item("LC09_L2SP_196029_20260601", collection=None)
+    # the other post has stored the scene and not yet committed when this one looks for it
+    other = ctx.db.sessions()
+    row = Scene(stac_id=item["id"], item=item, geometry=square(5.0, 45.0), bands=[], **BOX)
+    other.add(row)
+    other.flush()
+    inserting = threading.Event()
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO SCENES"):
+            inserting.set()
+
+    event.listen(ctx.db.engine, "before_cursor_execute", seen)
+    result: list[ScenesPosted | BaseException] = []
+
+    def post() -> None:
+        try:
+            result.append(scenes.post_scenes(ctx, item))
+        except BaseException as exc:
+            result.append(exc)
+
+    thread = threading.Thread(target=post)
+    try:
+        thread.start()
+        assert inserting.wait(30), result  # this post is storing it too (it waits for the other's commit)
+        other.commit()
+        thread.join(60)
+    finally:
+        event.remove(ctx.db.engine, "before_cursor_execute", seen)
+        other.close()
+    [posted] = result
+    assert isinstance(posted, ScenesPosted), posted
+    assert (posted.new_scenes, posted.scenes[0].scene_id, posted.runs_queued) == (0, row.id, 1)
+    with ctx.uow() as session:
+        assert session.scalar(select(func.count()).where(Scene.stac_id == item["id"])) == 1
+        assert session.scalar(select(func.count()).select_from(GeoRun)) == 1
+    again = both.post("/api/v1/scenes", json=item)
+    assert again.status_code == 200 and again.json()["runs_queued"] == 0

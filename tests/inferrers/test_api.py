@@ -13,10 +13,12 @@ from PIL import Image
 
 from modelyard.app import create_app
 from modelyard.settings import Settings
-from tests.conftest import ADMIN_KEY, push_model
+from tests.conftest import ADMIN_KEY, push_model, sqlite_only
 from tests.hostile import non_utf8_multipart
 from tests.imageserver import ImageServer
 from tests.inferrers.images import encode, halves, noise, solid
+
+pytestmark = sqlite_only  # inferrers read images, not the database
 
 
 def test_catalogue_lists_every_inferrer_with_what_it_accepts_and_produces(client: Any) -> None:
@@ -27,6 +29,7 @@ def test_catalogue_lists_every_inferrer_with_what_it_accepts_and_produces(client
         "phash": (["image"], "json"),
         "features": (["image"], "array"),
         "array_stats": (["array"], "json"),
+        "table_stats": (["table"], "json"),
     }
 
 
@@ -95,6 +98,23 @@ def test_array_stats_reads_an_uploaded_npy_array(client: Any) -> None:
     }
 
 
+def test_table_stats_reads_an_uploaded_csv_table(client: Any) -> None:
+    csv = b"id,score,label\n1,0.5,cat\n2,,dog\n3,1.5,\n"
+    resp = client.post("/api/v1/inferrers/table_stats", files={"file": ("t.csv", csv)})
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["result"] == {
+        "rows": 3,
+        "columns": [
+            {"name": "id", "type": "int64", "nulls": 0},
+            {"name": "score", "type": "double", "nulls": 1},
+            {"name": "label", "type": "string", "nulls": 0},
+        ],
+    }
+    refused = client.post("/api/v1/inferrers/table_stats", files={"file": ("t.csv", b"a,b\n1,2,3\n")})
+    assert refused.status_code == 422 and refused.json()["code"] == "undecodable-input"
+    assert "as a table" in refused.json()["detail"]
+
+
 def test_an_upload_that_is_not_what_the_inferrer_accepts_is_a_422(client: Any) -> None:
     resp = client.post(
         "/api/v1/inferrers/array_stats", content=encode(noise(1)), headers={"Content-Type": "image/png"}
@@ -139,7 +159,6 @@ def _solid_png(mode: str, size: tuple[int, int]) -> bytes:
     return out.getvalue()
 
 
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 @pytest.mark.parametrize(
     ("variable", "value", "image", "refusal"),
     [  # 5,000 pixels; an RGBA image of 600 x 600 takes 5 MiB to decode (and make RGB)

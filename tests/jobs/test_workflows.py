@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +18,7 @@ from modelyard.durable import Durable
 from modelyard.jobs import dispatch, service, submission
 from modelyard.jobs.models import Job, JobChunk
 from modelyard.jobs.schemas import JobCreate
+from modelyard.logs import setup_logging
 from modelyard.ops import queues
 from modelyard.schedules import service as schedules
 from modelyard.schedules.schemas import ScheduleCreate
@@ -123,6 +126,39 @@ def test_a_chunk_failing_every_attempt_is_a_dead_letter_that_can_be_resubmitted(
     monkeypatch.setattr(live.inference, "predict_sync", real)
     service.retry(live, job.id, [0])
     assert final(live, job.id).state == "succeeded"
+
+
+def test_a_dead_chunk_is_one_console_line_and_its_traceback_goes_to_the_log_file(
+    live: AppContext, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    setup_logging("INFO", tmp_path / "logs")
+    try:
+
+        def broken(ref: Any, arrays: Any) -> Any:
+            raise OSError("disk on fire")
+
+        monkeypatch.setattr(live.inference, "predict_sync", broken)
+        job = submission.submit(live, JobCreate(model="churn", rows=features(10).tolist()))
+        assert final(live, job.id).state == "failed"
+        logged = tmp_path / "logs" / "modelyard.log"
+        dead = eventually(
+            lambda: [
+                line
+                for line in map(json.loads, logged.read_text().splitlines())
+                if line["msg"] == "job chunk dead" and line.get("job_id") == job.id
+            ]
+        )
+    finally:
+        for name in ("modelyard", "dbos"):
+            for handler in list(logging.getLogger(name).handlers):
+                logging.getLogger(name).removeHandler(handler)
+                handler.close()
+    console = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert [line["detail"] for line in console if line["msg"] == "job chunk dead"] == [
+        "OSError: disk on fire"
+    ]
+    assert not [line for line in console if "Traceback" in json.dumps(line)]
+    assert "Traceback" in dead[0]["exc"] and "OSError: disk on fire" in dead[0]["exc"]
 
 
 def test_cancel_stops_waiting_chunks(live: AppContext, monkeypatch: pytest.MonkeyPatch) -> None:

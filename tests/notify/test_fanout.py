@@ -13,10 +13,13 @@ from sqlalchemy import select, update
 from modelyard.app import build_context
 from modelyard.context import AppContext
 from modelyard.db import utcnow
+from modelyard.geo import aois, runs, scenes
+from modelyard.geo.schemas import AoiCreate
 from modelyard.notify import dispatch, fanout, runner, service, sinks
 from modelyard.notify.models import Cursor, Delivery, DeliveryState
 from modelyard.notify.schemas import MqttCreate, NatsCreate, WebhookCreate
 from modelyard.settings import Settings
+from tests.geo.conftest import s2_item, square
 from tests.notify.conftest import emit, sqlite_only
 
 
@@ -78,6 +81,22 @@ def test_each_event_goes_to_the_subscriptions_of_its_model_that_want_it(ctx: App
         "roofs",
         3,
     )
+
+
+@sqlite_only
+def test_a_run_cancelled_through_the_geo_service_is_told_as_run_cancelled(ctx: AppContext) -> None:
+    aoi = AoiCreate(name="harbour", geometry=square(5.2, 45.2, 0.5), target_resolution=10, model="ships")
+    aois.create_aoi(ctx, aoi)
+    (match,) = scenes.post_scenes(ctx, s2_item()).scenes[0].matches
+    cancelled_only = subscribe(ctx, "ships", hook("run.cancelled"))
+    runs.cancel_run(ctx, match.run_id)
+    assert round_(ctx) == 1
+    (found,) = deliveries(ctx)
+    assert (found[0], found[2]) == (cancelled_only, "run.cancelled")
+    with ctx.uow() as session:
+        body = session.scalars(select(Delivery.body)).one()
+    assert (body["type"], body["model"]) == ("run.cancelled", "ships")
+    assert (body["data"]["run_id"], body["data"]["state"]) == (match.run_id, "cancelled")
 
 
 def test_the_cursor_moves_with_the_deliveries_so_nothing_is_written_twice(

@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
+from modelyard.inferrers.inputs import read_input
 from modelyard.pipelines.stages import StageCall
 
 log = logging.getLogger("tests.stages")
@@ -64,6 +66,11 @@ def flaky(call: StageCall) -> dict[str, Any]:
 
 def vector(call: StageCall) -> np.ndarray:
     return np.arange(4, dtype=np.float32) * len(call.value)
+
+
+def first_row(call: StageCall) -> pa.Table:
+    table: pa.Table = read_input("table", call.value)
+    return table.slice(0, 1)
 
 
 def record(call: StageCall) -> dict[str, Any]:

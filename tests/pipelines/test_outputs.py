@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from PIL import Image
 
@@ -23,6 +24,8 @@ from modelyard.pipelines.stages import outputs
         (b"\xff\xd8\xff\xe0jpeg", "image", "image", "jpg"),
         (b"raw", "any", "bytes", "bin"),
         ("text", "bytes", "bytes", "bin"),
+        (pa.table({"a": [1, 2], "b": ["x", None]}), "any", "table", "parquet"),
+        (pa.table({"a": [1.5]}), "table", "table", "parquet"),
     ],
 )
 def test_values_encode_by_declared_or_actual_kind(value: Any, declared: str, kind: str, ext: str) -> None:
@@ -31,6 +34,13 @@ def test_values_encode_by_declared_or_actual_kind(value: Any, declared: str, kin
     back = outputs.decode(enc.kind, enc.data)
     if kind == "array":
         assert np.array_equal(back, np.asarray(value))
+    if kind == "table":
+        assert back.equals(value)
+
+
+def test_a_table_output_that_is_not_a_table_is_refused() -> None:
+    with pytest.raises(TypeError, match="pyarrow Table"):
+        outputs.encode({"a": [1]}, "table")
 
 
 def test_small_json_is_kept_inline_and_big_json_is_not() -> None:
@@ -47,3 +57,4 @@ def test_keys() -> None:
     assert outputs.output_key("p", "s", "e1", "json") == "pipelines/p/s/e1.json"
     assert outputs.archive_key("pipelines/p/s/e1.json") == "archive/pipelines/p/s/e1.json"
     assert outputs.media_type("x/y.npy") == "application/x-npy"
+    assert outputs.media_type("x/y.parquet") == "application/vnd.apache.parquet"

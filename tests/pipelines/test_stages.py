@@ -195,6 +195,35 @@ stages:
     assert all(a["end"] <= b["start"] for a, b in itertools.pairwise(narrow))  # one at a time
 
 
+def test_slow_commands_of_one_batch_run_side_by_side_up_to_the_stage_concurrency(ctx: AppContext) -> None:
+    # wall-clock times: the commands are separate processes
+    script = (
+        "import json, sys, time; start = time.time(); time.sleep(0.5); "
+        "json.dump({'start': start, 'end': time.time()}, open(sys.argv[1], 'w'))"
+    )
+    apply_yaml(
+        ctx,
+        f"""
+name: slowcmd
+stages:
+  wide:
+    type: command
+    command: [{sys.executable!r}, "-c", {script!r}, "{{output}}"]
+    output_type: json
+    batch_size: 3
+    concurrency: 2
+    cache: false
+""",
+    )
+    paths = write_images(ctx.settings.data_dir / "in", 3)
+    ids = submit(ctx, "slowcmd", *[(p.stem, str(p)) for p in paths])
+    drain(ctx)
+    assert len({runs(ctx, e)["wide"].batch_id for e in ids}) == 1  # one batch of the three events
+    wide = sorted((runs(ctx, e)["wide"].result for e in ids), key=lambda r: r["start"])
+    assert wide[1]["start"] < wide[0]["end"] and wide[0]["start"] < wide[1]["end"]
+    assert wide[2]["start"] >= min(wide[0]["end"], wide[1]["end"])
+
+
 def test_array_outputs_round_trip_to_downstream_stages(ctx: AppContext) -> None:
     apply_yaml(
         ctx,
@@ -326,4 +355,26 @@ def test_an_array_inferrer_reads_npy_raw_data(ctx: AppContext) -> None:
         "mean": 2.0,
     }
     assert event(ctx, bad).state == EventState.FAILED  # refused as array raw data when fetched
+    assert runs(ctx, bad)["raw"].error_type == "UndecodableInput"
+
+
+def test_a_table_inferrer_reads_csv_raw_data_and_a_python_stage_passes_a_table_on(ctx: AppContext) -> None:
+    spec = (
+        "name: tables\nraw: table\nstages:\n"
+        "  s: {type: inferrer, inferrer: table_stats}\n"
+        "  head: {type: python, callable: 'tests.pipelines.stages:first_row', output_type: table}\n"
+        "  again: {type: inferrer, inferrer: table_stats, inputs: [head]}\n"
+    )
+    apply_yaml(ctx, spec)
+    folder = ctx.settings.data_dir / "in"
+    folder.mkdir(parents=True)
+    (folder / "a.csv").write_bytes(b"id,score\n1,0.5\n2,\n")
+    (folder / "b.csv").write_bytes(b"id,score\n1,2,3\n")
+    good, bad = submit(ctx, "tables", ("a", str(folder / "a.csv")), ("b", str(folder / "b.csv")))
+    drain(ctx)
+    columns = [{"name": "id", "type": "int64", "nulls": 0}, {"name": "score", "type": "double", "nulls": 1}]
+    assert runs(ctx, good)["s"].result == {"rows": 2, "columns": columns}
+    assert runs(ctx, good)["head"].output_kind == "table"
+    assert runs(ctx, good)["again"].result == {"rows": 1, "columns": [{**c, "nulls": 0} for c in columns]}
+    assert event(ctx, bad).state == EventState.FAILED  # refused as table raw data when fetched
     assert runs(ctx, bad)["raw"].error_type == "UndecodableInput"

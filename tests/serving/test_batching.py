@@ -1,16 +1,23 @@
-"""Dynamic batching of decoded arrays (pure asyncio, a counting fake run function)."""
+"""Dynamic batching of decoded arrays (pure asyncio, a counting fake run function), and the metrics a
+served model's batcher records."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from modelyard.app import build_context
 from modelyard.errors import InvalidInput
+from modelyard.registry import service as registry
+from modelyard.registry.schemas import ModelCreate
 from modelyard.serving.batching import BatchConfig, DynamicBatcher
+from modelyard.settings import Settings
 
 Arrays = dict[str, np.ndarray]
 
@@ -102,3 +109,29 @@ async def test_observer_sees_each_batch_once_with_every_request_wait(executor: T
     assert sum(size for size, _ in seen) == 10
     assert all(size == waits for size, waits in seen)
     batcher.close()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_served_model_observes_batch_size_once_per_run_and_delay_once_per_request(
+    settings: Settings, model_dir: Path
+) -> None:
+    ctx = build_context(settings)
+    try:
+        with ctx.uow() as session:
+            meta = {"max_batch_size": 8, "max_queue_delay_ms": 200}
+            registry.create_model(session=session, data=ModelCreate(name="mlp", metadata=meta))
+            path = model_dir / "mlp.onnx"
+            sha = hashlib.sha256(path.read_bytes()).hexdigest()
+            registry.add_version(session=session, storage=ctx.storage, name="mlp", path=path, sha256=sha)
+        ref = await ctx.inference.resolve("mlp")
+        await ctx.inference.load(ref)
+        row = {"x": np.ones((1, 64), np.float32)}
+        # 11 requests queued together: a full batch of 8 at once, then 3 after the queue delay
+        await asyncio.gather(*[ctx.inference.predict(ref, row, "rest") for _ in range(11)])
+        sample = ctx.metrics.registry.get_sample_value
+        runs = sample("modelyard_inference_seconds_count", {"model": "mlp"})
+        assert sample("modelyard_batch_size_count", {"model": "mlp"}) == runs == 2
+        assert sample("modelyard_batch_size_sum", {"model": "mlp"}) == 11
+        assert sample("modelyard_batch_queue_delay_seconds_count", {"model": "mlp"}) == 11
+    finally:
+        ctx.close()

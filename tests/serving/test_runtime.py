@@ -11,7 +11,9 @@ from fastapi.testclient import TestClient
 
 from modelyard.serving.runtime import LoadedModel, SessionCache, load_session
 from modelyard.settings import Settings
-from tests.conftest import push_model
+from tests.conftest import push_model, sqlite_only
+
+pytestmark = sqlite_only  # the in-memory session cache
 
 
 def test_concurrent_first_requests_load_once(model_dir: Path) -> None:

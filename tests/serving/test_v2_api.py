@@ -15,7 +15,9 @@ import tritonclient.http.aio as aioclient
 from fastapi.testclient import TestClient
 from tritonclient.utils import InferenceServerException
 
-from tests.conftest import ADMIN_KEY, LiveServer, push_model
+from tests.conftest import ADMIN_KEY, LiveServer, push_model, sqlite_only
+
+pytestmark = sqlite_only  # the protocol; registry reads run on both databases in test_rest
 
 # the stock clients add their own headers to the dict they are given, so each call gets a copy
 AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}

@@ -11,7 +11,9 @@ from fastapi.testclient import TestClient
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from tests.conftest import ADMIN_KEY, LiveServer, push_model
+from tests.conftest import ADMIN_KEY, LiveServer, push_model, sqlite_only
+
+pytestmark = sqlite_only  # the socket protocol; registry reads run on both databases in test_rest
 
 
 @pytest.fixture

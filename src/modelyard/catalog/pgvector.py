@@ -5,8 +5,9 @@ all at their next query, none keeps a stale copy).
 - **Where.** When the database offers the ``vector`` extension, the catalog makes it and one table,
   ``catalog_pgvectors`` (inference id, record pk, a *space* naming collection, field, version and
   dimension, the vector). Neither is SQLAlchemy metadata: the extension may be missing on a plain
-  PostgreSQL, where this module is simply not used (``available``), and ``migrate.UNDECLARED`` keeps
-  autogenerate from reporting them.
+  PostgreSQL, where this module is simply not used (``capability``: found once per process and kept as
+  the database's ``Capabilities.vector``), and ``migrate.UNDECLARED`` keeps autogenerate from reporting
+  them.
 - **Kept in step.** Before a query its space copies in, by binary ``COPY``, the inferences stored since
   (a window behind the newest id catches ones committed late); a deleted or replaced inference takes
   its row with it (``ON DELETE CASCADE``). One process copies a space at a time (an advisory lock).
@@ -27,7 +28,9 @@ from __future__ import annotations
 
 import hashlib
 import struct
+import threading
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -49,22 +52,38 @@ EF_SEARCH = 40  # candidates kept while searching unfiltered; recall@10 0.99 on 
 EF_MAX = 1000  # pgvector's cap
 LATE_WINDOW = 2000  # inference ids behind the newest copied that are checked again (late commits)
 COPY_BATCH = 5000
-_ready: dict[str, bool] = {}  # database URL -> whether pgvector is there (and the table made)
-_iterative: dict[str, bool] = {}  # database URL -> whether its pgvector scans iteratively (0.8 on)
 _indexed: set[tuple[str, str, str]] = set()  # (database URL, space, metric) with an HNSW index
 
 
-def available(session: Session) -> bool:
-    """Whether this database searches vectors with pgvector (making the extension and table once)."""
-    if db.embedded_session(session):
-        return False
-    url = session.get_bind().engine.url.render_as_string()
-    if url not in _ready:
-        _ready[url] = _install(session)
-        if _ready[url]:
-            version = session.scalar(text("SELECT extversion FROM pg_extension WHERE extname = 'vector'"))
-            _iterative[url] = tuple(int(x) for x in str(version).split(".")[:2]) >= (0, 8)
-    return _ready[url]
+@dataclass(frozen=True, slots=True)
+class PgVector:
+    """A database's vector search as the catalog found it (its ``Capabilities.vector``): with pgvector
+    or in process, and whether pgvector's scans go on under a filter (``iterative``, 0.8 on)."""
+
+    available: bool
+    iterative: bool = False
+
+
+_finding = threading.Lock()
+
+
+def capability(database: db.Database, session: Session) -> PgVector:
+    """The vector search of ``database``, found on first use (making the extension and table once)."""
+    found = database.capabilities.vector
+    if found is None:
+        with _finding:
+            if database.capabilities.vector is None:
+                database.capabilities.vector = _find(database, session)
+            found = database.capabilities.vector
+    assert isinstance(found, PgVector)
+    return found
+
+
+def _find(database: db.Database, session: Session) -> PgVector:
+    if database.embedded or not _install(session):
+        return PgVector(available=False)
+    version = session.scalar(text("SELECT extversion FROM pg_extension WHERE extname = 'vector'"))
+    return PgVector(available=True, iterative=tuple(int(x) for x in str(version).split(".")[:2]) >= (0, 8))
 
 
 def _install(session: Session) -> bool:
@@ -179,15 +198,18 @@ def search(
     allowed: Allowed | None = None,
     exclude: int | None = None,
     exact: bool = False,
+    iterative: bool = False,
 ) -> list[tuple[int, float]]:
     """The k nearest in a space as (record pk, distance) with the in-process index's distances (cosine
-    ``1 - cos``, dot ``-dot``, L2 Euclidean); ``total`` is the space's row count (for the filter's share)."""
+    ``1 - cos``, dot ``-dot``, L2 Euclidean); ``total`` is the space's row count (for the filter's share);
+    ``iterative``: pgvector scans on under a filter (``PgVector.iterative``)."""
     _ensure_index(session, space, dim, metric)
     share = 1.0 if allowed is None or not total else max(len(allowed.pks), 1) / total
     ef = min(EF_MAX, max(EF_SEARCH, k * 2, int(EF_SEARCH / share) if allowed is not None else 0))
-    found = _query(session, space, dim, query, k, metric, ef, allowed, exclude, exact)
+    plan = (space, dim, query, k, metric, ef, allowed, exclude)
+    found = _query(session, *plan, exact=exact, iterative=iterative)
     if len(found) < k and not exact and (allowed is None or len(allowed.pks) > len(found)):
-        found = _query(session, space, dim, query, k, metric, ef, allowed, exclude, True)  # scan ran dry
+        found = _query(session, *plan, exact=True, iterative=iterative)  # the scan ran dry
     return found
 
 
@@ -201,10 +223,12 @@ def _query(
     ef: int,
     allowed: Allowed | None,
     exclude: int | None,
+    *,
     exact: bool,
+    iterative: bool,
 ) -> list[tuple[int, float]]:
     session.execute(text(f"SET LOCAL hnsw.ef_search = {int(ef)}"))
-    if _iterative.get(session.get_bind().engine.url.render_as_string()):
+    if iterative:
         session.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
     session.execute(text(f"SET LOCAL enable_indexscan = {'off' if exact else 'on'}"))
     where = ["space = :space"]
@@ -236,9 +260,19 @@ class Space:
     """One vector field at one version in pgvector, with the in-process index's ``vector_of`` and
     ``search`` (what the search service calls either)."""
 
-    def __init__(self, session: Session, space: str, dim: int, total: int, field: tuple[str, str, str, str]):
+    def __init__(
+        self,
+        session: Session,
+        space: str,
+        dim: int,
+        total: int,
+        field: tuple[str, str, str, str],
+        *,
+        iterative: bool = False,
+    ):
         self.session, self.space, self.dim, self.total = session, space, dim, total
         self.collection_id, self.producer, self.path, self.version = field
+        self.iterative = iterative
 
     def vector_of(self, pk: int) -> np.ndarray | None:
         """The record's stored vector."""
@@ -276,4 +310,5 @@ class Space:
             allowed=allowed,
             exclude=exclude,
             exact=exact,
+            iterative=self.iterative,
         )

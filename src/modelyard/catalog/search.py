@@ -237,13 +237,14 @@ def _nearest(
     """Where a vector field at a version is searched: pgvector when the database has it (copied in
     once per collection revision), else this process's index."""
     session = plan.session
-    if pgvector.available(session):
+    found = pgvector.capability(ctx.db, session)
+    if found.available:
         space, total = plan.cached(
             f"pgvector:{producer}:{'.'.join(path)}@{version}/{dim}",
             lambda: _pg_synced(session, plan.collection_id, producer, path, version, dim),
         )
         field = (plan.collection_id, producer, ".".join(path), version)
-        return pgvector.Space(session, space, dim, total, field)
+        return pgvector.Space(session, space, dim, total, field, iterative=found.iterative)
     caches = ctx.catalog.get()
     return vectors.index_for(
         caches.indexes, session, plan.collection, producer, path, version, dim, caches.ann

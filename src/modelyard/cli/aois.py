@@ -9,30 +9,17 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from modelyard.cli.common import EXIT_REFUSED, EXIT_USAGE, KeyOpt, UrlOpt, console, err, fail
-from modelyard.client import ApiError, Client
+from modelyard.cli.common import EXIT_USAGE, KeyOpt, UrlOpt, call, console, err
 
 app = typer.Typer(help="Areas of interest: where suitable imagery starts a model.", no_args_is_help=True)
 
 
-def refused(exc: Exception) -> typer.Exit:
-    """Print a refusal with each problem's JSON path and rule (or an unreachable server); the exit."""
-    if isinstance(exc, ApiError) and any("path" in p for p in exc.problem.get("errors") or []):
-        err.print(f"[red]error[/red] {exc}")
-        for problem in (exc.problem.get("errors") or [])[:50]:
-            text = f"  {problem.get('path')} ({problem.get('rule')}): {problem.get('detail')}"
-            err.print(text, markup=False, highlight=False)
-        return typer.Exit(EXIT_REFUSED)
-    return fail(exc)
+IMAGERY_TIMEOUT = 120.0  # seconds: a scene post may make the server fetch and check imagery
 
 
 def request(method: str, path: str, url: str | None, api_key: str | None, **kwargs: Any) -> Any:
-    """One request; its decoded answer, or the command exits with the problems listed."""
-    try:
-        with Client(url, api_key=api_key, timeout=120.0) as client:
-            return client.request(method, path, **kwargs)
-    except Exception as exc:
-        raise refused(exc) from None
+    """``common.call`` with the longer timeout of geo requests."""
+    return call(method, path, url, api_key, timeout=IMAGERY_TIMEOUT, **kwargs)
 
 
 def _geometry(text: str) -> dict[str, Any]:

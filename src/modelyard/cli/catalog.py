@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
 import typer
 from rich.progress import BarColumn, Progress
 from rich.table import Table
@@ -16,6 +15,7 @@ from rich.table import Table
 from modelyard.cli.common import (
     EXIT_REFUSED,
     EXIT_USAGE,
+    LISTED,
     KeyOpt,
     UrlOpt,
     call,
@@ -23,24 +23,15 @@ from modelyard.cli.common import (
     connect,
     console,
     err,
-    fail,
+    problem_line,
     transfer_progress,
 )
-from modelyard.client import ApiError, Client
+from modelyard.client import Client
 
 app = typer.Typer(help="The catalog: collections of records and what models inferred about them.")
 POLL_SECONDS = 0.5  # how often `switch --wait` asks for progress
+INGEST_TIMEOUT = 600.0  # seconds: a bulk ingest answers once every line is written
 SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
-
-
-def _fail(exc: Exception) -> typer.Exit:
-    """``common.fail``, with an ingest's refused lines listed by line number (the first 20)."""
-    if isinstance(exc, ApiError) and any("line" in p for p in exc.problem.get("errors") or []):
-        err.print(f"[red]error[/red] {exc}")
-        for problem in (exc.problem.get("errors") or [])[:20]:
-            err.print(f"  line {problem.get('line')}: {problem.get('field') or '-'}: {problem.get('detail')}")
-        return typer.Exit(EXIT_REFUSED)
-    return fail(exc)
 
 
 @app.command("ingest")
@@ -60,34 +51,28 @@ def ingest(
         err.print(f"cannot tell the format of {file.name}: pass --format jsonl|csv|parquet")
         raise typer.Exit(EXIT_USAGE)
     size = file.stat().st_size
-    try:
-        with (
-            Client(url, api_key=api_key, timeout=600.0) as client,
-            transfer_progress() as progress,
-        ):
-            task = progress.add_task(f"ingesting {file.name}", total=size)
+    with connect(url, api_key, timeout=INGEST_TIMEOUT) as client, transfer_progress() as progress:
+        task = progress.add_task(f"ingesting {file.name}", total=size)
 
-            def body() -> Iterator[bytes]:
-                with file.open("rb") as f:
-                    while chunk := f.read(256 * 1024):
-                        progress.advance(task, len(chunk))
-                        yield chunk
+        def body() -> Iterator[bytes]:
+            with file.open("rb") as f:
+                while chunk := f.read(256 * 1024):
+                    progress.advance(task, len(chunk))
+                    yield chunk
 
-            report = client.request(
-                "POST",
-                f"/api/v1/collections/{collection}/records:bulk",
-                params={"format": fmt},
-                content=body(),
-                headers={"Content-Type": "application/octet-stream"},
-            )
-    except (ApiError, httpx.HTTPError) as exc:
-        raise _fail(exc) from None
+        report = client.request(
+            "POST",
+            f"/api/v1/collections/{collection}/records:bulk",
+            params={"format": fmt},
+            content=body(),
+            headers={"Content-Type": "application/octet-stream"},
+        )
     console.print(
         f"{report['lines']} lines: {report['created']} created, {report['updated']} updated, "
         f"{report['unchanged']} unchanged, {report['rejected']} rejected; {report['events']} events"
     )
-    for error in report["errors"][:50]:
-        err.print(f"  line {error['line']}: {error['field'] or '-'}: {error['detail']}")
+    for error in report["errors"][:LISTED]:
+        err.print(problem_line(error), markup=False, highlight=False)
     if report["rejected"]:
         raise typer.Exit(EXIT_REFUSED)
 
@@ -107,12 +92,7 @@ def search(
     except json.JSONDecodeError as exc:
         err.print(f"the query is not JSON: {exc}")
         raise typer.Exit(EXIT_USAGE) from None
-    try:
-        with Client(url, api_key=api_key) as client:
-            result = client.request("POST", f"/api/v1/collections/{collection}/search", json=body)
-    except (ApiError, httpx.HTTPError) as exc:
-        raise _fail(exc) from None
-    console.print_json(data=result)
+    console.print_json(data=call("POST", f"/api/v1/collections/{collection}/search", url, api_key, json=body))
 
 
 def _reinference_line(job: dict[str, Any]) -> str:

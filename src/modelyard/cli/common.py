@@ -29,32 +29,51 @@ UrlOpt = Annotated[str | None, typer.Option("--url", envvar="MODELYARD_URL", hel
 KeyOpt = Annotated[str | None, typer.Option("--api-key", envvar="MODELYARD_API_KEY", help="API key")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Cancel pending and running events first")]
 EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE = 1, 2, 3
+LISTED = 50  # problems of a refusal printed
+TIMEOUT = 60.0  # seconds a request may take (longer for uploads and imagery: ``timeout=``)
+
+
+def problem_line(problem: dict[str, Any]) -> str:
+    """One listed problem of a refusal, located the way its kind says: an ingest's line, a JSON path and
+    the rule it broke, or a field."""
+    detail = problem.get("detail")
+    if "line" in problem:
+        return f"  line {problem['line']}: {problem.get('field') or '-'}: {detail}"
+    if "path" in problem:
+        return f"  {problem['path']} ({problem.get('rule')}): {detail}"
+    return f"  {problem.get('field') or '(document)'}: {detail}"
 
 
 def fail(exc: Exception) -> typer.Exit:
-    """Print a refusal (with every listed problem) or an unreachable server; the exit to raise."""
+    """Print a refusal (with its listed problems, the first ``LISTED``) or an unreachable server; the exit
+    to raise."""
     if isinstance(exc, ApiError):
         err.print(f"[red]error[/red] {exc}")
-        for problem in exc.problem.get("errors") or []:
-            err.print(f"  {problem.get('field') or '(document)'}: {problem.get('detail')}")
+        problems = exc.problem.get("errors") or []
+        for problem in problems[:LISTED]:
+            err.print(problem_line(problem), markup=False, highlight=False)
+        if len(problems) > LISTED:
+            err.print(f"  ... and {len(problems) - LISTED} more")
         return typer.Exit(EXIT_REFUSED)
     err.print(f"[red]cannot reach the server[/red]: {exc}")
     return typer.Exit(EXIT_UNREACHABLE)
 
 
 @contextmanager
-def connect(url: str | None, api_key: str | None) -> Iterator[Client]:
+def connect(url: str | None, api_key: str | None, *, timeout: float = TIMEOUT) -> Iterator[Client]:
     """A client of the server; a refusal or a connection error inside the block exits the command."""
     try:
-        with Client(url, api_key=api_key) as client:
+        with Client(url, api_key=api_key, timeout=timeout) as client:
             yield client
     except (ApiError, httpx.HTTPError) as exc:
         raise fail(exc) from exc
 
 
-def call(method: str, path: str, url: str | None, api_key: str | None, **kwargs: Any) -> Any:
+def call(
+    method: str, path: str, url: str | None, api_key: str | None, *, timeout: float = TIMEOUT, **kwargs: Any
+) -> Any:
     """One request to the server; its decoded answer, or the command exits."""
-    with connect(url, api_key) as client:
+    with connect(url, api_key, timeout=timeout) as client:
         return client.request(method, path, **kwargs)
 
 

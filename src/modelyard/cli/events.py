@@ -68,7 +68,7 @@ def events_output(
     url: UrlOpt = None,
     api_key: KeyOpt = None,
 ) -> None:
-    """Fetch a stage's output for the event (JSON, .npy, image or bytes)."""
+    """Fetch a stage's output for the event (JSON, .npy, Parquet, image or bytes)."""
     data = call("GET", f"/api/v1/events/{event_id}/stages/{stage}/output", url, api_key)
     body = data if isinstance(data, bytes) else json.dumps(data).encode() + b"\n"
     if output is None:

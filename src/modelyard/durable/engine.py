@@ -11,11 +11,13 @@ import importlib
 import logging
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from modelyard.durable import workers
 from modelyard.durable.loop import WORKFLOWS, ClaimLoop, starter
+from modelyard.durable.status import WorkState, engine_statuses
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -43,6 +45,9 @@ NOTIFY_POLL_SECONDS = 0.5
 SCHEDULER_POLL_SECONDS = 5.0
 # connections DBOS may hold on its system database in one process
 SYS_DB_POOL = 10
+# While stopping, look this often whether this worker's workflows have finished. DBOS's own wait
+# (``destroy(workflow_completion_timeout_sec=...)``) sleeps a whole second before it first looks.
+DRAIN_POLL_SECONDS = 0.02
 
 Tick = Callable[["AppContext"], None]
 # Called with the process's context on every heartbeat of a launched worker (sweeps, reconciliation).
@@ -146,7 +151,8 @@ class Durable:
             thread.join(timeout=10)
         self._loops.clear()
         workers.stopped(self.ctx, self.executor_id)
-        DBOS.destroy(workflow_completion_timeout_sec=timeout)
+        self._drain(timeout)
+        DBOS.destroy(workflow_completion_timeout_sec=0)
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
@@ -154,6 +160,25 @@ class Durable:
         self.launched = False
         if self.ctx.durable is self:
             self.ctx.durable = None
+
+    def _drain(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for the workflows running in this process (running under this
+        executor id) to end; what is still running then is recovered later, like a crashed worker's."""
+        from dbos import DBOS
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            running = DBOS.list_workflows(
+                status=list(engine_statuses(WorkState.RUNNING)),
+                executor_id=self.executor_id,
+                limit=1,
+                load_input=False,
+                load_output=False,
+            )
+            if not running:
+                return
+            time.sleep(DRAIN_POLL_SECONDS)
+        log.warning("stopping with workflows still running", extra={"executor_id": self.executor_id})
 
     def _monitor(self) -> None:
         interval = self.ctx.settings.heartbeat_seconds

@@ -4,7 +4,8 @@ How a scene flows: ``api`` (POST /api/v1/scenes) → ``scenes.post_scenes``: the
 (an Item, an ItemCollection, or a URL fetched through ``modelyard.fetch``) → ``stac.check_item`` (the
 shipped schemas) → ``shapes.footprint`` and ``bands.normalise`` → one transaction: the scene row,
 ``spatial`` candidates, ``matching`` rules, ``runs.enqueue_runs`` (one queued run per model, AOI and
-scene, announced as ``geo.run.queued`` on the event log).
+scene, announced as ``geo.run.queued`` on the event log); once that commits, a post that queued runs wakes
+this process's ``geo.runs`` loop.
 
 Modules:
 

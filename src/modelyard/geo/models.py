@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -69,10 +70,21 @@ class Aoi(Base):
 
 
 class Scene(Base):
-    """A STAC item received: as posted (normalised), its footprint, time, GSD and normalised bands."""
+    """A STAC item received: as posted (normalised), its footprint, time, GSD and normalised bands; one
+    row per collection and STAC id (an item without a collection: per STAC id)."""
 
     __tablename__ = "scenes"
-    __table_args__ = (UniqueConstraint("collection", "stac_id"),)
+    __table_args__ = (
+        UniqueConstraint("collection", "stac_id"),
+        # NULLs are never equal in a unique key: items without a collection get their own, partial one
+        Index(
+            "uq_scenes_stac_id_without_collection",
+            "stac_id",
+            unique=True,
+            sqlite_where=text("collection IS NULL"),
+            postgresql_where=text("collection IS NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     collection: Mapped[str | None] = mapped_column(String(300), default=None)

@@ -4,7 +4,8 @@ stored as scenes and matched against the active AOIs; each match queues a run.
 A post is all or nothing: every item is checked first (schema, footprint, bands), and one bad item
 rejects the post with every problem of every item listed (a 422), storing nothing. Posting an item again
 stores nothing new and queues no second run (scenes are keyed by collection and id, runs by model, AOI
-and scene), but matches it again, so an AOI added since gets its run.
+and scene), but matches it again, so an AOI added since gets its run. A post that queued runs wakes this
+process's geo-run loop (if it runs one): they start at once, not at its next poll.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from modelyard.errors import BadRequest, PayloadTooLarge, SceneNotFound, Validat
 from modelyard.fetch import fetch
 from modelyard.geo import bands as spectral
 from modelyard.geo import matching, spatial
+from modelyard.geo.dispatch import wake_runs
 from modelyard.geo.models import Scene
 from modelyard.geo.runs import enqueue_runs
 from modelyard.geo.schemas import (
@@ -158,16 +160,13 @@ def _store(session: Session, checked: Checked) -> tuple[int, bool]:
         "bands": [b.public() for b in checked.spectral.bands],
         "created_at": db.utcnow(),
     }
-    if collection is None:  # NULLs are never equal in a unique key: look first
-        alone = select(Scene.id).where(Scene.collection.is_(None), Scene.stac_id == item["id"])
-        found = session.scalar(alone)
-        if found is not None:
-            return found, False
+    # a unique key stops a second row, even from a post running at the same time (without a collection:
+    # a partial one), so insert first and read the row that won when this one was skipped
     inserted = db.insert_new_returning(session, Scene.__table__, [row], Scene.id)
     if inserted:
         return int(inserted[0][0]), True
-    known = select(Scene.id).where(Scene.collection == collection, Scene.stac_id == item["id"])
-    return int(session.scalar(known) or 0), False
+    same = Scene.collection.is_(None) if collection is None else Scene.collection == collection
+    return int(session.scalar(select(Scene.id).where(same, Scene.stac_id == item["id"])) or 0), False
 
 
 def post_scenes(ctx: AppContext, body: Any, *, explain: bool = False) -> ScenesPosted:
@@ -207,10 +206,13 @@ def post_scenes(ctx: AppContext, body: Any, *, explain: bool = False) -> ScenesP
                 scene.matches.append(
                     RunQueued(aoi_id=verdict.aoi.id, model=verdict.aoi.model, run_id=run_id, new=new)
                 )
+    queued = sum(m.new for s in received for m in s.matches)
+    if queued:  # committed: this process's worker claims them now, not at its next poll
+        wake_runs(ctx)
     return ScenesPosted(
         received=len(received),
         new_scenes=sum(s.new for s in received),
-        runs_queued=sum(m.new for s in received for m in s.matches),
+        runs_queued=queued,
         scenes=received,
     )
 

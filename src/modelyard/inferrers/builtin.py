@@ -14,6 +14,7 @@ from modelyard.inferrers.aspect import aspect_ratio
 from modelyard.inferrers.inputs import ACCEPTS
 from modelyard.inferrers.palette import MAX_SIDE, palette
 from modelyard.inferrers.phash import phash
+from modelyard.inferrers.tables import table_stats
 
 MODEL_KEYS = {"model", "model_version", "input", "output"}
 
@@ -75,6 +76,12 @@ CATALOG: dict[str, InferrerInfo] = {
             "json",
             accepts=("array",),
         ),
+        InferrerInfo(
+            "table_stats",
+            "row count, and each column's name, type and null count of a table (Parquet, Arrow IPC or CSV)",
+            "json",
+            accepts=("table",),
+        ),
     ]
 }
 
@@ -132,4 +139,6 @@ def run(
         return list(features.feature_vectors(values, preprocess_of(params), predict))
     if name == "array_stats":
         return [array_stats(arr) for arr in values]
+    if name == "table_stats":
+        return [table_stats(table) for table in values]
     raise KeyError(name)

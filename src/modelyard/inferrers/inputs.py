@@ -1,6 +1,7 @@
 """Raw data read as what an inferrer accepts: an ``image`` decoded (bounded, upright, RGB), an ``array``
-loaded from ``.npy`` bytes, ``json`` parsed; values already of that type pass through. A value that cannot
-be read so is an ``UndecodableInput``."""
+loaded from ``.npy`` bytes, a ``table`` (a pyarrow ``Table``) read from Parquet, Arrow IPC or CSV bytes,
+``json`` parsed; values already of that type pass through. A value that cannot be read so is an
+``UndecodableInput``."""
 
 from __future__ import annotations
 
@@ -9,6 +10,10 @@ from typing import Any
 
 import numpy as np
 import orjson
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.ipc as paipc
+import pyarrow.parquet as pq
 from PIL import Image
 
 from modelyard.errors import UndecodableInput
@@ -16,6 +21,8 @@ from modelyard.inferrers.images import DEFAULT_LIMITS, ImageLimits, decode_image
 
 ACCEPTS = ("image", "array", "table", "json", "bytes")
 NPY_MAGIC = b"\x93NUMPY"
+PARQUET_MAGIC = b"PAR1"
+ARROW_MAGIC = b"ARROW1"
 
 
 def _array(value: Any) -> np.ndarray:
@@ -30,6 +37,23 @@ def _array(value: Any) -> np.ndarray:
         return np.asarray(np.load(io.BytesIO(data), allow_pickle=False))
     except (ValueError, OSError, EOFError) as exc:
         raise UndecodableInput(f"cannot read the input as an array (.npy): {exc}") from None
+
+
+def _table(value: Any) -> pa.Table:
+    if isinstance(value, pa.Table):
+        return value
+    data = bytes(value)
+    try:
+        if data.startswith(PARQUET_MAGIC):
+            return pq.read_table(pa.BufferReader(data))
+        if data.startswith(ARROW_MAGIC):
+            return paipc.open_file(pa.BufferReader(data)).read_all()
+        if not data.strip():
+            raise UndecodableInput("cannot read the input as a table: it is empty")
+        return pacsv.read_csv(pa.BufferReader(data))
+    except (pa.ArrowInvalid, OSError) as exc:
+        detail = f"cannot read the input as a table (Parquet, Arrow IPC or CSV): {exc}"
+        raise UndecodableInput(detail) from None
 
 
 def _json(value: Any) -> Any:
@@ -53,6 +77,8 @@ def read_input(
         return decode_image(bytes(value), limits=limits, draft_side=draft_side)
     if accepts == "array":
         return _array(value)
+    if accepts == "table":
+        return _table(value)
     if accepts == "json":
         return _json(value)
     if accepts == "bytes" and isinstance(value, bytearray | memoryview):

@@ -498,7 +498,15 @@ def _chunk_retrying(ctx: AppContext, job_id: str, index: int, outcome: Outcome) 
         )
         if _rowcount(requeued):
             _take_back(session, job_id, reported)
-    log.warning("job chunk failed; it will be retried", extra={"job_id": job_id, "chunk": index})
+    log.warning(
+        "job chunk failed; it will be retried",
+        extra={
+            "job_id": job_id,
+            "chunk": index,
+            "detail": outcome["error"],
+            "traceback": outcome["traceback"],
+        },
+    )
 
 
 def _chunk_failed(
@@ -555,7 +563,9 @@ def _chunk_failed(
         job = _snapshot(session, job_id)
         event_log.append_many(session, done_event(ctx, job_id, finished, job))
     log.warning(
-        "job chunk %s", state.value, extra={"job_id": job_id, "chunk": index, "code": code, "detail": detail}
+        "job chunk %s",
+        state.value,
+        extra={"job_id": job_id, "chunk": index, "code": code, "detail": detail, "traceback": trace},
     )
     if job is not None:
         publish(ctx, "jobs.finished" if finished else "jobs.progress", job)

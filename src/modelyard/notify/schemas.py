@@ -15,7 +15,7 @@ Events = Annotated[
         default_factory=list,
         max_length=20,
         description="Event types to send (all when empty): run.queued, run.started, run.succeeded, "
-        "run.failed, results.available, metadata.changed, version.created.",
+        "run.failed, run.cancelled, results.available, metadata.changed, version.created.",
     ),
 ]
 

@@ -238,7 +238,7 @@ def test_limits_inherit_pipeline_defaults() -> None:
         (
             {"type": "python", "callable": "m:f", "input_type": "video"},
             "stages.s.input_type",
-            "unknown data type 'video' (one of bytes, image, json, array, any)",
+            "unknown data type 'video' (one of bytes, image, json, array, table, any)",
         ),
         (
             {"type": "command", "command": [""]},
@@ -308,6 +308,7 @@ def test_each_kind_reports_its_fields_problems_with_exact_paths_and_messages(
         ("json", "array_stats", "stage s reads array but raw produces json"),
         ("array", "palette", "stage s reads image but raw produces array"),
         ("json", "phash", "stage s reads image but raw produces json"),
+        ("array", "table_stats", "stage s reads table but raw produces array"),
     ],
 )
 def test_raw_data_a_stage_does_not_accept_is_refused_naming_the_stage_and_both_types(
@@ -318,12 +319,18 @@ def test_raw_data_a_stage_does_not_accept_is_refused_naming_the_stage_and_both_t
 
 
 @pytest.mark.parametrize(
-    ("raw", "inferrer"),
-    [("array", "array_stats"), ("any", "array_stats"), ("bytes", "palette"), ("image", "phash")],
+    ("raw", "inferrer", "reads"),
+    [
+        ("array", "array_stats", "array"),
+        ("any", "array_stats", "array"),
+        ("bytes", "palette", "image"),
+        ("image", "phash", "image"),
+        ("table", "table_stats", "table"),
+    ],
 )
-def test_raw_data_a_stage_accepts_passes(raw: str, inferrer: str) -> None:
+def test_raw_data_a_stage_accepts_passes(raw: str, inferrer: str, reads: str) -> None:
     spec = parse_spec({"name": "p", "raw": raw, "stages": {"s": {"type": "inferrer", "inferrer": inferrer}}})
-    assert spec.stages["s"].accepts == (("array",) if inferrer == "array_stats" else ("image",))
+    assert spec.stages["s"].accepts == (reads,)
 
 
 def _refusal(text: str, **kwargs: Any) -> str:

@@ -23,7 +23,7 @@ import yaml
 from modelyard.errors import ValidationFailed
 
 RAW = "raw"
-TYPES = ("bytes", "image", "json", "array", "any")
+TYPES = ("bytes", "image", "json", "array", "table", "any")
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}

@@ -1,4 +1,4 @@
-"""Stage outputs as stored: a value (JSON-able, array, image, bytes) encoded by kind, keyed by
+"""Stage outputs as stored: a value (JSON-able, array, table, image, bytes) encoded by kind, keyed by
 pipeline/stage/event in the artifact store, small JSON also kept inline in the stage run row."""
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
 from PIL import Image
 
 from modelyard.inferrers.images import encode_png
@@ -17,6 +19,7 @@ from modelyard.inferrers.images import encode_png
 MEDIA = {
     "json": "application/json",
     "npy": "application/x-npy",
+    "parquet": "application/vnd.apache.parquet",
     "png": "image/png",
     "jpg": "image/jpeg",
     "gif": "image/gif",
@@ -53,6 +56,8 @@ def _image_ext(data: bytes) -> str:
 def _kind_of(value: Any) -> str:
     if isinstance(value, np.ndarray):
         return "array"
+    if isinstance(value, pa.Table):
+        return "table"
     if isinstance(value, Image.Image):
         return "image"
     if isinstance(value, bytes | bytearray | memoryview):
@@ -75,6 +80,13 @@ def encode(value: Any, declared: str = "any", *, inline_bytes: int = 4096) -> En
         np.save(buf, arr, allow_pickle=False)
         data = buf.getvalue()
         return Encoded("array", data, "npy", hashlib.sha256(data).hexdigest())
+    if kind == "table":
+        if not isinstance(value, pa.Table):
+            raise TypeError(f"a table output must be a pyarrow Table, not {type(value).__name__}")
+        sink = pa.BufferOutputStream()
+        pq.write_table(value, sink)
+        data = bytes(sink.getvalue())
+        return Encoded("table", data, "parquet", hashlib.sha256(data).hexdigest())
     if kind == "image":
         data = encode_png(value) if isinstance(value, Image.Image) else bytes(value)
         return Encoded("image", data, _image_ext(data), hashlib.sha256(data).hexdigest())
@@ -85,11 +97,13 @@ def encode(value: Any, declared: str = "any", *, inline_bytes: int = 4096) -> En
 
 
 def decode(kind: str, data: bytes) -> Any:
-    """The value of a stored output: JSON value, ndarray, or bytes (images stay encoded)."""
+    """The value of a stored output: JSON value, ndarray, pyarrow Table, or bytes (images stay encoded)."""
     if kind == "json":
         return orjson.loads(data)
     if kind == "array":
         return np.load(io.BytesIO(data), allow_pickle=False)
+    if kind == "table":
+        return pq.read_table(pa.BufferReader(data))
     return data
 
 

@@ -18,6 +18,7 @@ from PIL import Image, UnidentifiedImageError
 from modelyard.context import AppContext
 from modelyard.errors import UndecodableInput
 from modelyard.fetch import http_client
+from modelyard.inferrers.inputs import read_input
 from modelyard.pipelines.stages.outputs import raw_key
 from modelyard.pipelines.stages.sources import parse_source, read_source
 
@@ -79,6 +80,8 @@ def check_type(raw_type: str, data: bytes) -> None:
             orjson.loads(data)
         elif raw_type == "array":
             np.load(io.BytesIO(data), allow_pickle=False)
+        elif raw_type == "table":
+            read_input("table", data)  # raises its own UndecodableInput
     except (UnidentifiedImageError, OSError, ValueError, orjson.JSONDecodeError) as exc:
         raise UndecodableInput(f"the raw data is not {raw_type}: {exc}") from None
 
