@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-from sqlalchemy import and_, delete, false, func, or_, select, update
+from sqlalchemy import Row, and_, delete, false, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from modelyard.catalog import backends, fields
@@ -43,6 +43,28 @@ def get_collection(session: Session, name: str) -> Collection:
     if row is None:
         raise CollectionNotFound(name)
     return row
+
+
+@dataclass(frozen=True, slots=True)
+class CollectionState:
+    """What a search reads of a collection: its id and the counters every cache of it is checked against
+    (``revision``, bumped by each write, and ``deletions``)."""
+
+    id: str
+    name: str
+    revision: int
+    deletions: int
+
+
+_STATE = select(Collection.id, Collection.name, Collection.revision, Collection.deletions)
+
+
+def collection_state(session: Session, name: str) -> CollectionState:
+    """The collection called ``name`` as one row of plain values (no ORM object: read on every query)."""
+    row = session.connection().execute(_STATE.where(Collection.name == name)).first()
+    if row is None:
+        raise CollectionNotFound(name)
+    return CollectionState(*row)
 
 
 def bound_pipelines(session: Session, collection_id: str) -> list[str]:
@@ -244,7 +266,7 @@ def current_inferences(
     return got
 
 
-def record_public(row: Record, inferred: dict[str, object] | None = None) -> RecordPublic:
+def record_public(row: Record | Row[Any], inferred: dict[str, object] | None = None) -> RecordPublic:
     """The wire form of a record."""
     return RecordPublic(
         id=row.record_id,
@@ -271,6 +293,31 @@ def records_public(
         versions = current_versions(session, rows[0].collection_id) if rows else {}
     inferred = current_inferences(session, [r.pk for r in rows], producers, versions)
     return [record_public(r, inferred[r.pk]) for r in rows]
+
+
+_PUBLIC = select(
+    Record.pk,
+    Record.record_id,
+    Record.title,
+    Record.description,
+    Record.source,
+    Record.attributes,
+    Record.content_hash,
+    Record.created_at,
+    Record.updated_at,
+)
+
+
+def records_by_pk(
+    session: Session, pks: Sequence[int], producers: Sequence[str] | None, versions: dict[str, str]
+) -> list[RecordPublic]:
+    """Records by pk, in the order of ``pks``, with their inferences at ``versions``: the columns a
+    record shows, read as plain rows in one query (a search page; no ORM objects)."""
+    if not pks:
+        return []
+    rows = {r.pk: r for r in session.connection().execute(_PUBLIC.where(Record.pk.in_(list(pks))))}
+    inferred = current_inferences(session, pks, producers, versions)
+    return [record_public(rows[pk], inferred[pk]) for pk in pks]
 
 
 def get_record(ctx: AppContext, collection: str, record_id: str) -> RecordPublic:
