@@ -23,18 +23,60 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 _BOXES = 256  # up to this many components with several seeds, each is flooded in its own box
+_REACH = 32  # nuclei up to about this radius get the squared distance below; larger shapes, scipy's
 
 
 def split_nuclei(fg: np.ndarray, seed_distance: int) -> np.ndarray:
     """Int32 labels of the nuclei in the boolean mask ``fg``: seeds numbered from 1, highest peak first,
     then the seedless components in raster order."""
-    dist = ndimage.distance_transform_edt(fg)
+    near = squared_distance(fg)
+    dist = ndimage.distance_transform_edt(fg) if near is None else near
     seeds = peaks(dist, seed_distance)
     labels = flood(dist, fg, seeds)
     rest, found = ndimage.label(fg & (labels == 0))
     if found:
         labels[rest > 0] = rest[rest > 0] + len(seeds)
     return labels
+
+
+def squared_distance(fg: np.ndarray) -> np.ndarray | None:
+    """The squared Euclidean distance of every pixel of ``fg`` to the nearest background pixel (int16),
+    or None when a pixel lies farther than ``_REACH`` from the background.
+
+    Peaks and watershed only compare distances, so the squared distance gives them the same result as
+    the distance itself, and small nuclei make it cheap: with ``g`` the distance to the background along
+    the column, the answer is the least ``g(y, x')² + (x - x')²`` over ``x'``, and the columns farther
+    than the largest answer so far cannot lower it, so a few shifted minima of whole rows settle it
+    (scipy's exact transform costs about four times as much on a tile of nuclei)."""
+    cap = _REACH + 1
+    column = _column_distance(fg, cap)
+    if column is None:
+        return None
+    column *= column
+    out = column.copy()
+    dx = 1
+    while dx * dx <= int(out.max(initial=0)):
+        if dx > _REACH:
+            return None
+        step = np.int16(dx * dx)
+        np.minimum(out[:, dx:], column[:, :-dx] + step, out=out[:, dx:])
+        np.minimum(out[:, :-dx], column[:, dx:] + step, out=out[:, :-dx])
+        dx += 1
+    return out
+
+
+def _column_distance(fg: np.ndarray, cap: int) -> np.ndarray | None:
+    """Int16 distance of every pixel to the nearest background pixel of its column, at most ``cap``
+    (also where the column has no background); None for images too tall for int16 positions."""
+    h = fg.shape[0]
+    if 2 * h + cap >= np.iinfo(np.int16).max:
+        return None
+    at = np.arange(h, dtype=np.int16)[:, None]
+    far = np.int16(h + cap)
+    before = np.maximum.accumulate(np.where(fg, -far, at), axis=0)
+    after = np.minimum.accumulate(np.where(fg, at + far, at)[::-1], axis=0)[::-1]
+    out: np.ndarray = np.minimum(np.minimum(at - before, after - at), np.int16(cap))
+    return out
 
 
 def peaks(dist: np.ndarray, min_distance: int) -> np.ndarray:
