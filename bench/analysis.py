@@ -54,14 +54,14 @@ from modelyard.analysis import neighbours, stats
 def rss(): return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 xy, types = np.load(sys.argv[1]), np.load(sys.argv[2])
 base = rss()
-start = time.perf_counter()
+start, cpu = time.perf_counter(), time.process_time()
 graph = neighbours.knn_graph(xy, %(k)d)
 mid = time.perf_counter()
 result = stats.interactions(graph, types, %(n_types)d, n_perms=%(n_perms)d, seed=0)
 end = time.perf_counter()
 np.save(sys.argv[3], result.counts_test.z)
 print(json.dumps({"seconds": end - start, "graph_seconds": mid - start, "stats_seconds": end - mid,
-                  "peak_rss_gib": rss(), "rss_before_gib": base}))
+                  "cpu_seconds": time.process_time() - cpu, "peak_rss_gib": rss(), "rss_before_gib": base}))
 """
 
 SQUIDPY = """
@@ -81,14 +81,15 @@ sq.gr.spatial_neighbors(warm, n_neighs=%(k)d, coord_type="generic")
 sq.gr.nhood_enrichment(warm, cluster_key="type", n_perms=5, seed=0, show_progress_bar=False)
 a = adata(xy, types)
 base = rss()
-start = time.perf_counter()
+start, cpu = time.perf_counter(), time.process_time()
 sq.gr.spatial_neighbors(a, n_neighs=%(k)d, coord_type="generic")
 mid = time.perf_counter()
 sq.gr.nhood_enrichment(a, cluster_key="type", n_perms=%(n_perms)d, seed=0, show_progress_bar=False)
 end = time.perf_counter()
 np.save(sys.argv[3], np.asarray(a.uns["type_nhood_enrichment"]["zscore"]))
 print(json.dumps({"seconds": end - start, "graph_seconds": mid - start, "stats_seconds": end - mid,
-                  "peak_rss_gib": rss(), "rss_before_gib": base, "squidpy": sq.__version__}))
+                  "cpu_seconds": time.process_time() - cpu, "peak_rss_gib": rss(), "rss_before_gib": base,
+                  "squidpy": sq.__version__}))
 """
 
 
@@ -145,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         "k": K,
         "n_perms": N_PERMS,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "load_average": os.getloadavg(),
     }
     with tempfile.TemporaryDirectory(prefix="bench-analysis-") as tmp:
         xy_path, t_path = Path(tmp) / "xy.npy", Path(tmp) / "types.npy"
@@ -161,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
             agree = np.sign(a) == np.sign(b)
             report["z_sign_agreement"] = {"pairs": int(agree.size), "agree": int(agree.sum())}
             report["speedup"] = report["squidpy"]["seconds"] / report["modelyard"]["seconds"]
+    report["load_average_after"] = os.getloadavg()
     print_table(report)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(report, indent=2) + "\n")
@@ -170,12 +173,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def print_table(r: dict[str, Any]) -> None:
     print(f"\n{r['cells']:,} cells, {r['types']} types, {r['k']} nearest, {r['n_perms']} permutations")
-    print(f"{'':12} {'total s':>8} {'graph s':>8} {'stats s':>8} {'peak RSS GiB':>13}")
+    print(f"{'':12} {'total s':>8} {'graph s':>8} {'stats s':>8} {'CPU s':>8} {'peak RSS GiB':>13}")
     for name in ("modelyard", "squidpy"):
         if name in r:
             s = r[name]
             row = f"{s['seconds']:8.2f} {s['graph_seconds']:8.2f} {s['stats_seconds']:8.2f}"
-            print(f"{name:12} {row} {s['peak_rss_gib']:13.2f}")
+            print(f"{name:12} {row} {s['cpu_seconds']:8.2f} {s['peak_rss_gib']:13.2f}")
+    print(f"load average before {r['load_average'][0]:.1f}, after {r['load_average_after'][0]:.1f}")
     if "speedup" in r:
         agree = r["z_sign_agreement"]
         print(f"speed-up {r['speedup']:.1f}x; z-score signs agree on {agree['agree']}/{agree['pairs']} pairs")

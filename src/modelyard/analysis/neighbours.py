@@ -45,13 +45,21 @@ def knn_graph(coords: Any, k: int, *, workers: int = -1) -> sparse.csr_array:
         raise InvalidCells(f"k must be an integer from 1 to {MAX_K}, not {k!r}", field="k")
     if k >= n:
         raise InvalidCells(f"k is {k} but there are only {n} cells: each needs {k} others", field="k")
-    _, found = cKDTree(xy).query(xy, k=k + 1, workers=workers)
-    found = found.astype(np.int32)
+    tree = cKDTree(xy)
+    # queried in the tree's own order, consecutive queries walk the same leaves (about twice as fast on a
+    # million cells in random order); each cell's answer does not depend on the order
+    order = tree.indices
+    found = np.empty((n, k + 1), dtype=np.int32)
+    found[order] = tree.query(xy[order], k=k + 1, workers=workers)[1]
     # the cell itself is normally first; with duplicate positions it may come later: drop it wherever it is
-    own = found == np.arange(n, dtype=np.int32)[:, None]
-    keep = ~own
-    keep[~own.any(axis=1), -1] = False  # a row that did not list itself loses its farthest instead
-    indices = found[keep]
+    cells = np.arange(n, dtype=np.int32)
+    if np.array_equal(found[:, 0], cells):
+        indices = found[:, 1:].ravel()
+    else:
+        own = found == cells[:, None]
+        keep = ~own
+        keep[~own.any(axis=1), -1] = False  # a row that did not list itself loses its farthest instead
+        indices = found[keep]
     indptr = np.arange(0, n * k + 1, k, dtype=np.int64)
     data = np.ones(len(indices), dtype=np.int8)
     return sparse.csr_array((data, indices, indptr), shape=(n, n))

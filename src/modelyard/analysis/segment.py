@@ -27,6 +27,7 @@ import numpy as np
 
 from modelyard import extras
 from modelyard.analysis.images import Multichannel, Tile, channel_index, tile_grid, write_tiled
+from modelyard.analysis.nuclei import split_nuclei
 
 try:
     from scipy import ndimage
@@ -115,15 +116,19 @@ class Cells:
 
 def label_stats(labels: np.ndarray, data: np.ndarray) -> tuple[np.ndarray, ...]:
     """Per label 0..max: area, centroid row and column, and the mean of each channel of ``data``
-    (C, h, w) as an (n, C) array; one ``bincount`` per figure."""
-    flat = labels.ravel().astype(np.int64, copy=False)
-    n = int(flat.max()) if flat.size else 0
-    h, w = labels.shape
-    area = np.bincount(flat, minlength=n + 1)
+    (C, h, w) as an (n, C) array; one ``bincount`` per figure over the labelled pixels only (label 0,
+    the background, is not measured: its row is zeros)."""
+    _, w = labels.shape
+    flat = labels.ravel()
+    at = np.flatnonzero(flat)
+    own = flat[at]
+    n = int(own.max()) if own.size else 0
+    area = np.bincount(own, minlength=n + 1)
     safe = np.maximum(area, 1)
-    cy = np.bincount(flat, np.repeat(np.arange(h, dtype=np.float64), w), minlength=n + 1) / safe
-    cx = np.bincount(flat, np.tile(np.arange(w, dtype=np.float64), h), minlength=n + 1) / safe
-    mean = np.stack([np.bincount(flat, ch.ravel(), minlength=n + 1) / safe for ch in data], axis=1)
+    rows, cols = np.divmod(at, w)
+    cy = np.bincount(own, rows.astype(np.float64), minlength=n + 1) / safe
+    cx = np.bincount(own, cols.astype(np.float64), minlength=n + 1) / safe
+    mean = np.stack([np.bincount(own, ch.ravel()[at], minlength=n + 1) / safe for ch in data], axis=1)
     return area, cy, cx, mean
 
 
@@ -185,25 +190,6 @@ def as_unit(window: np.ndarray) -> np.ndarray:
     return window.astype(np.float32, copy=False)
 
 
-def _split(fg: np.ndarray, cfg: Segmentation) -> np.ndarray:
-    """Foreground split into cells: a watershed of the distance transform from its peaks; a component
-    that got no seed becomes one cell."""
-    from skimage.feature import peak_local_max
-    from skimage.segmentation import watershed
-
-    dist = ndimage.distance_transform_edt(fg)
-    peaks = peak_local_max(  # type: ignore[no-untyped-call]
-        dist, min_distance=cfg.seed_distance, threshold_abs=0.5, exclude_border=False
-    )
-    markers = np.zeros(fg.shape, dtype=np.int32)
-    markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1, dtype=np.int32)
-    labels = np.asarray(watershed(-dist, markers, mask=fg), dtype=np.int32)  # type: ignore[no-untyped-call]
-    rest, found = ndimage.label(fg & (labels == 0))
-    if found:
-        labels[rest > 0] = rest[rest > 0] + len(peaks)
-    return labels
-
-
 def foreground(
     channel: np.ndarray, cfg: Segmentation, threshold: float, predict: Predict | None
 ) -> np.ndarray:
@@ -226,7 +212,7 @@ def segment_tile(
 ) -> TileCells:
     """Segment one tile's window (C, h, w; any numeric type) and measure its cells."""
     data = as_unit(window)
-    labels = _split(foreground(data[nucleus], cfg, threshold, predict), cfg)
+    labels = split_nuclei(foreground(data[nucleus], cfg, threshold, predict), cfg.seed_distance)
     area, cy, cx, mean = label_stats(labels, data)
     cy, cx = cy + tile.wy0, cx + tile.wx0
     ids = np.arange(len(area))

@@ -107,61 +107,93 @@ def frequencies(types: Any, n_types: int) -> Frequencies:
 
 
 class _Pairs:
-    """A graph's stored pairs ready for counting: sources as a broadcast when every cell has the same
-    number of neighbours (a k-nearest graph), else repeated per row."""
+    """A graph's stored pairs ready for counting. A graph where every cell has the same number ``k`` of
+    neighbours (a k-nearest graph) keeps them as ``k`` columns of ``n`` cells, so the sources need no
+    gather; any other keeps the stored pairs as (source, destination) lists. Types are gathered with
+    ``np.take`` into buffers reused chunk after chunk (fancy indexing would allocate and check each time)."""
 
     def __init__(self, csr: sparse.csr_array) -> None:
         n = csr.shape[0]
         degrees = np.diff(csr.indptr)
         self.n = n
         self.k = int(degrees[0]) if n and np.all(degrees == degrees[0]) else None
-        self.dst = csr.indices.astype(np.int32, copy=False)
-        self.src = None if self.k is not None else np.repeat(np.arange(n, dtype=np.int32), degrees)
+        dst = csr.indices.astype(np.int32, copy=False)
+        if self.k is not None:
+            self.columns = np.ascontiguousarray(dst.reshape(n, self.k).T)
+            self.src = self.dst = np.zeros(0, dtype=np.int32)
+        else:
+            self.columns = np.zeros((0, n), dtype=np.int32)
+            self.src = np.repeat(np.arange(n, dtype=np.int32), degrees)
+            self.dst = dst
 
     def directed(self, t: NDArray[np.uint8], n_types: int) -> Counts:
         """D[i, j]: stored pairs (c, n) with type(c) = i and type(n) = j."""
         if self.k is not None and self.k >= 3 and n_types <= _PACKED_TYPES:
             return self._directed_packed(t, n_types)
         bins = n_types * n_types
-        code = np.uint16 if bins > 256 else np.uint8
         total = np.zeros(bins, dtype=np.int64)
-        src_code = np.multiply(t, n_types, dtype=code)
+        src_code = np.multiply(t, n_types, dtype=np.uint16)
+        codes, gathered = np.empty(_CHUNK, np.uint16), np.empty(_CHUNK, np.uint8)
         if self.k is not None:
-            nbrs = self.dst.reshape(self.n, self.k)
             for a in range(0, self.n, _CHUNK):
-                codes = src_code[a : a + _CHUNK, None] + t[nbrs[a : a + _CHUNK]]
-                total += np.bincount(codes.ravel(), minlength=bins)
+                b = min(a + _CHUNK, self.n)
+                for column in self.columns:
+                    paired = self._pair(src_code[a:b], t, column[a:b], codes, gathered)
+                    total += np.bincount(paired, minlength=bins)
         else:
-            assert self.src is not None
-            step = _CHUNK * 8
-            for a in range(0, len(self.dst), step):
-                codes = src_code[self.src[a : a + step]] + t[self.dst[a : a + step]]
-                total += np.bincount(codes, minlength=bins)
+            for a in range(0, len(self.dst), _CHUNK):
+                b = min(a + _CHUNK, len(self.dst))
+                c = codes[: b - a]
+                np.take(src_code, self.src[a:b], out=c, mode="clip")
+                total += np.bincount(self._pair(c, t, self.dst[a:b], codes, gathered), minlength=bins)
         return total.reshape(n_types, n_types)
+
+    @staticmethod
+    def _pair(
+        src_code: NDArray[np.uint16],
+        t: NDArray[np.uint8],
+        dst: NDArray[np.int32],
+        codes: NDArray[np.uint16],
+        gathered: NDArray[np.uint8],
+    ) -> NDArray[np.uint16]:
+        """type(c) * K + type(n) of one chunk of pairs, in ``codes`` (``src_code`` may be ``codes``)."""
+        m = len(dst)
+        g = gathered[:m]
+        np.take(t, dst, out=g, mode="clip")  # indices are checked once by ``check_graph``
+        out = codes[:m]
+        np.add(src_code, g, out=out)
+        return out
 
     def _directed_packed(self, t: NDArray[np.uint8], n_types: int) -> Counts:
         """D of a k-nearest graph counting three neighbours per code: one bincount over
         (type(c), type(n1), type(n2), type(n3)) for every three neighbours of a cell (a third of the
         values to count, the costly step), then the three marginals added. Columns past the last full
-        three are counted one per code."""
+        three are counted one per code. Each code is built from tables of the types already scaled
+        (``type * K**3`` and so on), so a chunk costs three gathers and three additions."""
         kk = n_types
         bins = kk**4
         joint = np.zeros(bins, dtype=np.int64)
         pair = np.zeros(kk * kk, dtype=np.int64)
-        src = t.astype(np.uint16) * np.uint16(kk**3)
-        src_pair = np.multiply(t, kk, dtype=np.uint16)
+        wide = t.astype(np.uint16)
+        by_cube, by_square = wide * np.uint16(kk**3), wide * np.uint16(kk * kk)
+        by_one = t * np.uint8(kk)
         groups, rest = divmod(self.k or 0, 3)
-        nbrs = self.dst.reshape(self.n, self.k or 0)
-        w1, w2 = np.uint16(kk * kk), np.uint16(kk)
+        pair_src = by_one.astype(np.uint16) if rest else by_square
+        codes, gathered = np.empty(_CHUNK, np.uint16), np.empty(_CHUNK, np.uint8)
         for a in range(0, self.n, _CHUNK):
-            nt = t[nbrs[a : a + _CHUNK]].astype(np.uint16)
-            s = src[a : a + _CHUNK]
-            for g in range(groups):
-                c = s + nt[:, 3 * g] * w1 + nt[:, 3 * g + 1] * w2 + nt[:, 3 * g + 2]
+            b = min(a + _CHUNK, self.n)
+            c, g = codes[: b - a], gathered[: b - a]
+            for first in range(0, 3 * groups, 3):
+                np.take(by_square, self.columns[first, a:b], out=c, mode="clip")
+                c += by_cube[a:b]
+                np.take(by_one, self.columns[first + 1, a:b], out=g, mode="clip")
+                c += g
+                np.take(t, self.columns[first + 2, a:b], out=g, mode="clip")
+                c += g
                 joint += np.bincount(c, minlength=bins)
-            if rest:
-                codes = src_pair[a : a + _CHUNK, None] + nt[:, 3 * groups :]
-                pair += np.bincount(codes.ravel(), minlength=kk * kk)
+            for column in self.columns[3 * groups :]:
+                paired = self._pair(pair_src[a:b], t, column[a:b], codes, gathered)
+                pair += np.bincount(paired, minlength=kk * kk)
         j = joint.reshape(kk, kk, kk, kk)
         d = j.sum(axis=(2, 3)) + j.sum(axis=(1, 3)) + j.sum(axis=(1, 2))
         out: Counts = d + pair.reshape(kk, kk)
