@@ -19,8 +19,14 @@ cannot change it left out:
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
-from scipy.spatial import cKDTree
+
+from modelyard import extras
+
+try:
+    from scipy import ndimage
+    from scipy.spatial import cKDTree
+except ImportError as exc:  # the analysis extra is not installed
+    raise extras.absent("analysis", __name__, exc) from exc
 
 _BOXES = 256  # up to this many components with several seeds, each is flooded in its own box
 _REACH = 32  # nuclei up to about this radius get the squared distance below; larger shapes, scipy's
