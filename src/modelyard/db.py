@@ -9,6 +9,8 @@ URL itself. A test (``tests/test_architecture.py``) keeps it so.
 
 from __future__ import annotations
 
+import functools
+import itertools
 import sqlite3
 import threading
 import uuid
@@ -143,15 +145,22 @@ def embedded_session(session: Session) -> bool:
     return bool(session.get_bind().dialect.name == SQLITE)
 
 
+@functools.cache
+def _insert_new_statement(dialect_name: str, table: Any, names: tuple[str, ...]) -> Any:
+    """``INSERT ... ON CONFLICT DO NOTHING (RETURNING names)`` into ``table``, built once per dialect,
+    table and columns: a hot path then skips building the statement and its cache key at every call."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    statement = (sqlite if dialect_name == SQLITE else postgresql).insert(table).on_conflict_do_nothing()
+    return statement.returning(*(table.c[n] for n in names)) if names else statement
+
+
 def insert_new(session: Session, table: Any, rows: list[dict[str, Any]]) -> None:
     """Insert ``rows`` into ``table``, skipping any whose key is there already (another process may be
     adding the same rows): ``ON CONFLICT DO NOTHING`` in either dialect."""
     if not rows:
         return
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    dialect = sqlite if embedded_session(session) else postgresql
-    session.execute(dialect.insert(table).on_conflict_do_nothing(), rows)
+    session.execute(_insert_new_statement(session.get_bind().dialect.name, table, ()), rows)
 
 
 def insert_new_returning(
@@ -160,11 +169,31 @@ def insert_new_returning(
     """``insert_new``, returning ``columns`` of the rows this statement inserted (not those skipped)."""
     if not rows:
         return []
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    dialect = sqlite if embedded_session(session) else postgresql
-    statement = dialect.insert(table).on_conflict_do_nothing().returning(*columns)
+    # keyed by column name: a column's ``==`` builds an expression, unfit for a cache key
+    names = tuple(
+        c.__clause_element__().name if hasattr(c, "__clause_element__") else c.name for c in columns
+    )
+    statement = _insert_new_statement(session.get_bind().dialect.name, table, names)
     return list(session.execute(statement, rows).all())
+
+
+_connection_serials = itertools.count(1)
+
+
+def commits_mark(session: Session) -> tuple[int, int] | None:
+    """A mark of what other connections have committed, as seen by ``session``'s connection: equal marks
+    mean no other connection (of any process) committed anything in between. SQLite's ``data_version``,
+    with a serial of the connection it was read on (the version is per connection, and a connection's
+    own commits do not move it); None on PostgreSQL, which has no such thing: read what you need."""
+    if not embedded_session(session):
+        return None
+    record = session.connection()
+    serial = record.info.get("serial")
+    if serial is None:
+        serial = record.info["serial"] = next(_connection_serials)
+    # the driver's own connection: one pragma, without building a statement
+    version = record.connection.driver_connection.execute("PRAGMA data_version").fetchone()  # type: ignore[union-attr]
+    return int(serial), int(version[0])
 
 
 @dataclass

@@ -3,7 +3,10 @@ idempotency, explain, the antimeridian, and the index kept in step across proces
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
@@ -14,6 +17,22 @@ from modelyard.geo import spatial
 from modelyard.geo.models import GeoRun
 from tests.conftest import ADMIN_KEY
 from tests.geo.conftest import make_aoi, s2_item, square
+
+# an AOI written by another process, through the service: create (data) or update (id and data)
+WRITE_AOI = """
+import json, sys
+from pathlib import Path
+from modelyard.app import build_context
+from modelyard.geo import aois
+from modelyard.geo.schemas import AoiCreate, AoiUpdate
+from modelyard.settings import Settings
+data_dir, url, aoi_id, data = sys.argv[1], sys.argv[2] or None, int(sys.argv[3]), json.loads(sys.argv[4])
+ctx = build_context(Settings(data_dir=Path(data_dir), database_url=url, log_to_file=False, worker=False,
+                             _env_file=None))
+done = aois.update_aoi(ctx, aoi_id, AoiUpdate(**data)) if aoi_id else aois.create_aoi(ctx, AoiCreate(**data))
+ctx.engine.dispose()
+print(done.id)
+"""
 
 
 def _runs(api: TestClient) -> int:
@@ -104,3 +123,47 @@ def test_index_follows_aoi_writes_made_by_another_process(both: TestClient) -> N
     assert runs == 1
     busy = api.delete(f"/api/v1/aois/{made['id']}")
     assert busy.status_code == 409 and "active to false" in busy.json()["detail"]
+
+
+def _write_aoi_elsewhere(api: TestClient, data: dict[str, object], aoi_id: int = 0) -> int:
+    settings = api.ctx.settings  # type: ignore[attr-defined]
+    argv = [str(settings.data_dir), settings.database_url or "", str(aoi_id), json.dumps(data)]
+    done = subprocess.run(
+        [sys.executable, "-c", WRITE_AOI, *argv], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    return int(done.stdout.split()[-1])
+
+
+def test_index_follows_aoi_writes_committed_by_another_process(both: TestClient) -> None:
+    """The index is current at every post (on SQLite it skips reading the AOI revision when no other
+    connection committed and this process wrote no AOI): an AOI added, moved, deactivated and
+    reactivated by another process, or by this one, changes what the very next post matches."""
+    api = both
+    assert api.post("/api/v1/scenes", json=s2_item("s1")).json()["scenes"][0]["matches"] == []
+    assert api.post("/api/v1/scenes", json=s2_item("s2")).json()["scenes"][0]["matches"] == []
+
+    def matched(stac_id: str) -> list[int]:
+        scene = api.post("/api/v1/scenes", json=s2_item(stac_id)).json()["scenes"][0]
+        return [m["aoi_id"] for m in scene["matches"]]
+
+    body = {
+        "name": "elsewhere",
+        "geometry": square(5.2, 45.2, 0.5),
+        "target_resolution": 10,
+        "model": "fields",
+    }
+    made = _write_aoi_elsewhere(api, body)
+    assert matched("s3") == [made]
+    assert matched("s4") == [made]
+    _write_aoi_elsewhere(api, {"geometry": square(100, 0)}, made)
+    assert matched("s5") == []
+    _write_aoi_elsewhere(api, {"geometry": square(5.2, 45.2, 0.5)}, made)
+    assert matched("s6") == [made]
+    _write_aoi_elsewhere(api, {"active": False}, made)
+    assert matched("s7") == []
+    # written here: the post may well use the very connection that committed the change
+    assert api.patch(f"/api/v1/aois/{made}", json={"active": True}).status_code == 200
+    assert matched("s8") == [made]
+    assert api.patch(f"/api/v1/aois/{made}", json={"target_resolution": 5}).status_code == 200
+    assert matched("s9") == []

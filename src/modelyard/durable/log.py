@@ -103,6 +103,10 @@ class Append:
     subject: str | None = None
 
 
+# built once: the statement and its cache key are the larger part of a small append's cost
+_APPEND = insert(LogEntry.__table__)  # type: ignore[arg-type]
+
+
 def append(session: Session, topic: str, data: dict[str, Any], subject: str | None = None) -> None:
     """Append one event in ``session``'s transaction (it is seen when, and only if, that commits)."""
     append_many(session, [Append(topic, data, subject)])
@@ -115,7 +119,7 @@ def append_many(session: Session, rows: Sequence[Append]) -> None:
     now = utcnow()
     # the table, not the class: a plain executemany, without the ORM's bulk-insert bookkeeping
     session.execute(
-        insert(LogEntry.__table__),  # type: ignore[arg-type]
+        _APPEND,
         [{"topic": r.topic, "subject": r.subject, "data": r.data, "created_at": now} for r in rows],
     )
 

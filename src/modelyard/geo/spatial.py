@@ -5,7 +5,10 @@ Two implementations of one port, chosen once per database (``Database.capabiliti
 - ``MemoryIndex`` (the embedded default, and PostgreSQL without PostGIS): a shapely STRtree over the
   active AOIs' prepared shapes, held in this process and rebuilt when the ``aois`` counter in
   ``geo_counters`` moved (every AOI write bumps it in its transaction, so every process sees a change
-  on its next query: one primary-key read per query).
+  on its next query). On SQLite the counter is read only when the database may have changed since it
+  was last read on that connection: when another connection (of any process) committed meanwhile
+  (``db.commits_mark``), or this process bumped it; otherwise nothing an AOI write commits can have
+  happened, and the read is skipped. On PostgreSQL it is one primary-key read per query.
 - ``PostgisIndex`` (scale-out): ``ST_Intersects`` over a GiST index of ``geo_aoi_shapes``, a table
   kept in step with ``aois`` in the AOI write's transaction. It is made on first use (with
   ``CREATE EXTENSION postgis``) rather than by a migration: its geometry column is PostGIS's type, which
@@ -23,6 +26,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import numpy as np
 import shapely
 from shapely.geometry.base import BaseGeometry
 from sqlalchemy import select, text, update
@@ -35,6 +39,23 @@ from modelyard.geo.shapes import from_geojson
 log = logging.getLogger(__name__)
 AOIS = "aois"  # the geo_counters row bumped by every AOI write
 SHAPES = "geo_aoi_shapes"
+MARKS = 64  # connections whose last mark an index keeps (a pool's, and then some)
+
+
+class _Writes:
+    """AOI writes begun in this process (committed or not): a commit does not move its own connection's
+    commits mark, so the index learns of this process's writes here."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.count = 0
+
+    def add(self) -> None:
+        with self._lock:
+            self.count += 1
+
+
+_writes = _Writes()
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +93,7 @@ class SpatialIndex(Protocol):
 
 def bump(session: Session) -> None:
     """Mark the AOIs changed, in ``session``'s transaction (call once per AOI write)."""
+    _writes.add()
     done = session.execute(
         update(GeoCounter).where(GeoCounter.name == AOIS).values(value=GeoCounter.value + 1)
     )
@@ -80,9 +102,13 @@ def bump(session: Session) -> None:
         session.execute(update(GeoCounter).where(GeoCounter.name == AOIS).values(value=GeoCounter.value + 1))
 
 
+# built once: read at every match, where building the statement cost more than running it
+_REVISION = select(GeoCounter.value).where(GeoCounter.name == AOIS)
+
+
 def revision(session: Session) -> int:
     """The AOIs' revision: how many AOI writes there have been."""
-    return session.scalar(select(GeoCounter.value).where(GeoCounter.name == AOIS)) or 0
+    return session.scalar(_REVISION) or 0
 
 
 def _entry(row: Any) -> AoiEntry:
@@ -101,12 +127,20 @@ class MemoryIndex:
         self._revision = -1
         self._tree: shapely.STRtree | None = None
         self._entries: list[AoiEntry] = []
-        self._shapes: list[BaseGeometry] = []
+        self._shapes: Any = np.empty(0, dtype=object)
+        # per connection serial: (commits mark, this process's AOI writes) when the revision was read
+        self._marks: dict[int, tuple[int, int]] = {}
 
-    def _current(self, session: Session) -> tuple[shapely.STRtree | None, list[AoiEntry], list[BaseGeometry]]:
+    def _current(self, session: Session) -> tuple[shapely.STRtree | None, list[AoiEntry], Any]:
+        writes = _writes.count  # before the mark: this process's writes begun later move it again
+        mark = db.commits_mark(session)
+        with self._lock:
+            if mark is not None and self._marks.get(mark[0]) == (mark[1], writes):
+                return self._tree, self._entries, self._shapes
         seen = revision(session)  # read before the rows: a change committed meanwhile bumps it again
         with self._lock:
             if seen == self._revision:
+                self._remember(mark, writes)
                 return self._tree, self._entries, self._shapes
         rows = session.execute(
             select(Aoi.id, Aoi.name, Aoi.model, Aoi.target_resolution, Aoi.wavelengths, Aoi.geometry)
@@ -114,20 +148,32 @@ class MemoryIndex:
             .order_by(Aoi.id)
         ).all()
         entries = [_entry(r) for r in rows]
-        shapes = [from_geojson(r.geometry) for r in rows]
+        shapes = np.empty(len(rows), dtype=object)  # an array: candidates are tested in one call
+        shapes[:] = [from_geojson(r.geometry) for r in rows]
         shapely.prepare(shapes)
-        tree = shapely.STRtree(shapes) if shapes else None
+        tree = shapely.STRtree(shapes) if len(shapes) else None
         with self._lock:
             self._revision, self._tree, self._entries, self._shapes = seen, tree, entries, shapes
+            self._marks.clear()
+            self._remember(mark, writes)
         return tree, entries, shapes
+
+    def _remember(self, mark: tuple[int, int] | None, writes: int) -> None:
+        """The revision read on ``mark``'s connection is the index's (called holding the lock)."""
+        if mark is None:
+            return
+        if len(self._marks) >= MARKS:  # connections come and go (a pool's overflow): forget them all
+            self._marks.clear()
+        self._marks[mark[0]] = (mark[1], writes)
 
     def candidates(self, session: Session, shape: BaseGeometry) -> list[Candidate]:
         """Active AOIs whose bbox overlaps ``shape``'s, each with whether it intersects ``shape``."""
         tree, entries, shapes = self._current(session)
         if tree is None:
             return []
-        near = sorted(int(i) for i in tree.query(shape))
-        return [Candidate(entries[i], bool(shapes[i].intersects(shape))) for i in near]
+        near = np.sort(tree.query(shape))
+        hits = shapely.intersects(shapes[near], shape)
+        return [Candidate(entries[i], bool(hit)) for i, hit in zip(near.tolist(), hits.tolist(), strict=True)]
 
     def changed(self, session: Session, aoi_id: int, geometry: dict[str, Any] | None) -> None:
         """Nothing to do: the revision bumped by the write makes every process rebuild."""
