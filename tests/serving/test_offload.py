@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from modelyard.errors import InvalidInput, ModelyardError, PayloadTooLarge, Unavailable, ValidationFailed
-from modelyard.serving.offload import DecodePool, V2Limits, decode_rest, decode_v2
+from modelyard.serving.offload import DecodePool, V2Limits, decode_job, decode_rest, decode_v2
 
 T = TypeVar("T")
 SIGNATURE = {"inputs": [{"name": "features", "datatype": "FP32", "shape": [-1, 4]}]}
@@ -85,3 +85,14 @@ def test_no_processes_decode_in_a_thread() -> None:
     decoder = DecodePool(0)
     got = asyncio.run(decoder.run(decode_rest, orjson.dumps({"rows": ROWS}), SIGNATURE, {}, None))
     assert got.inputs is not None and decoder._pool is None
+
+
+def test_a_jobs_rows_come_back_as_one_table_and_rows_by_column_as_parsed(pool: DecodePool) -> None:
+    request, rows = _run(pool, decode_job, orjson.dumps({"model": "m", "rows": ROWS}))
+    assert request.model == "m" and rows.dtype == np.float64
+    np.testing.assert_array_equal(rows, np.asarray(ROWS))
+    keyed = [{"a": 1.0, "b": 2.0}]
+    assert _run(pool, decode_job, orjson.dumps({"model": "m", "rows": keyed}))[1] == keyed
+    with pytest.raises(ValidationFailed) as caught:
+        _run(pool, decode_job, orjson.dumps({"model": "m", "rows": [[1.0], ["nan"]]}))
+    assert caught.value.field == "body.rows" and "row 1" in caught.value.detail

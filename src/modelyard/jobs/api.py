@@ -18,6 +18,7 @@ from modelyard.jobs.events import job_events
 from modelyard.jobs.schemas import ChunkList, JobCreate, JobList, JobOptions, JobPublic
 from modelyard.jobs.streaming import RowStream
 from modelyard.registry import service as registry
+from modelyard.serving import offload
 from modelyard.serving.service import INLINE_DECODE_BYTES
 from modelyard.sse import event_stream
 from modelyard.uploads import receive_upload, upload_openapi
@@ -103,7 +104,10 @@ async def submit_job(request: Request, ctx: Ctx, _: PredictKey) -> Response:
                 await run_in_threadpool(stream.feed, b"".join(head))
                 head, size = [], 0
         await run_in_threadpool(stream.feed, b"".join(head))
-        body_bytes, job_id = await run_in_threadpool(_submit_streamed, ctx, stream)
+        parsed: tuple[JobCreate, Any] | None = await run_in_threadpool(stream.finish)
+        if parsed is None:  # not plain rows of numbers, or malformed: parsed whole in a worker process
+            parsed = await ctx.inference.decoder.run(offload.decode_job, stream.body)
+        body_bytes, job_id = await run_in_threadpool(_submit_rendered, ctx, parsed)
     finally:
         await run_in_threadpool(stream.close)
     return _accepted_response(body_bytes, job_id)
@@ -115,14 +119,8 @@ def _accepted_response(body: bytes, job_id: str) -> Response:
     return response
 
 
-def _submit_rendered(ctx: AppContext, raw: bytes) -> tuple[bytes, str]:
-    data, rows = inputs.read_request(raw)
-    job = submission.submit(ctx, data, rows=rows)
-    return service.job_public(job).model_dump_json().encode(), job.id
-
-
-def _submit_streamed(ctx: AppContext, stream: RowStream) -> tuple[bytes, str]:
-    data, rows = stream.finish()
+def _submit_rendered(ctx: AppContext, raw: bytes | tuple[JobCreate, Any]) -> tuple[bytes, str]:
+    data, rows = inputs.read_request(raw) if isinstance(raw, bytes) else raw
     job = submission.submit(ctx, data, rows=rows)
     return service.job_public(job).model_dump_json().encode(), job.id
 

@@ -12,8 +12,8 @@ Python list of lists of floats some ten times the body's size; here they are rea
 
 Only rows given as lists of numbers are read so. Anything else (rows keyed by column names, a value that
 is not a number, a syntax error, rows of unequal length) makes the stream give up, and the spooled body is
-parsed whole as before: one parser decides every answer a bad body gets, so each is the same 400 or 422,
-naming the same row, as it was.
+parsed whole as before (in a worker process: ``serving.offload.decode_job``): one parser decides every
+answer a bad body gets, so each is the same 400 or 422, naming the same row, as it was.
 """
 
 from __future__ import annotations
@@ -96,20 +96,26 @@ class RowStream:
         except _GiveUp:
             self._give_up()
 
-    def finish(self) -> tuple[JobCreate, Any]:
-        """The request without its rows, and the rows: ``StreamedRows`` when read in windows, else the rows
-        as ``inputs.read_request`` parses them from the whole body. Raises the body's 400 or 422."""
+    @property
+    def body(self) -> Path:
+        """The whole body, spooled: what is parsed whole when ``finish`` says so."""
+        return Path(self._spool.name)
+
+    def finish(self) -> tuple[JobCreate, StreamedRows] | None:
+        """The request without its rows, and the rows read in windows; None when the body is to be parsed
+        whole (``body``), which then gives its answer, a 400 or 422 included, as it always did."""
         self._spool.flush()
         self._values.flush()
         # a second "rows" key after the first (the last one counts) is left to the whole parse
-        if self._state == "tail" and b'"rows"' not in self._tail and b"\\u" not in self._tail:
-            try:
-                request, _ = read_request(bytes(self._head) + b"[]" + bytes(self._tail))
-            except ModelyardError:
-                request = None  # answered from the whole body, so the answer is the same
-            if request is not None and self.count > 0 and self.width is not None:
-                return request, StreamedRows(Path(self._values.name), self.count, self.width)
-        return read_request(Path(self._spool.name).read_bytes())
+        if self._state != "tail" or b'"rows"' in self._tail or b"\\u" in self._tail:
+            return None
+        if self.count == 0 or self.width is None:
+            return None
+        try:
+            request, _ = read_request(bytes(self._head) + b"[]" + bytes(self._tail))
+        except ModelyardError:
+            return None
+        return request, StreamedRows(Path(self._values.name), self.count, self.width)
 
     def close(self) -> None:
         """Remove the temporary files."""
@@ -215,16 +221,17 @@ class RowStream:
         except (orjson.JSONDecodeError, ModelyardError):
             raise _GiveUp from None
         width = table.shape[1]
-        if self.width is not None and width != self.width:
-            raise _GiveUp  # rows of unequal length: the whole body's parse says how
+        if width == 0 or (self.width is not None and width != self.width):
+            raise _GiveUp  # empty rows, or rows of unequal length: the whole body's parse says how
         self.width = width
         self.count += table.shape[0]
         self._values.write(np.ascontiguousarray(table, dtype=np.float64).tobytes())
 
 
-def write_npy(rows: StreamedRows, dtype: np.dtype[Any], path: Path, block_rows: int = 65_536) -> int:
-    """Write streamed rows to ``path`` as a .npy array of ``dtype``, cast a block at a time; its size."""
+def write_npy(rows: StreamedRows, dtype: np.dtype[Any], path: Path) -> int:
+    """Write streamed rows to ``path`` as a .npy array of ``dtype``, cast a window at a time; its size."""
     values = np.memmap(rows.path, dtype=np.float64, mode="r", shape=(rows.count, rows.width))
+    block_rows = max(1, WINDOW // max(1, rows.width * values.itemsize))
     header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": values.shape}
     with path.open("wb") as f:
         np.lib.format.write_array_header_1_0(f, header)
