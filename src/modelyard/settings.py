@@ -70,10 +70,11 @@ class Settings(BaseSettings):
         "it is answered 413 as soon as it is known to be, before it is parsed.",
     )
     max_tensor_elements: int = Field(64 * 1024 * 1024, description="Most elements in one request's tensors.")
-    max_inline_rows: int = Field(
-        1_000_000,
+    max_inline_rows: int | None = Field(
+        None,
         description="Most rows accepted inline in a batch job request (or a prediction that becomes a job); "
-        "the request body size cap applies too.",
+        "empty: as many as the request body size cap (`MODELYARD_MAX_JSON_BODY_BYTES`) allows. Inline rows "
+        "are read as the body streams in, a window at a time, never parsed whole into memory.",
     )
     predict_async_rows: int = Field(
         10_000,

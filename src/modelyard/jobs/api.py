@@ -13,9 +13,10 @@ from modelyard.bodies import OffLoopJSONRoute
 from modelyard.context import AppContext
 from modelyard.deps import Ctx, LastEventId, PredictKey, ReadKey
 from modelyard.errors import BadRequest
-from modelyard.jobs import inputs, outputs, service, submission
+from modelyard.jobs import inputs, outputs, service, streaming, submission
 from modelyard.jobs.events import job_events
 from modelyard.jobs.schemas import ChunkList, JobCreate, JobList, JobOptions, JobPublic
+from modelyard.jobs.streaming import RowStream
 from modelyard.registry import service as registry
 from modelyard.serving import offload
 from modelyard.serving.service import INLINE_DECODE_BYTES
@@ -54,10 +55,10 @@ def _inlined(schema: Any, defs: dict[str, Any]) -> Any:
     return schema
 
 
-# The body is read raw and parsed in a worker thread (``inputs.read_request``), or a worker process when big
-# (``serving.offload``): a million inline rows parsed and validated per value on the event loop would stall
-# every other request for seconds. So
-# FastAPI does not see the model, and its schema is given here.
+# The body is read raw and parsed in a worker thread (``inputs.read_request``), its rows a window at a time
+# as it streams in when big (``jobs.streaming``): a million inline rows parsed whole would stall every other
+# request for seconds and take ten times the body's size in memory. So FastAPI does not see the model, and
+# its schema is given here.
 _JOB_CREATE = JobCreate.model_json_schema()
 JOB_CREATE_BODY: dict[str, Any] = {
     "requestBody": {
@@ -75,19 +76,45 @@ JOB_CREATE_BODY: dict[str, Any] = {
     openapi_extra=JOB_CREATE_BODY,
 )
 async def submit_job(request: Request, ctx: Ctx, _: PredictKey) -> Response:
-    """Submit a batch prediction over inline `rows` (up to `MODELYARD_MAX_INLINE_ROWS`) or a file in the
-    artifact store (`uri`). The answer comes at once: `202 Accepted` with the job and its URL in `Location`.
+    """Submit a batch prediction over inline `rows` (as many as the body size limit allows) or a file in
+    the artifact store (`uri`). The answer comes at once: `202 Accepted` with the job and its URL in
+    `Location`.
 
     Follow it with `GET /api/v1/jobs/{id}` (progress: rows done, rate, ETA) or the SSE stream
     `/api/v1/jobs/{id}/events`, then download `/api/v1/jobs/{id}/results`.
     """
-    raw = await request.body()
-    if len(raw) > INLINE_DECODE_BYTES:  # parsed in a worker process, where it holds up no one
-        parsed = await ctx.inference.decoder.run(offload.decode_job, raw)
-        body_bytes, job_id = await run_in_threadpool(_submit_rendered, ctx, parsed)
+    head: list[bytes] = []
+    size = 0
+    chunks = request.stream()
+    async for chunk in chunks:
+        head.append(chunk)
+        size += len(chunk)
+        if size > INLINE_DECODE_BYTES:
+            break
     else:  # one trip to a worker thread that parses, submits and renders: many small jobs are the hot path
-        body_bytes, job_id = await run_in_threadpool(_submit_rendered, ctx, raw)
-    response = Response(body_bytes, status_code=status.HTTP_202_ACCEPTED, media_type="application/json")
+        body_bytes, job_id = await run_in_threadpool(_submit_rendered, ctx, b"".join(head))
+        return _accepted_response(body_bytes, job_id)
+    # a big body: its rows are read a window at a time as it streams in (``streaming``), in a worker thread
+    stream = await run_in_threadpool(RowStream, ctx.settings.data_dir / "tmp")
+    try:
+        async for chunk in chunks:
+            head.append(chunk)
+            size += len(chunk)
+            if size >= streaming.WINDOW:
+                await run_in_threadpool(stream.feed, b"".join(head))
+                head, size = [], 0
+        await run_in_threadpool(stream.feed, b"".join(head))
+        parsed: tuple[JobCreate, Any] | None = await run_in_threadpool(stream.finish)
+        if parsed is None:  # not plain rows of numbers, or malformed: parsed whole in a worker process
+            parsed = await ctx.inference.decoder.run(offload.decode_job, stream.body)
+        body_bytes, job_id = await run_in_threadpool(_submit_rendered, ctx, parsed)
+    finally:
+        await run_in_threadpool(stream.close)
+    return _accepted_response(body_bytes, job_id)
+
+
+def _accepted_response(body: bytes, job_id: str) -> Response:
+    response = Response(body, status_code=status.HTTP_202_ACCEPTED, media_type="application/json")
     _accepted(response, job_id)
     return response
 

@@ -388,11 +388,14 @@ def inline_array(rows: Any, features: Features) -> np.ndarray:
     """Inline rows as one array in the model's dtype and width (``table_of``); rows already made a table
     (in a worker process: ``serving.offload``) are only checked and cast."""
     arr = rows if isinstance(rows, np.ndarray) else table_of(rows, features.columns)
-    if features.width is not None and arr.shape[1] != features.width:
-        raise InvalidInput(
-            f"rows have {arr.shape[1]} values, the model expects {features.width}", field="rows"
-        )
+    check_row_width(arr.shape[1], features)
     return arr.astype(features.dtype, copy=False)
+
+
+def check_row_width(width: int, features: Features) -> None:
+    """``InvalidInput`` unless inline rows of ``width`` values fit the model."""
+    if features.width is not None and width != features.width:
+        raise InvalidInput(f"rows have {width} values, the model expects {features.width}", field="rows")
 
 
 def read_request(raw: bytes) -> tuple[JobCreate, Any]:

@@ -21,6 +21,7 @@ from modelyard.jobs.models import Job
 from modelyard.jobs.outputs import OUTPUT_FORMATS
 from modelyard.jobs.schemas import JobCreate, JobOptions
 from modelyard.jobs.service import publish, record
+from modelyard.jobs.streaming import StreamedRows, write_npy
 from modelyard.storage import ObjectInfo
 
 if TYPE_CHECKING:
@@ -88,7 +89,8 @@ def submit(
 
     With ``job_id`` the submission is idempotent: a job of that id that exists already is returned.
     ``source`` (e.g. the schedule and slot that started it) is kept in the job's options. ``rows``, when
-    given, are the inline rows parsed apart from ``data`` (``inputs.read_request``, a large prediction).
+    given, are the inline rows parsed apart from ``data`` (``inputs.read_request``, a large prediction), or
+    read as the body streamed in (``streaming.StreamedRows``).
     """
     if job_id is not None:
         with ctx.uow() as session:
@@ -98,31 +100,72 @@ def submit(
     if data.uri is not None:
         return _submit_uri(ctx, data, version, features, job_id or new_id(), source or {})
     rows = (data.rows or []) if rows is None else rows
-    if isinstance(rows, list | np.ndarray) and len(rows) > ctx.settings.max_inline_rows:
-        raise PayloadTooLarge(
-            f"{len(rows)} inline rows is over the limit of {ctx.settings.max_inline_rows}; upload a file",
-            field="rows",
-        )
+    if isinstance(rows, StreamedRows):
+        return _submit_streamed(ctx, data, version, features, rows, job_id or new_id(), source or {})
+    _check_count(ctx, len(rows) if isinstance(rows, list | np.ndarray) else None)
     arr = inputs.inline_array(rows, features)
-    job_id = job_id or new_id()
-    key = f"jobs/{job_id}/input.npy"
     buf = io.BytesIO()
     np.save(buf, arr, allow_pickle=False)
     npy = buf.getvalue()
+    job_id = job_id or new_id()
     kept = npy if len(npy) <= ctx.settings.job_inline_input_bytes else None  # no file to write and sync
     if kept is None:
-        ctx.storage.put_bytes(key, npy)
+        ctx.storage.put_bytes(f"jobs/{job_id}/input.npy", npy)
+    return _queue_inline(ctx, data, version, features, job_id, source, kept, len(npy), len(arr))
+
+
+def _check_count(ctx: AppContext, count: int | None) -> None:
+    cap = ctx.settings.max_inline_rows
+    if count is not None and cap is not None and count > cap:
+        raise PayloadTooLarge(f"{count} inline rows is over the limit of {cap}; upload a file", field="rows")
+
+
+def _submit_streamed(
+    ctx: AppContext,
+    data: JobCreate,
+    version: int,
+    features: inputs.Features,
+    rows: StreamedRows,
+    job_id: str,
+    source: dict[str, Any],
+) -> Job:
+    """Inline rows read as the body streamed in (``jobs.streaming``), written as .npy a block at a time."""
+    _check_count(ctx, rows.count)
+    inputs.check_row_width(rows.width, features)
+    path = rows.path.with_suffix(".npy")
+    try:
+        size = write_npy(rows, features.dtype, path)
+        kept = path.read_bytes() if size <= ctx.settings.job_inline_input_bytes else None
+        if kept is None:
+            ctx.storage.put_file(f"jobs/{job_id}/input.npy", path)
+    finally:
+        path.unlink(missing_ok=True)
+    return _queue_inline(ctx, data, version, features, job_id, source, kept, size, rows.count)
+
+
+def _queue_inline(
+    ctx: AppContext,
+    data: JobCreate,
+    version: int,
+    features: inputs.Features,
+    job_id: str,
+    source: dict[str, Any] | None,
+    kept: bytes | None,
+    size: int,
+    total_rows: int,
+) -> Job:
+    """Record a job over inline rows already stored (or ``kept`` in its row when small)."""
     job = Job(
         id=job_id,
         model=data.model,
         version=version,
         input_kind="inline",
-        input_key=key,
+        input_key=f"jobs/{job_id}/input.npy",
         input_inline=kept,
         input_format="npy",
-        input_size=len(npy),
+        input_size=size,
         options=_options(ctx, data.options, features, "npy", "inline") | (source or {}),
-        total_rows=len(arr),
+        total_rows=total_rows,
     )
     try:
         return _queue(ctx, job)

@@ -2,10 +2,12 @@
 
 Parsing JSON (orjson) and making nested lists an array (numpy) are each one C call that holds the
 interpreter: in a thread they still stall every other request (a 100,000-row ``predict`` held them for
-0.6-1.4 s). A prediction or job body over ``INLINE_DECODE_BYTES`` is therefore decoded by a small pool of
+0.6-1.4 s). A prediction body over ``INLINE_DECODE_BYTES`` is therefore decoded by a small pool of
 processes (``MODELYARD_PREDICT_DECODE_PROCESSES``; 0 decodes in a thread instead), which sends back arrays:
 the server copies bytes out and arrays in. The functions a process runs are the same the server runs on
-small bodies (``rest``, ``v2``, ``jobs.inputs``): one way to decode, wherever it runs.
+small bodies (``rest``, ``v2``, ``jobs.inputs``): one way to decode, wherever it runs. (A big job body's
+inline rows are read a window at a time as it streams in, ``jobs.streaming``; only a body that reading
+gives up on is decoded here.)
 
 The pool starts at the first big body (each process takes ~1 s to start and ~100 MB), and a process
 that dies (out of memory) fails its request with 503 and is replaced.
@@ -21,6 +23,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio.to_thread
@@ -78,11 +81,11 @@ def decode_rest(
     return RestDecoded(inputs=decode_inputs(data, signature, metadata))
 
 
-def decode_job(raw: bytes) -> tuple[JobCreate, Any]:
-    """A JSON job request (``jobs.inputs.read_request``) with its rows, when they are lists, already one
-    checked float64 table (``table_of``): the server only fits it to the model. Rows keyed by column
-    names come back as parsed (the model's columns order them)."""
-    request, rows = read_request(raw)
+def decode_job(source: bytes | Path) -> tuple[JobCreate, Any]:
+    """A JSON job request (``jobs.inputs.read_request``), from its bytes or the file it was spooled to, with
+    its rows, when they are lists, already one checked float64 table (``table_of``): the server only fits it
+    to the model. Rows keyed by column names come back as parsed (the model's columns order them)."""
+    request, rows = read_request(source if isinstance(source, bytes) else source.read_bytes())
     if isinstance(rows, list) and rows and not isinstance(rows[0], dict):
         rows = table_of(rows, None)
     return request, rows
