@@ -84,6 +84,12 @@ class Settings(BaseSettings):
     max_artifact_bytes: int = Field(
         2 * 1024**3, description="Largest file accepted by PUT /api/v1/artifacts/{key}."
     )
+    upload_abandon_hours: float = Field(
+        24.0,
+        gt=0,
+        description="A resumable upload in parts (``modelyard sync``) nobody touched for this long is "
+        "removed with its parts by the workers' heartbeat sweep.",
+    )
     model_cache_size: int = Field(8, description="Most model versions kept loaded at once (LRU).")
     model_cache_bytes: int = Field(
         2 * 1024**3, description="Most bytes of model files kept loaded at once (LRU, by file size)."
