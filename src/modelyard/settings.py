@@ -226,6 +226,17 @@ class Settings(BaseSettings):
     pipeline_raw_cache_bytes: int = Field(
         64 * 1024 * 1024, description="Raw data kept in memory per worker, shared by the stages it runs."
     )
+    analysis_dask_scheduler: str = Field(
+        "",
+        description="Address of a Dask distributed scheduler (tcp://host:8786) the tissue image stages run "
+        "their segmentation tiles on; empty: threads of the worker (``analysis_workers``).",
+    )
+    analysis_workers: int = Field(
+        1,
+        ge=1,
+        description="Tiles of one image a tissue stage processes at once (threads, or in flight "
+        "on the Dask scheduler).",
+    )
     event_log_retention_hours: float = Field(
         72.0,
         gt=0,
