@@ -10,7 +10,7 @@ from modelyard.analysis.images import Multichannel, tile_grid
 from modelyard.analysis.segment import Cells, as_unit, label_stats
 from modelyard.errors import InvalidInput
 
-TILE = 1024
+TILE = 512
 
 
 def _grown(arr: np.ndarray, size: int) -> np.ndarray:

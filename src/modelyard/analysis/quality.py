@@ -20,7 +20,7 @@ from modelyard.analysis.images import Multichannel, saturation_level, tile_grid
 from modelyard.analysis.segment import Cells, as_unit
 from modelyard.errors import QualityCheckFailed
 
-TILE = 2048
+TILE = 512  # the figures do not depend on it (one pixel of overlap); memory does
 # threshold name -> (what it bounds in the report, "min" or "max")
 THRESHOLDS: dict[str, tuple[str, str]] = {
     "min_cells": ("cells", "min"),

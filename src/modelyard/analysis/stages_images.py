@@ -3,8 +3,9 @@
 - ``tissue_preprocess`` (an image: TIFF / OME-TIFF, PNG or .npy bytes, or an array) -> the preprocessed
   image as OME-TIFF bytes (uint16, channel names kept). ``channels`` names the channels the image must
   have (fewer is a failure saying so); ``params``: ``low_percentile``, ``high_percentile``,
-  ``background_radius``.
-- ``tissue_segment`` (an image) -> the label mask (array). ``params``: ``channel``, ``diameter``,
+  ``background_radius``, ``tile`` (of the TIFF written from a file; a multiple of 16, 1024).
+- ``tissue_segment`` (an image) -> the label mask (array: ``.npy``, or a tiled uint32 TIFF from a file).
+  ``params``: ``channel``, ``diameter``,
   ``threshold``, ``smooth_sigma``, ``min_area``, ``method`` (``threshold`` or ``onnx``: then ``model``,
   ``model_version``, ``input``, ``output`` name a registered model that maps a (1, 1, H, W) float32 tile to
   a probability per pixel), ``probability``, ``tile``.
@@ -225,6 +226,9 @@ class PreprocessKind(_ImageKind):
         elif len(set(channels)) != len(channels):
             check.add(f"{where}.channels", "names a channel more than once")
         _add(check, where, preprocess_problems(_params(doc)))
+        tile = _params(doc).get("tile", FILE_TILE)
+        if not isinstance(tile, int) or isinstance(tile, bool) or not 64 <= tile <= 8192 or tile % 16:
+            check.add(f"{where}.params.tile", "must be a multiple of 16, 64..8192")
         return KindConfig({"channels": channels}, IMAGE_TYPES, "bytes")
 
     def one(self, spec: StageSpec, item: Item, predict: Predict | None, env: StageEnv) -> Any:
@@ -235,7 +239,8 @@ class PreprocessKind(_ImageKind):
             pre = Preprocess.from_params(spec.params)
             if isinstance(source, Path) and item.scratch is not None:
                 out = item.scratch / "preprocessed.ome.tif"
-                tile = min(FILE_TILE, -(-max(image.shape[1:]) // 16) * 16)
+                largest = -(-max(image.shape[1:]) // 16) * 16
+                tile = min(int(spec.params.get("tile", FILE_TILE)), largest)
                 preprocess_file(image, out, pre, tile=tile, workers=env.analysis_workers)
                 return LocalFile(out, "tif")
             done, _ = preprocess_image(image, pre)
