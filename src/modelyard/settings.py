@@ -224,7 +224,10 @@ class Settings(BaseSettings):
     )
     pipeline_fetch_threads: int = Field(8, description="Raw data fetches one raw batch runs in parallel.")
     pipeline_raw_cache_bytes: int = Field(
-        64 * 1024 * 1024, description="Raw data kept in memory per worker, shared by the stages it runs."
+        64 * 1024 * 1024,
+        description="Raw data kept in memory per worker, shared by the stages it runs. Raw data of type "
+        "bytes or image in a file or artifact larger than this is hashed by chunks when fetched, not read "
+        "whole; stages that read files get its path.",
     )
     analysis_dask_scheduler: str = Field(
         "",
