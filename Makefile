@@ -1,14 +1,18 @@
 # modelyard — two commands: `make run` and `make test`. The virtual environment lives in .venv.
-# `make run` installs the runtime dependencies only (requirements.lock); `make test` adds the test, lint
-# and benchmark tools (requirements-dev.lock). Each has its own stamp, so switching between them is cheap.
+# `make run` installs the runtime dependencies only (requirements.lock); `make test` adds the analysis
+# extra (requirements-analysis.lock: scipy, scikit-image, scikit-learn, dask, tifffile, zarr, which only the
+# tissue-imaging stages use) and the test, lint and benchmark tools (requirements-dev.lock, which needs the
+# extra: skl2onnx pulls in scikit-learn). `make install-analysis` adds the extra to `make run`'s .venv.
+# Each has its own stamp, so switching between them is cheap.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check --no-compile  # bytecode on first import
 RUN_STAMP := $(VENV)/.installed-run
+ANALYSIS_STAMP := $(VENV)/.installed-analysis
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: run test install install-dev system-packages lint typecheck bench clean
+.PHONY: run test install install-analysis install-dev system-packages lint typecheck bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,11 +22,17 @@ $(RUN_STAMP): requirements.lock pyproject.toml | $(BIN)/python
 	$(PIP) --no-deps --no-build-isolation -e .
 	touch $@
 
-$(DEV_STAMP): $(RUN_STAMP) requirements-dev.lock
-	$(PIP) -r requirements.lock -r requirements-dev.lock
+$(ANALYSIS_STAMP): $(RUN_STAMP) requirements-analysis.lock
+	$(PIP) -r requirements.lock -r requirements-analysis.lock
+	touch $@
+
+$(DEV_STAMP): $(ANALYSIS_STAMP) requirements-dev.lock
+	$(PIP) -r requirements.lock -r requirements-analysis.lock -r requirements-dev.lock
 	touch $@
 
 install: $(RUN_STAMP)
+
+install-analysis: $(ANALYSIS_STAMP)
 
 install-dev: $(DEV_STAMP)
 

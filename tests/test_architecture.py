@@ -1,16 +1,19 @@
 """Guards of the code's shape (DESIGN.md): dependencies point one way, nothing runs at import,
-every route is documented."""
+every route is documented, the server runs without the analysis extra."""
 
 from __future__ import annotations
 
 import ast
 import json
+import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 from fastapi.testclient import TestClient
+
+from modelyard.extras import EXTRAS
 
 SRC = Path(__file__).parents[1] / "src" / "modelyard"
 PURE = ["service.py", "v2.py", "rest.py", "runtime.py", "batching.py", "models.py", "schemas.py"]
@@ -91,6 +94,81 @@ def test_importing_a_service_workflow_or_pure_module_leaves_fastapi_out() -> Non
     loaded = json.loads(probe.stdout)
     assert sorted(loaded) == sorted(modules)
     assert {name: what for name, what in loaded.items() if what != "clean"} == {}
+
+
+# In a fresh interpreter, import modules one by one (then load every stage kind and every workflow module,
+# as a server and a worker do) and report which step first brought in a package of the analysis extra.
+_EXTRA_PROBE = """
+import importlib, json, sys
+extra = sys.argv[1].split(",")
+brought = {}
+
+def step(name, call):
+    before = {m for m in extra if m in sys.modules}
+    call()
+    new = sorted({m for m in extra if m in sys.modules} - before)
+    if new:
+        brought[name] = new
+
+for name in sys.argv[2:]:
+    step(name, lambda: importlib.import_module(name))
+from modelyard.durable import import_workflows
+from modelyard.pipelines.spec.kinds import stage_kinds
+
+step("every stage kind", stage_kinds)
+step("every workflow module", import_workflows)
+assert "tissue_segment" in stage_kinds() and "tissue_stats" in stage_kinds()
+print(json.dumps(brought))
+"""
+ANALYSIS_WITHOUT_EXTRA = {"__init__", "errors", "images", "params", "render", "stages_images", "stages_stats"}
+"""The modules of ``analysis`` a server imports: its stage kinds and what they check specs with."""
+
+
+def _modules_without_extra() -> list[str]:
+    names = []
+    for path in sorted(SRC.rglob("*.py")):
+        rel = path.relative_to(SRC)
+        if rel.parts[0] == "migrations" or (
+            rel.parts[0] == "analysis" and path.stem not in ANALYSIS_WITHOUT_EXTRA
+        ):
+            continue
+        parts = ["modelyard", *rel.with_suffix("").parts]
+        names.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    return names
+
+
+def test_the_server_cli_and_workers_import_nothing_of_the_analysis_extra() -> None:
+    modules = _modules_without_extra()
+    assert {
+        "modelyard.app",
+        "modelyard.cli",
+        "modelyard.durable.workers",
+        "modelyard.analysis.stages_images",
+    } <= set(modules)
+    assert set(_non_web_modules()) - {
+        m for m in _non_web_modules() if m.startswith("modelyard.analysis.")
+    } <= set(modules)
+    probe = subprocess.run(
+        [sys.executable, "-c", _EXTRA_PROBE, ",".join(EXTRAS["analysis"]), *modules],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert probe.returncode == 0, probe.stderr
+    assert json.loads(probe.stdout) == {}
+
+
+def test_the_extra_probe_names_the_module_that_brings_a_package_in(tmp_path: Path) -> None:
+    (tmp_path / "heavy_user.py").write_text("import json\nfrom scipy import sparse\n")
+    probe = subprocess.run(
+        [sys.executable, "-c", _EXTRA_PROBE, "scipy,skimage", "modelyard.app", "heavy_user"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])},
+    )
+    assert probe.returncode == 0, probe.stderr
+    assert json.loads(probe.stdout) == {"heavy_user": ["scipy"]}
 
 
 def test_registry_does_not_import_serving() -> None:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.pipelines.conftest import ctx, pipeline_settings
+from tests.pipelines.conftest import api, ctx, pipeline_settings
 
-__all__ = ["ctx", "database_url", "pipeline_settings"]
+__all__ = ["api", "ctx", "database_url", "pipeline_settings"]
 
 
 @pytest.fixture

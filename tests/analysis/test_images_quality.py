@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from modelyard.analysis import quality
+from modelyard.analysis import params, quality
 from modelyard.analysis.images import ArrayImage
 from modelyard.analysis.render import OUTLINE, heatmap_png, overlay_png
 from modelyard.analysis.segment import measure_cells
@@ -69,12 +69,12 @@ def test_thresholds_fail_the_sample_naming_each_reason() -> None:
 
 
 def test_bad_thresholds_are_named() -> None:
-    assert quality.problems({"min_cels": 1, "max_covered_fraction": 2, "min_focus": "x"}) == [
-        ("min_cels", f"unknown threshold (known: {', '.join(quality.THRESHOLDS)})"),
+    assert params.qc_problems({"min_cels": 1, "max_covered_fraction": 2, "min_focus": "x"}) == [
+        ("min_cels", f"unknown threshold (known: {', '.join(params.QC_THRESHOLDS)})"),
         ("max_covered_fraction", "must be a fraction 0..1"),
         ("min_focus", "must be a number >= 0"),
     ]
-    assert quality.problems([1]) == [("", f"must be a mapping of {', '.join(quality.THRESHOLDS)}")]
+    assert params.qc_problems([1]) == [("", f"must be a mapping of {', '.join(params.QC_THRESHOLDS)}")]
 
 
 def test_the_overlay_outlines_each_cell_on_the_composite() -> None:

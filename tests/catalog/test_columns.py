@@ -47,7 +47,7 @@ def test_a_filter_in_numpy_passes_exactly_the_records_sql_passes(api: Any, works
     for body in FILTERS:
         f = Filter.model_validate(body)
         with ctx.uow() as session:
-            plan = Planner(ctx, session, service.get_collection(session, "works"))
+            plan = Planner(ctx, session, service.collection_state(session, "works"))
             cond = plan.condition(f, "filter")
             by_sql = sorted(session.scalars(plan.select(Record.pk).where(cond)))
             by_numpy = search._by_columns(ctx.catalog.get(), plan, f)
@@ -59,7 +59,7 @@ def test_a_filter_in_numpy_passes_exactly_the_records_sql_passes(api: Any, works
 def test_a_range_over_strings_is_left_to_sql(api: Any, works: np.ndarray) -> None:
     f = Filter.model_validate({"field": "attributes.kind", "op": "gt", "value": "ink"})
     with api.ctx.uow() as session:
-        plan = Planner(api.ctx, session, service.get_collection(session, "works"))
+        plan = Planner(api.ctx, session, service.collection_state(session, "works"))
         plan.condition(f, "filter")
         assert search._by_columns(api.ctx.catalog.get(), plan, f) is None
     assert columns.names(f) == {"attributes.kind"}

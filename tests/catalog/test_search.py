@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
-from modelyard.catalog import binding
+from modelyard.catalog import binding, service, versions
 from modelyard.catalog.pgvector import PgVector
 from modelyard.pipelines import service as pipelines
 from tests.catalog.conftest import make_collection
@@ -312,3 +312,25 @@ def test_a_filtered_search_sees_records_written_since_the_same_filter_last_ran(
     assert ids(find(api, **query)) == ["new"]
     api.patch(f"{C}/records/new", json={"attributes": {"kind": "ink"}})
     assert ids(find(api, **query)) == before
+
+
+def test_a_search_follows_a_version_switch_a_rollback_and_a_record_update_at_once(
+    api: Any, works: np.ndarray
+) -> None:
+    q = np.full(DIM, 50.0, dtype=np.float32).tolist()
+    query = {"vector": {"field": "embed.vector", "vector": q, "k": 1, "metric": "l2"}, "inferred": ["embed"]}
+    nearest = ids(find(api, **query))[0]  # every cache of version 1 warm from here on
+    moved = "w007" if nearest != "w007" else "w008"
+    v2 = [(f"w{i:03d}", {"vector": works[i].tolist(), "label": "c"}) for i in range(N)]
+    v2[int(moved[1:])] = (moved, {"vector": q, "label": "c"})
+    binding.put_inferences(api.ctx, "works", "embed", "2", v2)
+    assert ids(find(api, **query)) == [nearest]  # stored, not current: searches keep version 1
+    with api.ctx.uow() as session:
+        versions.make_current(session, service.collection_state(session, "works").id, "embed", "2")
+    hit = find(api, **query)["hits"][0]
+    assert hit["record"]["id"] == moved and hit["record"]["inferred"]["embed"]["label"] == "c"
+    assert api.patch(f"{C}/records/{moved}", json={"title": "renamed"}).status_code == 200
+    assert find(api, **query)["hits"][0]["record"]["title"] == "renamed"
+    assert api.post(f"{C}/versions/embed/rollback").status_code == 200
+    hit = find(api, **query)["hits"][0]
+    assert hit["record"]["id"] == nearest and hit["record"]["inferred"]["embed"]["label"] in ("a", "b")

@@ -86,9 +86,36 @@ def _open(browser: Browser, url: str, errors: list[str]) -> Page:
     return page
 
 
+# What a screen reader could not name on the page: form controls without a label, images without alt
+# text, buttons and links without a name (as the browser computes names: content, aria-label, title).
+UNNAMED = """() => {
+  const named = (el) => (el.getAttribute("aria-label") || "").trim() !== ""
+    || (el.getAttribute("aria-labelledby") || "").split(/\\s+/).some((id) => id && document.getElementById(id))
+    || (el.getAttribute("title") || "").trim() !== "";
+  const bad = [];
+  for (const el of document.querySelectorAll("input, select, textarea")) {
+    if (el.type === "hidden") continue;
+    if (!(el.labels && el.labels.length) && !named(el)) bad.push(`control ${el.outerHTML.slice(0, 80)}`);
+  }
+  for (const el of document.querySelectorAll("img")) {
+    if (!el.hasAttribute("alt")) bad.push(`image ${el.outerHTML.slice(0, 80)}`);
+  }
+  for (const el of document.querySelectorAll("button, a[href], [role=button]")) {
+    const text = (el.innerText || el.textContent || "").trim();
+    const value = el.tagName === "INPUT" ? el.value : "";
+    if (!text && !value && !named(el) && !el.querySelector("img[alt]:not([alt=''])")) {
+      bad.push(`unnamed ${el.outerHTML.slice(0, 80)}`);
+    }
+  }
+  return bad;
+}"""
+
+
 def _shot(page: Page, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    unnamed = page.evaluate(UNNAMED)
+    assert unnamed == [], f"{name}: {unnamed}"
 
 
 @pytest.fixture
@@ -180,4 +207,10 @@ def test_every_page_loads_and_the_key_flows_work(
         expect(page.locator("h1")).to_be_visible()
         assert page.title().endswith("modelyard")
         _shot(page, name)
+    # the check above finds what it looks for: a bare input, an image without alt, an empty button
+    page.evaluate(
+        """() => document.querySelector("main").insertAdjacentHTML(
+            "beforeend", '<input name="q"><img><button></button>')"""
+    )
+    assert [p.split(" ", 1)[0] for p in page.evaluate(UNNAMED)] == ["control", "image", "unnamed"]
     assert errors == []

@@ -24,6 +24,10 @@ def test_outline_map_draws_every_ring_inside_the_box() -> None:
     ]
     assert min(coordinates) >= 0 and max(coordinates) <= 640
     assert "<polygon" not in outline_map([])
+    point = {"type": "Point", "coordinates": [1, 1]}
+    mixed = {"type": "GeometryCollection", "geometries": [point, square(0, 0)]}
+    drawn = outline_map([(point, "label", "p"), (mixed, "label", "m")])
+    assert drawn.count("<polygon") == 1 and "<title>m</title>" in drawn  # points and lines are not drawn
 
 
 def test_aoi_and_scene_pages_list_and_map(app_client: TestClient) -> None:

@@ -232,3 +232,48 @@ def test_array_outputs_summarise_shape_and_values() -> None:
 
     svg = histogram(np.arange(100, dtype=np.float32))
     assert svg.count("<rect") == 30 and 'aria-label="histogram of 100 values"' in svg
+
+
+def _events_on(page: str) -> list[str]:
+    return re.findall(r'<a href="/ui/events/[0-9a-f]+">([^<]+)</a>', page)
+
+
+def _link(page: str, rel: str) -> str | None:
+    found = re.search(rf'<a href="([^"]+)" rel="{rel}">', page)
+    return html.unescape(found.group(1)) if found else None
+
+
+def test_pipeline_page_pages_events_by_cursor_and_groups_their_errors(app_client: TestClient) -> None:
+    applied = app_client.post(
+        "/api/v1/pipelines", content=PIPELINE, headers={**api_headers(), "Content-Type": "application/yaml"}
+    )
+    assert applied.status_code in (200, 201), applied.text
+    names = [f"lost{i:02d}" for i in range(60)]
+    body = {"events": [{"name": n, "source": f"incoming/{n}.png"} for n in names]}
+    assert (
+        app_client.post("/api/v1/pipelines/images/events", json=body, headers=api_headers()).status_code
+        == 202
+    )
+
+    def failed() -> bool:
+        snap = app_client.get("/api/v1/pipelines/images/queues", headers=api_headers()).json()["events"]
+        return bool(snap["failed"] == 60)
+
+    wait_for(failed)
+    sign_in(app_client)
+    first = app_client.get("/ui/pipelines/images?state=failed").text
+    assert "Events (60)" in first and _link(first, "prev") is None
+    older = _link(first, "next")
+    assert older is not None and "offset" not in older
+    second = app_client.get(older).text
+    assert _link(second, "next") is None
+    listed = _events_on(first) + _events_on(second)
+    assert len(_events_on(first)) == 50 and sorted(listed) == names  # each event once, none missing
+    newer = _link(second, "prev")
+    assert newer is not None and _events_on(app_client.get(newer).text) == _events_on(first)
+
+    errors = _text(first.split('id="er-h"', 1)[1])
+    assert re.search(r"raw · FetchFailed · 60 event\(s\)", errors), errors
+    hit = re.findall(r'href="/ui/pipelines/images/events/([^"]+)"', first.split('id="er-h"', 1)[1])
+    assert len(hit) == 5 and set(hit) <= set(names)  # the newest events it hit, each a link
+    assert app_client.get("/ui/pipelines/images?before=forged").status_code == 400

@@ -1,7 +1,8 @@
 """Multichannel images read by windows: TIFF / OME-TIFF (tifffile, tiled files read tile by tile through
 its zarr store, so a 20,000 x 20,000 x 8 image is never loaded whole), PNG and NumPy (``.npy``, memory-
 mapped from a file). Every image is seen as channels x height x width; channel names come from the OME
-metadata where present (``ch0``, ``ch1``... otherwise).
+metadata where present (``ch0``, ``ch1``... otherwise). PNG and NumPy need nothing more; TIFF needs the
+analysis extra (``ExtraMissing`` without it).
 
 ``Tile`` and ``tile_grid`` are the grid every tiled pass walks: a core each tile owns, and a window (the
 core plus an overlap margin, clipped to the image) it reads.
@@ -20,6 +21,7 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from modelyard import extras
 from modelyard.errors import InvalidInput, UndecodableInput
 
 TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
@@ -78,6 +80,7 @@ class TiffImage:
     covers. Keep it open while reading; ``close`` releases the file."""
 
     def __init__(self, path: str | Path):
+        extras.require("analysis", "reading a TIFF")
         import tifffile
 
         path = Path(path)
@@ -249,6 +252,7 @@ def _png(data: bytes | Path) -> ArrayImage:
 
 
 def _tiff_bytes(data: bytes) -> ArrayImage:
+    extras.require("analysis", "reading a TIFF")
     import tifffile
 
     try:
@@ -398,6 +402,7 @@ def write_tiled(
 ) -> None:
     """Write a (C, H, W) OME-TIFF from its tiles of ``size`` (each channel's tiles in row-major order,
     channel after channel), holding one tile at a time."""
+    extras.require("analysis", "writing a TIFF")
     import tifffile
 
     c, h, w = shape

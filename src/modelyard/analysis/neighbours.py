@@ -9,12 +9,16 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import sparse
-from scipy.spatial import cKDTree
 
+from modelyard import extras
 from modelyard.analysis.errors import InvalidCells
+from modelyard.analysis.params import MAX_K
 
-MAX_K = 100
+try:
+    from scipy import sparse
+    from scipy.spatial import cKDTree
+except ImportError as exc:  # the analysis extra is not installed
+    raise extras.absent("analysis", __name__, exc) from exc
 
 
 def check_coords(coords: Any) -> NDArray[np.float64]:

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
 
+from modelyard import extras
 from modelyard.analysis.images import (
     ArrayImage,
     Multichannel,
@@ -29,6 +29,11 @@ from modelyard.analysis.images import (
     tile_grid,
     write_tiled,
 )
+
+try:
+    from scipy import ndimage
+except ImportError as exc:  # the analysis extra is not installed
+    raise extras.absent("analysis", __name__, exc) from exc
 
 STATS_TILE = 2048  # fixed, so the statistics do not depend on the tile size a run chooses
 EXACT_TILE = 512  # the statistics of an integer image come from histograms: any tiles give them exactly
@@ -53,32 +58,13 @@ class Preprocess:
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> Preprocess:
-        """From a stage's ``params`` (already checked by ``problems``)."""
+        """From a stage's ``params`` (already checked by ``params.preprocess_problems``)."""
         base = cls()
         return cls(
             float(params.get("low_percentile", base.low)),
             float(params.get("high_percentile", base.high)),
             int(params.get("background_radius", base.background_radius)),
         )
-
-
-def problems(params: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """(field, detail) for every bad preprocessing parameter."""
-    out: list[tuple[str, str]] = []
-    low, high = params.get("low_percentile", 1.0), params.get("high_percentile", 99.8)
-    for key, value in (("low_percentile", low), ("high_percentile", high)):
-        if not _number(value) or not 0 <= value <= 100:
-            out.append((key, "must be a number 0..100"))
-    if _number(low) and _number(high) and not low < high:
-        out.append(("high_percentile", "must be above low_percentile"))
-    radius = params.get("background_radius", 25)
-    if not isinstance(radius, int) or isinstance(radius, bool) or not 0 <= radius <= 500:
-        out.append(("background_radius", "must be an integer 0..500 (pixels; 0 for none)"))
-    return out
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,39 +14,19 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
 
+from modelyard import extras
 from modelyard.analysis.images import Multichannel, saturation_level, tile_grid
+from modelyard.analysis.params import QC_THRESHOLDS
 from modelyard.analysis.segment import Cells, as_unit
 from modelyard.errors import QualityCheckFailed
 
+try:
+    from scipy import ndimage
+except ImportError as exc:  # the analysis extra is not installed
+    raise extras.absent("analysis", __name__, exc) from exc
+
 TILE = 512  # the figures do not depend on it (one pixel of overlap); memory does
-# threshold name -> (what it bounds in the report, "min" or "max")
-THRESHOLDS: dict[str, tuple[str, str]] = {
-    "min_cells": ("cells", "min"),
-    "max_cells": ("cells", "max"),
-    "min_median_area": ("area.median", "min"),
-    "max_median_area": ("area.median", "max"),
-    "min_covered_fraction": ("covered_fraction", "min"),
-    "max_covered_fraction": ("covered_fraction", "max"),
-    "max_saturated_fraction": ("saturated_fraction", "max"),
-    "min_focus": ("focus", "min"),
-}
-
-
-def problems(thresholds: Any) -> list[tuple[str, str]]:
-    """(field, detail) for every bad threshold of a spec's ``qc`` mapping."""
-    if not isinstance(thresholds, Mapping):
-        return [("", f"must be a mapping of {', '.join(THRESHOLDS)}")]
-    out = []
-    for key, value in thresholds.items():
-        if key not in THRESHOLDS:
-            out.append((str(key), f"unknown threshold (known: {', '.join(THRESHOLDS)})"))
-        elif not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
-            out.append((str(key), "must be a number >= 0"))
-        elif key.endswith("fraction") and value > 1:
-            out.append((str(key), "must be a fraction 0..1"))
-    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +94,7 @@ def failures(found: dict[str, Any], thresholds: Mapping[str, float]) -> list[dic
     """Every threshold ``found`` breaks, as ``{"field": "qc.<name>", "detail": ...}``."""
     out = []
     for key, limit in thresholds.items():
-        path, side = THRESHOLDS[key]
+        path, side = QC_THRESHOLDS[key]
         value = _value(found, path)
         values = value if isinstance(value, dict) else {"": value}
         for name, v in values.items():

@@ -24,12 +24,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
 
+from modelyard import extras
 from modelyard.analysis.images import Multichannel, Tile, channel_index, tile_grid, write_tiled
 
+try:
+    from scipy import ndimage
+except ImportError as exc:  # the analysis extra is not installed
+    raise extras.absent("analysis", __name__, exc) from exc
+
 Predict = Callable[[np.ndarray], np.ndarray]
-METHODS = ("threshold", "onnx")
 SAMPLE_WINDOW = 512
 SAMPLE_GRID = 4
 
@@ -61,7 +65,7 @@ class Segmentation:
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> Segmentation:
-        """From a stage's ``params`` (already checked by ``problems``)."""
+        """From a stage's ``params`` (already checked by ``params.segment_problems``)."""
         base = cls()
         return cls(
             params.get("channel", base.channel),
@@ -72,26 +76,6 @@ class Segmentation:
             str(params.get("method", base.method)),
             float(params.get("probability", base.probability)),
         )
-
-
-def problems(params: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """(field, detail) for every bad segmentation parameter."""
-    out: list[tuple[str, str]] = []
-    channel = params.get("channel", 0)
-    if not isinstance(channel, str | int) or isinstance(channel, bool) or channel == "":
-        out.append(("channel", "must be a channel name or index"))
-    for key, low, high in (("diameter", 3, 500), ("min_area", 1, 1_000_000)):
-        value = params.get(key, low)
-        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-            out.append((key, f"must be an integer {low}..{high}"))
-    for key, low, high in (("threshold", 0, 1), ("smooth_sigma", 0, 20), ("probability", 0, 1)):
-        value = params.get(key)
-        bad = not isinstance(value, int | float) or isinstance(value, bool) or not low <= value <= high
-        if value is not None and bad:
-            out.append((key, f"must be a number {low}..{high}"))
-    if params.get("method", "threshold") not in METHODS:
-        out.append(("method", f"must be one of {', '.join(METHODS)}"))
-    return out
 
 
 @dataclass(slots=True)

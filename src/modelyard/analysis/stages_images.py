@@ -12,11 +12,14 @@
 - ``tissue_cells`` (inputs: [image, mask]) -> the per-cell table, JSON (``format: json``, the default) or
   Parquet bytes (``format: parquet``).
 - ``tissue_quality`` (inputs: [image, mask]; the raw image, for saturation) -> the quality report (JSON);
-  ``qc`` holds thresholds (``quality.THRESHOLDS``), and a sample that breaks one fails with each reason.
+  ``qc`` holds thresholds (``params.QC_THRESHOLDS``), and a sample that breaks one fails with each reason.
 - ``tissue_overlay`` (inputs: [image, mask]) -> PNG of the cell outlines on a composite of
   ``params.channels`` (up to three names or indices).
 - ``tissue_heatmap`` (a statistics result, JSON) -> PNG of one of its matrices (``params.matrix``:
   ``log_odds``, ``counts``, ``log_odds_test.z``, ``counts_test.z``; ``params.labels`` names the types).
+
+Every kind but ``tissue_heatmap`` (Pillow and numpy only) needs the analysis extra, imported when a stage
+runs; a spec naming one is refused without it (``extras``).
 
 The kinds read files (``reads_files``): in a pipeline, each image (the raw scan, a preprocessed image, a
 label mask) comes as a local file read by tiles, never whole, and the preprocessed image and the label
@@ -34,11 +37,10 @@ import io
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from modelyard.analysis import quality
 from modelyard.analysis.images import (
     ArrayImage,
     Multichannel,
@@ -47,24 +49,17 @@ from modelyard.analysis.images import (
     open_image,
     require_channels,
 )
-from modelyard.analysis.measure import measure_tiled
-from modelyard.analysis.preprocess import (
-    OUT_DTYPE,
-    OUT_SCALE,
-    Preprocess,
-    preprocess_file,
-    preprocess_image,
-)
-from modelyard.analysis.preprocess import problems as preprocess_problems
+from modelyard.analysis.params import preprocess_problems, qc_problems, segment_problems
 from modelyard.analysis.render import heatmap_png, overlay_png
-from modelyard.analysis.segment import Predict, Segmentation, segment
-from modelyard.analysis.segment import problems as segment_problems
 from modelyard.errors import InvalidInput
 from modelyard.pipelines.spec import StageSpec
 from modelyard.pipelines.spec.fields import Checker
 from modelyard.pipelines.spec.kinds import KindConfig, Uses, register_stage_kind
 from modelyard.pipelines.stages import Item, LocalFile, Outcome, StageEnv, side_by_side, timed
 from modelyard.pipelines.stages.batch import load_model
+
+if TYPE_CHECKING:
+    from modelyard.analysis.segment import Cells, Predict
 
 IMAGE_TYPES = ("bytes", "array")
 MODEL_FIELDS = ("model", "model_version", "input", "output")
@@ -117,6 +112,22 @@ def _open_mask(value: Any, field: str) -> Multichannel:
     return mask
 
 
+def _measure(spec: StageSpec, item: Item) -> tuple[Cells, int]:
+    """The cells of a [image, mask] stage's inputs, measured by tiles, and the pixels they cover."""
+    from modelyard.analysis.measure import measure_tiled
+
+    image_value, mask_value = _ordered(spec, item)
+    image = open_image(image_value)
+    try:
+        mask = _open_mask(mask_value, f"inputs.{spec.inputs[1]}")
+        try:
+            return measure_tiled(image, mask)
+        finally:
+            close_image(mask)
+    finally:
+        close_image(image)
+
+
 @dataclass(frozen=True, slots=True)
 class Renamed:
     """An image read through with other channel names."""
@@ -158,6 +169,8 @@ def encode_ome(image: ArrayImage) -> bytes:
     """A 0..1 float image as OME-TIFF bytes (uint16, channel names in the OME metadata)."""
     import tifffile
 
+    from modelyard.analysis.preprocess import OUT_DTYPE, OUT_SCALE
+
     data = (np.clip(image.data, 0.0, 1.0) * OUT_SCALE + 0.5).astype(OUT_DTYPE)
     buf = io.BytesIO()
     tifffile.imwrite(
@@ -171,14 +184,16 @@ def encode_ome(image: ArrayImage) -> bytes:
 
 
 class _ImageKind:
-    """What the kinds share: one call per event, events of a batch side by side up to ``concurrency``."""
+    """What the kinds share: one call per event, events of a batch side by side up to ``concurrency``;
+    the analysis extra, imported when a stage runs (a spec is refused without it, ``extras``)."""
 
     name = ""
     fields: frozenset[str] = frozenset()
+    extra = "analysis"
 
     def uses(self, spec: StageSpec) -> Uses:
-        """Nothing beyond the spec (the segmentation kind may name a model)."""
-        return Uses()
+        """The analysis extra (the segmentation kind may also name a model)."""
+        return Uses(extra=self.extra)
 
     reads_files = True
 
@@ -195,20 +210,6 @@ class _ImageKind:
             predict, resolved = loaded
         call: Callable[[Item], Outcome] = lambda item: timed(lambda: self.one(spec, item, predict, env))  # noqa: E731
         return side_by_side(items, call, spec.limits.concurrency, spec.name), resolved
-
-
-def _measure(spec: StageSpec, item: Item) -> tuple[Any, int]:
-    """The cells of a [image, mask] stage's inputs, measured by tiles, and the pixels they cover."""
-    image_value, mask_value = _ordered(spec, item)
-    image = open_image(image_value)
-    try:
-        mask = _open_mask(mask_value, f"inputs.{spec.inputs[1]}")
-        try:
-            return measure_tiled(image, mask)
-        finally:
-            close_image(mask)
-    finally:
-        close_image(image)
 
 
 class PreprocessKind(_ImageKind):
@@ -232,6 +233,8 @@ class PreprocessKind(_ImageKind):
         return KindConfig({"channels": channels}, IMAGE_TYPES, "bytes")
 
     def one(self, spec: StageSpec, item: Item, predict: Predict | None, env: StageEnv) -> Any:
+        from modelyard.analysis.preprocess import Preprocess, preprocess_file, preprocess_image
+
         source = _ordered(spec, item)[0]
         opened = open_image(source)
         try:
@@ -275,10 +278,12 @@ class SegmentKind(_ImageKind):
     def uses(self, spec: StageSpec) -> Uses:
         """The segmentation model, with ``method: onnx``."""
         if not spec.config.get("model"):
-            return Uses()
-        return Uses((spec.config["model"], spec.config.get("model_version", "latest")))
+            return Uses(extra=self.extra)
+        return Uses((spec.config["model"], spec.config.get("model_version", "latest")), extra=self.extra)
 
     def one(self, spec: StageSpec, item: Item, predict: Predict | None, env: StageEnv) -> Any:
+        from modelyard.analysis.segment import Segmentation, segment
+
         source = _ordered(spec, item)[0]
         cfg = Segmentation.from_params(spec.params)
         tile = int(spec.params.get("tile", 1024))
@@ -334,7 +339,7 @@ class QualityKind(_ImageKind):
         """Two inputs, the nucleus channel (``params.channel``) and the thresholds."""
         _two_inputs(doc, where, check, "the raw image")
         qc = doc.get("qc", {})
-        for key, detail in quality.problems(qc):
+        for key, detail in qc_problems(qc):
             check.add(f"{where}.qc" + (f".{key}" if key else ""), detail)
         channel = _params(doc).get("channel", 0)
         if not isinstance(channel, str | int) or isinstance(channel, bool):
@@ -342,6 +347,8 @@ class QualityKind(_ImageKind):
         return KindConfig({"qc": dict(qc) if isinstance(qc, Mapping) else {}}, IMAGE_TYPES, "json")
 
     def one(self, spec: StageSpec, item: Item, predict: Predict | None, env: StageEnv) -> Any:
+        from modelyard.analysis import quality
+
         image_value, _ = _ordered(spec, item)
         image = open_image(image_value)
         try:
@@ -412,6 +419,7 @@ class HeatmapKind(_ImageKind):
 
     name = "tissue_heatmap"
     fields = frozenset()
+    extra = ""  # Pillow and numpy only
 
     def parse(self, doc: Mapping[str, Any], where: str, check: Checker) -> KindConfig:
         """The matrix to draw and the type names."""

@@ -12,6 +12,7 @@ list of such rows, a dict of columns, or Parquet bytes.
   ``type_column`` (``type``).
 
 Bad cell data (``analysis.errors``) fails that event's stage run with the rule it broke as the reason.
+Both need the analysis extra, imported when a stage runs (a spec is refused without it, ``extras``).
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from typing import Any
 import numpy as np
 import orjson
 
-from modelyard.analysis import neighbours, stats, typing
 from modelyard.analysis.errors import InvalidCells
+from modelyard.analysis.params import MAX_K, MAX_PERMUTATIONS, MAX_TYPES, TYPING_METHODS, VARIANTS
 from modelyard.pipelines.spec import StageSpec
 from modelyard.pipelines.spec.fields import Checker
 from modelyard.pipelines.spec.kinds import KindConfig, Uses, register_stage_kind
@@ -89,7 +90,7 @@ def _params(doc: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 def _check_common(params: Mapping[str, Any], where: str, check: Checker) -> None:
-    check.integer(params.get("n_types"), f"{where}.params.n_types", 1, stats.MAX_TYPES)
+    check.integer(params.get("n_types"), f"{where}.params.n_types", 1, MAX_TYPES)
     if "seed" in params:
         check.integer(params["seed"], f"{where}.params.seed", 0, 2**32 - 1)
 
@@ -101,8 +102,8 @@ class _CellsKind:
     fields: frozenset[str] = frozenset()
 
     def uses(self, spec: StageSpec) -> Uses:
-        """Nothing beyond the spec."""
-        return Uses()
+        """The analysis extra."""
+        return Uses(extra="analysis")
 
     def one(self, spec: StageSpec, value: Any) -> Any:
         raise NotImplementedError
@@ -126,8 +127,8 @@ class TypeKind(_CellsKind):
         """The method, its parameters and the output format."""
         params = _params(doc)
         _check_common(params, where, check)
-        if params.get("method", "kmeans") not in (*typing.METHODS, "given"):
-            check.add(f"{where}.params.method", f"must be one of {', '.join(typing.METHODS)}, given")
+        if params.get("method", "kmeans") not in (*TYPING_METHODS, "given"):
+            check.add(f"{where}.params.method", f"must be one of {', '.join(TYPING_METHODS)}, given")
         markers = params.get("markers")
         if markers is not None and (
             not isinstance(markers, list) or not all(isinstance(m, str) for m in markers)
@@ -140,6 +141,8 @@ class TypeKind(_CellsKind):
         return KindConfig({"format": fmt}, TABLE_TYPES, "json" if fmt == "json" else "bytes")
 
     def one(self, spec: StageSpec, value: Any) -> Any:
+        from modelyard.analysis import typing
+
         params = spec.params
         table = read_table(value)
         n_types, method = int(params["n_types"]), params.get("method", "kmeans")
@@ -179,16 +182,18 @@ class StatsKind(_CellsKind):
         if "k" in params and "radius" in params:
             check.add(f"{where}.params", "give k or radius, not both")
         if "k" in params:
-            check.integer(params["k"], f"{where}.params.k", 1, neighbours.MAX_K)
+            check.integer(params["k"], f"{where}.params.k", 1, MAX_K)
         if "radius" in params:
             check.number(params["radius"], f"{where}.params.radius", 1e-9, 1e12)
         if "n_perms" in params:
-            check.integer(params["n_perms"], f"{where}.params.n_perms", 0, stats.MAX_PERMUTATIONS)
-        if params.get("variant", "standard") not in stats.VARIANTS:
-            check.add(f"{where}.params.variant", f"must be one of {', '.join(stats.VARIANTS)}")
+            check.integer(params["n_perms"], f"{where}.params.n_perms", 0, MAX_PERMUTATIONS)
+        if params.get("variant", "standard") not in VARIANTS:
+            check.add(f"{where}.params.variant", f"must be one of {', '.join(VARIANTS)}")
         return KindConfig({}, TABLE_TYPES, "json")
 
     def one(self, spec: StageSpec, value: Any) -> Any:
+        from modelyard.analysis import neighbours, stats
+
         params = spec.params
         table = read_table(value)
         coords = np.column_stack([_column(table, "x", "inputs"), _column(table, "y", "inputs")])

@@ -21,18 +21,20 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import sparse
 
+from modelyard import extras
 from modelyard.analysis.errors import InvalidCells, ZeroFrequency
+from modelyard.analysis.params import MAX_PERMUTATIONS, MAX_TYPES, VARIANTS, Variant
 
-Variant = Literal["standard", "upper_triangle"]
-VARIANTS: tuple[Variant, ...] = ("standard", "upper_triangle")
-MAX_TYPES = 255  # types are shuffled as uint8 (cache-sized); more than this is not a cell typing
-MAX_PERMUTATIONS = 10_000
+try:
+    from scipy import sparse
+except ImportError as exc:  # the analysis extra is not installed
+    raise extras.absent("analysis", __name__, exc) from exc
+
 _PACKED_TYPES = 16  # up to this many types, three neighbours share one code (16**4 bins)
 _THREADED_CELLS = 50_000  # from this many cells, permutations run in two threads
 _CHUNK = 1 << 16  # cells per counting chunk: their codes stay in cache between the gather and the count

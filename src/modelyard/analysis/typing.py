@@ -6,16 +6,14 @@ algorithm's internal order."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from modelyard.analysis.errors import InvalidCells
-from modelyard.analysis.stats import MAX_TYPES, check_types
-
-Method = Literal["kmeans", "gmm"]
-METHODS: tuple[Method, ...] = ("kmeans", "gmm")
+from modelyard.analysis.params import MAX_TYPES, TYPING_METHODS, TypingMethod
+from modelyard.analysis.stats import check_types
 
 
 def check_markers(markers: Any, n_types: int) -> NDArray[np.float64]:
@@ -40,7 +38,9 @@ def check_markers(markers: Any, n_types: int) -> NDArray[np.float64]:
     return arr
 
 
-def cluster(markers: Any, n_types: int, *, method: Method = "kmeans", seed: int = 0) -> NDArray[np.int32]:
+def cluster(
+    markers: Any, n_types: int, *, method: TypingMethod = "kmeans", seed: int = 0
+) -> NDArray[np.int32]:
     """One type per cell from its markers, by ``method`` (``kmeans`` or ``gmm``), seeded."""
     x = check_markers(markers, n_types)
     spread = x.std(axis=0)
@@ -54,7 +54,9 @@ def cluster(markers: Any, n_types: int, *, method: Method = "kmeans", seed: int 
 
         labels = GaussianMixture(n_components=n_types, random_state=seed).fit(x).predict(x)
     else:
-        raise InvalidCells(f"unknown typing method {method!r} (one of {', '.join(METHODS)})", field="method")
+        raise InvalidCells(
+            f"unknown typing method {method!r} (one of {', '.join(TYPING_METHODS)})", field="method"
+        )
     return _by_size(np.asarray(labels), n_types)
 
 

@@ -6,17 +6,20 @@ No FastAPI, no DBOS."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Select, and_, false, or_, select, true
 from sqlalchemy.orm import Session, aliased
 
 from modelyard.catalog.fields import field_types
-from modelyard.catalog.models import Collection, Inference, Record
+from modelyard.catalog.models import Inference, Record
 from modelyard.catalog.schemas import Filter
 from modelyard.catalog.versions import current_versions
 from modelyard.context import AppContext
 from modelyard.errors import InvalidQuery
+
+if TYPE_CHECKING:
+    from modelyard.catalog.service import CollectionState
 
 MAX_IN = 1000
 T = TypeVar("T")
@@ -32,7 +35,7 @@ SCALARS = {"string": (str,), "number": (int, float), "boolean": (bool,)}
 class Planner:
     """Turns field names into SQL expressions over a collection's records (joining inferences as needed)."""
 
-    def __init__(self, ctx: AppContext, session: Session, collection: Collection):
+    def __init__(self, ctx: AppContext, session: Session, collection: CollectionState):
         self.ctx, self.session = ctx, session
         self.collection = collection
         self.collection_id = collection.id

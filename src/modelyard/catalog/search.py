@@ -27,6 +27,7 @@ from modelyard.catalog.models import Record
 from modelyard.catalog.schemas import ColourQuery, Filter, Hit, SearchQuery, SearchResult, VectorQuery, Why
 from modelyard.context import AppContext
 from modelyard.errors import InvalidQuery, RecordNotFound
+from modelyard.paging import decode_cursor, encode_cursor
 
 MAX_K = 1000
 TEXT_DEPTH = 1000  # text hits ranked before a filter or fusion
@@ -44,7 +45,7 @@ def _fingerprint(query: SearchQuery) -> str:
 def _cursor_state(query: SearchQuery) -> dict[str, Any] | None:
     if query.cursor is None:
         return None
-    state = service.decode_cursor(query.cursor)
+    state = decode_cursor(query.cursor)
     if state.get("q") != _fingerprint(query):
         raise InvalidQuery(
             "this cursor belongs to another search: send the same query with it", field="cursor"
@@ -63,7 +64,7 @@ class Ranked:
 def search(ctx: AppContext, collection: str, query: SearchQuery) -> SearchResult:
     """Run a search (see the module docstring)."""
     with ctx.uow() as session:
-        plan = Planner(ctx, session, service.get_collection(session, collection))
+        plan = Planner(ctx, session, service.collection_state(session, collection))
         collection_id = plan.collection_id
         cond = plan.condition(query.filter, "filter") if query.filter is not None else None
         facets = _facets(session, plan, cond, query.facets)
@@ -153,7 +154,7 @@ def _browse(
     if more and rows:
         last = rows[-1]
         key = [last[0]] if sort_expr is None else [last[0], last[1]]
-        next_cursor = service.encode_cursor({"q": _fingerprint(query), "k": key})
+        next_cursor = encode_cursor({"q": _fingerprint(query), "k": key})
     hits = [Hit(record=r) for r in _records(session, [r[0] for r in rows], query.inferred, plan.versions)]
     return SearchResult(hits=hits, total=total, facets=facets, next_cursor=next_cursor)
 
@@ -316,19 +317,20 @@ def _fuse(
     facets: dict[str, dict[str, int]],
     versions: dict[str, str],
 ) -> SearchResult:
-    why: dict[int, Why] = {}
+    # why each pk ranked, as plain fields: a ``Why`` is built only for the hits of the page
+    why: dict[int, dict[str, float]] = {}
     fused: dict[int, float] = {}
     for ranking in rankings:
         weight = query.weights.get(ranking.name, 1.0)  # type: ignore[call-overload]
+        rank_of = f"{ranking.name}_rank"
+        score_of = "vector_distance" if ranking.name == "vector" else f"{ranking.name}_score"
         for rank, (pk, score) in enumerate(ranking.hits, start=1):
-            w = why.setdefault(pk, Why())
-            setattr(w, f"{ranking.name}_rank", rank)
-            setattr(w, "vector_distance" if ranking.name == "vector" else f"{ranking.name}_score", score)
+            w = why.get(pk)
+            if w is None:
+                w = why[pk] = {}
+            w[rank_of], w[score_of] = rank, score
             fused[pk] = fused.get(pk, 0.0) + weight / (RRF_K + rank)
     order = sorted(fused, key=lambda pk: (-fused[pk], pk))
-    if len(rankings) > 1:
-        for pk in order:
-            why[pk].fused = round(fused[pk], 8)
     state = _cursor_state(query)
     offset = 0
     if state is not None:
@@ -337,10 +339,14 @@ def _fuse(
             raise InvalidQuery("malformed cursor: pass back the next_cursor of a response", field="cursor")
     page = order[offset : offset + query.limit]
     end = offset + len(page)
-    next_cursor = service.encode_cursor({"q": _fingerprint(query), "o": end}) if end < len(order) else None
+    next_cursor = encode_cursor({"q": _fingerprint(query), "o": end}) if end < len(order) else None
     records = _records(session, page, query.inferred, versions)
+    fuse = len(rankings) > 1
     return SearchResult(
-        hits=[Hit(record=r, why=why[pk]) for pk, r in zip(page, records, strict=True)],
+        hits=[
+            Hit(record=r, why=Why(**why[pk], fused=round(fused[pk], 8) if fuse else None))
+            for pk, r in zip(page, records, strict=True)
+        ],
         total=len(order),
         facets=facets,
         next_cursor=next_cursor,
@@ -350,5 +356,4 @@ def _fuse(
 def _records(
     session: Session, pks: list[int], producers: list[str] | None, versions: dict[str, str]
 ) -> list[Any]:
-    rows = {r.pk: r for r in session.scalars(select(Record).where(Record.pk.in_(pks)))} if pks else {}
-    return service.records_public(session, [rows[pk] for pk in pks], producers, versions)
+    return service.records_by_pk(session, pks, producers, versions)

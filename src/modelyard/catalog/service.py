@@ -4,15 +4,12 @@ ingest and single writes share it), and the record page with its current inferen
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-import orjson
-from sqlalchemy import and_, delete, false, func, or_, select, update
+from sqlalchemy import Row, and_, delete, false, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from modelyard.catalog import backends, fields
@@ -33,6 +30,7 @@ from modelyard.catalog.versions import current_versions
 from modelyard.context import AppContext
 from modelyard.db import utcnow
 from modelyard.errors import AlreadyExists, CollectionNotFound, InvalidQuery, RecordNotFound
+from modelyard.paging import decode_cursor, encode_cursor
 from modelyard.pipelines.service import get_pipeline
 from modelyard.pipelines.stages.sources import parse_source
 
@@ -45,6 +43,28 @@ def get_collection(session: Session, name: str) -> Collection:
     if row is None:
         raise CollectionNotFound(name)
     return row
+
+
+@dataclass(frozen=True, slots=True)
+class CollectionState:
+    """What a search reads of a collection: its id and the counters every cache of it is checked against
+    (``revision``, bumped by each write, and ``deletions``)."""
+
+    id: str
+    name: str
+    revision: int
+    deletions: int
+
+
+_STATE = select(Collection.id, Collection.name, Collection.revision, Collection.deletions)
+
+
+def collection_state(session: Session, name: str) -> CollectionState:
+    """The collection called ``name`` as one row of plain values (no ORM object: read on every query)."""
+    row = session.connection().execute(_STATE.where(Collection.name == name)).first()
+    if row is None:
+        raise CollectionNotFound(name)
+    return CollectionState(*row)
 
 
 def bound_pipelines(session: Session, collection_id: str) -> list[str]:
@@ -246,7 +266,7 @@ def current_inferences(
     return got
 
 
-def record_public(row: Record, inferred: dict[str, object] | None = None) -> RecordPublic:
+def record_public(row: Record | Row[Any], inferred: dict[str, object] | None = None) -> RecordPublic:
     """The wire form of a record."""
     return RecordPublic(
         id=row.record_id,
@@ -273,6 +293,31 @@ def records_public(
         versions = current_versions(session, rows[0].collection_id) if rows else {}
     inferred = current_inferences(session, [r.pk for r in rows], producers, versions)
     return [record_public(r, inferred[r.pk]) for r in rows]
+
+
+_PUBLIC = select(
+    Record.pk,
+    Record.record_id,
+    Record.title,
+    Record.description,
+    Record.source,
+    Record.attributes,
+    Record.content_hash,
+    Record.created_at,
+    Record.updated_at,
+)
+
+
+def records_by_pk(
+    session: Session, pks: Sequence[int], producers: Sequence[str] | None, versions: dict[str, str]
+) -> list[RecordPublic]:
+    """Records by pk, in the order of ``pks``, with their inferences at ``versions``: the columns a
+    record shows, read as plain rows in one query (a search page; no ORM objects)."""
+    if not pks:
+        return []
+    rows = {r.pk: r for r in session.connection().execute(_PUBLIC.where(Record.pk.in_(list(pks))))}
+    inferred = current_inferences(session, pks, producers, versions)
+    return [record_public(rows[pk], inferred[pk]) for pk in pks]
 
 
 def get_record(ctx: AppContext, collection: str, record_id: str) -> RecordPublic:
@@ -341,24 +386,6 @@ def delete_record(ctx: AppContext, collection: str, record_id: str) -> None:
         session.delete(row)
         coll.deletions += 1
         coll.revision += 1
-
-
-def encode_cursor(state: dict[str, object]) -> str:
-    """An opaque cursor for ``state``."""
-    return base64.urlsafe_b64encode(orjson.dumps(state)).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> dict[str, object]:
-    """The state of a cursor made by ``encode_cursor``; ``InvalidQuery`` (field ``cursor``) otherwise."""
-    try:
-        state = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (binascii.Error, ValueError, orjson.JSONDecodeError):
-        raise InvalidQuery(
-            "malformed cursor: pass back the next_cursor of a response", field="cursor"
-        ) from None
-    if not isinstance(state, dict):
-        raise InvalidQuery("malformed cursor: pass back the next_cursor of a response", field="cursor")
-    return state
 
 
 def list_records(ctx: AppContext, collection: str, *, cursor: str | None, limit: int) -> RecordList:

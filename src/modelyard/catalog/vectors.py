@@ -17,13 +17,17 @@ import threading
 from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from modelyard.catalog.ann import Ann, AnnConfig, Graph, Metric
-from modelyard.catalog.models import Collection, Inference, Vector
+from modelyard.catalog.models import Inference, Vector
+
+if TYPE_CHECKING:
+    from modelyard.catalog.service import CollectionState
 
 EXACT_ROWS = 25_000  # a filter keeping at most this many rows is searched exactly over them
 SUBSETS_KEPT = 8  # filters whose rows (and unit vectors) are kept per index
@@ -197,7 +201,8 @@ class VectorIndex:
         if metric == "cosine":
             norm = float(np.linalg.norm(q))
             base = self.unit() if whole else unit if unit is not None else self.unit()[rows]
-            dist = 1.0 - base @ (q / norm if norm else q)
+            dist = base @ (q / norm if norm else q)
+            np.subtract(1.0, dist, out=dist)  # in place: one pass fewer over a large result
         elif metric == "dot":
             dist = -((self.matrix if whole else self.matrix[rows]) @ q)
         else:
@@ -214,7 +219,7 @@ class VectorIndex:
 def index_for(
     cache: dict[tuple[str, str, str, str], VectorIndex],
     session: Session,
-    collection: Collection,
+    collection: CollectionState,
     producer: str,
     path: list[str],
     version: str,

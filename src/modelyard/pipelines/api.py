@@ -14,6 +14,7 @@ from modelyard.deps import Ctx, ReadKey, WriteKey
 from modelyard.errors import (
     PROBLEM_JSON,
     EventNotFound,
+    InvalidQuery,
     ModelyardError,
     PayloadTooLarge,
     PipelineNotFound,
@@ -169,11 +170,24 @@ def list_events(
     archived: Annotated[
         bool | None, Query(description="Only archived (true) or unarchived (false) events")
     ] = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    before: Annotated[
+        str | None, Query(description="The `older` cursor of a page: the page after it")
+    ] = None,
+    after: Annotated[
+        str | None, Query(description="The `newer` cursor of a page: the page before it")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    count: Annotated[bool, Query(description="Count every matching event into `total`")] = True,
+    offset: Annotated[int, Query(ge=0, include_in_schema=False)] = 0,
 ) -> EventList:
-    """A pipeline's events, newest first, each with its state and the stage it is at."""
-    return events.list_events(ctx, name, state=state, archived=archived, offset=offset, limit=limit)
+    """A pipeline's events, newest first, each with its state and the stage it is at, a page at a time:
+    follow the `older` and `newer` cursors (keyset paging: stable while events are added, and as fast
+    deep in the list as at its top). A cursor not taken from a page is refused with 400."""
+    if offset:  # paging by offset is gone: refused, rather than answered with the first page again
+        raise InvalidQuery("events are paged by cursor: pass a page's `older` as `before`", field="offset")
+    return events.list_events(
+        ctx, name, state=state, archived=archived, before=before, after=after, limit=limit, count=count
+    )
 
 
 @pipelines_router.get("/{name}/events/{event_name}", response_model=EventPublic)

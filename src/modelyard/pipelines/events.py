@@ -4,13 +4,15 @@ events, and read stage outputs and logs. No FastAPI, no DBOS."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, Select, func, select, tuple_
 from sqlalchemy.orm import Session
 
 from modelyard.context import AppContext
-from modelyard.errors import Conflict, EventNotFound, OutputArchived, StageRunNotFound
+from modelyard.errors import Conflict, EventNotFound, InvalidQuery, OutputArchived, StageRunNotFound
+from modelyard.paging import decode_cursor, encode_cursor, malformed
 from modelyard.pipelines.models import Event, RawFetch, StageRun, StageState
 from modelyard.pipelines.schemas import (
     EventList,
@@ -131,16 +133,45 @@ def get_event(ctx: AppContext, event_id: str) -> EventPublic:
     )
 
 
+def event_cursor(created_at: datetime, event_id: str) -> str:
+    """The keyset cursor of an event in a list (newest first): pass it as ``before`` for the events
+    older than it, as ``after`` for the newer ones."""
+    return encode_cursor({"t": created_at.isoformat(), "id": event_id})
+
+
+def _position(cursor: str, field: str) -> tuple[datetime, str]:
+    state = decode_cursor(cursor, field=field)
+    at, eid = state.get("t"), state.get("id")
+    try:
+        if isinstance(at, str) and isinstance(eid, str):
+            when = datetime.fromisoformat(at)
+            return (when if when.tzinfo else when.replace(tzinfo=UTC)), eid
+    except ValueError:
+        pass
+    raise InvalidQuery(malformed(field), field=field)
+
+
 def list_events(
     ctx: AppContext,
     pipeline_name: str,
     *,
     state: str | None = None,
     archived: bool | None = None,
-    offset: int = 0,
+    before: str | None = None,
+    after: str | None = None,
     limit: int = 100,
+    count: bool = True,
 ) -> EventList:
-    """A pipeline's events, newest first, each with the stage it is at."""
+    """A page of a pipeline's events, newest first, each with the stage it is at: the newest, or those
+    just older than the ``before`` cursor, or just newer than the ``after`` cursor (keyset paging: a seek
+    on an index, so a deep page costs what the first does, and events added meanwhile shift nothing).
+    ``newer`` and ``older`` are the cursors of the pages on either side (None at an end); ``total``
+    counts every matching event (a scan of an index), and is None unless ``count``."""
+    if before is not None and after is not None:
+        raise InvalidQuery("pass before or after, not both", field="after")
+    mark = _position(before, "before") if before is not None else None
+    mark = _position(after, "after") if after is not None else mark
+    key = tuple_(Event.created_at, Event.id)
     with ctx.uow() as session:
         pipeline = get_pipeline(session=session, name=pipeline_name)
         query = select(Event).where(Event.pipeline_id == pipeline.id)
@@ -148,18 +179,20 @@ def list_events(
             query = query.where(Event.state == state)
         if archived is not None:
             query = query.where(Event.archived_at.is_not(None) if archived else Event.archived_at.is_(None))
-        total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-        events = session.scalars(
-            query.order_by(Event.created_at.desc(), Event.id).offset(offset).limit(limit)
-        ).all()
-        runs: dict[str, list[tuple[str, str]]] = {}
-        if events:
-            for eid, stage, st in session.execute(
-                select(StageRun.event_id, StageRun.stage, StageRun.state).where(
-                    StageRun.event_id.in_([e.id for e in events])
-                )
-            ):
-                runs.setdefault(eid, []).append((stage, st))
+        total = session.scalar(select(func.count()).select_from(query.subquery())) if count else None
+        if after is not None:  # read upwards from the cursor, shown newest first
+            page = query.where(key > tuple_(*mark)) if mark else query
+            events = list(session.scalars(page.order_by(*key_of(asc=True)).limit(limit + 1)))
+            newer = len(events) > limit
+            events = events[:limit][::-1]
+            older = bool(events) and _exists(session, query.where(key < _key(events[-1])))
+        else:
+            page = query.where(key < tuple_(*mark)) if mark else query
+            events = list(session.scalars(page.order_by(*key_of(asc=False)).limit(limit + 1)))
+            older = len(events) > limit
+            events = events[:limit]
+            newer = bool(events) and mark is not None and _exists(session, query.where(key > _key(events[0])))
+        runs = _stage_states(session, [e.id for e in events])
     items = []
     for e in events:
         order = load_spec(ctx, e.pipeline_id, e.version)[1].closure(None)
@@ -176,7 +209,38 @@ def list_events(
                 archived_at=e.archived_at,
             )
         )
-    return EventList(items=items, total=total)
+    return EventList(
+        items=items,
+        total=total,
+        newer=event_cursor(events[0].created_at, events[0].id) if events and newer else None,
+        older=event_cursor(events[-1].created_at, events[-1].id) if events and older else None,
+    )
+
+
+def key_of(*, asc: bool) -> tuple[ColumnElement[Any], ...]:
+    """The order of a list of events on its keyset: (created_at, id), newest first unless ``asc``."""
+    if asc:
+        return (Event.created_at.asc(), Event.id.asc())
+    return (Event.created_at.desc(), Event.id.desc())
+
+
+def _key(event: Event) -> ColumnElement[Any]:
+    return tuple_(event.created_at, event.id)
+
+
+def _exists(session: Session, query: Select[Any]) -> bool:
+    return bool(session.scalar(select(query.exists())))
+
+
+def _stage_states(session: Session, event_ids: list[str]) -> dict[str, list[tuple[str, str]]]:
+    """Each event's (stage, state) pairs."""
+    runs: dict[str, list[tuple[str, str]]] = {}
+    if event_ids:
+        for eid, stage, st in session.execute(
+            select(StageRun.event_id, StageRun.stage, StageRun.state).where(StageRun.event_id.in_(event_ids))
+        ):
+            runs.setdefault(eid, []).append((stage, st))
+    return runs
 
 
 def _run(session: Session, event_id: str, stage: str) -> tuple[Event, StageRun]:

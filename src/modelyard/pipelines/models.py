@@ -115,7 +115,10 @@ class Event(Base):
     archived_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
-Index("ix_pipeline_events_pipeline_state", Event.pipeline_id, Event.state)
+# a page of a pipeline's events, newest first, starts with a seek on one of these (keyset paging), and
+# its counts by state are read from the second alone
+Index("ix_pipeline_events_created", Event.pipeline_id, Event.created_at, Event.id)
+Index("ix_pipeline_events_state_created", Event.pipeline_id, Event.state, Event.created_at, Event.id)
 Index("ix_pipeline_events_finished", Event.finished_at)
 
 
@@ -174,9 +177,22 @@ class StageRun(Base):
     archive_key: Mapped[str | None] = mapped_column(String(1000), default=None)
 
 
-Index("ix_pipeline_stage_runs_queue", StageRun.state, StageRun.pipeline_id, StageRun.stage)
+# the dispatcher's ready runs and each stage's oldest ready run come from this index alone
+Index("ix_pipeline_stage_runs_queue", StageRun.state, StageRun.pipeline_id, StageRun.stage, StageRun.ready_at)
 Index("ix_pipeline_stage_runs_batch", StageRun.batch_id)
 Index("ix_pipeline_stage_runs_cache", StageRun.pipeline_id, StageRun.stage, StageRun.cache_key)
 Index("ix_pipeline_stage_runs_finished", StageRun.pipeline_id, StageRun.finished_at)
 # a pipeline's per-stage counts by state (its queue snapshot) come from this index alone
 Index("ix_pipeline_stage_runs_counts", StageRun.pipeline_id, StageRun.stage, StageRun.state)
+# failures grouped by stage and error type, their last time and their newest events come from this index
+# (only runs with an error are in it), never from a scan of every run
+Index(
+    "ix_pipeline_stage_runs_errors",
+    StageRun.pipeline_id,
+    StageRun.stage,
+    StageRun.error_type,
+    StageRun.finished_at,
+    StageRun.state,
+    sqlite_where=StageRun.error_type.is_not(None),
+    postgresql_where=StageRun.error_type.is_not(None),
+)

@@ -176,10 +176,12 @@ class EventSummary(BaseModel):
 
 
 class EventList(BaseModel):
-    """A page of events."""
+    """A page of events, newest first, with the cursors of the pages on either side (None at an end)."""
 
     items: list[EventSummary]
-    total: int
+    total: int | None = Field(description="Every matching event (None when not counted)")
+    newer: str | None = Field(default=None, description="Pass as `after` for the newer page")
+    older: str | None = Field(default=None, description="Pass as `before` for the older page")
 
 
 class RerunRequest(BaseModel):

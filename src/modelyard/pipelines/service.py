@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from modelyard import extras
 from modelyard.context import AppContext
 from modelyard.db import utcnow
 from modelyard.durable.loop import wake as wake_loop
@@ -71,10 +72,15 @@ def wake(ctx: AppContext) -> None:
 
 
 def _registry_problems(session: Session, spec: PipelineSpec) -> list[dict[str, str]]:
-    """Problems only the registry and the Python path can tell: unknown models, unimportable modules."""
+    """Problems only the registry and the Python path can tell: unknown models, unimportable modules,
+    an optional extra that is not installed."""
     found = []
     for name, stage in spec.stages.items():
         uses = stage_kind(stage.kind).uses(stage)
+        gone = extras.missing(uses.extra) if uses.extra else []
+        if gone:
+            detail = extras.needs(uses.extra, f"stage type {stage.kind}", gone)
+            found.append({"field": f"stages.{name}.type", "detail": detail})
         if uses.model is not None:
             model, version = uses.model
             try:

@@ -104,39 +104,47 @@ def queue_snapshot(ctx: AppContext, pipeline_name: str) -> QueueSnapshot:
     )
 
 
+# Runs in these states are not failures (an error_type on them is of an earlier attempt, or "Skipped"):
+# the rest are final failures and failed attempts waiting for, or in, a retry. Written as an exclusion
+# so that PostgreSQL reads a group's newest failures in index order (an IN list of states would make it
+# sort all of them first).
+NOT_FAILURES = (StageState.DONE, StageState.SKIPPED, StageState.PENDING)
+
+
 def error_report(
     ctx: AppContext, pipeline_name: str, *, stage: str | None = None, examples: int = 5
 ) -> ErrorReport:
-    """Failures of a pipeline's stages grouped by error type (final ones and attempts being retried)."""
+    """Failures of a pipeline's stages grouped by error type (final ones and attempts being retried), each
+    with the newest ``examples`` events it hit. Read from the index of runs with an error: the work grows
+    with the failures and the groups, never with the runs that went well."""
     with ctx.uow() as session:
         pid = get_pipeline(session=session, name=pipeline_name).id
         where = [
             StageRun.pipeline_id == pid,
             StageRun.error_type.is_not(None),
-            StageRun.state.in_([StageState.FAILED, StageState.READY, StageState.RUNNING]),
+            StageRun.state.not_in(NOT_FAILURES),
         ]
         if stage is not None:
             where.append(StageRun.stage == stage)
         groups = session.execute(
-            select(
-                StageRun.stage,
-                StageRun.error_type,
-                func.count(),
-                func.max(StageRun.finished_at),
-                func.max(StageRun.error),
-            )
+            select(StageRun.stage, StageRun.error_type, func.count(), func.max(StageRun.finished_at))
             .where(*where)
             .group_by(StageRun.stage, StageRun.error_type)
-            .order_by(func.count().desc())
+            .order_by(func.count().desc(), StageRun.stage, StageRun.error_type)
         ).all()
         out = []
-        for stage_name, error_type, count, last_at, example in groups:
-            names = session.scalars(
-                select(Event.name)
-                .join(StageRun, StageRun.event_id == Event.id)
+        for stage_name, error_type, count, last_at in groups:
+            newest = (
+                select(StageRun.event_id, StageRun.error, StageRun.finished_at)
                 .where(*where, StageRun.stage == stage_name, StageRun.error_type == error_type)
-                .order_by(StageRun.id.desc())
+                .order_by(StageRun.finished_at.desc())
                 .limit(examples)
+                .subquery()
+            )
+            hit = session.execute(
+                select(Event.name, newest.c.error)
+                .join(newest, newest.c.event_id == Event.id)
+                .order_by(newest.c.finished_at.desc())
             ).all()
             out.append(
                 ErrorGroup(
@@ -144,8 +152,8 @@ def error_report(
                     error_type=error_type,
                     count=int(count),
                     last_at=last_at,
-                    example=example,
-                    events=list(names),
+                    example=hit[0][1] if hit else None,
+                    events=[name for name, _ in hit],
                 )
             )
     return ErrorReport(pipeline=pipeline_name, at=utcnow(), groups=out)

@@ -16,17 +16,23 @@ WIDTH, HEIGHT = 640, 320
 
 
 def _rings(geometry: dict[str, Any]) -> list[list[list[float]]]:
-    polygons = (
-        geometry["coordinates"] if geometry.get("type") == "MultiPolygon" else [geometry["coordinates"]]
-    )
-    return [ring for polygon in polygons for ring in polygon]
+    """The rings of a (Multi)Polygon, a geometry collection's polygons; nothing for points and lines."""
+    kind = geometry.get("type")
+    if kind == "GeometryCollection":
+        return [ring for part in geometry.get("geometries", []) for ring in _rings(part)]
+    if kind == "Polygon":
+        return list(geometry["coordinates"])
+    if kind == "MultiPolygon":
+        return [ring for polygon in geometry["coordinates"] for ring in polygon]
+    return []
 
 
-def outline_map(shapes: Sequence[tuple[dict[str, Any], str, str]]) -> str:
-    """An equirectangular SVG of (GeoJSON geometry, CSS class, label) outlines, framed on their bboxes."""
+def outline_map(shapes: Sequence[tuple[dict[str, Any], str, str]], name: str = "map") -> str:
+    """An equirectangular SVG of (GeoJSON geometry, CSS class, label) outlines, framed on their bboxes;
+    ``name`` starts its accessible name."""
     rings = [(ring, cls, label) for geometry, cls, label in shapes for ring in _rings(geometry)]
     if not rings:
-        empty = "<title>nothing yet</title>"
+        empty = f"<title>{escape(name)}: nothing yet</title>"
         return f'<svg class="geo-map" width="{WIDTH}" height="{HEIGHT}" role="img">{empty}</svg>'
     xs = [p[0] for ring, _, _ in rings for p in ring]
     ys = [p[1] for ring, _, _ in rings for p in ring]
@@ -41,12 +47,17 @@ def outline_map(shapes: Sequence[tuple[dict[str, Any], str, str]]) -> str:
         )
     return (
         f'<svg class="geo-map" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" role="img">'
-        f"<title>lon {x0:.3g} to {x1:.3g}, lat {y0:.3g} to {y1:.3g}</title>"
+        f"<title>{escape(name)}: lon {x0:.4g} to {x1:.4g}, lat {y0:.4g} to {y1:.4g}</title>"
         "<style>.aoi{fill:rgba(40,120,200,.15);stroke:#2878c8}.aoi-off{fill:none;stroke:#999;"
-        "stroke-dasharray:3}.scene{fill:rgba(220,120,20,.12);stroke:#dc7814}</style>"
-        + "".join(paths)
-        + "</svg>"
+        "stroke-dasharray:3}.scene{fill:rgba(220,120,20,.12);stroke:#dc7814}"
+        ".label{fill:rgba(164,14,38,.35);stroke:#a40e26}</style>" + "".join(paths) + "</svg>"
     )
+
+
+def bbox_polygon(bbox: Sequence[float]) -> dict[str, Any]:
+    """A [west, south, east, north] box as a GeoJSON polygon."""
+    x0, y0, x1, y1 = bbox[:4]
+    return {"type": "Polygon", "coordinates": [[[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]]}
 
 
 async def _geo_page(request: Request, viewer: Any, template: str) -> Response:
@@ -58,10 +69,15 @@ async def _geo_page(request: Request, viewer: Any, template: str) -> Response:
         for a in aois["items"]
     ]
     for s in scenes["items"]:
-        x0, y0, x1, y1 = s["bbox"]
-        box = {"type": "Polygon", "coordinates": [[[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]]}
-        shapes.append((box, "scene", f"scene {s['id']} {s['stac_id']}"))
-    return page(request, template, viewer, aois=aois, scenes=scenes, map=outline_map(shapes))
+        shapes.append((bbox_polygon(s["bbox"]), "scene", f"scene {s['id']} {s['stac_id']}"))
+    return page(
+        request,
+        template,
+        viewer,
+        aois=aois,
+        scenes=scenes,
+        map=outline_map(shapes, "AOIs and the latest scenes"),
+    )
 
 
 @router.get("/aois", response_class=HTMLResponse)

@@ -30,6 +30,7 @@ from modelyard.web.render import (
     page,
 )
 from modelyard.web.session import COOKIE, COOKIE_MAX_AGE
+from modelyard.web.snapshots import Snapshots, api_reader, kept_snapshot
 
 router = APIRouter()
 # Throughput samples kept for the overview's sparklines: one per refresh (every few seconds), ~10 minutes.
@@ -103,9 +104,7 @@ async def _overview(request: Request, viewer: Any) -> dict[str, Any]:
             my.get("/api/v1/jobs", state=["failed"], limit=5),
             my.get("/api/v1/pipelines", limit=20),
         )
-        snapshots = await asyncio.gather(
-            *(my.get(f"/api/v1/pipelines/{quote(p['name'])}/queues") for p in pipes["items"])
-        )
+    snapshots = await asyncio.gather(*(kept_snapshot(request, viewer, p["name"]) for p in pipes["items"]))
     return {
         "queues": queues,
         "running": running,
@@ -133,6 +132,7 @@ def create_ui(api_app: ASGIApp, verifier: KeyVerifier) -> FastAPI:
     ui.state.api_app = api_app
     ui.state.verifier = verifier
     ui.state.samples = {}
+    ui.state.snapshots = Snapshots(api_reader(api_app))
     ui.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
     async def sign_in(request: Request, exc: Exception) -> Response:

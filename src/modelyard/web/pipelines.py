@@ -18,6 +18,7 @@ from modelyard.web.charts import dag, histogram
 from modelyard.web.client import Api, ApiProblem
 from modelyard.web.render import PAGE_SIZE, Acting, SignedIn, api, page
 from modelyard.web.session import Viewer
+from modelyard.web.snapshots import STALE_S, kept_snapshot
 
 router = APIRouter()
 EVENT_STATES = ("pending", "running", "complete", "failed", "cancelled")
@@ -32,9 +33,7 @@ async def pipelines(request: Request, viewer: SignedIn) -> Response:
     """Every pipeline with its event counts by state."""
     async with api(request, viewer) as my:
         found = await my.get("/api/v1/pipelines", limit=1000)
-        snapshots = await asyncio.gather(
-            *(my.get(f"/api/v1/pipelines/{quote(p['name'])}/queues") for p in found["items"])
-        )
+    snapshots = await asyncio.gather(*(kept_snapshot(request, viewer, p["name"]) for p in found["items"]))
     rows = list(zip(found["items"], snapshots, strict=True))
     return page(request, "pipelines.html", viewer, rows=rows)
 
@@ -49,16 +48,33 @@ def _picture(pipeline: dict[str, Any], snapshot: dict[str, Any]) -> str:
 
 
 async def _pipeline_page(
-    request: Request, viewer: Viewer, name: str, state: str, offset: int, *, status: int = 200, **extra: Any
+    request: Request,
+    viewer: Viewer,
+    name: str,
+    state: str,
+    before: str = "",
+    after: str = "",
+    *,
+    status: int = 200,
+    **extra: Any,
 ) -> Response:
     path = f"/api/v1/pipelines/{quote(name)}"
     async with api(request, viewer) as my:
         pipeline, snapshot, events, errors = await asyncio.gather(
             my.get(path),
-            my.get(f"{path}/queues"),
-            my.get(f"{path}/events", state=state or None, offset=max(offset, 0), limit=PAGE_SIZE),
+            kept_snapshot(request, viewer, name),
+            # counted once, by the snapshot: a count here would scan the same index again
+            my.get(
+                f"{path}/events",
+                state=state or None,
+                before=before,
+                after=after,
+                limit=PAGE_SIZE,
+                count=False,
+            ),
             my.get(f"{path}/errors"),
         )
+    counts = snapshot["events"]
     return page(
         request,
         "pipeline.html",
@@ -67,22 +83,23 @@ async def _pipeline_page(
         pipeline=pipeline,
         snapshot=snapshot,
         events=events,
+        total=counts.get(state, 0) if state else sum(counts.values()),
         errors=errors["groups"],
         picture=_picture(pipeline, snapshot),
         state=state,
         states=EVENT_STATES,
-        offset=offset,
-        size=PAGE_SIZE,
+        stale_s=STALE_S,
         **extra,
     )
 
 
 @router.get("/pipelines/{name}", response_class=HTMLResponse)
 async def pipeline(
-    request: Request, viewer: SignedIn, name: str, state: str = "", offset: int = 0
+    request: Request, viewer: SignedIn, name: str, state: str = "", before: str = "", after: str = ""
 ) -> Response:
-    """One pipeline: DAG, stage queues, events (filtered by state, paged), errors by type, submit form."""
-    return await _pipeline_page(request, viewer, name, state, offset)
+    """One pipeline: DAG, stage queues, events (filtered by state, a page at a time through the newer and
+    older cursors), errors by type with the newest events each hit, submit form."""
+    return await _pipeline_page(request, viewer, name, state, before, after)
 
 
 def _parse_bulk(text: str) -> list[dict[str, str]]:
@@ -112,12 +129,13 @@ async def submit(
 ) -> Response:
     """Submit one event (name + source) or many (one ``name source`` a line); the page says how it went."""
     events = _parse_bulk(bulk) if bulk.strip() else [{"name": event_name.strip(), "source": source.strip()}]
+    request.app.state.snapshots.forget(name)  # the page after it counts the new events
     try:
         async with Api(request.app.state.api_app, viewer.key) as my:
             answer = await my.post(f"/api/v1/pipelines/{quote(name)}/events", json={"events": events})
     except ApiProblem as exc:
-        return await _pipeline_page(request, viewer, name, "", 0, status=exc.status, submit_error=exc)
-    return await _pipeline_page(request, viewer, name, "", 0, submitted=answer)
+        return await _pipeline_page(request, viewer, name, "", status=exc.status, submit_error=exc)
+    return await _pipeline_page(request, viewer, name, "", submitted=answer)
 
 
 def colours(value: Any, found: list[str] | None = None) -> list[str]:

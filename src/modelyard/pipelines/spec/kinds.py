@@ -46,12 +46,14 @@ class KindConfig:
 @dataclass(frozen=True, slots=True)
 class Uses:
     """What a stage runs that only the running system can check (when the spec is applied) and that
-    decides its output beyond the spec (part of its cache key): the registered model it runs, as
-    (name, version) and the field naming it, and the modules it imports, by field."""
+    decides its output beyond the spec (its model is part of its cache key): the registered model it runs,
+    as (name, version) and the field naming it, the modules it imports, by field, and the optional extra
+    of modelyard it needs installed (``extras.EXTRAS``; "" for none)."""
 
     model: tuple[str, Any] | None = None
     model_field: str = "model"
     modules: dict[str, str] = field(default_factory=dict)
+    extra: str = ""
 
 
 class StageKind(Protocol):

@@ -1,5 +1,5 @@
-// modelyard dashboard scripts: a job page's live progress (server-sent events) and model uploads with a
-// progress bar. No framework; htmx does the rest.
+// modelyard dashboard scripts: a job page's live progress (server-sent events), model uploads with a
+// progress bar, and colour pickers that fill a search's colour field. No framework; htmx does the rest.
 "use strict";
 
 function followJob(section) {
@@ -50,7 +50,13 @@ function uploadVersion(form) {
   });
 }
 
+function fillFromPicker(picker) {
+  const target = document.getElementById(picker.dataset.fills);
+  if (target) picker.addEventListener("input", () => { target.value = picker.value; });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  for (const picker of document.querySelectorAll("input[type=color][data-fills]")) fillFromPicker(picker);
   const progress = document.querySelector("#progress[data-stream]");
   if (progress) followJob(progress);
   const upload = document.querySelector("#upload");
