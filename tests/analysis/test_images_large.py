@@ -28,6 +28,7 @@ from tests.pipelines.conftest import apply_yaml, drain, event, runs, submit
 # A threshold given: Otsu's sample of the image (``segment.otsu_threshold``) holds about 50 MiB whatever the
 # image's size, which at this size would measure the sample, not the tiling.
 SIZE, TILE, SPACING, R = 4096, 512, 32, 6
+SEG_TILE = 256  # what the stage work holds is a few tiles, whatever the size of the scan
 IMAGE_BYTES = 2 * SIZE * SIZE * 2  # two uint16 channels: 64 MiB
 
 SPEC = f"""
@@ -35,7 +36,7 @@ name: big
 raw: bytes
 stages:
   pre: {{type: tissue_preprocess, channels: [DAPI, CD3], params: {{background_radius: 10, tile: {TILE}}}}}
-  seg: {{type: tissue_segment, inputs: [pre], params: {{channel: DAPI, diameter: 12, threshold: 0.3, tile: {TILE}}}}}
+  seg: {{type: tissue_segment, inputs: [pre], params: {{channel: DAPI, diameter: 12, threshold: 0.3, tile: {SEG_TILE}}}}}
   cells: {{type: tissue_cells, inputs: [pre, seg], format: parquet}}
   qc: {{type: tissue_quality, inputs: [raw, seg], params: {{channel: DAPI}}}}
 """
@@ -132,7 +133,7 @@ def test_a_large_scan_goes_through_the_stages_by_tiles_and_finds_what_the_api_fi
         api = segment(
             pre,
             Segmentation(channel="DAPI", diameter=12, threshold=0.3),
-            tile=TILE,
+            tile=SEG_TILE,
             mask_path=tmp_path / "m.tif",
         )
     with (
