@@ -107,6 +107,8 @@ def build_context(settings: Settings) -> AppContext:
                 inference=inference,
                 images=ImageLimits.of(settings),
                 image_budget=ByteBudget(settings.pipeline_worker_image_bytes),
+                dask_scheduler=settings.analysis_dask_scheduler or None,
+                analysis_workers=settings.analysis_workers,
             )
         ),
         catalog=Lazy(

@@ -85,6 +85,12 @@ class Settings(BaseSettings):
     max_artifact_bytes: int = Field(
         2 * 1024**3, description="Largest file accepted by PUT /api/v1/artifacts/{key}."
     )
+    upload_abandon_hours: float = Field(
+        24.0,
+        gt=0,
+        description="A resumable upload in parts (``modelyard sync``) nobody touched for this long is "
+        "removed with its parts by the workers' heartbeat sweep.",
+    )
     model_cache_size: int = Field(8, description="Most model versions kept loaded at once (LRU).")
     model_cache_bytes: int = Field(
         2 * 1024**3, description="Most bytes of model files kept loaded at once (LRU, by file size)."
@@ -219,7 +225,21 @@ class Settings(BaseSettings):
     )
     pipeline_fetch_threads: int = Field(8, description="Raw data fetches one raw batch runs in parallel.")
     pipeline_raw_cache_bytes: int = Field(
-        64 * 1024 * 1024, description="Raw data kept in memory per worker, shared by the stages it runs."
+        64 * 1024 * 1024,
+        description="Raw data kept in memory per worker, shared by the stages it runs. Raw data of type "
+        "bytes or image in a file or artifact larger than this is hashed by chunks when fetched, not read "
+        "whole; stages that read files get its path.",
+    )
+    analysis_dask_scheduler: str = Field(
+        "",
+        description="Address of a Dask distributed scheduler (tcp://host:8786) the tissue image stages run "
+        "their segmentation tiles on; empty: threads of the worker (``analysis_workers``).",
+    )
+    analysis_workers: int = Field(
+        1,
+        ge=1,
+        description="Tiles of one image a tissue stage processes at once (threads, or in flight "
+        "on the Dask scheduler).",
     )
     event_log_retention_hours: float = Field(
         72.0,

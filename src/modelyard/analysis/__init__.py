@@ -14,6 +14,7 @@ the stage kinds) and ``images`` (PNG and NumPy; TIFF needs the extra) need only 
 - ``preprocess`` — per-channel normalisation and background subtraction, tile by tile, written tiled.
 - ``segment`` — nuclei (threshold + watershed, or a registered ONNX model's probability map), stitched
   across tiles, a label mask and a per-cell table.
+- ``measure`` — the per-cell table of a label mask measured by tiles (images too large to read whole).
 - ``quality`` — per-sample quality checks and the thresholds a spec can fail an event on.
 - ``render`` — heatmap PNGs and label-mask overlays on a channel composite.
 - ``stages_images`` — the ``tissue_preprocess``, ``tissue_segment``, ``tissue_cells``, ``tissue_quality``,

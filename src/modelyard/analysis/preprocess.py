@@ -36,6 +36,7 @@ except ImportError as exc:  # the analysis extra is not installed
     raise extras.absent("analysis", __name__, exc) from exc
 
 STATS_TILE = 2048  # fixed, so the statistics do not depend on the tile size a run chooses
+EXACT_TILE = 512  # the statistics of an integer image come from histograms: any tiles give them exactly
 SAMPLE_VALUES = 4_000_000  # float images: percentiles from about this many values per channel
 OUT_DTYPE = np.uint16  # preprocessed images are stored as 0..1 scaled to uint16
 OUT_SCALE = 65535.0
@@ -96,10 +97,10 @@ def channel_stats(image: Multichannel, pre: Preprocess) -> ChannelStats:
     step = max(1, int(np.sqrt(h * w / SAMPLE_VALUES)))
     saturated = np.zeros(c, dtype=np.int64)
     level = saturation_level(image.dtype)
-    for tile in tile_grid(h, w, STATS_TILE, 0):
-        block = image.read(tile.y0, tile.y1, tile.x0, tile.x1)
+    # integer images: exact whatever the tiles, so small ones (bincount widens every value to 8 bytes)
+    for tile in tile_grid(h, w, EXACT_TILE if exact else STATS_TILE, 0):
         for i in range(c):
-            values = block[i]
+            values = image.read(tile.y0, tile.y1, tile.x0, tile.x1, channel=i)
             saturated[i] += int(np.count_nonzero(values >= level))
             if exact:
                 hist[i] += np.bincount(values.ravel(), minlength=65536)

@@ -26,7 +26,7 @@ try:
 except ImportError as exc:  # the analysis extra is not installed
     raise extras.absent("analysis", __name__, exc) from exc
 
-TILE = 2048
+TILE = 512  # the figures do not depend on it (one pixel of overlap); memory does
 
 
 @dataclass(frozen=True, slots=True)

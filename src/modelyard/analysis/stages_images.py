@@ -3,8 +3,9 @@
 - ``tissue_preprocess`` (an image: TIFF / OME-TIFF, PNG or .npy bytes, or an array) -> the preprocessed
   image as OME-TIFF bytes (uint16, channel names kept). ``channels`` names the channels the image must
   have (fewer is a failure saying so); ``params``: ``low_percentile``, ``high_percentile``,
-  ``background_radius``.
-- ``tissue_segment`` (an image) -> the label mask (array). ``params``: ``channel``, ``diameter``,
+  ``background_radius``, ``tile`` (of the TIFF written from a file; a multiple of 16, 1024).
+- ``tissue_segment`` (an image) -> the label mask (array: ``.npy``, or a tiled uint32 TIFF from a file).
+  ``params``: ``channel``, ``diameter``,
   ``threshold``, ``smooth_sigma``, ``min_area``, ``method`` (``threshold`` or ``onnx``: then ``model``,
   ``model_version``, ``input``, ``output`` name a registered model that maps a (1, 1, H, W) float32 tile to
   a probability per pixel), ``probability``, ``tile``.
@@ -18,16 +19,24 @@
   ``log_odds``, ``counts``, ``log_odds_test.z``, ``counts_test.z``; ``params.labels`` names the types).
 
 Every kind but ``tissue_heatmap`` (Pillow and numpy only) needs the analysis extra, imported when a stage
-runs; a spec naming one is refused without it (``extras``). Images here are read whole (they arrive as one
-stored value, within the fetch size limit); a larger image goes through ``preprocess.preprocess_file`` and
-``segment.segment`` with a ``mask_path``.
+runs; a spec naming one is refused without it (``extras``).
+
+The kinds read files (``reads_files``): in a pipeline, each image (the raw scan, a preprocessed image, a
+label mask) comes as a local file read by tiles, never whole, and the preprocessed image and the label
+mask are written by tiles to the stage's scratch folder as tiled (OME-)TIFFs that become the stored
+outputs (``preprocess_file``; ``segment`` with a ``mask_path``, when ``tile`` is a multiple of 16).
+``tissue_cells`` and ``tissue_quality`` measure by tiles too; ``tissue_overlay`` draws one PNG of the
+whole image, so it reads it whole. Segmentation tiles run on ``analysis_workers`` threads, or on the Dask
+scheduler of ``MODELYARD_ANALYSIS_DASK_SCHEDULER`` (not with an ONNX model, which runs in the worker).
+Images given as values (bytes, arrays) are read whole, as before.
 """
 
 from __future__ import annotations
 
 import io
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -36,6 +45,7 @@ from modelyard.analysis.images import (
     ArrayImage,
     Multichannel,
     channel_index,
+    close_image,
     open_image,
     require_channels,
 )
@@ -45,14 +55,15 @@ from modelyard.errors import InvalidInput
 from modelyard.pipelines.spec import StageSpec
 from modelyard.pipelines.spec.fields import Checker
 from modelyard.pipelines.spec.kinds import KindConfig, Uses, register_stage_kind
-from modelyard.pipelines.stages import Item, Outcome, StageEnv, side_by_side, timed
+from modelyard.pipelines.stages import Item, LocalFile, Outcome, StageEnv, side_by_side, timed
 from modelyard.pipelines.stages.batch import load_model
 
 if TYPE_CHECKING:
-    from modelyard.analysis.segment import Predict
+    from modelyard.analysis.segment import Cells, Predict
 
 IMAGE_TYPES = ("bytes", "array")
 MODEL_FIELDS = ("model", "model_version", "input", "output")
+FILE_TILE = 1024  # the TIFF tile of a preprocessed image written to a file (a smaller image: its size)
 
 
 def _params(doc: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -85,6 +96,57 @@ def _mask(value: Any, field: str) -> np.ndarray:
     return mask
 
 
+def _open_mask(value: Any, field: str) -> Multichannel:
+    """A label mask given as an array, or stored (a ``.npy`` or a TIFF, as bytes or a file), read by
+    windows when it is a file."""
+    if isinstance(value, np.ndarray):
+        return ArrayImage(_mask(value, field)[None], ("cells",))
+    mask = open_image(value)
+    if mask.shape[0] != 1 or mask.dtype.kind not in "iu":
+        close_image(mask)
+        raise InvalidInput(
+            f"{field} must be a label mask (one channel of integer labels), not {mask.shape[0]} "
+            f"channels of {mask.dtype}",
+            field=field,
+        )
+    return mask
+
+
+def _measure(spec: StageSpec, item: Item) -> tuple[Cells, int]:
+    """The cells of a [image, mask] stage's inputs, measured by tiles, and the pixels they cover."""
+    from modelyard.analysis.measure import measure_tiled
+
+    image_value, mask_value = _ordered(spec, item)
+    image = open_image(image_value)
+    try:
+        mask = _open_mask(mask_value, f"inputs.{spec.inputs[1]}")
+        try:
+            return measure_tiled(image, mask)
+        finally:
+            close_image(mask)
+    finally:
+        close_image(image)
+
+
+@dataclass(frozen=True, slots=True)
+class Renamed:
+    """An image read through with other channel names."""
+
+    image: Multichannel
+    channels: tuple[str, ...]
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self.image.shape
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        return self.image.dtype
+
+    def read(self, y0: int, y1: int, x0: int, x1: int, channel: int | None = None) -> np.ndarray:
+        return self.image.read(y0, y1, x0, x1, channel)
+
+
 def name_channels(image: Multichannel, names: Sequence[str]) -> Multichannel:
     """``image`` with the channel names a spec gives: an image without names of its own takes them (in
     order); one with names must have each of them. Fewer channels than named is ``InvalidInput``."""
@@ -93,8 +155,7 @@ def name_channels(image: Multichannel, names: Sequence[str]) -> Multichannel:
     require_channels(image, names)
     own = image.channels
     if own == tuple(f"ch{i}" for i in range(len(own))):
-        data = image.read(0, image.shape[1], 0, image.shape[2])
-        return ArrayImage(data, (*names, *own[len(names) :]))
+        return Renamed(image, (*names, *own[len(names) :]))
     missing = [n for n in names if n not in own]
     if missing:
         raise InvalidInput(
@@ -134,7 +195,9 @@ class _ImageKind:
         """The analysis extra (the segmentation kind may also name a model)."""
         return Uses(extra=self.extra)
 
-    def one(self, spec: StageSpec, item: Item, predict: Predict | None) -> Any:
+    reads_files = True
+
+    def one(self, spec: StageSpec, item: Item, predict: Predict | None, env: StageEnv) -> Any:
         raise NotImplementedError
 
     def run_batch(self, spec: StageSpec, items: list[Item], env: StageEnv) -> tuple[list[Outcome], str]:
@@ -145,7 +208,7 @@ class _ImageKind:
             if isinstance(loaded, Outcome):
                 return [replace(loaded) for _ in items], ""
             predict, resolved = loaded
-        call: Callable[[Item], Outcome] = lambda item: timed(lambda: self.one(spec, item, predict))  # noqa: E731
+        call: Callable[[Item], Outcome] = lambda item: timed(lambda: self.one(spec, item, predict, env))  # noqa: E731
         return side_by_side(items, call, spec.limits.concurrency, spec.name), resolved
 
 
@@ -164,14 +227,29 @@ class PreprocessKind(_ImageKind):
         elif len(set(channels)) != len(channels):
             check.add(f"{where}.channels", "names a channel more than once")
         _add(check, where, preprocess_problems(_params(doc)))
+        tile = _params(doc).get("tile", FILE_TILE)
+        if not isinstance(tile, int) or isinstance(tile, bool) or not 64 <= tile <= 8192 or tile % 16:
+            check.add(f"{where}.params.tile", "must be a multiple of 16, 64..8192")
         return KindConfig({"channels": channels}, IMAGE_TYPES, "bytes")
 
-    def one(self, spec: StageSpec, item: Item, predict: Predict | None) -> Any:
-        from modelyard.analysis.preprocess import Preprocess, preprocess_image
+    def one(self, spec: StageSpec, item: Item, predict: Predict | None, env: StageEnv) -> Any:
+        from modelyard.analysis.preprocess import Preprocess, preprocess_file, preprocess_image
 
-        image = name_channels(open_image(_ordered(spec, item)[0]), spec.config["channels"])
-        done, _ = preprocess_image(image, Preprocess.from_params(spec.params))
-        return encode_ome(done)
+        source = _ordered(spec, item)[0]
+        opened = open_image(source)
+        try:
+            image = name_channels(opened, spec.config["channels"])
+            pre = Preprocess.from_params(spec.params)
+            if isinstance(source, Path) and item.scratch is not None:
+                out = item.scratch / "preprocessed.ome.tif"
+                largest = -(-max(image.shape[1:]) // 16) * 16
+                tile = min(int(spec.params.get("tile", FILE_TILE)), largest)
+                preprocess_file(image, out, pre, tile=tile, workers=env.analysis_workers)
+                return LocalFile(out, "tif")
+            done, _ = preprocess_image(image, pre)
+            return encode_ome(done)
+        finally:
+            close_image(opened)
 
 
 class SegmentKind(_ImageKind):
@@ -203,14 +281,30 @@ class SegmentKind(_ImageKind):
             return Uses(extra=self.extra)
         return Uses((spec.config["model"], spec.config.get("model_version", "latest")), extra=self.extra)
 
-    def one(self, spec: StageSpec, item: Item, predict: Predict | None) -> Any:
+    def one(self, spec: StageSpec, item: Item, predict: Predict | None, env: StageEnv) -> Any:
         from modelyard.analysis.segment import Segmentation, segment
 
-        image = open_image(_ordered(spec, item)[0])
+        source = _ordered(spec, item)[0]
         cfg = Segmentation.from_params(spec.params)
-        found = segment(image, cfg, tile=int(spec.params.get("tile", 1024)), predict=predict)
+        tile = int(spec.params.get("tile", 1024))
+        mask_path = None
+        if isinstance(source, Path) and item.scratch is not None and tile % 16 == 0:
+            mask_path = item.scratch / "mask.tif"
+        image = open_image(source)
+        try:
+            found = segment(
+                image,
+                cfg,
+                tile=tile,
+                predict=predict,
+                mask_path=mask_path,
+                workers=env.analysis_workers,
+                scheduler=env.dask_scheduler if predict is None else None,
+            )
+        finally:
+            close_image(image)
         print(f"{len(found.cells)} cells, threshold {found.threshold:.4g}, {found.tiles} tiles")
-        return found.mask
+        return LocalFile(mask_path, "tif") if mask_path is not None else found.mask
 
 
 class CellsKind(_ImageKind):
@@ -228,11 +322,8 @@ class CellsKind(_ImageKind):
             fmt = "json"
         return KindConfig({"format": fmt}, IMAGE_TYPES, "json" if fmt == "json" else "bytes")
 
-    def one(self, spec: StageSpec, item: Item, predict: Predict | None) -> Any:
-        from modelyard.analysis.segment import measure_cells
-
-        image_value, mask_value = _ordered(spec, item)
-        cells = measure_cells(open_image(image_value), _mask(mask_value, f"inputs.{spec.inputs[1]}"))
+    def one(self, spec: StageSpec, item: Item, predict: Predict | None, env: StageEnv) -> Any:
+        cells, _ = _measure(spec, item)
         if spec.config["format"] == "parquet":
             return cells.parquet()
         return {"channels": list(cells.channels), "count": len(cells), "cells": cells.rows()}
@@ -255,16 +346,18 @@ class QualityKind(_ImageKind):
             check.add(f"{where}.params.channel", "must be a channel name or index")
         return KindConfig({"qc": dict(qc) if isinstance(qc, Mapping) else {}}, IMAGE_TYPES, "json")
 
-    def one(self, spec: StageSpec, item: Item, predict: Predict | None) -> Any:
+    def one(self, spec: StageSpec, item: Item, predict: Predict | None, env: StageEnv) -> Any:
         from modelyard.analysis import quality
-        from modelyard.analysis.segment import measure_cells
 
-        image_value, mask_value = _ordered(spec, item)
+        image_value, _ = _ordered(spec, item)
         image = open_image(image_value)
-        mask = _mask(mask_value, f"inputs.{spec.inputs[1]}")
-        nucleus = channel_index(image, spec.params.get("channel", 0), "params.channel")
-        cells = measure_cells(image, mask)
-        found = quality.report(cells, int(np.count_nonzero(mask)), mask.size, quality.measure(image, nucleus))
+        try:
+            nucleus = channel_index(image, spec.params.get("channel", 0), "params.channel")
+            cells, covered = _measure(spec, item)
+            _, h, w = image.shape
+            found = quality.report(cells, covered, h * w, quality.measure(image, nucleus))
+        finally:
+            close_image(image)
         print(f"quality: {found}")
         quality.enforce(found, spec.config["qc"])
         return found
@@ -288,14 +381,20 @@ class OverlayKind(_ImageKind):
             check.add(f"{where}.params.channels", "must be a list of 1 to 3 channel names or indices")
         return KindConfig({}, IMAGE_TYPES, "image")
 
-    def one(self, spec: StageSpec, item: Item, predict: Predict | None) -> Any:
+    def one(self, spec: StageSpec, item: Item, predict: Predict | None, env: StageEnv) -> Any:
         image_value, mask_value = _ordered(spec, item)
         image = open_image(image_value)
-        picked = [
-            channel_index(image, c, f"params.channels[{i}]")
-            for i, c in enumerate(spec.params.get("channels", [0]))
-        ]
-        return overlay_png(image, _mask(mask_value, f"inputs.{spec.inputs[1]}"), picked)
+        mask = _open_mask(mask_value, f"inputs.{spec.inputs[1]}")
+        try:
+            picked = [
+                channel_index(image, c, f"params.channels[{i}]")
+                for i, c in enumerate(spec.params.get("channels", [0]))
+            ]
+            _, h, w = mask.shape
+            return overlay_png(image, mask.read(0, h, 0, w, channel=0), picked)
+        finally:
+            close_image(image)
+            close_image(mask)
 
 
 MATRICES = ("log_odds", "counts", "log_odds_test.z", "counts_test.z")
@@ -332,7 +431,7 @@ class HeatmapKind(_ImageKind):
             check.add(f"{where}.params.labels", "must be a list of type names")
         return KindConfig({}, ("json",), "image")
 
-    def one(self, spec: StageSpec, item: Item, predict: Predict | None) -> Any:
+    def one(self, spec: StageSpec, item: Item, predict: Predict | None, env: StageEnv) -> Any:
         name = spec.params.get("matrix", "log_odds")
         matrix, size = pick_matrix(_ordered(spec, item)[0], name)
         labels = list(spec.params.get("labels", []))

@@ -6,6 +6,10 @@ An upload is declared with the final key, size, sha256 and part size; each part 
 interruption by asking which parts arrived); completing it streams the parts into one object while
 hashing, and stores it only if the whole file's sha256 is the declared one. Nothing is written at the key
 before that. The parts are deleted once the file is stored.
+
+Every start and part marks the upload as touched (``uploads/<id>/touched``, epoch seconds); ``sweep``,
+run on every worker heartbeat, removes the uploads nobody touched for ``upload_abandon_hours``, parts and
+all, so an interrupted upload that is never resumed does not keep its parts for good.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import base64
 import hashlib
 import re
 import secrets
+import time
 from pathlib import Path
 
 import orjson
@@ -41,6 +46,14 @@ def _meta_key(upload_id: str) -> str:
     return f"{PREFIX}{upload_id}/upload.json"
 
 
+def _touched_key(upload_id: str) -> str:
+    return f"{PREFIX}{upload_id}/touched"
+
+
+def _touch(storage: Storage, upload_id: str, now: float | None = None) -> None:
+    storage.put_bytes(_touched_key(upload_id), repr(time.time() if now is None else now).encode())
+
+
 def _part_key(upload_id: str, number: int) -> str:
     return f"{PREFIX}{upload_id}/{number:05d}"
 
@@ -60,6 +73,7 @@ def start(storage: Storage, data: UploadCreate, max_bytes: int) -> UploadPublic:
     if not _SHA.match(data.sha256):
         raise BadRequest("sha256 must be 64 lowercase hex digits", field="sha256")
     upload_id = secrets.token_hex(16)
+    _touch(storage, upload_id)
     storage.put_bytes(_meta_key(upload_id), orjson.dumps(data.model_dump()))
     return UploadPublic(id=upload_id, parts_total=n_parts(data.size, data.part_size), **data.model_dump())
 
@@ -104,6 +118,7 @@ def put_part(
     if base64.b64encode(digest.digest()).decode() != content_md5.strip():
         raise BadRequest(f"part {number} does not match its Content-MD5: resend it", field="Content-MD5")
     storage.put_file(_part_key(upload_id, number), path)
+    _touch(storage, upload_id)
     return PartPublic(number=number, size=size)
 
 
@@ -135,3 +150,25 @@ def abort(storage: Storage, upload_id: str) -> None:
     """Drop an upload and the parts it has."""
     _declared(storage, upload_id)
     storage.delete_prefix(f"{PREFIX}{upload_id}")
+
+
+def sweep(storage: Storage, max_age_seconds: float, *, now: float | None = None) -> list[str]:
+    """Remove every upload not touched for ``max_age_seconds`` (its parts, declaration and mark); the ids
+    removed. An upload without a mark (declared before marks were kept, or parts left by an upload
+    removed while one was arriving) is marked now, so it gets the whole period from the first sweep that
+    sees it."""
+    now = time.time() if now is None else now
+    ids = {info.key.removeprefix(PREFIX).partition("/")[0] for info in storage.list(PREFIX)}
+    removed = []
+    for upload_id in sorted(i for i in ids if _ID.match(i)):
+        try:
+            touched = float(storage.get_bytes(_touched_key(upload_id)))
+        except NotFound:
+            _touch(storage, upload_id, now)
+            continue
+        except ValueError:
+            touched = 0.0  # an unreadable mark: nobody resumes such an upload
+        if now - touched >= max_age_seconds:
+            storage.delete_prefix(f"{PREFIX}{upload_id}")
+            removed.append(upload_id)
+    return removed

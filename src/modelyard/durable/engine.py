@@ -34,6 +34,7 @@ WORKFLOW_MODULES: list[str] = [
     "modelyard.catalog.workflows",
     "modelyard.notify.workflows",
     "modelyard.geo.workflows",
+    "modelyard.artifacts.workflows",
 ]
 APP_NAME = "modelyard"
 # Fixed across processes and restarts: DBOS only recovers and dequeues work of its own version.

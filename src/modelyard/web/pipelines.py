@@ -5,7 +5,6 @@ images shown, JSON pretty-printed, arrays summarised with their shape and a hist
 from __future__ import annotations
 
 import asyncio
-import io
 import re
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
@@ -14,6 +13,7 @@ import numpy as np
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from modelyard.pipelines.stages.outputs import decode
 from modelyard.web.charts import dag, histogram
 from modelyard.web.client import Api, ApiProblem
 from modelyard.web.render import PAGE_SIZE, Acting, SignedIn, api, page
@@ -169,7 +169,7 @@ async def _output(my: Api, event_id: str, run: dict[str, Any], raw_type: str) ->
         return {"json": value, "colours": colours(value), "link": link}
     if out["kind"] == "array":
         data = (await my.request("GET", out["url"])).content
-        array = np.load(io.BytesIO(data), allow_pickle=False)
+        array = np.asarray(decode("array", data))  # .npy, or a TIFF label mask
         summary: dict[str, Any] = {"shape": list(array.shape), "dtype": str(array.dtype)}
         if array.dtype.kind in "biuf" and array.size:
             finite = array[np.isfinite(array)] if array.dtype.kind == "f" else array

@@ -10,10 +10,14 @@ inputs of an unchanged stage are served from the content-hash cache (``cache``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import tempfile
 import time
 import traceback
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from sqlalchemy import select, update
 
@@ -25,6 +29,7 @@ from modelyard.pipelines.run import removal, settle, store, upstream
 from modelyard.pipelines.run.settle import Claimed, Settled, failure
 from modelyard.pipelines.service import load_spec, wake
 from modelyard.pipelines.spec import RAW, PipelineSpec, StageSpec
+from modelyard.pipelines.spec.kinds import stage_kind
 from modelyard.pipelines.stages import Item, Outcome, StageEnv, cache, raw
 from modelyard.pipelines.stages.batch import run_stage
 
@@ -213,6 +218,19 @@ def _run_stage(
     return settled
 
 
+@contextlib.contextmanager
+def _scratch(ctx: AppContext, stage: StageSpec) -> Iterator[Path | None]:
+    """A folder for the batch's local files when its stage's kind reads files (else None), removed once
+    the batch's outputs are stored."""
+    if not getattr(stage_kind(stage.kind), "reads_files", False):
+        yield None
+        return
+    root = ctx.settings.data_dir / "tmp"
+    root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="stage-", dir=root) as folder:
+        yield Path(folder)
+
+
 def _execute(
     ctx: AppContext,
     pipeline: str,
@@ -222,14 +240,32 @@ def _execute(
     fetched: dict[str, RawFetch],
     keys: dict[int, str],
 ) -> list[Settled]:
+    with _scratch(ctx, stage) as scratch:
+        return _execute_in(ctx, pipeline, stage, runs, found, fetched, keys, scratch)
+
+
+def _execute_in(
+    ctx: AppContext,
+    pipeline: str,
+    stage: StageSpec,
+    runs: list[Claimed],
+    found: dict[tuple[str, str], upstream.Upstream],
+    fetched: dict[str, RawFetch],
+    keys: dict[int, str],
+    scratch: Path | None,
+) -> list[Settled]:
     retry = stage.limits.retry
     items: list[Item] = []
     ready: list[Claimed] = []
     settled: list[Settled] = []
     for run in runs:
         try:
-            inputs = upstream.read_inputs(ctx, stage, run, found, fetched)
-            items.append(Item(run.event_id, run.event, run.params, inputs))
+            mine = None
+            if scratch is not None:
+                mine = scratch / str(run.id)
+                mine.mkdir()
+            inputs = upstream.read_inputs(ctx, stage, run, found, fetched, mine)
+            items.append(Item(run.event_id, run.event, run.params, inputs, mine))
             ready.append(run)
         except Exception as exc:
             out = Outcome(error=exc, trace=traceback.format_exc())

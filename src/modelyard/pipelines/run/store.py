@@ -1,12 +1,16 @@
 """Writing stage runs' outputs and logs to the artifact store, a batch at a time. Keys are per pipeline,
 stage and event, and an identical object already there is not written again, so a repeated batch step
-writes nothing twice."""
+writes nothing twice. An output a stage wrote to a local file is moved into the store (``Storage.writing``),
+never read into memory."""
 
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
 import traceback
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from modelyard.context import AppContext
 from modelyard.errors import NotFound
@@ -24,8 +28,24 @@ def same_content(storage: Storage, key: str, digest: str, size: int | None) -> b
         return False
     if size is not None and info.size != size:
         return False
-    known = info.sha256 or hashlib.sha256(storage.get_bytes(key)).hexdigest()
-    return known == digest
+    if info.sha256 is None:
+        found = hashlib.sha256()
+        for chunk in storage.open_read(key):  # by chunks: the object may be a large image
+            found.update(chunk)
+        return found.hexdigest() == digest
+    return info.sha256 == digest
+
+
+def store_file(storage: Storage, key: str, path: Path) -> None:
+    """Make the local file ``path`` the object at ``key``: synced, then moved into the file the store
+    hands out (a rename on a local store beside it, an upload in parts on S3)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    with storage.writing(key) as target:
+        shutil.move(path, target)
 
 
 @dataclass
@@ -33,6 +53,7 @@ class _Planned:
     """What one run's write needs: its objects to put, the old objects to remove after, its row values."""
 
     puts: list[tuple[str, bytes]] = field(default_factory=list)
+    files: list[tuple[str, Path]] = field(default_factory=list)
     deletes: list[str] = field(default_factory=list)
     outcome: Outcome = field(default_factory=Outcome)
 
@@ -52,7 +73,11 @@ def _plan(ctx: AppContext, pipeline: str, stage: StageSpec, run: Claimed, out: O
         return planned
     enc = outputs.encode(out.value, stage.produces, inline_bytes=ctx.settings.pipeline_inline_bytes)
     key = outputs.output_key(pipeline, stage.name, run.event_id, enc.ext)
-    if not same_content(ctx.storage, key, enc.sha256, len(enc.data)):
+    if same_content(ctx.storage, key, enc.sha256, enc.size):
+        pass
+    elif enc.file is not None:
+        planned.files.append((key, enc.file))
+    else:
         planned.puts.append((key, enc.data))
     if run.previous_key and run.previous_key != key:
         planned.deletes.append(run.previous_key)
@@ -61,7 +86,7 @@ def _plan(ctx: AppContext, pipeline: str, stage: StageSpec, run: Claimed, out: O
             "output_key": key,
             "output_kind": enc.kind,
             "content_hash": enc.sha256,
-            "size": len(enc.data),
+            "size": enc.size,
             "result": enc.inline,
             "logs_key": logs_key,
         },
@@ -86,6 +111,8 @@ def write_all(
             )
     try:
         ctx.storage.put_many([item for p in planned for item in p.puts])
+        for key, path in (item for p in planned for item in p.files):
+            store_file(ctx.storage, key, path)
         for key in (key for p in planned for key in p.deletes):
             ctx.storage.delete(key)
     except Exception as exc:
@@ -99,6 +126,6 @@ def _unstored(planned: _Planned, exc: Exception, trace: str) -> Outcome:
     mine = planned.outcome
     if mine.error is not None:
         return Outcome(error=mine.error, trace=mine.trace, seconds=mine.seconds, value={"logs_key": None})
-    if planned.puts or planned.deletes:
+    if planned.puts or planned.files or planned.deletes:
         return Outcome(error=exc, trace=trace, seconds=mine.seconds)
     return mine

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -62,18 +63,26 @@ def read_inputs(
     run: Claimed,
     upstream: dict[tuple[str, str], Upstream],
     fetched: dict[str, RawFetch],
+    scratch: Path | None = None,
 ) -> dict[str, Any]:
-    """The values ``run`` reads, by upstream name (``raw``: the raw bytes)."""
+    """The values ``run`` reads, by upstream name (``raw``: the raw bytes). With a ``scratch`` folder (a
+    stage that reads files), each stored input is a local file ``Path`` instead (downloaded there from
+    a store without local files); inline JSON stays a value."""
     values: dict[str, Any] = {}
     for name in stage.inputs:
         if name == RAW:
             f = fetched[run.event_id]
-            values[name] = raw.read(ctx, run.event_id, f.kind, f.location)
+            if scratch is not None:
+                values[name] = raw.path(ctx, f.kind, f.location, scratch)
+            else:
+                values[name] = raw.read(ctx, run.event_id, f.kind, f.location)
             continue
         up = upstream[(run.event_id, name)]
         assert up.kind is not None and up.key is not None
         if up.kind == "json" and up.result is not None:
             values[name] = up.result
+        elif scratch is not None and up.kind != "json":
+            values[name] = raw.local_copy(ctx.storage, up.key, scratch)
         else:
             values[name] = outputs.decode(up.kind, ctx.storage.get_bytes(up.key))
     return values

@@ -2,6 +2,11 @@
 inputs, already read) and comes back as an ``Outcome`` (the value, or the exception, its captured logs and
 how long it took). A Python callable stage receives a ``StageCall``. Each kind runs its batches in its own
 module (``inferrer``, ``model``, ``python``, ``command``), registered in ``spec.kinds``.
+
+A kind that reads large files by parts says so (``reads_files = True``): its items then get the raw data
+and every stored upstream output (all but inline JSON) as a local file ``Path`` instead of its bytes, and
+a folder of their own (``Item.scratch``) where the stage may write a large output and return it as a
+``LocalFile``, which is moved into the artifact store, never read into memory.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import traceback
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from PIL import Image
@@ -40,12 +46,24 @@ def error_type(exc: BaseException) -> str:
 
 @dataclass(slots=True)
 class Item:
-    """One event as a stage sees it: inputs by upstream name (``raw`` is the raw bytes)."""
+    """One event as a stage sees it: inputs by upstream name (``raw`` is the raw bytes; for a kind that
+    reads files, a local ``Path`` of each stored input) and, for such a kind, a folder of its own for the
+    files it writes (removed once the outputs are stored)."""
 
     event_id: str
     event: str
     params: dict[str, Any]
     inputs: dict[str, Any]
+    scratch: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LocalFile:
+    """A stage's output written to a local file (in its item's ``scratch``): stored as the stage's declared
+    type under the suffix ``ext`` by moving the file into the artifact store, never read into memory."""
+
+    path: Path
+    ext: str
 
 
 @dataclass(slots=True)
@@ -90,12 +108,16 @@ class StageCall:
 
 @dataclass(slots=True)
 class StageEnv:
-    """What stages may use from the process: the inference service, image limits, and the worker's budget
-    of decoded image memory (``MODELYARD_PIPELINE_WORKER_IMAGE_BYTES``) its batches share."""
+    """What stages may use from the process: the inference service, image limits, the worker's budget
+    of decoded image memory (``MODELYARD_PIPELINE_WORKER_IMAGE_BYTES``) its batches share, and where the
+    tiles of large images run (``MODELYARD_ANALYSIS_DASK_SCHEDULER``: a Dask scheduler address, or None
+    for ``analysis_workers`` threads of this process)."""
 
     inference: InferenceService
     images: ImageLimits = DEFAULT_LIMITS
     image_budget: ByteBudget = field(default_factory=lambda: ByteBudget(DEFAULT_IMAGE_BUDGET))
+    dask_scheduler: str | None = None
+    analysis_workers: int = 1
     _callables: dict[str, Callable[[StageCall], Any]] = field(default_factory=dict)
     _models: dict[tuple[Any, ...], tuple[Predict, str]] = field(default_factory=dict)
 
@@ -159,6 +181,7 @@ def timed(fn: Callable[[], Any], *, logs_to: list[io.StringIO] | None = None) ->
 __all__ = [
     "RAW",
     "Item",
+    "LocalFile",
     "Outcome",
     "StageCall",
     "StageEnv",

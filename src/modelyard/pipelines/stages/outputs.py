@@ -1,11 +1,14 @@
 """Stage outputs as stored: a value (JSON-able, array, table, image, bytes) encoded by kind, keyed by
-pipeline/stage/event in the artifact store, small JSON also kept inline in the stage run row."""
+pipeline/stage/event in the artifact store, small JSON also kept inline in the stage run row. A stage may
+also hand back a ``LocalFile`` it wrote (a large image): stored as it is, hashed by chunks. An array may be
+stored as ``.npy`` or as a TIFF (a large label mask, written by tiles)."""
 
 from __future__ import annotations
 
 import hashlib
 import io
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,12 +18,14 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from modelyard.inferrers.images import encode_png
+from modelyard.pipelines.stages import LocalFile
 
 MEDIA = {
     "json": "application/json",
     "npy": "application/x-npy",
     "parquet": "application/vnd.apache.parquet",
     "png": "image/png",
+    "tif": "image/tiff",
     "jpg": "image/jpeg",
     "gif": "image/gif",
     "webp": "image/webp",
@@ -32,13 +37,28 @@ JSON_OPTS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
 @dataclass(frozen=True, slots=True)
 class Encoded:
-    """An output ready to store: its kind, bytes, file suffix, sha256, and the value if it fits inline."""
+    """An output ready to store: its kind, bytes (or the local file holding them), file suffix, sha256,
+    and the value if it fits inline."""
 
     kind: str
     data: bytes
     ext: str
     sha256: str
     inline: Any = None
+    file: Path | None = None
+
+    @property
+    def size(self) -> int:
+        """Bytes stored."""
+        return self.file.stat().st_size if self.file is not None else len(self.data)
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _image_ext(data: bytes) -> str:
@@ -67,6 +87,9 @@ def _kind_of(value: Any) -> str:
 
 def encode(value: Any, declared: str = "any", *, inline_bytes: int = 4096) -> Encoded:
     """Encode a stage's return value as its declared type (``any``: by what it is)."""
+    if isinstance(value, LocalFile):
+        kind = "bytes" if declared in ("any", "json", "table") else declared
+        return Encoded(kind, b"", value.ext, _file_sha256(value.path), file=value.path)
     kind = _kind_of(value) if declared == "any" else declared
     if kind == "json":
         data = orjson.dumps(value.tolist() if isinstance(value, np.ndarray) else value, option=JSON_OPTS)
@@ -101,10 +124,22 @@ def decode(kind: str, data: bytes) -> Any:
     if kind == "json":
         return orjson.loads(data)
     if kind == "array":
+        if data.startswith((b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")):
+            return _tiff_array(data)
         return np.load(io.BytesIO(data), allow_pickle=False)
     if kind == "table":
         return pq.read_table(pa.BufferReader(data))
     return data
+
+
+def _tiff_array(data: bytes) -> np.ndarray:
+    """An array stored as a TIFF: its first series, leading axes of size 1 dropped."""
+    import tifffile
+
+    arr = tifffile.imread(io.BytesIO(data))
+    while arr.ndim > 2 and arr.shape[0] == 1:
+        arr = arr[0]
+    return np.asarray(arr)
 
 
 def stage_prefix(pipeline: str, stage: str) -> str:

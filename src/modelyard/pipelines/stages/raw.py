@@ -1,6 +1,11 @@
 """The implicit first stage of every event: fetch its raw data once, keep it where every stage can read
 it, and check it is what the pipeline says it is. A per-process LRU keeps recent raw data in memory, so
-the stages of an event that run in the same worker do not read it again."""
+the stages of an event that run in the same worker do not read it again.
+
+Raw data of type ``bytes`` or ``image`` in a file or an artifact larger than that cache is not read into
+memory: it is hashed by chunks and checked from its header, and a stage that reads files (a large scan
+read by tiles) gets its local ``path``. Only a stage that reads it whole as bytes is held to
+``MODELYARD_FETCH_MAX_BYTES``."""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ import hashlib
 import io
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,11 +22,14 @@ import orjson
 from PIL import Image, UnidentifiedImageError
 
 from modelyard.context import AppContext
-from modelyard.errors import UndecodableInput
+from modelyard.errors import PayloadTooLarge, UndecodableInput
 from modelyard.fetch import http_client
 from modelyard.inferrers.inputs import read_input
 from modelyard.pipelines.stages.outputs import raw_key
-from modelyard.pipelines.stages.sources import parse_source, read_source
+from modelyard.pipelines.stages.sources import Source, parse_source, read_source, source_size
+from modelyard.storage import CHUNK, Storage
+
+STREAMED_TYPES = ("bytes", "image")  # raw types checked from a header, so never read whole to fetch
 
 
 class RawCache:
@@ -88,8 +97,12 @@ def check_type(raw_type: str, data: bytes) -> None:
 
 def fetch(ctx: AppContext, event_id: str, source_text: str, raw_type: str) -> Fetched:
     """Read an event's source once; URLs are stored at ``pipelines/raw/{event_id}``, files and artifacts
-    are read where they are."""
+    are read where they are (a large one by chunks, see the module's docstring)."""
     source = parse_source(source_text, data_dir=ctx.settings.data_dir)
+    if source.kind != "http" and raw_type in STREAMED_TYPES:
+        size = source_size(source, settings=ctx.settings, storage=ctx.storage)
+        if size > cache(ctx).max_bytes:
+            return _fetch_streamed(ctx, source, size, raw_type)
     got = read_source(source, settings=ctx.settings, storage=ctx.storage, client=http_client(ctx))
     check_type(raw_type, got.data)
     sha = hashlib.sha256(got.data).hexdigest()
@@ -101,11 +114,62 @@ def fetch(ctx: AppContext, event_id: str, source_text: str, raw_type: str) -> Fe
     return Fetched(source.kind, location, len(got.data), sha, got.content_type)
 
 
+def _fetch_streamed(ctx: AppContext, source: Source, size: int, raw_type: str) -> Fetched:
+    """A large file or artifact hashed by chunks and checked from its header, never held whole."""
+    digest = hashlib.sha256()
+    head = b""
+    for chunk in _chunks(ctx, source.kind, source.value):
+        head = head or chunk[:65536]
+        digest.update(chunk)
+    if raw_type == "image":
+        try:
+            with Image.open(source.value if source.kind == "file" else io.BytesIO(head)):
+                pass  # the header only
+        except (UnidentifiedImageError, OSError) as exc:
+            raise UndecodableInput(f"the raw data is not image: {exc}") from None
+    return Fetched(source.kind, source.value, size, digest.hexdigest(), None)
+
+
+def _chunks(ctx: AppContext, kind: str, location: str) -> Iterator[bytes]:
+    if kind == "file":
+        with open(location, "rb") as f:
+            while chunk := f.read(CHUNK):
+                yield chunk
+    else:
+        yield from ctx.storage.open_read(location)
+
+
 def read(ctx: AppContext, event_id: str, kind: str, location: str) -> bytes:
-    """An event's raw data, from memory if this worker has it."""
+    """An event's raw data, from memory if this worker has it; ``PayloadTooLarge`` past
+    ``MODELYARD_FETCH_MAX_BYTES`` (a stage that reads files gets the ``path`` instead)."""
     store = cache(ctx)
     data = store.get(event_id)
     if data is None:
+        cap = ctx.settings.fetch_max_bytes
+        size = Path(location).stat().st_size if kind == "file" else ctx.storage.stat(location).size
+        if size > cap:
+            raise PayloadTooLarge(
+                f"the raw data is {size} bytes, over the {cap}-byte limit of a stage that reads it whole"
+            )
         data = Path(location).read_bytes() if kind == "file" else ctx.storage.get_bytes(location)
         store.put(event_id, data)
     return data
+
+
+def path(ctx: AppContext, kind: str, location: str, scratch: Path) -> Path:
+    """An event's raw data as a local file: the file itself, the store's own file, or a copy downloaded
+    into ``scratch`` (an S3 store)."""
+    if kind == "file":
+        return Path(location)
+    return local_copy(ctx.storage, location, scratch)
+
+
+def local_copy(storage: Storage, key: str, scratch: Path) -> Path:
+    """The stored object ``key`` as a local file: the store's own, or downloaded into ``scratch``."""
+    found = storage.local_path(key)
+    if found is not None:
+        return found
+    target = scratch / key.replace("/", "_")
+    if not target.exists():
+        storage.download_to(key, target)
+    return target

@@ -83,6 +83,24 @@ def _missing(what: str) -> FetchFailed:
     return FetchFailed(f"{what} does not exist", field="source", extra={"upstream_status": 404})
 
 
+def source_size(source: Source, *, settings: Settings, storage: Storage) -> int:
+    """The size of a file or artifact ``source``, checked as ``read_source`` checks it, not read."""
+    if source.kind == "artifact":
+        try:
+            return storage.stat(source.value).size
+        except NotFound:
+            raise _missing(f"artifact {source.value!r}") from None
+    path = Path(source.value)
+    if not _inside(path.resolve(), _root(settings.data_dir)):  # a symlink swapped in since submission
+        raise BadRequest(f"path {source.value!r} is outside the data dir", field="source")
+    try:
+        if not path.is_file():
+            raise FileNotFoundError(source.value)
+        return path.stat().st_size
+    except (FileNotFoundError, NotADirectoryError):
+        raise _missing(f"file {source.value!r}") from None
+
+
 def read_source(source: Source, *, settings: Settings, storage: Storage, client: httpx.Client) -> RawData:
     """Read the raw data at ``source`` (at most ``settings.fetch_max_bytes``)."""
     cap = settings.fetch_max_bytes
