@@ -251,6 +251,16 @@ def _png(data: bytes | Path) -> ArrayImage:
         raise UndecodableInput(f"not a readable PNG: {exc}") from None
 
 
+def tiff_array(data: bytes) -> np.ndarray:
+    """An array stored as a TIFF (a stage output): its first series, leading axes of size 1 dropped."""
+    import tifffile
+
+    arr = tifffile.imread(io.BytesIO(data))
+    while arr.ndim > 2 and arr.shape[0] == 1:
+        arr = arr[0]
+    return np.asarray(arr)
+
+
 def _tiff_bytes(data: bytes) -> ArrayImage:
     extras.require("analysis", "reading a TIFF")
     import tifffile

@@ -125,21 +125,13 @@ def decode(kind: str, data: bytes) -> Any:
         return orjson.loads(data)
     if kind == "array":
         if data.startswith((b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")):
-            return _tiff_array(data)
+            from modelyard.analysis.images import tiff_array  # only tissue stages store TIFF arrays
+
+            return tiff_array(data)
         return np.load(io.BytesIO(data), allow_pickle=False)
     if kind == "table":
         return pq.read_table(pa.BufferReader(data))
     return data
-
-
-def _tiff_array(data: bytes) -> np.ndarray:
-    """An array stored as a TIFF: its first series, leading axes of size 1 dropped."""
-    import tifffile
-
-    arr = tifffile.imread(io.BytesIO(data))
-    while arr.ndim > 2 and arr.shape[0] == 1:
-        arr = arr[0]
-    return np.asarray(arr)
 
 
 def stage_prefix(pipeline: str, stage: str) -> str:
