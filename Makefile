@@ -42,8 +42,11 @@ system-packages:
 run: $(RUN_STAMP)
 	MODELYARD_ADMIN_KEY=$${MODELYARD_ADMIN_KEY:-dev-admin-key} $(BIN)/modelyard serve --demo
 
+# The dozen tests that measure latency or memory run alone first; the rest run in two processes (one per
+# core: the suite waits on servers, PostgreSQL and subprocesses, so two keep both cores busy).
 test: system-packages $(DEV_STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m serial
+	$(BIN)/python -m pytest -m "not serial" -n 2
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check src tests bench
