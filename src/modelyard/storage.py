@@ -81,6 +81,15 @@ class Storage(Protocol):
     def move(self, src: str, dst: str) -> None: ...
 
 
+def sha256_file(path: Path) -> str:
+    """The sha256 (hex) of the file at ``path``, read a chunk at a time."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in _file_chunks(f):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def check_key(key: str, *, prefix: bool = False) -> str:
     """Return ``key`` if it is a safe relative key (a prefix may be empty or end in '/'), else BadRequest."""
     body = key.rstrip("/") if prefix else key

@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from modelyard.client import Client
+from modelyard.storage import sha256_file
 from modelyard.sync.folder import STATE_FILE, Seen, Settler, scan
 from modelyard.sync.state import FileState, SyncState
-from modelyard.sync.upload import DEFAULT_PART, sha256_file, upload_file
+from modelyard.sync.upload import DEFAULT_PART, upload_file
 
 
 @dataclass(slots=True)

@@ -16,15 +16,6 @@ API = "/api/v1/artifacts/uploads"
 DEFAULT_PART = 8 * 1024 * 1024
 
 
-def sha256_file(path: Path) -> str:
-    """The file's sha256 (hex)."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1024 * 1024):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _received(client: Client, upload_id: str) -> set[int] | None:
     """The part numbers the server has, or None if it no longer knows the upload."""
     try:

@@ -19,6 +19,7 @@ from PIL import Image
 
 from modelyard.inferrers.images import encode_png
 from modelyard.pipelines.stages import LocalFile
+from modelyard.storage import sha256_file
 
 MEDIA = {
     "json": "application/json",
@@ -53,14 +54,6 @@ class Encoded:
         return self.file.stat().st_size if self.file is not None else len(self.data)
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1024 * 1024):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _image_ext(data: bytes) -> str:
     if data.startswith(b"\x89PNG"):
         return "png"
@@ -89,7 +82,7 @@ def encode(value: Any, declared: str = "any", *, inline_bytes: int = 4096) -> En
     """Encode a stage's return value as its declared type (``any``: by what it is)."""
     if isinstance(value, LocalFile):
         kind = "bytes" if declared in ("any", "json", "table") else declared
-        return Encoded(kind, b"", value.ext, _file_sha256(value.path), file=value.path)
+        return Encoded(kind, b"", value.ext, sha256_file(value.path), file=value.path)
     kind = _kind_of(value) if declared == "any" else declared
     if kind == "json":
         data = orjson.dumps(value.tolist() if isinstance(value, np.ndarray) else value, option=JSON_OPTS)

@@ -83,6 +83,15 @@ def _missing(what: str) -> FetchFailed:
     return FetchFailed(f"{what} does not exist", field="source", extra={"upstream_status": 404})
 
 
+def _local(source: Source, settings: Settings) -> Path:
+    """The path of a file ``source``, checked again to be inside the data dir (a symlink may have been
+    swapped in since submission)."""
+    path = Path(source.value)
+    if not _inside(path.resolve(), _root(settings.data_dir)):
+        raise BadRequest(f"path {source.value!r} is outside the data dir", field="source")
+    return path
+
+
 def source_size(source: Source, *, settings: Settings, storage: Storage) -> int:
     """The size of a file or artifact ``source``, checked as ``read_source`` checks it, not read."""
     if source.kind == "artifact":
@@ -90,9 +99,7 @@ def source_size(source: Source, *, settings: Settings, storage: Storage) -> int:
             return storage.stat(source.value).size
         except NotFound:
             raise _missing(f"artifact {source.value!r}") from None
-    path = Path(source.value)
-    if not _inside(path.resolve(), _root(settings.data_dir)):  # a symlink swapped in since submission
-        raise BadRequest(f"path {source.value!r} is outside the data dir", field="source")
+    path = _local(source, settings)
     try:
         if not path.is_file():
             raise FileNotFoundError(source.value)
@@ -123,9 +130,7 @@ def read_source(source: Source, *, settings: Settings, storage: Storage, client:
             return RawData(storage.get_bytes(source.value), None)
         except NotFound:
             raise _missing(f"artifact {source.value!r}") from None
-    path = Path(source.value)
-    if not _inside(path.resolve(), _root(settings.data_dir)):  # a symlink swapped in since submission
-        raise BadRequest(f"path {source.value!r} is outside the data dir", field="source")
+    path = _local(source, settings)
     try:
         size = path.stat().st_size
         if size > cap:
