@@ -1,5 +1,6 @@
-"""End to end: a generated OME-TIFF event through preprocess -> segment -> cells -> type -> statistics,
-with a heatmap and an overlay, every output stored and viewable on the event's page."""
+"""End to end: a generated OME-TIFF in a scanner's folder, moved into the store and submitted by sync (in
+parts, as ``modelyard sync`` does), then preprocess -> segment -> cells -> type -> statistics, with a heatmap
+and an overlay, every output stored and viewable on the event's page."""
 
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from modelyard.app import create_app
+from modelyard.client import Client
 from modelyard.context import AppContext
 from modelyard.pipelines.models import EventState
+from modelyard.sync.run import Sync, sync_once
 from tests.analysis.tissue import disc_centres, write_ome
-from tests.pipelines.conftest import apply_yaml, drain, event, runs, submit
+from tests.pipelines.conftest import apply_yaml, drain, event, runs
 from tests.web.conftest import api_headers, sign_in
 
 H, W, R = 192, 256, 6
@@ -52,11 +55,19 @@ def segregated(centres: np.ndarray) -> np.ndarray:
 
 def test_an_ome_tiff_event_goes_from_pixels_to_interaction_statistics(ctx: AppContext) -> None:
     centres = disc_centres(H, W, R, 150, seed=2)
-    folder = ctx.settings.data_dir / "scans"
+    folder = ctx.settings.data_dir.parent / "scanner"  # the scanner's own disk, outside the data dir
     folder.mkdir(parents=True)
-    path = write_ome(folder / "e2e.ome.tif", segregated(centres), ["DAPI", "CD3", "CD20"])
+    write_ome(folder / "e2e.ome.tif", segregated(centres), ["DAPI", "CD3", "CD20"])
     apply_yaml(ctx, SPEC)
-    [eid] = submit(ctx, "tissue-e2e", ("e2e", str(path)))
+    with TestClient(create_app(ctx.settings), headers=api_headers()) as http:
+        client = Client("http://testserver")
+        client.http.close()
+        client.http = http
+        report = sync_once(Sync(client, folder, "tissue-e2e", part_size=64 * 1024), 0.0, sleep=lambda s: None)
+        assert report.stored == ["e2e.ome.tif"]
+        [submitted] = http.get("/api/v1/pipelines/tissue-e2e/events").json()["items"]
+    eid = submitted["id"]
+    assert event(ctx, eid).source.startswith("artifact://sync/")
     drain(ctx)
     assert event(ctx, eid).state == EventState.COMPLETE, {s: r.error for s, r in runs(ctx, eid).items()}
     found = runs(ctx, eid)
