@@ -14,12 +14,12 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
+from tests.e2e.browser import chromium
 from tests.e2e.serve import modelyard_serve
 
 KEY = "dashboard-admin-key-0123"
-CHROMIUM = "/usr/bin/chromium"
 SHOTS = Path(__file__).parents[1] / "artifacts" / "dashboard"
 PIPELINE = """
 name: images
@@ -53,20 +53,8 @@ def server(tmp_path: Path) -> Iterator[str]:
 @pytest.fixture
 def browser() -> Iterator[Browser]:
     """Debian's chromium (Playwright never downloads a browser here)."""
-    with sync_playwright() as p:
-        found = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--no-first-run",
-            ],
-        )
+    with chromium() as found:
         yield found
-        found.close()
 
 
 def _open(browser: Browser, url: str, errors: list[str]) -> Page:

@@ -19,9 +19,10 @@ from typing import Any
 import httpx
 import pytest
 from PIL import Image
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from tests.e2e.a11y import audit, problems, tab_through
+from tests.e2e.browser import chromium
 from tests.e2e.serve import modelyard_serve
 from tests.geo.conftest import s2_item, square
 from tests.geo.runs_helpers import COMMAND
@@ -29,7 +30,6 @@ from tests.notify.conftest import Receiver
 from tests.onnx_models import image_embedder
 
 KEY = "dashboard-parts-admin-key-0123"
-CHROMIUM = "/usr/bin/chromium"
 LOOKS = """
 name: looks
 raw: image
@@ -97,20 +97,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     """Debian's chromium (Playwright never downloads a browser here)."""
-    with sync_playwright() as p:
-        found = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--no-first-run",
-            ],
-        )
+    with chromium() as found:
         yield found
-        found.close()
 
 
 @pytest.fixture

@@ -14,19 +14,12 @@ import pytest
 from modelyard.app import create_app
 from modelyard.settings import Settings
 from tests.conftest import LiveServer
+from tests.e2e.browser import CHROMIUM, chromium
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is in requirements-dev.lock")
-CHROMIUM = "/usr/bin/chromium"
 pytestmark = pytest.mark.skipif(
     shutil.which(CHROMIUM) is None, reason="chromium is installed by scripts/apt-packages.sh (make test)"
 )
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-]
 METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 # What the walk down Swagger UI's operations reads and waits for. Its rows are tag headers and operations;
 # a long list is virtualized in `.operations-virtual__list`, whose bottom padding stands for the rows below.
@@ -40,12 +33,8 @@ MOVED_ON = f"last => [...document.querySelectorAll('{ROWS}')].at(-1)?.id !== las
 
 @pytest.fixture
 def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as pw:
-        launched = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture
