@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from sqlalchemy import func, select
 
@@ -18,6 +19,17 @@ from tests.inferrers.images import encode, noise
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 NAMES = {"red": (220, 20, 30), "crimson": (180, 10, 50), "blue": (20, 30, 220), "grey": (128, 128, 128)}
+MODEL_STAGE = """
+name: looks
+raw: image
+stages:
+  palette: {type: inferrer, inferrer: palette, params: {top_k: 3}}
+  feat:
+    type: model
+    model: embedder
+    preprocess: {resize: [8, 8], mean: 0, std: 1}
+    postprocess: {l2_normalise: true}
+"""
 
 
 def stored(api: Any) -> tuple[int, int]:
@@ -45,6 +57,33 @@ def test_uploaded_content_runs_through_the_collections_inferrers_and_is_stored_n
     assert got["embedder"]["version"] == "1"
     assert got["embedder"]["values"] == pytest.approx(record["embedder"], abs=1e-6)
     assert stored(api) == before
+
+
+def test_a_model_stage_infers_uploaded_content_and_embeds_a_search_at_each_version(api: Any) -> None:
+    bound_collection(api, names=NAMES, spec=MODEL_STAGE)
+    before = stored(api)
+    red = Path(api.ctx.settings.data_dir, "img", "red.png").read_bytes()
+    resp = api.post(f"{C}/infer", files={"file": ("red.png", red)})
+    assert resp.status_code == 200, resp.text
+    got = {i["producer"]: i for i in resp.json()["items"]}
+    assert set(got) == {"palette", "embedder"} and got["embedder"]["version"] == "1"
+    stored_vector = api.get(f"{C}/records/red").json()["inferred"]["embedder"]
+    assert got["embedder"]["values"] == pytest.approx(stored_vector, abs=1e-6)  # pre- and post-processed
+    assert np.linalg.norm(got["embedder"]["values"]) == pytest.approx(1.0, abs=1e-5)
+    query = {"vector": {"field": "embedder", "k": 2}, "inferred": []}
+    hits = by_upload(api, red, query).json()["hits"]
+    assert [h["record"]["id"] for h in hits] == ["red", "crimson"]
+    assert hits[0]["why"]["vector_distance"] == pytest.approx(0.0, abs=1e-5)
+    add_version(api, seed=1)
+    assert api.post(f"{C}/versions", json={"producer": "embedder", "version": "2"}).status_code == 202
+    settle(api)
+    now = api.post(f"{C}/infer", files={"file": ("red.png", red)}).json()["items"]
+    assert {i["producer"]: i["version"] for i in now} == {"palette": "1", "embedder": "2"}
+    for version in ("2", "1"):
+        vector = {"field": "embedder", "k": 1, "version": version}
+        hit = by_upload(api, red, {**query, "vector": vector}).json()["hits"][0]
+        assert hit["record"]["id"] == "red" and hit["why"]["vector_distance"] == pytest.approx(0.0, abs=1e-5)
+    assert stored(api)[1] == before[1] + len(NAMES)  # the re-inference's events, none of the uploads'
 
 
 def test_content_at_a_url_is_inferred(api: Any, image_server: Any) -> None:

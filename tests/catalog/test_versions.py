@@ -97,11 +97,11 @@ def ingest(api: Any, names: dict[str, tuple[int, int, int]]) -> None:
 
 
 def bound_collection(
-    api: Any, *, bind: bool = True, names: dict[str, tuple[int, int, int]] = COLOURS
+    api: Any, *, bind: bool = True, names: dict[str, tuple[int, int, int]] = COLOURS, spec: str = LOOKS
 ) -> None:
     path = image_embedder(Path(api.ctx.settings.data_dir) / "embedder-0.onnx", seed=0)
     register_model(api.ctx, path, "embedder")
-    pipelines.apply(api.ctx, yaml.safe_load(LOOKS))
+    pipelines.apply(api.ctx, yaml.safe_load(spec))
     make_collection(api, pipelines=["looks"] if bind else [])
     ingest(api, names)
     settle(api)
