@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from modelyard.catalog import binding, service, versions
+from modelyard.catalog.ann import AnnConfig
 from modelyard.catalog.pgvector import PgVector
 from modelyard.pipelines import service as pipelines
 from tests.catalog.conftest import make_collection
@@ -334,3 +335,33 @@ def test_a_search_follows_a_version_switch_a_rollback_and_a_record_update_at_onc
     assert api.post(f"{C}/versions/embed/rollback").status_code == 200
     hit = find(api, **query)["hits"][0]
     assert hit["record"]["id"] == nearest and hit["record"]["inferred"]["embed"]["label"] in ("a", "b")
+
+
+def test_a_switch_evicts_ann_graphs_older_than_the_previous_version_and_rollback_still_works(
+    api: Any, works: np.ndarray, tmp_path: Any
+) -> None:
+    folder = tmp_path / "catalog-ann"
+    api.ctx.catalog.get().ann = AnnConfig(folder, threshold=N // 2, background=False)
+    q = works[3].tolist()
+    query = {"vector": {"field": "embed.vector", "vector": q, "k": 5}, "inferred": []}
+
+    def saved() -> list[str]:
+        return sorted(json.loads(p.read_text())["version"] for p in folder.glob("*.json"))
+
+    def kept() -> list[str]:
+        return sorted(key[3] for key in api.ctx.catalog.get().indexes)
+
+    answers = {"1": ids(find(api, **query))}
+    assert saved() == ["1"]  # the graph answered, and was saved
+    for version, seed in (("2", 8), ("3", 9)):
+        items = [(f"w{i:03d}", {"vector": v.tolist()}) for i, v in enumerate(vectors(seed))]
+        binding.put_inferences(api.ctx, "works", "embed", version, items)
+        switched = api.post(f"{C}/versions", json={"producer": "embed", "version": version})
+        assert switched.status_code == 202 and switched.json()["state"] == "succeeded", switched.text
+        answers[version] = ids(find(api, **query))
+    assert saved() == ["2", "3"] and kept() == ["2", "3"]  # version 1's graph and index are gone
+    assert api.post(f"{C}/versions/embed/rollback").status_code == 200
+    assert ids(find(api, **query)) == answers["2"] != answers["3"]
+    assert saved() == ["2", "3"]  # 3 is now the previous version: kept for a rollback
+    assert api.delete(C).status_code == 204
+    assert saved() == [] and kept() == []
