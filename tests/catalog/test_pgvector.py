@@ -106,3 +106,25 @@ def test_two_api_processes_share_the_index_through_the_database(
         with second.ctx.uow() as session:  # type: ignore[attr-defined]
             copied = session.scalar(text("SELECT count(*) FROM catalog_pgvectors"))
         assert copied == N  # w007's old vector left with its inference: one row per record
+
+
+def test_no_process_serves_a_stale_version_after_a_switch_or_a_rollback(
+    pg_api: TestClient, pgvector_settings: Settings
+) -> None:
+    vecs, far = data(N), np.full(DIM, 50.0, dtype=np.float32)
+    other = create_app(pgvector_settings)
+    with TestClient(other, headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as second:
+        second.ctx = other.state.ctx  # type: ignore[attr-defined]
+        before = nearest(second, far)  # version 1's space copied in and searched there
+        moved = 7 if before[0] != 7 else 8
+        v2 = vecs.copy()
+        v2[moved] = far
+        put(pg_api, v2, 0, version="2")
+        assert nearest(second, far) == before  # stored, not current: searches keep version 1
+        switched = pg_api.post(f"{C}/versions", json={"producer": "embed", "version": "2"})
+        assert switched.status_code == 202 and switched.json()["state"] == "succeeded", switched.text
+        assert nearest(second, far)[0] == moved  # the other process answers from version 2 at once
+        filtered = nearest(second, far, filter={"field": "attributes.bucket", "value": moved % 10})
+        assert filtered[0] == moved
+        assert pg_api.post(f"{C}/versions/embed/rollback").status_code == 200
+        assert nearest(second, far) == before

@@ -9,13 +9,16 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
+from fastapi.testclient import TestClient
 
+from modelyard.app import create_app
 from modelyard.catalog import binding, service, versions
 from modelyard.catalog.ann import AnnConfig
 from modelyard.catalog.pgvector import PgVector
 from modelyard.pipelines import service as pipelines
 from tests.catalog.conftest import make_collection
 from tests.catalog.test_binding import images, settle
+from tests.conftest import ADMIN_KEY
 
 C = "/api/v1/collections/works"
 N, DIM = 240, 16
@@ -365,3 +368,27 @@ def test_a_switch_evicts_ann_graphs_older_than_the_previous_version_and_rollback
     assert saved() == ["2", "3"]  # 3 is now the previous version: kept for a rollback
     assert api.delete(C).status_code == 204
     assert saved() == [] and kept() == []
+
+
+def test_another_process_on_the_database_never_serves_a_stale_version_after_a_switch_or_rollback(
+    api: Any, works: np.ndarray
+) -> None:
+    far = np.full(DIM, 50.0, dtype=np.float32).tolist()
+    query = {
+        "vector": {"field": "embed.vector", "vector": far, "k": 1, "metric": "l2"},
+        "inferred": ["embed"],
+    }
+    other = create_app(api.ctx.settings)
+    with TestClient(other, headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as second:
+        before = find(second, **query)["hits"][0]["record"]  # every cache of version 1 warm there
+        moved = "w007" if before["id"] != "w007" else "w008"
+        v2 = [
+            (f"w{i:03d}", {"vector": (far if f"w{i:03d}" == moved else works[i].tolist())}) for i in range(N)
+        ]
+        binding.put_inferences(api.ctx, "works", "embed", "2", v2)
+        assert find(second, **query)["hits"][0]["record"]["id"] == before["id"]  # stored, not current
+        assert api.post(f"{C}/versions", json={"producer": "embed", "version": "2"}).status_code == 202
+        hit = find(second, **query)["hits"][0]["record"]
+        assert hit["id"] == moved and hit["inferred"]["embed"]["vector"] == far
+        assert api.post(f"{C}/versions/embed/rollback").status_code == 200
+        assert find(second, **query)["hits"][0]["record"] == before
