@@ -16,7 +16,7 @@ from modelyard.catalog import binding, service, versions
 from modelyard.catalog.ann import AnnConfig
 from modelyard.catalog.pgvector import PgVector
 from modelyard.pipelines import service as pipelines
-from tests.catalog.conftest import make_collection
+from tests.catalog.conftest import WITH_PGVECTOR, make_collection
 from tests.catalog.test_binding import images, settle
 from tests.conftest import ADMIN_KEY
 
@@ -171,6 +171,7 @@ def test_knn_by_vector_is_exact_unfiltered_and_filtered(api: Any, works: np.ndar
     assert dist == sorted(dist)
 
 
+@WITH_PGVECTOR
 def test_knn_returns_k_when_exactly_k_pass_and_all_when_fewer(api: Any, works: np.ndarray) -> None:
     q = works[0].tolist()
     five = {"field": "id", "op": "in", "value": [f"w{i:03d}" for i in (5, 50, 100, 150, 200)]}
@@ -180,12 +181,14 @@ def test_knn_returns_k_when_exactly_k_pass_and_all_when_fewer(api: Any, works: n
     assert got["total"] == 5
 
 
+@WITH_PGVECTOR
 def test_more_like_this_excludes_the_record_itself(api: Any, works: np.ndarray) -> None:
     got = find(api, vector={"field": "embed.vector", "record": "w010", "k": 5})
     rows = [i for i in range(N) if i != 10]
     assert ids(got) == [f"w{i:03d}" for i in brute(works, works[10], "cosine", rows, 5)]
 
 
+@WITH_PGVECTOR
 def test_the_vector_index_sees_new_changed_and_deleted_records(api: Any, works: np.ndarray) -> None:
     q = np.full(DIM, 50.0, dtype=np.float32)
     query = {"vector": {"field": "embed.vector", "vector": q.tolist(), "k": 1, "metric": "l2"}}
@@ -213,6 +216,7 @@ def test_a_vector_search_finds_the_databases_vector_capability_once(api: Any, wo
     assert capabilities.vector is found
 
 
+@WITH_PGVECTOR
 def test_hybrid_fuses_text_and_vector_ranks_and_says_why(api: Any, works: np.ndarray) -> None:
     query = {
         "text": "harbour",
@@ -229,6 +233,7 @@ def test_hybrid_fuses_text_and_vector_ranks_and_says_why(api: Any, works: np.nda
     assert not set(ids(page2)) & set(ids(got))
 
 
+@WITH_PGVECTOR
 def test_colour_search_finds_near_colours_first(api: Any) -> None:
     pipelines.apply(
         api.ctx,
@@ -302,6 +307,7 @@ def test_k_over_the_cap_is_refused_by_the_schema_or_the_rule(api: Any, works: np
     assert resp.status_code == 422 and resp.json()["field"].endswith("k")
 
 
+@WITH_PGVECTOR
 def test_a_filtered_search_sees_records_written_since_the_same_filter_last_ran(
     api: Any, works: np.ndarray
 ) -> None:
@@ -318,6 +324,7 @@ def test_a_filtered_search_sees_records_written_since_the_same_filter_last_ran(
     assert ids(find(api, **query)) == before
 
 
+@WITH_PGVECTOR
 def test_a_search_follows_a_version_switch_a_rollback_and_a_record_update_at_once(
     api: Any, works: np.ndarray
 ) -> None:
