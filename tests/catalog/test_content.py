@@ -14,10 +14,11 @@ from sqlalchemy import func, select
 
 from modelyard.catalog.models import Inference
 from modelyard.pipelines.models import Event
+from tests.catalog.conftest import WITH_PGVECTOR
 from tests.catalog.test_versions import C, add_version, bound_collection, settle
 from tests.inferrers.images import encode, noise
 
-pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+pytestmark = WITH_PGVECTOR
 NAMES = {"red": (220, 20, 30), "crimson": (180, 10, 50), "blue": (20, 30, 220), "grey": (128, 128, 128)}
 MODEL_STAGE = """
 name: looks
