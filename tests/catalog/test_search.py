@@ -399,3 +399,23 @@ def test_another_process_on_the_database_never_serves_a_stale_version_after_a_sw
         assert hit["id"] == moved and hit["inferred"]["embed"]["vector"] == far
         assert api.post(f"{C}/versions/embed/rollback").status_code == 200
         assert find(second, **query)["hits"][0]["record"] == before
+
+
+@WITH_PGVECTOR
+def test_a_new_version_may_embed_in_another_dimension_and_each_version_is_searched_in_its_own(
+    api: Any, works: np.ndarray
+) -> None:
+    wide = np.random.default_rng(4).normal(size=(N, DIM + 8)).astype(np.float32)
+    items = [(f"w{i:03d}", {"vector": wide[i].tolist()}) for i in range(N)]
+    binding.put_inferences(api.ctx, "works", "embed", "2", items)
+    assert api.post(f"{C}/versions", json={"producer": "embed", "version": "2"}).status_code == 202
+    like = find(api, vector={"field": "embed.vector", "record": "w010", "k": 5})
+    rows = [i for i in range(N) if i != 10]
+    assert ids(like) == [f"w{i:03d}" for i in brute(wide, wide[10], "cosine", rows, 5)]
+    by_vector = find(api, vector={"field": "embed.vector", "vector": wide[3].tolist(), "k": 1})
+    assert ids(by_vector) == ["w003"]
+    narrow = {"field": "embed.vector", "vector": works[3].tolist(), "k": 1}
+    refused = api.post(f"{C}/search", json={"vector": narrow})
+    assert refused.status_code == 400 and refused.json()["field"] == "vector.vector"
+    assert f"has {DIM + 8}" in refused.json()["detail"]
+    assert ids(find(api, vector={**narrow, "version": "1"})) == ["w003"]  # the old one, in its own
