@@ -206,7 +206,8 @@ def put_inference(
 ) -> Response:
     """Store what a producer outside modelyard's pipelines said about a record (a JSON value: scalars,
     labels, a vector) as that producer's current inference; older versions stay listed. A list of 16 or
-    more numbers is a vector, kept as float32."""
+    more numbers is a vector, kept as float32; one of another dimension than the same field's vectors at
+    that version is a `400` naming it."""
     binding.put_inference(ctx, collection, record_id, producer, version, values)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
