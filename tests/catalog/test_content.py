@@ -129,9 +129,13 @@ def test_bad_content_is_refused_with_the_exact_4xx(api: Any, image_server: Any) 
     bound_collection(api, names=NAMES)
     before = stored(api)
     not_image = api.post(f"{C}/infer", files={"file": ("x.png", b"definitely not an image")})
-    assert not_image.status_code == 422, not_image.text
+    assert not_image.status_code == 422 and not_image.json()["field"] == "file", not_image.text
+    assert "as an image" in not_image.json()["detail"]
     text_url = api.post(f"{C}/infer", params={"url": f"{image_server.url}/text"})
-    assert text_url.status_code == 422
+    assert text_url.status_code == 422 and text_url.json()["field"] == "url"
+    by_text_url = {"vector": {"field": "embedder", "url": f"{image_server.url}/text"}}
+    not_found = api.post(f"{C}/search", json=by_text_url)
+    assert not_found.status_code == 422 and not_found.json()["field"] == "vector.url"
     empty = api.post(f"{C}/infer", content=b"")
     assert empty.status_code == 400 and empty.json()["field"] == "file"
     red = Path(api.ctx.settings.data_dir, "img", "red.png").read_bytes()
@@ -147,7 +151,7 @@ def test_bad_content_is_refused_with_the_exact_4xx(api: Any, image_server: Any) 
         assert resp.status_code == status and resp.json()["field"] == field, (query, resp.text)
     embedder = json.dumps({"vector": {"field": "embedder"}})
     resp = api.post(f"{C}/search:upload", files={"file": ("x.png", b"nope")}, data={"query": embedder})
-    assert resp.status_code == 422, resp.text
+    assert resp.status_code == 422 and resp.json()["field"] == "file", resp.text
     assert stored(api) == before
     api.post("/api/v1/collections", json={"name": "bare"})
     unbound = api.post("/api/v1/collections/bare/infer", content=red)

@@ -17,7 +17,7 @@ from modelyard.catalog.schemas import ContentInference, ContentInferences, Searc
 from modelyard.catalog.service import bound_pipelines, get_collection
 from modelyard.catalog.versions import current_versions
 from modelyard.context import AppContext
-from modelyard.errors import Conflict, InvalidQuery
+from modelyard.errors import Conflict, InvalidQuery, ModelyardError
 from modelyard.fetch import fetch
 from modelyard.pipelines.service import get_pipeline, load_spec
 from modelyard.pipelines.spec import RAW, StageSpec
@@ -72,11 +72,13 @@ def _as_run(stage: StageSpec, pinned: dict[str, str]) -> Inferrer:
     return Inferrer(producer, stage.version, stage)
 
 
-def _run(ctx: AppContext, item: Inferrer, data: bytes) -> ContentInference:
+def _run(ctx: AppContext, item: Inferrer, data: bytes, where: str) -> ContentInference:
     """The stage over ``data`` as a batch of one, exactly as the pipeline runs it (content it cannot read
-    is the reader's own error: ``422`` for what is not an image)."""
+    is the reader's own error, ``422`` for what is not an image, naming ``where`` the content came from)."""
     [out], resolved = run_stage(item.stage, [Item("", "", {}, {RAW: data})], ctx.stage_env.get())
     if out.error is not None:
+        if isinstance(out.error, ModelyardError) and out.error.field is None:
+            out.error.field = where
         raise out.error
     values = out.value
     if isinstance(values, np.ndarray):
@@ -93,7 +95,7 @@ def read(ctx: AppContext, data: bytes | None, url: str | None) -> bytes:
     return data if data is not None else fetch(ctx, url or "").data
 
 
-def infer(ctx: AppContext, collection: str, data: bytes) -> ContentInferences:
+def infer(ctx: AppContext, collection: str, data: bytes, where: str = "file") -> ContentInferences:
     """Every inferrer and model stage of the collection's bound pipelines that reads the raw data, on
     ``data``, stored nowhere. ``409`` when no such stage is bound."""
     with ctx.uow() as session:
@@ -104,12 +106,14 @@ def infer(ctx: AppContext, collection: str, data: bytes) -> ContentInferences:
             f"collection {collection!r} is bound to no pipeline with inferrer or model stages",
             field="pipelines",
         )
-    return ContentInferences(items=[_run(ctx, item, data) for item in items])
+    return ContentInferences(items=[_run(ctx, item, data, where) for item in items])
 
 
-def embed_query(ctx: AppContext, collection: str, query: SearchQuery, data: bytes) -> SearchQuery:
-    """``query`` with its vector made from ``data`` by the producer of its vector field, at the version the
-    search will use (``InvalidQuery`` naming ``vector`` when that cannot be)."""
+def embed_query(
+    ctx: AppContext, collection: str, query: SearchQuery, data: bytes, where: str = "file"
+) -> SearchQuery:
+    """``query`` with its vector made from ``data`` (sent as ``where``) by the producer of its vector field,
+    at the version the search will use (``InvalidQuery`` naming ``vector`` when that cannot be)."""
     q = query.vector
     if q is None:
         raise InvalidQuery("searching by an image or URL needs a vector query (its field)", field="vector")
@@ -137,7 +141,7 @@ def embed_query(ctx: AppContext, collection: str, query: SearchQuery, data: byte
             "by the version the stage runs",
             field="vector.version",
         )
-    values: Any = _run(ctx, item, data).values
+    values: Any = _run(ctx, item, data, where).values
     for key in path:
         if not isinstance(values, dict) or key not in values:
             raise InvalidQuery(f"{producer} gives no {q.field!r}", field="vector.field")
