@@ -351,30 +351,36 @@ def test_a_switch_evicts_ann_graphs_older_than_the_previous_version_and_rollback
     api: Any, works: np.ndarray, tmp_path: Any
 ) -> None:
     folder = tmp_path / "catalog-ann"
-    api.ctx.catalog.get().ann = AnnConfig(folder, threshold=N // 2, background=False)
     q = works[3].tolist()
     query = {"vector": {"field": "embed.vector", "vector": q, "k": 5}, "inferred": []}
 
     def saved() -> list[str]:
         return sorted(json.loads(p.read_text())["version"] for p in folder.glob("*.json"))
 
-    def kept() -> list[str]:
-        return sorted(key[3] for key in api.ctx.catalog.get().indexes)
+    def kept(client: Any) -> list[str]:
+        return sorted(key[3] for key in client.ctx.catalog.get().indexes)
 
-    answers = {"1": ids(find(api, **query))}
-    assert saved() == ["1"]  # the graph answered, and was saved
-    for version, seed in (("2", 8), ("3", 9)):
-        items = [(f"w{i:03d}", {"vector": v.tolist()}) for i, v in enumerate(vectors(seed))]
-        binding.put_inferences(api.ctx, "works", "embed", version, items)
-        switched = api.post(f"{C}/versions", json={"producer": "embed", "version": version})
-        assert switched.status_code == 202 and switched.json()["state"] == "succeeded", switched.text
-        answers[version] = ids(find(api, **query))
-    assert saved() == ["2", "3"] and kept() == ["2", "3"]  # version 1's graph and index are gone
+    other = create_app(api.ctx.settings)  # another API process on the same database and data dir
+    with TestClient(other, headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as second:
+        second.ctx = other.state.ctx  # type: ignore[attr-defined]
+        for client in (api, second):
+            client.ctx.catalog.get().ann = AnnConfig(folder, threshold=N // 2, background=False)
+        answers = {"1": ids(find(api, **query))}
+        assert saved() == ["1"]  # the graph answered, and was saved
+        assert ids(find(second, **query)) == answers["1"] and kept(second) == ["1"]
+        for version, seed in (("2", 8), ("3", 9)):
+            items = [(f"w{i:03d}", {"vector": v.tolist()}) for i, v in enumerate(vectors(seed))]
+            binding.put_inferences(api.ctx, "works", "embed", version, items)
+            switched = api.post(f"{C}/versions", json={"producer": "embed", "version": version})
+            assert switched.status_code == 202 and switched.json()["state"] == "succeeded", switched.text
+            answers[version] = ids(find(api, **query))
+        assert saved() == ["2", "3"] and kept(api) == ["2", "3"]  # version 1's graph and index are gone
+        assert ids(find(second, **query)) == answers["3"] and kept(second) == ["3"]  # it let 1 go too
     assert api.post(f"{C}/versions/embed/rollback").status_code == 200
     assert ids(find(api, **query)) == answers["2"] != answers["3"]
     assert saved() == ["2", "3"]  # 3 is now the previous version: kept for a rollback
     assert api.delete(C).status_code == 204
-    assert saved() == [] and kept() == []
+    assert saved() == [] and kept(api) == []
 
 
 def test_another_process_on_the_database_never_serves_a_stale_version_after_a_switch_or_rollback(

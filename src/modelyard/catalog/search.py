@@ -20,7 +20,7 @@ import orjson
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from modelyard.catalog import backends, colours, columns, pgvector, service, vectors
+from modelyard.catalog import backends, colours, columns, pgvector, service, vectors, versions
 from modelyard.catalog.caches import CatalogCaches
 from modelyard.catalog.filters import SCALARS, Planner
 from modelyard.catalog.models import Inference, Record, Vector
@@ -268,6 +268,11 @@ def _nearest(
         field = (plan.collection_id, producer, ".".join(path), version)
         return pgvector.Space(session, space, dim, total, field, iterative=found.iterative)
     caches = ctx.catalog.get()
+    if (plan.collection_id, producer, ".".join(path), version) not in caches.indexes:
+        # a version this process has not searched: another may have switched meanwhile, so what this one
+        # holds of versions neither current, previous nor asked for goes (``versions.drop_stale``)
+        keep = versions.kept_versions(session, plan.collection_id, producer) | {version}
+        caches.forget(plan.collection_id, producer, keep)
     return vectors.index_for(
         caches.indexes, session, plan.collection, producer, path, version, dim, caches.ann
     )

@@ -257,12 +257,17 @@ def make_current(session: Session, collection_id: str, producer: str, version: s
     touch(session, collection_id)
 
 
+def kept_versions(session: Session, collection_id: str, producer: str) -> frozenset[str]:
+    """The producer's current and previous versions: those whose vector indexes are worth keeping."""
+    row = session.get(ProducerVersion, (collection_id, producer))
+    return frozenset() if row is None else frozenset(v for v in (row.current, row.previous) if v)
+
+
 def drop_stale(ctx: AppContext, collection_id: str, producer: str) -> None:
     """After a switch or a rollback: forget this host's vector indexes and ANN graphs of the producer's
     versions that are neither current nor previous (the previous one's stay, for a rollback)."""
     with ctx.uow() as session:
-        row = session.get(ProducerVersion, (collection_id, producer))
-        keep = frozenset() if row is None else frozenset(v for v in (row.current, row.previous) if v)
+        keep = kept_versions(session, collection_id, producer)
     ctx.catalog.get().forget(collection_id, producer, keep)
 
 
