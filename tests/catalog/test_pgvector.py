@@ -128,3 +128,32 @@ def test_no_process_serves_a_stale_version_after_a_switch_or_a_rollback(
         assert filtered[0] == moved
         assert pg_api.post(f"{C}/versions/embed/rollback").status_code == 200
         assert nearest(second, far) == before
+
+
+@pytest.mark.parametrize("metric", ["dot", "l2"])
+def test_dot_and_l2_are_searched_with_their_own_hnsw_index_and_exactly(
+    pg_api: TestClient, metric: str
+) -> None:
+    vecs = data(N)
+    rng = np.random.default_rng(11)
+
+    def brute(q: np.ndarray, rows: np.ndarray) -> list[int]:
+        d = -(vecs[rows] @ q) if metric == "dot" else np.linalg.norm(vecs[rows] - q, axis=1)
+        return rows[np.lexsort((rows, d))[:K]].tolist()
+
+    every, bucket3 = np.arange(N), np.flatnonzero(np.arange(N) % 10 == 3)
+    recalls = []
+    for _ in range(10):
+        q = vecs[rng.integers(0, N)] + 0.2 * rng.normal(size=DIM).astype(np.float32)
+        recalls.append(len(set(nearest(pg_api, q, vector={"metric": metric})) & set(brute(q, every))) / K)
+        exact = nearest(pg_api, q, vector={"metric": metric, "exact": True})
+        assert exact == brute(q, every)
+        got = nearest(pg_api, q, vector={"metric": metric}, filter={"field": "attributes.bucket", "value": 3})
+        assert len(got) == K and all(i % 10 == 3 for i in got)
+        recalls.append(len(set(got) & set(brute(q, bucket3))) / K)
+    assert np.mean(recalls) >= 0.95
+    with pg_api.ctx.uow() as session:  # type: ignore[attr-defined]
+        indexes = session.execute(
+            text("SELECT indexdef FROM pg_indexes WHERE tablename = 'catalog_pgvectors'")
+        ).all()
+    assert any(f"vector_{'ip' if metric == 'dot' else 'l2'}_ops" in row[0] for row in indexes)
