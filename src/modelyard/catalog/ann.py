@@ -34,6 +34,7 @@ import importlib.util
 import json
 import logging
 import os
+import re
 import threading
 from contextlib import nullcontext, suppress
 from dataclasses import dataclass
@@ -154,6 +155,9 @@ class Graph:
         return graph, int(info["watermark"])
 
 
+LEGACY = re.compile(r"[0-9a-f]{24}-(cosine|dot|l2)\.json")  # one hash of the whole name, no version
+
+
 def _short(text: str, n: int = 12) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:n]
 
@@ -165,7 +169,8 @@ def evict(
     ``keep``; returns how many graphs. A graph is derived data: one asked for again is rebuilt."""
     pattern = f"{_short(collection)}-{_short(producer) if producer is not None else '*'}-*.json"
     dropped = 0
-    for meta in folder.glob(pattern):
+    legacy = [m for m in folder.glob("*.json") if LEGACY.fullmatch(m.name)]  # named before evict: never read
+    for meta in [*folder.glob(pattern), *legacy]:
         try:
             version = json.loads(meta.read_text()).get("version")
         except (OSError, ValueError):  # torn or gone meanwhile: not a graph anyone can load
