@@ -8,6 +8,7 @@ import os
 import shutil
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -49,11 +50,9 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """The same test on SQLite and on PostgreSQL: a database no other test has used, already at the
-    newest schema (a copy of a migrated template: the migrations run once, not once per test), or empty
-    for tests marked ``empty_database``."""
+@contextmanager
+def fresh_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """What ``database_url`` yields for ``request.param`` (``sqlite`` or ``postgresql``)."""
     empty = request.node.get_closest_marker("empty_database") is not None
     if request.param == "sqlite":
         path = tmp_path / "modelyard.db"
@@ -62,6 +61,15 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield f"sqlite:///{path}"
         return
     with postgres_database() if empty else migrated_database() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The same test on SQLite and on PostgreSQL: a database no other test has used, already at the
+    newest schema (a copy of a migrated template: the migrations run once, not once per test), or empty
+    for tests marked ``empty_database``."""
+    with fresh_database(request, tmp_path) as url:
         yield url
 
 

@@ -12,7 +12,22 @@ from fastapi.testclient import TestClient
 from modelyard.app import create_app
 from modelyard.settings import Settings
 from tests import pgvector_server as pgvector_server_module
-from tests.conftest import ADMIN_KEY
+from tests.conftest import ADMIN_KEY, fresh_database
+
+# vector search tests that also run on PostgreSQL with pgvector (the database holds the vectors there)
+WITH_PGVECTOR = pytest.mark.parametrize("database_url", ["sqlite", "postgresql", "pgvector"], indirect=True)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The root fixture's databases, and ``pgvector`` for tests marked ``WITH_PGVECTOR``: a fresh
+    database on the session's PostgreSQL with pgvector (migrated by the app that opens it)."""
+    if request.param == "pgvector":
+        with pgvector_server_module.database(request.getfixturevalue("pgvector_server")) as url:
+            yield url
+        return
+    with fresh_database(request, tmp_path) as url:
+        yield url
 
 
 @pytest.fixture

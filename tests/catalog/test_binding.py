@@ -136,3 +136,16 @@ def test_a_bound_pipeline_deleted_later_does_not_stop_records_landing(api: Any) 
     ((path, digest),) = images(api, {"red": (220, 20, 30)}).values()
     resp = api.post(f"{C}/records", json={"id": "r", "source": path, "content_hash": digest})
     assert resp.status_code == 201
+
+
+def test_a_vector_of_another_dimension_than_its_versions_is_refused_and_not_stored(api: Any) -> None:
+    make_collection(api)
+    for rid in ("w0", "w1"):
+        assert api.post(f"{C}/records", json={"id": rid}).status_code == 201
+    url = f"{C}/records/{{}}/inferences/tagger/{{}}"
+    assert api.put(url.format("w0", 1), json={"label": "a", "embedding": [1.0] * 16}).status_code == 204
+    resp = api.put(url.format("w1", 1), json={"label": "b", "embedding": [1.0] * 20})
+    assert resp.status_code == 400 and resp.json()["field"] == "embedding"
+    assert "tagger.embedding has 16 dimensions at version 1; this vector has 20" in resp.json()["detail"]
+    assert api.get(f"{C}/records/w1/inferences").json()["items"] == []
+    assert api.put(url.format("w1", 2), json={"embedding": [1.0] * 20}).status_code == 204  # its own version

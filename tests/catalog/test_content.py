@@ -8,16 +8,29 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from sqlalchemy import func, select
 
 from modelyard.catalog.models import Inference
 from modelyard.pipelines.models import Event
+from tests.catalog.conftest import WITH_PGVECTOR
 from tests.catalog.test_versions import C, add_version, bound_collection, settle
 from tests.inferrers.images import encode, noise
 
-pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+pytestmark = WITH_PGVECTOR
 NAMES = {"red": (220, 20, 30), "crimson": (180, 10, 50), "blue": (20, 30, 220), "grey": (128, 128, 128)}
+MODEL_STAGE = """
+name: looks
+raw: image
+stages:
+  palette: {type: inferrer, inferrer: palette, params: {top_k: 3}}
+  feat:
+    type: model
+    model: embedder
+    preprocess: {resize: [8, 8], mean: 0, std: 1}
+    postprocess: {l2_normalise: true}
+"""
 
 
 def stored(api: Any) -> tuple[int, int]:
@@ -45,6 +58,33 @@ def test_uploaded_content_runs_through_the_collections_inferrers_and_is_stored_n
     assert got["embedder"]["version"] == "1"
     assert got["embedder"]["values"] == pytest.approx(record["embedder"], abs=1e-6)
     assert stored(api) == before
+
+
+def test_a_model_stage_infers_uploaded_content_and_embeds_a_search_at_each_version(api: Any) -> None:
+    bound_collection(api, names=NAMES, spec=MODEL_STAGE)
+    before = stored(api)
+    red = Path(api.ctx.settings.data_dir, "img", "red.png").read_bytes()
+    resp = api.post(f"{C}/infer", files={"file": ("red.png", red)})
+    assert resp.status_code == 200, resp.text
+    got = {i["producer"]: i for i in resp.json()["items"]}
+    assert set(got) == {"palette", "embedder"} and got["embedder"]["version"] == "1"
+    stored_vector = api.get(f"{C}/records/red").json()["inferred"]["embedder"]
+    assert got["embedder"]["values"] == pytest.approx(stored_vector, abs=1e-6)  # pre- and post-processed
+    assert np.linalg.norm(got["embedder"]["values"]) == pytest.approx(1.0, abs=1e-5)
+    query = {"vector": {"field": "embedder", "k": 2}, "inferred": []}
+    hits = by_upload(api, red, query).json()["hits"]
+    assert [h["record"]["id"] for h in hits] == ["red", "crimson"]
+    assert hits[0]["why"]["vector_distance"] == pytest.approx(0.0, abs=1e-5)
+    add_version(api, seed=1)
+    assert api.post(f"{C}/versions", json={"producer": "embedder", "version": "2"}).status_code == 202
+    settle(api)
+    now = api.post(f"{C}/infer", files={"file": ("red.png", red)}).json()["items"]
+    assert {i["producer"]: i["version"] for i in now} == {"palette": "1", "embedder": "2"}
+    for version in ("2", "1"):
+        vector = {"field": "embedder", "k": 1, "version": version}
+        hit = by_upload(api, red, {**query, "vector": vector}).json()["hits"][0]
+        assert hit["record"]["id"] == "red" and hit["why"]["vector_distance"] == pytest.approx(0.0, abs=1e-5)
+    assert stored(api)[1] == before[1] + len(NAMES)  # the re-inference's events, none of the uploads'
 
 
 def test_content_at_a_url_is_inferred(api: Any, image_server: Any) -> None:
@@ -89,9 +129,13 @@ def test_bad_content_is_refused_with_the_exact_4xx(api: Any, image_server: Any) 
     bound_collection(api, names=NAMES)
     before = stored(api)
     not_image = api.post(f"{C}/infer", files={"file": ("x.png", b"definitely not an image")})
-    assert not_image.status_code == 422, not_image.text
+    assert not_image.status_code == 422 and not_image.json()["field"] == "file", not_image.text
+    assert "as an image" in not_image.json()["detail"]
     text_url = api.post(f"{C}/infer", params={"url": f"{image_server.url}/text"})
-    assert text_url.status_code == 422
+    assert text_url.status_code == 422 and text_url.json()["field"] == "url"
+    by_text_url = {"vector": {"field": "embedder", "url": f"{image_server.url}/text"}}
+    not_found = api.post(f"{C}/search", json=by_text_url)
+    assert not_found.status_code == 422 and not_found.json()["field"] == "vector.url"
     empty = api.post(f"{C}/infer", content=b"")
     assert empty.status_code == 400 and empty.json()["field"] == "file"
     red = Path(api.ctx.settings.data_dir, "img", "red.png").read_bytes()
@@ -107,7 +151,7 @@ def test_bad_content_is_refused_with_the_exact_4xx(api: Any, image_server: Any) 
         assert resp.status_code == status and resp.json()["field"] == field, (query, resp.text)
     embedder = json.dumps({"vector": {"field": "embedder"}})
     resp = api.post(f"{C}/search:upload", files={"file": ("x.png", b"nope")}, data={"query": embedder})
-    assert resp.status_code == 422, resp.text
+    assert resp.status_code == 422 and resp.json()["field"] == "file", resp.text
     assert stored(api) == before
     api.post("/api/v1/collections", json={"name": "bare"})
     unbound = api.post("/api/v1/collections/bare/infer", content=red)

@@ -12,10 +12,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from modelyard.catalog import export
-from tests.catalog.conftest import make_collection
+from tests.catalog.conftest import WITH_PGVECTOR, make_collection
 
 C = "/api/v1/collections/works"
-pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+pytestmark = WITH_PGVECTOR
 
 
 @pytest.fixture

@@ -106,3 +106,54 @@ def test_two_api_processes_share_the_index_through_the_database(
         with second.ctx.uow() as session:  # type: ignore[attr-defined]
             copied = session.scalar(text("SELECT count(*) FROM catalog_pgvectors"))
         assert copied == N  # w007's old vector left with its inference: one row per record
+
+
+def test_no_process_serves_a_stale_version_after_a_switch_or_a_rollback(
+    pg_api: TestClient, pgvector_settings: Settings
+) -> None:
+    vecs, far = data(N), np.full(DIM, 50.0, dtype=np.float32)
+    other = create_app(pgvector_settings)
+    with TestClient(other, headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as second:
+        second.ctx = other.state.ctx  # type: ignore[attr-defined]
+        before = nearest(second, far)  # version 1's space copied in and searched there
+        moved = 7 if before[0] != 7 else 8
+        v2 = vecs.copy()
+        v2[moved] = far
+        put(pg_api, v2, 0, version="2")
+        assert nearest(second, far) == before  # stored, not current: searches keep version 1
+        switched = pg_api.post(f"{C}/versions", json={"producer": "embed", "version": "2"})
+        assert switched.status_code == 202 and switched.json()["state"] == "succeeded", switched.text
+        assert nearest(second, far)[0] == moved  # the other process answers from version 2 at once
+        filtered = nearest(second, far, filter={"field": "attributes.bucket", "value": moved % 10})
+        assert filtered[0] == moved
+        assert pg_api.post(f"{C}/versions/embed/rollback").status_code == 200
+        assert nearest(second, far) == before
+
+
+@pytest.mark.parametrize("metric", ["dot", "l2"])
+def test_dot_and_l2_are_searched_with_their_own_hnsw_index_and_exactly(
+    pg_api: TestClient, metric: str
+) -> None:
+    vecs = data(N)
+    rng = np.random.default_rng(11)
+
+    def brute(q: np.ndarray, rows: np.ndarray) -> list[int]:
+        d = -(vecs[rows] @ q) if metric == "dot" else np.linalg.norm(vecs[rows] - q, axis=1)
+        return rows[np.lexsort((rows, d))[:K]].tolist()
+
+    every, bucket3 = np.arange(N), np.flatnonzero(np.arange(N) % 10 == 3)
+    recalls = []
+    for _ in range(10):
+        q = vecs[rng.integers(0, N)] + 0.2 * rng.normal(size=DIM).astype(np.float32)
+        recalls.append(len(set(nearest(pg_api, q, vector={"metric": metric})) & set(brute(q, every))) / K)
+        exact = nearest(pg_api, q, vector={"metric": metric, "exact": True})
+        assert exact == brute(q, every)
+        got = nearest(pg_api, q, vector={"metric": metric}, filter={"field": "attributes.bucket", "value": 3})
+        assert len(got) == K and all(i % 10 == 3 for i in got)
+        recalls.append(len(set(got) & set(brute(q, bucket3))) / K)
+    assert np.mean(recalls) >= 0.95
+    with pg_api.ctx.uow() as session:  # type: ignore[attr-defined]
+        indexes = session.execute(
+            text("SELECT indexdef FROM pg_indexes WHERE tablename = 'catalog_pgvectors'")
+        ).all()
+    assert any(f"vector_{'ip' if metric == 'dot' else 'l2'}_ops" in row[0] for row in indexes)

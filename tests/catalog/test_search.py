@@ -9,12 +9,16 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
+from fastapi.testclient import TestClient
 
+from modelyard.app import create_app
 from modelyard.catalog import binding, service, versions
+from modelyard.catalog.ann import AnnConfig
 from modelyard.catalog.pgvector import PgVector
 from modelyard.pipelines import service as pipelines
-from tests.catalog.conftest import make_collection
+from tests.catalog.conftest import WITH_PGVECTOR, make_collection
 from tests.catalog.test_binding import images, settle
+from tests.conftest import ADMIN_KEY
 
 C = "/api/v1/collections/works"
 N, DIM = 240, 16
@@ -167,6 +171,7 @@ def test_knn_by_vector_is_exact_unfiltered_and_filtered(api: Any, works: np.ndar
     assert dist == sorted(dist)
 
 
+@WITH_PGVECTOR
 def test_knn_returns_k_when_exactly_k_pass_and_all_when_fewer(api: Any, works: np.ndarray) -> None:
     q = works[0].tolist()
     five = {"field": "id", "op": "in", "value": [f"w{i:03d}" for i in (5, 50, 100, 150, 200)]}
@@ -176,12 +181,14 @@ def test_knn_returns_k_when_exactly_k_pass_and_all_when_fewer(api: Any, works: n
     assert got["total"] == 5
 
 
+@WITH_PGVECTOR
 def test_more_like_this_excludes_the_record_itself(api: Any, works: np.ndarray) -> None:
     got = find(api, vector={"field": "embed.vector", "record": "w010", "k": 5})
     rows = [i for i in range(N) if i != 10]
     assert ids(got) == [f"w{i:03d}" for i in brute(works, works[10], "cosine", rows, 5)]
 
 
+@WITH_PGVECTOR
 def test_the_vector_index_sees_new_changed_and_deleted_records(api: Any, works: np.ndarray) -> None:
     q = np.full(DIM, 50.0, dtype=np.float32)
     query = {"vector": {"field": "embed.vector", "vector": q.tolist(), "k": 1, "metric": "l2"}}
@@ -209,6 +216,7 @@ def test_a_vector_search_finds_the_databases_vector_capability_once(api: Any, wo
     assert capabilities.vector is found
 
 
+@WITH_PGVECTOR
 def test_hybrid_fuses_text_and_vector_ranks_and_says_why(api: Any, works: np.ndarray) -> None:
     query = {
         "text": "harbour",
@@ -225,6 +233,7 @@ def test_hybrid_fuses_text_and_vector_ranks_and_says_why(api: Any, works: np.nda
     assert not set(ids(page2)) & set(ids(got))
 
 
+@WITH_PGVECTOR
 def test_colour_search_finds_near_colours_first(api: Any) -> None:
     pipelines.apply(
         api.ctx,
@@ -298,6 +307,7 @@ def test_k_over_the_cap_is_refused_by_the_schema_or_the_rule(api: Any, works: np
     assert resp.status_code == 422 and resp.json()["field"].endswith("k")
 
 
+@WITH_PGVECTOR
 def test_a_filtered_search_sees_records_written_since_the_same_filter_last_ran(
     api: Any, works: np.ndarray
 ) -> None:
@@ -314,6 +324,7 @@ def test_a_filtered_search_sees_records_written_since_the_same_filter_last_ran(
     assert ids(find(api, **query)) == before
 
 
+@WITH_PGVECTOR
 def test_a_search_follows_a_version_switch_a_rollback_and_a_record_update_at_once(
     api: Any, works: np.ndarray
 ) -> None:
@@ -334,3 +345,87 @@ def test_a_search_follows_a_version_switch_a_rollback_and_a_record_update_at_onc
     assert api.post(f"{C}/versions/embed/rollback").status_code == 200
     hit = find(api, **query)["hits"][0]
     assert hit["record"]["id"] == nearest and hit["record"]["inferred"]["embed"]["label"] in ("a", "b")
+
+
+def test_a_switch_evicts_ann_graphs_older_than_the_previous_version_and_rollback_still_works(
+    api: Any, works: np.ndarray, tmp_path: Any
+) -> None:
+    folder = tmp_path / "catalog-ann"
+    q = works[3].tolist()
+    query = {"vector": {"field": "embed.vector", "vector": q, "k": 5}, "inferred": []}
+
+    def saved() -> list[str]:
+        return sorted(json.loads(p.read_text()).get("version", "?") for p in folder.glob("*.json"))
+
+    def kept(client: Any) -> list[str]:
+        return sorted(key[3] for key in client.ctx.catalog.get().indexes)
+
+    other = create_app(api.ctx.settings)  # another API process on the same database and data dir
+    with TestClient(other, headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as second:
+        second.ctx = other.state.ctx  # type: ignore[attr-defined]
+        for client in (api, second):
+            client.ctx.catalog.get().ann = AnnConfig(folder, threshold=N // 2, background=False)
+        answers = {"1": ids(find(api, **query))}
+        assert saved() == ["1"]  # the graph answered, and was saved
+        legacy = [folder / f"{'a' * 24}-cosine.hnsw", folder / f"{'a' * 24}-cosine.json"]
+        for old in legacy:  # a graph of a version named the way files were before (hash of it all)
+            old.write_text("{}")
+        assert ids(find(second, **query)) == answers["1"] and kept(second) == ["1"]
+        for version, seed in (("2", 8), ("3", 9)):
+            items = [(f"w{i:03d}", {"vector": v.tolist()}) for i, v in enumerate(vectors(seed))]
+            binding.put_inferences(api.ctx, "works", "embed", version, items)
+            switched = api.post(f"{C}/versions", json={"producer": "embed", "version": version})
+            assert switched.status_code == 202 and switched.json()["state"] == "succeeded", switched.text
+            answers[version] = ids(find(api, **query))
+        assert saved() == ["2", "3"] and kept(api) == ["2", "3"]  # version 1's graph and index are gone
+        assert not any(old.exists() for old in legacy)
+        assert ids(find(second, **query)) == answers["3"] and kept(second) == ["3"]  # it let 1 go too
+    assert api.post(f"{C}/versions/embed/rollback").status_code == 200
+    assert ids(find(api, **query)) == answers["2"] != answers["3"]
+    assert saved() == ["2", "3"]  # 3 is now the previous version: kept for a rollback
+    assert api.delete(C).status_code == 204
+    assert saved() == [] and kept(api) == []
+
+
+def test_another_process_on_the_database_never_serves_a_stale_version_after_a_switch_or_rollback(
+    api: Any, works: np.ndarray
+) -> None:
+    far = np.full(DIM, 50.0, dtype=np.float32).tolist()
+    query = {
+        "vector": {"field": "embed.vector", "vector": far, "k": 1, "metric": "l2"},
+        "inferred": ["embed"],
+    }
+    other = create_app(api.ctx.settings)
+    with TestClient(other, headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as second:
+        before = find(second, **query)["hits"][0]["record"]  # every cache of version 1 warm there
+        moved = "w007" if before["id"] != "w007" else "w008"
+        v2 = [
+            (f"w{i:03d}", {"vector": (far if f"w{i:03d}" == moved else works[i].tolist())}) for i in range(N)
+        ]
+        binding.put_inferences(api.ctx, "works", "embed", "2", v2)
+        assert find(second, **query)["hits"][0]["record"]["id"] == before["id"]  # stored, not current
+        assert api.post(f"{C}/versions", json={"producer": "embed", "version": "2"}).status_code == 202
+        hit = find(second, **query)["hits"][0]["record"]
+        assert hit["id"] == moved and hit["inferred"]["embed"]["vector"] == far
+        assert api.post(f"{C}/versions/embed/rollback").status_code == 200
+        assert find(second, **query)["hits"][0]["record"] == before
+
+
+@WITH_PGVECTOR
+def test_a_new_version_may_embed_in_another_dimension_and_each_version_is_searched_in_its_own(
+    api: Any, works: np.ndarray
+) -> None:
+    wide = np.random.default_rng(4).normal(size=(N, DIM + 8)).astype(np.float32)
+    items = [(f"w{i:03d}", {"vector": wide[i].tolist()}) for i in range(N)]
+    binding.put_inferences(api.ctx, "works", "embed", "2", items)
+    assert api.post(f"{C}/versions", json={"producer": "embed", "version": "2"}).status_code == 202
+    like = find(api, vector={"field": "embed.vector", "record": "w010", "k": 5})
+    rows = [i for i in range(N) if i != 10]
+    assert ids(like) == [f"w{i:03d}" for i in brute(wide, wide[10], "cosine", rows, 5)]
+    by_vector = find(api, vector={"field": "embed.vector", "vector": wide[3].tolist(), "k": 1})
+    assert ids(by_vector) == ["w003"]
+    narrow = {"field": "embed.vector", "vector": works[3].tolist(), "k": 1}
+    refused = api.post(f"{C}/search", json={"vector": narrow})
+    assert refused.status_code == 400 and refused.json()["field"] == "vector.vector"
+    assert f"has {DIM + 8}" in refused.json()["detail"]
+    assert ids(find(api, vector={**narrow, "version": "1"})) == ["w003"]  # the old one, in its own

@@ -25,7 +25,7 @@ from modelyard.catalog.models import Reinference
 from modelyard.catalog.schemas import SearchQuery
 from modelyard.pipelines import service as pipelines
 from modelyard.registry import service as registry
-from tests.catalog.conftest import make_collection
+from tests.catalog.conftest import WITH_PGVECTOR, make_collection
 from tests.inferrers.images import encode, solid
 from tests.onnx_models import image_embedder
 from tests.pipelines.conftest import drain, register_model
@@ -97,11 +97,11 @@ def ingest(api: Any, names: dict[str, tuple[int, int, int]]) -> None:
 
 
 def bound_collection(
-    api: Any, *, bind: bool = True, names: dict[str, tuple[int, int, int]] = COLOURS
+    api: Any, *, bind: bool = True, names: dict[str, tuple[int, int, int]] = COLOURS, spec: str = LOOKS
 ) -> None:
     path = image_embedder(Path(api.ctx.settings.data_dir) / "embedder-0.onnx", seed=0)
     register_model(api.ctx, path, "embedder")
-    pipelines.apply(api.ctx, yaml.safe_load(LOOKS))
+    pipelines.apply(api.ctx, yaml.safe_load(spec))
     make_collection(api, pipelines=["looks"] if bind else [])
     ingest(api, names)
     settle(api)
@@ -128,6 +128,7 @@ def like(api: Any, rid: str, k: int = 3) -> list[str]:
     return [h["record"]["id"] for h in resp.json()["hits"]]
 
 
+@WITH_PGVECTOR
 def test_palette_and_features_stages_become_searchable_inferences(api: Any) -> None:
     bound_collection(api)
     assert current(api) == {"palette": "1", "embedder": "1"}
@@ -151,6 +152,7 @@ def _versions_seen(hits: list[dict[str, Any]], by_version: dict[str, dict[str, n
     return seen
 
 
+@WITH_PGVECTOR
 def test_a_switch_under_query_load_never_mixes_versions(api: Any) -> None:
     bound_collection(api)
     v1 = embeddings(api, "1")

@@ -9,13 +9,16 @@ stream) in ``ENDLESS``, and blocks that are not code (an example answer) in ``NO
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 from tests.e2e.serve import modelyard_serve
@@ -82,6 +85,29 @@ def test_every_fenced_block_is_a_snippet_this_test_runs_or_is_not_code() -> None
     assert len(readme_blocks()) == sum(1 for lang in languages if lang in ("sh", "python"))
 
 
+def catalog_answers_as_the_readme_says(port: int, wine: Path) -> None:
+    """The catalog tour's searches find what its comments say (its blocks ran already: the collection
+    holds their records and inferences)."""
+    base = f"http://127.0.0.1:{port}/api/v1/collections/pictures"
+    headers = {"Authorization": f"Bearer {KEY}"}
+
+    def ids(resp: httpx.Response) -> list[str]:
+        assert resp.status_code == 200, resp.text
+        return [h["record"]["id"] for h in resp.json()["hits"]]
+
+    def search(query: dict[str, Any]) -> list[str]:
+        return ids(httpx.post(f"{base}/search", json={**query, "inferred": []}, headers=headers))
+
+    text = {"text": "poppy", "filter": {"field": "attributes.year", "op": "lt", "value": 1900}}
+    assert search(text) == ["red"]
+    assert search({"colour": {"colours": {"#c81e5a": 1.0}, "k": 3}}) == ["red", "wine", "blue"]
+    assert search({"vector": {"field": "palette.embedding", "record": "wine", "k": 2}}) == ["red", "blue"]
+    query = json.dumps({"vector": {"field": "palette.embedding", "k": 2}, "inferred": []})
+    files = {"file": ("wine.png", wine.read_bytes())}
+    by_image = httpx.post(f"{base}/search:upload", files=files, data={"query": query}, headers=headers)
+    assert ids(by_image) == ["wine", "red"]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_every_readme_snippet_runs_as_pasted(server: tuple[int, dict[str, str]], tmp_path: Path) -> None:
@@ -101,6 +127,7 @@ def test_every_readme_snippet_runs_as_pasted(server: tuple[int, dict[str, str]],
     assert ran.returncode == 0, f"{ran.stderr[-3000:]}\n--- stdout ---\n{ran.stdout[-2000:]}"
     assert "modelyard_predictions_total" in ran.stdout
     assert (tmp_path / "predictions.parquet").stat().st_size > 0
+    catalog_answers_as_the_readme_says(port, tmp_path / "data" / "incoming" / "wine.png")
     for line, code in python:
         done = subprocess.run(
             [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120

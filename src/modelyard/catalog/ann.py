@@ -14,6 +14,8 @@ Life of a graph:
   whole and renamed into place, with the newest inference id it holds beside it); a process that finds
   the file loads it and catches up with what was stored since instead of building again; a missing or
   unreadable file is rebuilt;
+- evicted (``evict``) when its version is neither the producer's current nor its previous one (a switch
+  made another current: the previous stays for a rollback), or its collection is deleted;
 - kept in step incrementally: rows the index takes in are added to every ready graph at once (a
   record's newer vector replaces its older one), and records deleted since the file was written are
   removed when it is loaded.
@@ -32,6 +34,7 @@ import importlib.util
 import json
 import logging
 import os
+import re
 import threading
 from contextlib import nullcontext, suppress
 from dataclasses import dataclass
@@ -122,14 +125,15 @@ class Graph:
                 n //= 2
         return np.empty(0, dtype=np.int64)
 
-    def save(self, path: Path, watermark: int) -> None:
-        """Write the graph and its watermark, each whole, renamed into place."""
+    def save(self, path: Path, watermark: int, version: str = "") -> None:
+        """Write the graph and its watermark (and the version it holds), each whole, renamed into place."""
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         self.index.save_index(str(tmp))
         os.replace(tmp, path)
         meta = path.with_suffix(".json")
-        meta.with_suffix(".jtmp").write_text(json.dumps({"watermark": watermark, "count": len(self)}))
+        info = {"watermark": watermark, "count": len(self), "version": version}
+        meta.with_suffix(".jtmp").write_text(json.dumps(info))
         os.replace(meta.with_suffix(".jtmp"), meta)
 
     @classmethod
@@ -151,12 +155,51 @@ class Graph:
         return graph, int(info["watermark"])
 
 
+LEGACY = re.compile(r"[0-9a-f]{24}-(cosine|dot|l2)\.json")  # one hash of the whole name, no version
+
+
+def _short(text: str, n: int = 12) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:n]
+
+
+def evict(
+    folder: Path, collection: str, producer: str | None = None, keep: frozenset[str] = frozenset()
+) -> int:
+    """Delete the saved graphs of a collection (of one producer, if given) but those of the versions in
+    ``keep``; returns how many graphs. A graph is derived data: one asked for again is rebuilt."""
+    pattern = f"{_short(collection)}-{_short(producer) if producer is not None else '*'}-*.json"
+    dropped = 0
+    legacy = [m for m in folder.glob("*.json") if LEGACY.fullmatch(m.name)]  # named before evict: never read
+    for meta in [*folder.glob(pattern), *legacy]:
+        try:
+            version = json.loads(meta.read_text()).get("version")
+        except (OSError, ValueError):  # torn or gone meanwhile: not a graph anyone can load
+            version = None
+        if version in keep:
+            continue
+        meta.with_suffix(".hnsw").unlink(missing_ok=True)
+        meta.unlink(missing_ok=True)
+        dropped += 1
+    return dropped
+
+
 class Ann:
     """The graphs of one ``VectorIndex``; every method but the build runs under the index's lock."""
 
-    def __init__(self, config: AnnConfig, name: str, index: VectorIndex):
-        self.config, self.index = config, index
-        self.stem = hashlib.sha256(name.encode()).hexdigest()[:24]
+    def __init__(
+        self,
+        config: AnnConfig,
+        name: str,
+        index: VectorIndex,
+        *,
+        collection: str = "",
+        producer: str = "",
+        version: str = "",
+    ):
+        """The graphs of ``index`` (``name`` says which field and version it holds); ``collection``,
+        ``producer`` and ``version`` name its files so that ``evict`` finds them."""
+        self.config, self.index, self.version = config, index, version
+        self.stem = f"{_short(collection)}-{_short(producer)}-{_short(name, 24)}"
         self.graphs: dict[str, Graph] = {}
         self.building: set[str] = set()
 
@@ -210,7 +253,7 @@ class Ann:
             graph.upsert(pks[newer], matrix[newer])
             changed = bool(len(gone) or newer.any())
         if path is not None and changed:
-            graph.save(path, watermark)
+            graph.save(path, watermark, self.version)
         with index.lock if lock else nullcontext():
             newer = index.ids > watermark  # stored while this graph was made
             graph.upsert(index.pks[newer], index.matrix[newer])

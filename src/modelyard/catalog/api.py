@@ -206,7 +206,8 @@ def put_inference(
 ) -> Response:
     """Store what a producer outside modelyard's pipelines said about a record (a JSON value: scalars,
     labels, a vector) as that producer's current inference; older versions stay listed. A list of 16 or
-    more numbers is a vector, kept as float32."""
+    more numbers is a vector, kept as float32; one of another dimension than the same field's vectors at
+    that version is a `400` naming it."""
     binding.put_inference(ctx, collection, record_id, producer, version, values)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -225,7 +226,7 @@ def search_records(collection: str, query: SearchQuery, ctx: Ctx, _: ReadKey) ->
     field's producer at the version searched (`search:upload` takes the image itself)."""
     if query.vector is not None and query.vector.url is not None:
         data = content.read(ctx, None, query.vector.url)
-        query = content.embed_query(ctx, collection, _without_url(query), data)
+        query = content.embed_query(ctx, collection, _without_url(query), data, "vector.url")
     return search.search(ctx, collection, query)
 
 
@@ -284,7 +285,11 @@ async def infer_content(
     collection's current version), storing nothing: an uploaded file (multipart `file` or the raw body)
     or `?url=` (fetched bounded; private addresses refused unless allowed). Not an image: `422`."""
     data = (await _upload(request, ctx))[0] if url is None else None
-    return await run_in_threadpool(lambda: content.infer(ctx, collection, content.read(ctx, data, url)))
+
+    def run() -> ContentInferences:
+        return content.infer(ctx, collection, content.read(ctx, data, url), "file" if url is None else "url")
+
+    return await run_in_threadpool(run)
 
 
 @router.get("/{collection}/versions", response_model=VersionList)

@@ -35,7 +35,7 @@ from modelyard.catalog.models import Collection, Inference, Record, RecordEvent,
 from modelyard.catalog.service import Written, bound_pipelines, get_collection, touch
 from modelyard.context import AppContext
 from modelyard.db import utcnow
-from modelyard.errors import Conflict, PipelineNotFound, RecordNotFound
+from modelyard.errors import BadRequest, Conflict, PipelineNotFound, RecordNotFound
 from modelyard.pipelines import events, submission
 from modelyard.pipelines.models import EVENT_TERMINAL, Event, StageRun, StageState
 from modelyard.pipelines.schemas import EventCreate
@@ -342,7 +342,31 @@ def put_inference(
         )
         if pk is None:
             raise RecordNotFound(collection, record_id)
+        _check_dims(session, coll.id, producer, version, values)
         store(session, coll.id, producer, version, [(pk, values, None)])
+
+
+def _check_dims(session: Session, collection_id: str, producer: str, version: str, values: Any) -> None:
+    """``BadRequest`` naming the vector when one has another dimension than the same field's vectors of
+    the same producer version (it could never be searched with them)."""
+    for path, _, dim in fields.split_vectors(values)[1]:
+        known = session.scalar(
+            select(Vector.dim)
+            .join(Inference, Inference.id == Vector.inference_id)
+            .where(
+                Inference.collection_id == collection_id,
+                Inference.producer == producer,
+                Inference.version == version,
+                Vector.path == path,
+            )
+            .limit(1)
+        )
+        if known is not None and known != dim:
+            name = ".".join(p for p in (producer, path) if p)
+            raise BadRequest(
+                f"{name} has {known} dimensions at version {version}; this vector has {dim}",
+                field=path or producer,
+            )
 
 
 def put_inferences(

@@ -31,3 +31,16 @@ class CatalogCaches:
     indexes: dict[tuple[str, str, str, str], VectorIndex] = field(default_factory=dict)
     # where and above what size vector indexes get an ANN index (None: exact search only)
     ann: AnnConfig | None = None
+
+    def forget(
+        self, collection_id: str, producer: str | None = None, keep: frozenset[str] = frozenset()
+    ) -> None:
+        """Drop this process's vector indexes of a collection (of one producer, if given) at versions not
+        in ``keep``, and their saved ANN graphs: derived data, rebuilt if ever asked for again."""
+        for key in list(self.indexes):
+            if key[0] == collection_id and producer in (None, key[1]) and key[3] not in keep:
+                self.indexes.pop(key, None)
+        if self.ann is not None and self.ann.folder is not None:
+            from modelyard.catalog.ann import evict
+
+            evict(self.ann.folder, collection_id, producer, keep)

@@ -284,6 +284,7 @@ class Space:
                 Inference.producer == self.producer,
                 Inference.version == self.version,
                 Vector.path == self.path,
+                Vector.dim == self.dim,
             )
         )
         return None if data is None else np.frombuffer(data, dtype=np.float32)

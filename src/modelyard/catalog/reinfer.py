@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from modelyard.catalog.models import Inference, Record, RecordEvent, Reinference, ReinferenceState
 from modelyard.catalog.service import Written
-from modelyard.catalog.versions import make_current, producing_stages, records_in_scope
+from modelyard.catalog.versions import drop_stale, make_current, producing_stages, records_in_scope
 from modelyard.context import AppContext
 from modelyard.db import utcnow
 
@@ -75,8 +75,11 @@ def advance_one(ctx: AppContext, job_id: str) -> bool:
             .where(Reinference.id == job.id, Reinference.state == ReinferenceState.RUNNING)
             .values(state=ReinferenceState.SUCCEEDED, finished_at=utcnow())
         )
-        if claimed.rowcount:
-            make_current(session, job.collection_id, job.producer, job.version)
+        if not claimed.rowcount:
+            return True
+        make_current(session, job.collection_id, job.producer, job.version)
+        switched = (job.collection_id, job.producer)
+    drop_stale(ctx, *switched)
     return True
 
 

@@ -20,10 +20,10 @@ import orjson
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from modelyard.catalog import backends, colours, columns, pgvector, service, vectors
+from modelyard.catalog import backends, colours, columns, pgvector, service, vectors, versions
 from modelyard.catalog.caches import CatalogCaches
 from modelyard.catalog.filters import SCALARS, Planner
-from modelyard.catalog.models import Record
+from modelyard.catalog.models import Inference, Record, Vector
 from modelyard.catalog.schemas import ColourQuery, Filter, Hit, SearchQuery, SearchResult, VectorQuery, Why
 from modelyard.context import AppContext
 from modelyard.errors import InvalidQuery, RecordNotFound
@@ -227,6 +227,27 @@ def _current_version(plan: Planner, producer: str) -> str | None:
     return plan.versions.get(producer)
 
 
+def _dim_at(plan: Planner, producer: str, path: list[str], version: str, dim: int) -> int:
+    """The dimension of a vector field at ``version``: the field's own (the first seen) unless that
+    version's vectors have another (a new model version may embed in another), read once per write."""
+
+    def stored() -> int | None:
+        found: int | None = plan.session.scalar(
+            select(Vector.dim)
+            .join(Inference, Inference.id == Vector.inference_id)
+            .where(
+                Inference.collection_id == plan.collection_id,
+                Inference.producer == producer,
+                Inference.version == version,
+                Vector.path == ".".join(path),
+            )
+            .limit(1)
+        )
+        return found
+
+    return plan.cached(f"dim:{producer}:{'.'.join(path)}@{version}", stored) or dim
+
+
 def _check_k(k: int, where: str) -> None:
     if k > MAX_K:
         raise InvalidQuery(f"k is {k}; the cap is {MAX_K}", field=where)
@@ -247,6 +268,11 @@ def _nearest(
         field = (plan.collection_id, producer, ".".join(path), version)
         return pgvector.Space(session, space, dim, total, field, iterative=found.iterative)
     caches = ctx.catalog.get()
+    if (plan.collection_id, producer, ".".join(path), version) not in caches.indexes:
+        # a version this process has not searched: another may have switched meanwhile, so what this one
+        # holds of versions neither current, previous nor asked for goes (``versions.drop_stale``)
+        keep = versions.kept_versions(session, plan.collection_id, producer) | {version}
+        caches.forget(plan.collection_id, producer, keep)
     return vectors.index_for(
         caches.indexes, session, plan.collection, producer, path, version, dim, caches.ann
     )
@@ -267,6 +293,7 @@ def _vector(
     if (q.record is None) == (q.vector is None):
         raise InvalidQuery("give either a record id or a vector", field="vector")
     version = q.version or _current_version(plan, producer) or ""
+    dim = _dim_at(plan, producer, path, version, dim)
     index = _nearest(ctx, plan, producer, path, version, dim)
     exclude = None
     if q.record is not None:
@@ -303,8 +330,9 @@ def _colour(
     if plan.types.get(name, ("", None))[0] != "vector":
         raise InvalidQuery(f"{q.field!r} is not a palette producer of this collection", field="colour.field")
     producer, path, dim = _vector_field(plan, name, "colour.field")
-    vector = colours.query_vector(q.colours, colours.bins_of(dim))
     version = _current_version(plan, producer) or ""
+    dim = _dim_at(plan, producer, path, version, dim)
+    vector = colours.query_vector(q.colours, colours.bins_of(dim))
     index = _nearest(ctx, plan, producer, path, version, dim)
     hits = index.search(vector, q.k, "cosine", allowed=allowed)
     return Ranked("colour", [(pk, 1.0 - dist) for pk, dist in hits])

@@ -151,6 +151,8 @@ def delete_collection(ctx: AppContext, name: str) -> None:
         session.execute(delete(Inference).where(Inference.collection_id == row.id))
         session.execute(delete(Record).where(Record.collection_id == row.id))
         session.delete(row)
+        collection_id = row.id
+    ctx.catalog.get().forget(collection_id)  # its vector indexes and saved ANN graphs
 
 
 def list_collections(ctx: AppContext, *, offset: int = 0, limit: int = 100) -> CollectionList:

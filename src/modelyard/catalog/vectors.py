@@ -235,7 +235,8 @@ def index_for(
     if index is None or index.deletions != deletions or index.dim != dim:
         index = cache[key] = VectorIndex(dim=dim, deletions=deletions)
         if ann is not None:
-            index.ann = Ann(ann, f"{collection_id}/{producer}/{'.'.join(path)}@{version}/{dim}", index)
+            name = f"{collection_id}/{producer}/{'.'.join(path)}@{version}/{dim}"
+            index.ann = Ann(ann, name, index, collection=collection_id, producer=producer, version=version)
     if index.revision == collection.revision:
         return index
     revision = collection.revision  # read before the rows: a write meanwhile is read again next time

@@ -257,6 +257,20 @@ def make_current(session: Session, collection_id: str, producer: str, version: s
     touch(session, collection_id)
 
 
+def kept_versions(session: Session, collection_id: str, producer: str) -> frozenset[str]:
+    """The producer's current and previous versions: those whose vector indexes are worth keeping."""
+    row = session.get(ProducerVersion, (collection_id, producer))
+    return frozenset() if row is None else frozenset(v for v in (row.current, row.previous) if v)
+
+
+def drop_stale(ctx: AppContext, collection_id: str, producer: str) -> None:
+    """After a switch or a rollback: forget this host's vector indexes and ANN graphs of the producer's
+    versions that are neither current nor previous (the previous one's stay, for a rollback)."""
+    with ctx.uow() as session:
+        keep = kept_versions(session, collection_id, producer)
+    ctx.catalog.get().forget(collection_id, producer, keep)
+
+
 def rollback(ctx: AppContext, collection: str, producer: str) -> ProducerVersionPublic:
     """Make the previous version current again (at once: its inferences were kept). ``409`` when there is
     no previous version or a re-inference of the producer is running."""
@@ -281,7 +295,9 @@ def rollback(ctx: AppContext, collection: str, producer: str) -> ProducerVersion
         make_current(session, coll.id, producer, row.previous)
         session.flush()
         session.refresh(row)
-        return _alias_public(session, coll, row)
+        coll_id, public = coll.id, _alias_public(session, coll, row)
+    drop_stale(ctx, coll_id, producer)
+    return public
 
 
 def _alias_public(session: Session, coll: Collection, row: ProducerVersion) -> ProducerVersionPublic:
