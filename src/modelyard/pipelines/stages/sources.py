@@ -6,6 +6,7 @@ once, when the event's raw stage runs, bounded in size (and, for URLs, in time a
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -108,8 +109,16 @@ def source_size(source: Source, *, settings: Settings, storage: Storage) -> int:
         raise _missing(f"file {source.value!r}") from None
 
 
-def read_source(source: Source, *, settings: Settings, storage: Storage, client: httpx.Client) -> RawData:
-    """Read the raw data at ``source`` (at most ``settings.fetch_max_bytes``)."""
+def read_source(
+    source: Source,
+    *,
+    settings: Settings,
+    storage: Storage,
+    client: httpx.Client,
+    stream_above: int | None = None,
+) -> RawData | None:
+    """Read the raw data at ``source`` (at most ``settings.fetch_max_bytes``); None, unread, when it is a
+    file or artifact of more than ``stream_above`` bytes (to be read by chunks instead)."""
     cap = settings.fetch_max_bytes
     if source.kind == "http":
         got = fetch_url(
@@ -123,6 +132,8 @@ def read_source(source: Source, *, settings: Settings, storage: Storage, client:
     if source.kind == "artifact":
         try:
             info = storage.stat(source.value)
+            if stream_above is not None and info.size > stream_above:
+                return None
             if info.size > cap:
                 raise PayloadTooLarge(
                     f"artifact {source.value!r} is {info.size} bytes, over the {cap}-byte limit"
@@ -132,9 +143,12 @@ def read_source(source: Source, *, settings: Settings, storage: Storage, client:
             raise _missing(f"artifact {source.value!r}") from None
     path = _local(source, settings)
     try:
-        size = path.stat().st_size
-        if size > cap:
-            raise PayloadTooLarge(f"file {source.value!r} is {size} bytes, over the {cap}-byte limit")
-        return RawData(path.read_bytes(), None)
+        with path.open("rb") as f:  # one open: its size and its bytes are of the same file
+            size = os.fstat(f.fileno()).st_size
+            if stream_above is not None and size > stream_above:
+                return None
+            if size > cap:
+                raise PayloadTooLarge(f"file {source.value!r} is {size} bytes, over the {cap}-byte limit")
+            return RawData(f.read(), None)
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         raise _missing(f"file {source.value!r}") from None
