@@ -62,47 +62,59 @@ def run(
     keep: Callable[[], bool] = lambda: True,
 ) -> Ran:
     """Values of ``stage`` (of the pipeline (id, name) at ``spec``) for every record of ``due`` it can
-    give them; see the module docstring. ``keep`` is asked before each batch whether to go on."""
+    give them, a batch of the stage at a time (only one batch's raw data is held); see the module
+    docstring. ``keep`` is asked before each batch whether to go on."""
     ran = Ran()
     resolved = cache.resolve(stage, ctx.inference)
+    size = stage.limits.batch_size
+    for i in range(0, len(due), size):
+        if not keep():
+            break
+        _batch(ctx, pipeline, spec, stage, resolved, due[i : i + size], ran)
+    return ran
+
+
+def _batch(
+    ctx: AppContext,
+    pipeline: tuple[str, str],
+    spec: PipelineSpec,
+    stage: StageSpec,
+    resolved: str,
+    due: list[Due],
+    ran: Ran,
+) -> None:
+    """One batch of ``run``: read, served from cache, or run (records of the same content run once)."""
     read = _read(ctx, spec.raw_type, stage, due)
-    keys: dict[int, str] = {}
-    for d in due:
-        data = read.get(d.pk)
-        if data is None:
-            ran.failed.append(d.pk)
-        else:
-            keys[d.pk] = cache.cache_key(stage, resolved, [hashlib.sha256(data).hexdigest()], {})
+    keys = {
+        pk: cache.cache_key(stage, resolved, [hashlib.sha256(data).hexdigest()], {})
+        for pk, data in read.items()
+    }
+    ran.failed += [d.pk for d in due if d.pk not in read]
     hits = cache.hits(ctx, pipeline[0], stage, list(set(keys.values())))
-    todo: dict[str, list[Due]] = {}  # records of the same content run once
+    todo: dict[str, list[Due]] = {}
+    cached = 0
     for d in due:
         key = keys.get(d.pk)
-        if key is None:
-            continue
-        hit = hits.get(key)
+        hit = None if key is None else hits.get(key)
         values = None if hit is None else _cached(ctx, hit)
         if values is not None:
             ran.values[d.pk] = values
-            ran.cached += 1
-        else:
+            cached += 1
+        elif key is not None:
             todo.setdefault(key, []).append(d)
-    _observe(ctx, pipeline[1], stage, "cached", 0.0, ran.cached)
+    ran.cached += cached
+    _observe(ctx, pipeline[1], stage, "cached", 0.0, cached)
     firsts = [same[0] for same in todo.values()]
-    for i in range(0, len(firsts), stage.limits.batch_size):
-        if not keep():
-            break
-        batch = firsts[i : i + stage.limits.batch_size]
-        items = [Item(str(d.pk), d.event, {}, {RAW: read[d.pk]}) for d in batch]
-        outcomes = run_stage(stage, items, stage_env(ctx))[0]
-        for d, out in zip(batch, outcomes, strict=True):
-            values = _values(stage, out)
-            for same in todo[keys[d.pk]]:
-                if values is None:
-                    ran.failed.append(same.pk)
-                else:
-                    ran.values[same.pk] = values
-            _observe(ctx, pipeline[1], stage, "done" if values is not None else "failed", out.seconds)
-    return ran
+    items = [Item(str(d.pk), d.event, {}, {RAW: read[d.pk]}) for d in firsts]
+    outcomes = run_stage(stage, items, stage_env(ctx))[0] if items else []
+    for d, out in zip(firsts, outcomes, strict=True):
+        values = _values(stage, out)
+        for same in todo[keys[d.pk]]:
+            if values is None:
+                ran.failed.append(same.pk)
+            else:
+                ran.values[same.pk] = values
+        _observe(ctx, pipeline[1], stage, "done" if values is not None else "failed", out.seconds)
 
 
 def _read(ctx: AppContext, raw_type: str, stage: StageSpec, due: list[Due]) -> dict[int, bytes]:

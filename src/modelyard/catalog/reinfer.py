@@ -43,7 +43,7 @@ from modelyard.pipelines.service import get_pipeline, load_spec
 from modelyard.pipelines.spec import PipelineSpec, StageSpec
 
 STEP = 500  # records submitted as events per step
-STEP_BATCHES = 4  # batches of the stage per step in place (the claim is renewed before each)
+STEP_BATCHES = 8  # batches of the stage per step in place (the claim is renewed before each)
 
 
 def _has_version(job: Reinference) -> Any:
