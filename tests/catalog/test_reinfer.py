@@ -170,3 +170,18 @@ def test_the_heartbeat_wakes_the_re_inference_thread_which_switches(api: Any) ->
         api.ctx.reinfer.close()
     assert job_of(api, job)["state"] == "succeeded"
     assert api.get(f"{C}/versions").json()["items"][0]["current"] == "2"
+
+
+@SQLITE_ONLY
+def test_a_version_registered_before_the_workers_compute_fails_the_re_inference_and_stores_nothing(
+    api: Any,
+) -> None:
+    bound_collection(api)
+    add_version(api, seed=1)
+    job = switch(api)
+    add_version(api, seed=2)  # the stage now runs version 3 (latest)
+    settle(api)
+    done = job_of(api, job)
+    assert done["state"] == "failed" and "now runs embedder 3" in done["error"]
+    assert vectors(api, "2") == {} and vectors(api, "3") == {}
+    assert api.get(f"{C}/versions").json()["items"][0]["current"] == "1"

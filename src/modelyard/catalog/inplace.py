@@ -106,9 +106,10 @@ def _batch(
     _observe(ctx, pipeline[1], stage, "cached", 0.0, cached)
     firsts = [same[0] for same in todo.values()]
     items = [Item(str(d.pk), d.event, {}, {RAW: read[d.pk]}) for d in firsts]
-    outcomes = run_stage(stage, items, stage_env(ctx))[0] if items else []
+    outcomes, now = run_stage(stage, items, stage_env(ctx)) if items else ([], resolved)
     for d, out in zip(firsts, outcomes, strict=True):
-        values = _values(stage, out)
+        # a model version registered since the step began is not the version these values are stored as
+        values = _values(stage, out) if now in (resolved, "") else None
         for same in todo[keys[d.pk]]:
             if values is None:
                 ran.failed.append(same.pk)
