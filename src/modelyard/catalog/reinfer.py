@@ -164,6 +164,12 @@ def _claim(ctx: AppContext, job_id: str, me: str) -> bool:
         return bool(held.rowcount)
 
 
+def _going_on(ctx: AppContext, job_id: str, me: str) -> bool:
+    """Whether a step may run its next batch: the process is not stopping and still holds the job."""
+    runner = ctx.reinfer.peek()
+    return not (runner is not None and runner.stopping) and _claim(ctx, job_id, me)
+
+
 def _step_in_place(
     ctx: AppContext,
     job: Reinference,
@@ -184,8 +190,9 @@ def _step_in_place(
             return _fail(
                 session, job, total - done, f"stage {stage.name!r} now runs {job.producer} {version}"
             )
-    keep = lambda: _claim(ctx, job.id, me)  # noqa: E731
-    ran = inplace.run(ctx, (pipeline_id, producing.pipeline), spec, stage, due, keep=keep)
+    ran = inplace.run(
+        ctx, (pipeline_id, producing.pipeline), spec, stage, due, keep=lambda: _going_on(ctx, job.id, me)
+    )
     if not _store(ctx, job, ran.values, me):
         return False
     if ran.failed:

@@ -33,6 +33,11 @@ class Runner:
                 self._thread.start()
         self._woken.set()
 
+    @property
+    def stopping(self) -> bool:
+        """Whether ``close`` was called: a step stops before its next batch (what it ran is stored)."""
+        return self._stop.is_set()
+
     def close(self) -> None:
         """Stop the thread (waiting for the step it is in)."""
         self._stop.set()
