@@ -113,12 +113,18 @@ def fetch(ctx: AppContext, event_id: str, source_text: str, raw_type: str) -> Fe
 
 
 def read_whole(ctx: AppContext, source: Source, raw_type: str, *, check: bool = True) -> RawData | None:
-    """The raw data at ``source`` read into memory and (unless ``check`` is false: its reader will decode
-    it anyway) checked to be of ``raw_type``; None when it is a file or artifact too large for that (it
-    is then read by chunks, see the module's docstring)."""
+    """The raw data at ``source`` (made by ``parse_source`` just now, so not resolved again) read into
+    memory and (unless ``check`` is false: its reader will decode it anyway) checked to be of
+    ``raw_type``; None when it is a file or artifact too large for that (it is then read by chunks, see
+    the module's docstring)."""
     above = cache(ctx).max_bytes if raw_type in STREAMED_TYPES else None
     got = read_source(
-        source, settings=ctx.settings, storage=ctx.storage, client=http_client(ctx), stream_above=above
+        source,
+        settings=ctx.settings,
+        storage=ctx.storage,
+        client=http_client(ctx),
+        stream_above=above,
+        parsed_now=True,
     )
     if got is not None and check:
         check_type(raw_type, got.data)

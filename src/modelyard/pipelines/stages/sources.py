@@ -116,9 +116,12 @@ def read_source(
     storage: Storage,
     client: httpx.Client,
     stream_above: int | None = None,
+    parsed_now: bool = False,
 ) -> RawData | None:
     """Read the raw data at ``source`` (at most ``settings.fetch_max_bytes``); None, unread, when it is a
-    file or artifact of more than ``stream_above`` bytes (to be read by chunks instead)."""
+    file or artifact of more than ``stream_above`` bytes (to be read by chunks instead). A file's path is
+    checked again to be inside the data dir, unless ``parse_source`` made ``source`` just now
+    (``parsed_now``: resolving it again costs as much as reading a small file)."""
     cap = settings.fetch_max_bytes
     if source.kind == "http":
         got = fetch_url(
@@ -141,7 +144,7 @@ def read_source(
             return RawData(storage.get_bytes(source.value), None)
         except NotFound:
             raise _missing(f"artifact {source.value!r}") from None
-    path = _local(source, settings)
+    path = Path(source.value) if parsed_now else _local(source, settings)
     try:
         with path.open("rb") as f:  # one open: its size and its bytes are of the same file
             size = os.fstat(f.fileno()).st_size
