@@ -109,10 +109,12 @@ def test_a_narrow_filter_answers_the_true_nearest_among_the_rows_passing(
     assert isinstance(found := pg_api.ctx.db.capabilities.vector, PgVector) and not found.iterative  # type: ignore[attr-defined]
 
 
+@pytest.mark.parametrize("bitmap_max", [pgvector.BITMAP_MAX, 0], ids=["bitmap", "pk-array"])
 def test_a_wide_filter_goes_through_hnsw_and_returns_k_passing(
-    pg_api: TestClient, monkeypatch: pytest.MonkeyPatch
+    pg_api: TestClient, monkeypatch: pytest.MonkeyPatch, bitmap_max: int
 ) -> None:
-    monkeypatch.setattr(pgvector, "EXACT_ROWS", 0)  # every filter through the HNSW index, with a bitmap
+    monkeypatch.setattr(pgvector, "EXACT_ROWS", 0)  # every filter through the HNSW index
+    monkeypatch.setattr(pgvector, "BITMAP_MAX", bitmap_max)  # the filter as a bitmap, or pks too spread
     vecs, rng = data(N), np.random.default_rng(6)
     rows = np.flatnonzero(np.arange(N) % 10 != 3)
     recalls = []

