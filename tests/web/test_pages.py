@@ -89,6 +89,8 @@ def test_overview_models_and_queues_show_what_runs(app_client: TestClient) -> No
     )
     overview = _text(app_client.get("/ui/").text)
     assert "jobs.chunks" in overview and "worker(s) alive" in overview
+    # the throughput lines are counted from the stored jobs, not from what this page saw before
+    assert "jobs: 1 finished in the last 60 min, per minute" in overview
     models = app_client.get("/ui/models?q=iris")
     assert models.status_code == 200 and "demo-iris" in models.text
     assert "demo-iris" not in app_client.get("/ui/models?q=no-such-model").text.split("<main")[1]
@@ -96,6 +98,7 @@ def test_overview_models_and_queues_show_what_runs(app_client: TestClient) -> No
     assert "features" in model and "FP32" in model and "probabilities" in model
     queues = _text(app_client.get("/ui/queues").text)
     assert "Dead letters (0)" in queues and "alive" in queues
+    assert "jobs: 1 finished in the last 60 min, per minute" in queues
 
 
 def test_job_page_shows_progress_chunks_and_results(app_client: TestClient) -> None:
