@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from modelyard.errors import ModelyardError
 from modelyard.web.client import Api, ApiProblem
-from modelyard.web.render import Acting, Scripted, SignedIn, api, page
+from modelyard.web.render import PAGE_SIZE, Acting, Scripted, SignedIn, api, page
 from modelyard.web.session import Viewer
 from modelyard.web.tryit import image_input_name, image_inputs
 
@@ -21,20 +21,28 @@ router = APIRouter()
 
 
 @router.get("/models", response_class=HTMLResponse)
-async def models(request: Request, viewer: SignedIn, q: str = "", tag: str = "") -> Response:
-    """Registered models; ``q`` matches name, description and tags, ``tag`` filters by one tag."""
+async def models(request: Request, viewer: SignedIn, q: str = "", tag: str = "", offset: int = 0) -> Response:
+    """Registered models by name, a page at a time; ``q`` matches name, description and tags, ``tag``
+    filters by one tag."""
     async with api(request, viewer) as my:
-        found = await my.get("/api/v1/models", tag=[tag] if tag else None, limit=1000)
-    needle = q.strip().lower()
-    items = [
-        m
-        for m in found["items"]
-        if not needle
-        or needle in m["name"].lower()
-        or needle in (m.get("description") or "").lower()
-        or any(needle in t.lower() for t in m.get("tags") or [])
-    ]
-    return page(request, "models.html", viewer, items=items, total=found["total"], q=q, tag=tag)
+        found = await my.get(
+            "/api/v1/models",
+            tag=[tag] if tag else None,
+            q=q.strip() or None,
+            offset=max(offset, 0),
+            limit=PAGE_SIZE,
+        )
+    return page(
+        request,
+        "models.html",
+        viewer,
+        items=found["items"],
+        total=found["total"],
+        q=q,
+        tag=tag,
+        offset=max(offset, 0),
+        size=PAGE_SIZE,
+    )
 
 
 def _predictions(metrics_text: str, name: str) -> dict[str, float]:
