@@ -1,7 +1,7 @@
 """The dashboard's catalog, geo and notification pages in a real browser (Debian's chromium driven by
 Playwright) against a real ``modelyard serve`` process with its worker: search a collection by text,
 filter and colour, open a record, "more like this"; a command model's run drawn on its map with its logs;
-a model's topic with its subscription and deliveries. Every page visited, the older parts' too, passes
+a model's topic with its subscription and deliveries; try-it on an uploaded image. Every page visited, the older parts' too, passes
 the accessibility checks of ``tests/e2e/a11y.py`` and shows no console error; screenshots go to
 ``tests/artifacts/dashboard/``."""
 
@@ -331,6 +331,14 @@ def test_the_older_parts_pages_pass_the_same_checks(site: Site, page: Page) -> N
     page.get_by_role("button", name="Predict").click()
     expect(page.locator("#outputs")).to_contain_text("probabilities")
     failures += audit(page, "checked-try-it", ["Predict"])
+    # the embedder takes an image: predict on an uploaded one
+    (site.data / "try.png").write_bytes(_png(COLOURS["navy"][0]))
+    page.goto(site.url + "/ui/models/embedder")
+    page.get_by_label("Or an image").set_input_files(str(site.data / "try.png"))
+    page.get_by_role("button", name="Predict on the image").click()
+    expect(page.locator("#outputs")).to_contain_text("embedding")
+    expect(page.get_by_text("Predicted on try.png")).to_be_visible()
+    failures += audit(page, "checked-try-image", ["Predict on the image"])
     job = site.api.post("/api/v1/jobs", json={"model": "demo-iris", "rows": [[5.1, 3.5, 1.4, 0.2]] * 50})
     assert job.status_code == 202, job.text
     page.goto(f"{site.url}/ui/jobs/{job.json()['id']}")
