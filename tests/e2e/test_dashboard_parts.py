@@ -1,9 +1,9 @@
 """The dashboard's catalog, geo and notification pages in a real browser (Debian's chromium driven by
 Playwright) against a real ``modelyard serve`` process with its worker: search a collection by text,
 filter and colour, open a record, "more like this"; a command model's run drawn on its map with its logs;
-a model's topic with its subscription and deliveries; try-it on an uploaded image. Every page visited, the older parts' too, passes
-the accessibility checks of ``tests/e2e/a11y.py`` and shows no console error; screenshots go to
-``tests/artifacts/dashboard/``."""
+a model's topic with its subscription and deliveries; try-it on an uploaded image. Every page visited,
+the older parts' too, passes the accessibility checks of ``tests/e2e/a11y.py`` and shows no console
+error; screenshots go to ``tests/artifacts/dashboard/``."""
 
 from __future__ import annotations
 
