@@ -1,9 +1,9 @@
 """The dashboard's catalog, geo and notification pages in a real browser (Debian's chromium driven by
 Playwright) against a real ``modelyard serve`` process with its worker: search a collection by text,
 filter and colour, open a record, "more like this"; a command model's run drawn on its map with its logs;
-a model's topic with its subscription and deliveries; try-it on an uploaded image. Every page visited,
-the older parts' too, passes the accessibility checks of ``tests/e2e/a11y.py`` and shows no console
-error; screenshots go to ``tests/artifacts/dashboard/``."""
+a model's topic with its subscription and deliveries; try-it on an uploaded image; an inferrer run. Every
+page visited, the older parts' too, passes the accessibility checks of ``tests/e2e/a11y.py`` and shows no
+console error; screenshots go to ``tests/artifacts/dashboard/``."""
 
 from __future__ import annotations
 
@@ -317,7 +317,8 @@ def test_the_older_parts_pages_pass_the_same_checks(site: Site, page: Page) -> N
         ("queues", "/ui/queues", []),
         ("scenes", "/ui/scenes", []),
         ("pipelines", "/ui/pipelines", []),
-        ("pipeline", "/ui/pipelines/looks", ["Submit"]),
+        ("inferrers", "/ui/inferrers", ["Run palette"]),
+        ("pipeline", "/ui/pipelines/looks", ["Submit"]),  # last: its events are opened next
     ):
         page.goto(site.url + path)
         expect(page.locator("h1")).to_be_visible()
@@ -331,6 +332,13 @@ def test_the_older_parts_pages_pass_the_same_checks(site: Site, page: Page) -> N
     page.get_by_role("button", name="Predict").click()
     expect(page.locator("#outputs")).to_contain_text("probabilities")
     failures += audit(page, "checked-try-it", ["Predict"])
+    # an inferrer run on an uploaded image: its colours as swatches
+    page.goto(site.url + "/ui/inferrers")
+    page.get_by_label("File for palette").set_input_files(str(site.data / "img" / "red.png"))
+    page.get_by_role("button", name="Run palette").click()
+    expect(page.locator("#inferred")).to_contain_text("Output on red.png")
+    expect(page.locator("#inferred .swatch").first).to_be_visible()
+    failures += audit(page, "checked-inferrer", ["Run palette"])
     # the embedder takes an image: predict on an uploaded one
     (site.data / "try.png").write_bytes(_png(COLOURS["navy"][0]))
     page.goto(site.url + "/ui/models/embedder")

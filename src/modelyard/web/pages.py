@@ -14,7 +14,7 @@ from starlette.types import ASGIApp
 
 from modelyard.auth import KeyVerifier
 from modelyard.errors import ModelyardError
-from modelyard.web import catalog, geo, jobs, pipelines, registry, runs, topics
+from modelyard.web import catalog, geo, inferrers, jobs, pipelines, registry, runs, topics
 from modelyard.web.charts import finished_lines
 from modelyard.web.client import ApiProblem
 from modelyard.web.render import (
@@ -147,6 +147,7 @@ def create_ui(api_app: ASGIApp, verifier: KeyVerifier) -> FastAPI:
     ui.include_router(registry.router)
     ui.include_router(jobs.router)
     ui.include_router(pipelines.router)
+    ui.include_router(inferrers.router)
     ui.include_router(catalog.router)
     ui.include_router(topics.router)
     ui.include_router(geo.router)
