@@ -330,3 +330,41 @@ def test_models_are_listed_by_name_fifty_a_page(app_client: TestClient) -> None:
     found = app_client.get("/ui/models?q=SHOP").text
     assert re.findall(r'href="/ui/models/(m\d\d)"', found) == ["m00", "m20", "m40"]
     assert "3 of 3 model(s)" in found
+
+
+def test_a_job_page_lists_its_bad_rows_by_number(app_client: TestClient) -> None:
+    columns = app_client.get("/api/v1/models/demo-iris", headers=api_headers()).json()["metadata"]["columns"]
+    csv = "\n".join([",".join(columns), "5.1,3.5,1.4,0.2", "x,3.0,5.2,2.3", "6.7,3.0,5.2,2.3"]) + "\n"
+    made = app_client.post(
+        "/api/v1/jobs/upload",
+        files={"file": ("in.csv", csv.encode())},
+        data={"model": "demo-iris", "on_error": "skip"},
+        headers=api_headers(),
+    )
+    assert made.status_code == 202, made.text
+    job_id = made.json()["id"]
+    wait_for(
+        lambda: app_client.get(f"/api/v1/jobs/{job_id}", headers=api_headers()).json()["state"] == "succeeded"
+    )
+    sign_in(app_client)
+    page = html.unescape(_text(app_client.get(f"/ui/jobs/{job_id}").text))
+    errors = page.split("Errors", 1)[1]
+    # the chunk, then a row of the table: the row's number and the reason naming its column
+    assert "chunk 0 (rows 0\N{EN DASH}3)" in errors
+    assert f"1 row 1: column '{columns[0]}' is not a number: 'x'" in errors, errors
+
+
+def test_the_queues_page_shows_schedules_with_their_next_run(app_client: TestClient) -> None:
+    csv = b"a,b,c,d\n5.1,3.5,1.4,0.2\n"
+    put = app_client.put("/api/v1/artifacts/in/x.csv", content=csv, headers=api_headers())
+    assert put.status_code == 201, put.text
+    body = {"name": "nightly", "cron": "0 2 * * *", "params": {"model": "demo-iris", "uri": "in/x.csv"}}
+    made = app_client.post("/api/v1/schedules", json=body, headers=api_headers())
+    assert made.status_code == 201, made.text
+    sign_in(app_client)
+    page = _text(app_client.get("/ui/queues").text)
+    schedules = page.split("Schedules", 1)[1]
+    next_run = made.json()["next_fire_at"].replace("T", " ").replace("Z", " UTC")  # 2026-12-08 02:00:00 UTC
+    assert re.search(rf"nightly 0 2 \* \* \* batch_predict .*\"demo-iris\".* {next_run} ", schedules), (
+        schedules
+    )
