@@ -22,7 +22,8 @@ def ctx(settings: Settings) -> Iterator[AppContext]:
     context.close()
 
 
-def test_enqueued_workflows_are_counted_per_queue_and_state(ctx: AppContext) -> None:
+def _three_enqueued(ctx: AppContext) -> DbosDispatcher:
+    """Workflows w0, w1 and w2 enqueued on ``tests.queue`` (no worker takes them)."""
     client = ctx.dispatcher.get()
     assert isinstance(client, DbosDispatcher)
     for n in range(3):
@@ -35,6 +36,11 @@ def test_enqueued_workflows_are_counted_per_queue_and_state(ctx: AppContext) -> 
                 "application_name": APP_NAME,
             }
         )
+    return client
+
+
+def test_enqueued_workflows_are_counted_per_queue_and_state(ctx: AppContext) -> None:
+    client = _three_enqueued(ctx)
     now = utcnow()
     counts = system.workflow_counts(ctx, since=now - timedelta(hours=1), recent_since=now)
     [found] = [c for c in counts if c.queue == "tests.queue"]
@@ -45,18 +51,7 @@ def test_enqueued_workflows_are_counted_per_queue_and_state(ctx: AppContext) -> 
 
 
 def test_ended_workflows_are_counted_per_queue_and_step(ctx: AppContext) -> None:
-    client = ctx.dispatcher.get()
-    assert isinstance(client, DbosDispatcher)
-    for n in range(3):
-        client.client.enqueue(
-            {
-                "workflow_name": "tests.nothing",
-                "queue_name": "tests.queue",
-                "workflow_id": f"w{n}",
-                "app_version": APP_VERSION,
-                "application_name": APP_NAME,
-            }
-        )
+    _three_enqueued(ctx)
     since = utcnow() - timedelta(hours=1)
     ended_ms = int(since.timestamp() * 1000) + 125_000  # 2 min 5 s into the window: step 2
     engine, table = ctx.db.system_table("workflow_status")
