@@ -31,9 +31,7 @@ import math
 import os
 import platform
 import random
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -47,7 +45,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, insert, select
 
 BENCH = Path(__file__).resolve().parent
-sys.path[:0] = [str(BENCH.parent / "src")]
+sys.path[:0] = [str(BENCH.parent / "src"), str(BENCH.parent)]
+
+from tests.e2e.serve import modelyard_serve  # noqa: E402
 
 from modelyard.app import create_app  # noqa: E402
 from modelyard.jobs.models import Job  # noqa: E402
@@ -57,7 +57,6 @@ from modelyard.settings import Settings  # noqa: E402
 
 KEY = "bench-dashboard-admin-key"
 GOAL_P95_MS = 200.0
-START_SECONDS = 180  # a cold start of the server on a loaded 2-core machine has taken over 60 s
 SHARED_LOAD = 1.5  # a 1-minute load average above this means other work ran beside the benchmark
 PIPELINE = """
 name: images
@@ -204,15 +203,8 @@ def _measure(client: httpx.Client, path: str, repeats: int) -> dict[str, Any]:
     }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _served(settings: Settings, pages: list[tuple[str, str]], repeats: int) -> list[dict[str, Any]]:
     """The pages over HTTP from ``modelyard serve`` (with its worker) on the seeded database."""
-    port = _free_port()
     env = {
         **os.environ,
         "MODELYARD_DATA_DIR": str(settings.data_dir),
@@ -220,30 +212,10 @@ def _served(settings: Settings, pages: list[tuple[str, str]], repeats: int) -> l
         "MODELYARD_ADMIN_KEY": KEY,
         "MODELYARD_LOG_TO_FILE": "false",
     }
-    binary = Path(sys.executable).parent / "modelyard"
-    server = subprocess.Popen(
-        [str(binary), "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + START_SECONDS
-        while True:
-            try:
-                if httpx.get(url + "/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert server.poll() is None and time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.1)  # polling interval of a readiness probe
-        with httpx.Client(base_url=url, timeout=30) as client:
-            assert client.post("/ui/login", data={"key": KEY, "next": "/ui/"}).status_code == 303
-            return [{"page": name, **_measure(client, path, repeats)} for name, path in pages]
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    log = settings.data_dir.parent / "serve.log"
+    with modelyard_serve(env, log) as (url, _), httpx.Client(base_url=url, timeout=30) as client:
+        assert client.post("/ui/login", data={"key": KEY, "next": "/ui/"}).status_code == 303
+        return [{"page": name, **_measure(client, path, repeats)} for name, path in pages]
 
 
 def main() -> None:
