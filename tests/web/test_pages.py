@@ -368,3 +368,19 @@ def test_the_queues_page_shows_schedules_with_their_next_run(app_client: TestCli
     assert re.search(rf"nightly 0 2 \* \* \* batch_predict .*\"demo-iris\".* {next_run} ", schedules), (
         schedules
     )
+
+
+def test_pipelines_are_listed_by_name_fifty_a_page(app_client: TestClient) -> None:
+    for n in range(52):
+        spec = {
+            "name": f"p{n:02d}",
+            "raw": "image",
+            "stages": {"shape": {"type": "inferrer", "inferrer": "aspect_ratio"}},
+        }
+        assert app_client.post("/api/v1/pipelines", json=spec, headers=api_headers()).status_code == 201
+    sign_in(app_client)
+    first = app_client.get("/ui/pipelines").text
+    assert re.findall(r'<td><a href="/ui/pipelines/(p\d\d)">', first) == [f"p{n:02d}" for n in range(50)]
+    assert "1\N{EN DASH}50 of 52" in first and "next →" in first
+    rest = app_client.get("/ui/pipelines?offset=50").text
+    assert re.findall(r'<td><a href="/ui/pipelines/(p\d\d)">', rest) == ["p50", "p51"]
