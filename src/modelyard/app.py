@@ -24,6 +24,7 @@ from modelyard.auth import KeyVerifier
 from modelyard.catalog.ann import AnnConfig
 from modelyard.catalog.api import router as catalog_router
 from modelyard.catalog.caches import CatalogCaches
+from modelyard.catalog.runner import Runner
 from modelyard.context import AppContext, Lazy
 from modelyard.db import Database
 from modelyard.demo import register_demo
@@ -96,6 +97,7 @@ def build_context(settings: Settings) -> AppContext:
         verifier=KeyVerifier(db.sessions, admin),
         inference=inference,
         dispatcher=Lazy(lambda: open_dispatcher(db), lambda d: d.close()),
+        reinfer=Lazy(Runner, lambda r: r.close()),
         http=Lazy(new_client, lambda c: c.close()),
         io_pool=Lazy(
             lambda: ThreadPoolExecutor(settings.pipeline_fetch_threads, thread_name_prefix="pipelines-io"),

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
     from modelyard.auth import KeyVerifier
     from modelyard.catalog.caches import CatalogCaches
+    from modelyard.catalog.runner import Runner
     from modelyard.durable.client import Dispatcher
     from modelyard.durable.engine import Durable
     from modelyard.durable.loop import ClaimLoop
@@ -89,6 +90,9 @@ class AppContext:
     inference: InferenceService
     # DBOS's system database as any process sees it (schedules, workflow statuses)
     dispatcher: Lazy[Dispatcher]
+    # the thread that computes re-inferences in a worker process (``catalog.runner``); closed before the
+    # resources below that its steps use
+    reinfer: Lazy[Runner]
     # the client for user-named URLs (``fetch.new_client``)
     http: Lazy[httpx.Client]
     # pipelines: threads for URL fetches, raw data kept in memory, the stages' environment

@@ -62,6 +62,16 @@ def test_adding_a_record_again_replaces_its_vector_and_exclude_leaves_it_out() -
     assert [pk for pk, _ in hits] == [1]
 
 
+def test_a_filter_finds_the_rows_of_records_added_after_it_last_ran() -> None:
+    index = VectorIndex(dim=2)
+    index.add([5, 1], np.array([[1, 0], [0, 1]], dtype=np.float32))
+    q = np.array([1, 1], dtype=np.float32)
+    assert {pk for pk, _ in index.search(q, 5, "dot", allowed=Allowed("a", np.array([1, 5])))} == {1, 5}
+    index.add([3], np.array([[2, 2]], dtype=np.float32))
+    hits = index.search(q, 5, "dot", allowed=Allowed("b", np.array([1, 3])))
+    assert [pk for pk, _ in hits] == [3, 1]
+
+
 @pytest.mark.parametrize(
     "values",
     [

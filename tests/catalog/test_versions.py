@@ -63,8 +63,8 @@ def settle(api: Any) -> None:
     for _ in range(20):
         ran = drain(api.ctx)
         harvested = binding.harvest(api.ctx)
-        running = reinfer.advance(api.ctx)
-        if not ran and not harvested and (not running or not drain(api.ctx)):
+        moved = reinfer.advance(api.ctx)
+        if not ran and not harvested and not moved:
             return
 
 

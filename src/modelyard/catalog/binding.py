@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 from sqlalchemy import CursorResult, delete, insert, or_, select, update
 from sqlalchemy.orm import Session
 
@@ -191,14 +192,25 @@ def producer_of(ctx: AppContext, stage: StageSpec) -> tuple[str, str]:
     return str(stage.config.get("inferrer") or stage.name), stage.version
 
 
+def searchable(kind: str, value: Any) -> Any:
+    """The values a stage output of ``kind`` gives an inference: a JSON value, an array as a flat list,
+    or None (images and bytes are outputs to fetch, not values to search)."""
+    if kind == "array":
+        return np.asarray(value).reshape(-1).tolist()
+    return value if kind == "json" else None
+
+
+def stored_values(kind: str | None, result: Any, read: Callable[[], bytes]) -> Any:
+    """The values of a stored stage output (``read`` gives its bytes; inline JSON needs no read)."""
+    if kind not in ("json", "array"):
+        return None
+    if kind == "json" and result is not None:
+        return result
+    return searchable(kind, outputs.decode(kind, read()))
+
+
 def _values(ctx: AppContext, event_id: str, run: StageRun) -> Any:
-    if run.output_kind not in ("json", "array"):
-        return None  # images and bytes are outputs to fetch, not values to search
-    if run.output_kind == "json" and run.result is not None:
-        return run.result
-    data = events.read_output(ctx, event_id, run.stage)[0]
-    value = outputs.decode(run.output_kind, data)
-    return value.reshape(-1).tolist() if run.output_kind == "array" else value
+    return stored_values(run.output_kind, run.result, lambda: events.read_output(ctx, event_id, run.stage)[0])
 
 
 def store(

@@ -178,7 +178,8 @@ class ProducerVersion(Base):
 
 class Reinference(Base):
     """Re-inferring every record of a collection with one producer at a new version, then making that
-    version current. Advanced on worker heartbeats (``catalog.versions``); the state is the only truth."""
+    version current. Advanced by workers (``catalog.reinfer``); the state is the only truth. The worker
+    computing its steps holds it (``claimed_by``) until its claim is older than the heartbeat timeout."""
 
     __tablename__ = "catalog_reinferences"
 
@@ -193,5 +194,7 @@ class Reinference(Base):
     state: Mapped[str] = mapped_column(String(20), default=ReinferenceState.RUNNING)
     failed: Mapped[int] = mapped_column(Integer, default=0)  # records whose event gave no inference
     error: Mapped[str | None] = mapped_column(Text, default=None)
+    claimed_by: Mapped[str | None] = mapped_column(String(100), default=None)
+    claimed_at: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-from sqlalchemy import Row, and_, delete, false, func, or_, select, update
+from sqlalchemy import Row, and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from modelyard.catalog import backends, fields
@@ -56,12 +56,15 @@ class CollectionState:
     deletions: int
 
 
-_STATE = select(Collection.id, Collection.name, Collection.revision, Collection.deletions)
+# built once: a search reads it on every query, and building the statement cost more than running it
+_STATE = select(Collection.id, Collection.name, Collection.revision, Collection.deletions).where(
+    Collection.name == bindparam("name")
+)
 
 
 def collection_state(session: Session, name: str) -> CollectionState:
     """The collection called ``name`` as one row of plain values (no ORM object: read on every query)."""
-    row = session.connection().execute(_STATE.where(Collection.name == name)).first()
+    row = session.connection().execute(_STATE, {"name": name}).first()
     if row is None:
         raise CollectionNotFound(name)
     return CollectionState(*row)
@@ -256,11 +259,11 @@ def current_inferences(
     producer -> version, read once by the caller), per record."""
     got: dict[int, dict[str, object]] = {pk: {} for pk in pks}
     wanted = [p for p in versions if producers is None or p in producers]
-    query = select(Inference.id, Inference.record_pk, Inference.producer, Inference.values).where(
-        Inference.record_pk.in_(list(pks)),
-        or_(false(), *[and_(Inference.producer == p, Inference.version == versions[p]) for p in wanted]),
-    )
-    if pks and producers != []:
+    if pks and wanted:  # else nothing to read (a search page asking for no inferences)
+        query = select(Inference.id, Inference.record_pk, Inference.producer, Inference.values).where(
+            Inference.record_pk.in_(list(pks)),
+            or_(*[and_(Inference.producer == p, Inference.version == versions[p]) for p in wanted]),
+        )
         rows = session.execute(query).all()
         values = with_vectors(session, [(r.id, r.values) for r in rows])
         for r in rows:
@@ -307,7 +310,7 @@ _PUBLIC = select(
     Record.content_hash,
     Record.created_at,
     Record.updated_at,
-)
+).where(Record.pk.in_(bindparam("pks", expanding=True)))
 
 
 def records_by_pk(
@@ -317,7 +320,7 @@ def records_by_pk(
     record shows, read as plain rows in one query (a search page; no ORM objects)."""
     if not pks:
         return []
-    rows = {r.pk: r for r in session.connection().execute(_PUBLIC.where(Record.pk.in_(list(pks))))}
+    rows = {r.pk: r for r in session.connection().execute(_PUBLIC, {"pks": list(pks)})}
     inferred = current_inferences(session, pks, producers, versions)
     return [record_public(rows[pk], inferred[pk]) for pk in pks]
 

@@ -59,7 +59,8 @@ class VectorIndex:
     ann: Ann | None = None
     _unit: np.ndarray | None = None
     _sq: np.ndarray | None = None
-    _order: np.ndarray | None = None
+    _order: np.ndarray | None = None  # rows by pk
+    _sorted: np.ndarray | None = None  # pks ascending (``pks[_order]``)
     _subsets: OrderedDict[Hashable, tuple[np.ndarray, np.ndarray]] = field(default_factory=OrderedDict)
 
     def __post_init__(self) -> None:
@@ -82,16 +83,17 @@ class VectorIndex:
         self.pks = np.concatenate([self.pks, pk])
         self.matrix = np.concatenate([self.matrix, new])
         self.ids = np.concatenate([self.ids, inf])
-        self._unit = self._sq = self._order = None
+        self._unit = self._sq = self._order = self._sorted = None
         self._subsets.clear()
         if self.ann is not None:
             self.ann.upsert(pk, new)
 
     def rows_of(self, pks: np.ndarray) -> np.ndarray:
         """The rows of those ``pks`` that have a vector (in the order of ``pks``)."""
-        if self._order is None:
+        if self._order is None or self._sorted is None:
             self._order = np.argsort(self.pks, kind="stable")
-        ordered = self.pks[self._order]
+            self._sorted = self.pks[self._order]
+        ordered = self._sorted
         at = np.minimum(np.searchsorted(ordered, pks), max(len(ordered) - 1, 0))
         found = ordered[at] == pks if len(ordered) else np.zeros(len(pks), dtype=bool)
         return np.asarray(self._order[at[found]])

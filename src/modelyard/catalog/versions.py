@@ -1,8 +1,8 @@
 """The ``current`` version of each producer in a collection, and switching it.
 
 A producer's current version is one row (``ProducerVersion``): the first version stored becomes it; after
-that only an explicit switch changes it. ``switch`` starts a re-inference (``catalog.reinfer``): every
-record runs again through the bound pipeline stage that produces it, in the background, and only when the
+that only an explicit switch changes it. ``switch`` records a re-inference (``catalog.reinfer``): every
+record runs again through the bound pipeline stage that produces it, on the workers, and only when the
 whole collection has the new version does one transaction move the alias (and the ``current`` marks of the
 inferences). Search reads the alias once per query and pins every part of the query to it, so a query
 never mixes two versions, in any process. ``rollback`` moves the alias back to the previous version (its
@@ -162,7 +162,8 @@ def _check_switch(
 
 
 def switch(ctx: AppContext, collection: str, data: VersionSwitch) -> ReinferencePublic:
-    """Start re-inferring the collection with ``data.version`` (made current once complete); see module."""
+    """Record a re-inference of the collection with ``data.version`` for the workers to compute (made
+    current once complete, at once when every record has it already); see the module docstring."""
     from modelyard.catalog import reinfer
     from modelyard.catalog.service import get_collection
 
@@ -179,7 +180,9 @@ def switch(ctx: AppContext, collection: str, data: VersionSwitch) -> Reinference
         session.add(job)
         session.flush()
         job_id = job.id
-    reinfer.advance_one(ctx, job_id)  # the first batch now; the worker's heartbeat does the rest
+    reinfer.advance_one(ctx, job_id, compute=False)  # at once when nothing is left to compute
+    if ctx.durable is not None:  # a worker in this process: start now, not on its next heartbeat
+        ctx.reinfer.get().wake(ctx)
     return get_reinference(ctx, collection, job_id)
 
 

@@ -1,10 +1,11 @@
 """Durable work of the catalog: on every worker heartbeat, harvest the finished events of bound pipelines
-into inferences (see ``catalog.binding`` for why a sweep), then advance running re-inferences
-(``catalog.reinfer``). Importing registers; nothing starts here."""
+into inferences (see ``catalog.binding`` for why a sweep), then wake the re-inference thread of the
+process (``catalog.runner``), which advances running re-inferences. Importing registers; nothing starts
+here."""
 
 from __future__ import annotations
 
-from modelyard.catalog import binding, reinfer
+from modelyard.catalog import binding
 from modelyard.context import AppContext
 from modelyard.durable import on_tick
 
@@ -18,5 +19,5 @@ def harvest_inferences(ctx: AppContext) -> None:
 
 @on_tick
 def advance_reinferences(ctx: AppContext) -> None:
-    """One step of every running re-inference: submit records still due, or switch once all are done."""
-    reinfer.advance(ctx)
+    """Wake this process's re-inference thread: it computes the records still due, then switches."""
+    ctx.reinfer.get().wake(ctx)

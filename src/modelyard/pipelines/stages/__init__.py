@@ -162,19 +162,24 @@ def side_by_side(items: list[Item], one: Callable[[Item], Outcome], limit: int, 
         return list(pool.map(one, items))
 
 
+def attempt(fn: Callable[[], Any]) -> Outcome:
+    """Call ``fn``: its value or its exception, and how long it took (its logs are not captured)."""
+    start = time.perf_counter()
+    try:
+        out = Outcome(value=fn())
+    except Exception as exc:
+        out = Outcome(error=exc, trace=traceback.format_exc())
+    out.seconds = time.perf_counter() - start
+    return out
+
+
 def timed(fn: Callable[[], Any], *, logs_to: list[io.StringIO] | None = None) -> Outcome:
     """Call ``fn`` capturing what it prints and logs (the buffer is also put in ``logs_to``, if given)."""
-    start = time.perf_counter()
     with capture() as logs:
         if logs_to is not None:
             logs_to.append(logs)
-        try:
-            value = fn()
-            out = Outcome(value=value)
-        except Exception as exc:
-            out = Outcome(error=exc, trace=traceback.format_exc())
+        out = attempt(fn)
     out.logs = logs.getvalue()
-    out.seconds = time.perf_counter() - start
     return out
 
 
@@ -186,6 +191,7 @@ __all__ = [
     "StageCall",
     "StageEnv",
     "StageTimeout",
+    "attempt",
     "error_type",
     "side_by_side",
     "single",

@@ -15,7 +15,7 @@ from typing import Any
 from modelyard.inferrers.features import Predict
 from modelyard.pipelines.spec import StageSpec
 from modelyard.pipelines.spec.kinds import stage_kind
-from modelyard.pipelines.stages import Item, Outcome, StageEnv, single, timed
+from modelyard.pipelines.stages import Item, Outcome, StageEnv, attempt, single, timed
 from modelyard.pipelines.stages.budget import ByteBudget
 
 
@@ -33,7 +33,8 @@ def read_within(
 ) -> list[Outcome]:
     """``read`` each item's single input and ``run`` once over the readable ones, in groups whose reading
     memory (``size``, known before reading) fits in the worker's ``budget``: a group runs and gives its
-    memory back before the next is read. Outcomes in item order; an item that cannot be read fails alone.
+    memory back before the next is read. Outcomes in item order; an item that cannot be read fails alone
+    (reading prints nothing: its logs are not captured, which costs as much as a small image's read).
     """
     outcomes: list[Outcome] = []
     group: list[Item] = []
@@ -53,14 +54,14 @@ def read_within(
 
     try:
         for item in items:
-            out = timed(lambda item=item: size(single(item)))  # type: ignore[misc]
+            out = attempt(lambda item=item: size(single(item)))  # type: ignore[misc]
             if out.error is None:
                 if not budget.try_take(out.value):
                     if group:
                         flush()
                     budget.take(out.value)
                 held += out.value
-                out = timed(lambda item=item: read(single(item)))  # type: ignore[misc]
+                out = attempt(lambda item=item: read(single(item)))  # type: ignore[misc]
             group.append(item)
             values.append(out.value if out.error is None else None)
             failed.append(out if out.error is not None else None)

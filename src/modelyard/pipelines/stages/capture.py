@@ -69,7 +69,8 @@ def _install() -> None:
             if _handler not in logger.handlers:
                 logger.addHandler(_handler)
         stage = logging.getLogger(STAGE_LOGGER)
-        stage.setLevel(logging.DEBUG)
+        if stage.level != logging.DEBUG:  # setting it clears every logger's level cache: only once
+            stage.setLevel(logging.DEBUG)
         stage.propagate = False  # a stage's records belong to its run's logs, not the server's
 
 

@@ -26,7 +26,7 @@ from modelyard.errors import PayloadTooLarge, UndecodableInput
 from modelyard.fetch import http_client
 from modelyard.inferrers.inputs import read_input
 from modelyard.pipelines.stages.outputs import raw_key
-from modelyard.pipelines.stages.sources import Source, parse_source, read_source, source_size
+from modelyard.pipelines.stages.sources import RawData, Source, parse_source, read_source, source_size
 from modelyard.storage import CHUNK, Storage
 
 STREAMED_TYPES = ("bytes", "image")  # raw types checked from a header, so never read whole to fetch
@@ -99,12 +99,10 @@ def fetch(ctx: AppContext, event_id: str, source_text: str, raw_type: str) -> Fe
     """Read an event's source once; URLs are stored at ``pipelines/raw/{event_id}``, files and artifacts
     are read where they are (a large one by chunks, see the module's docstring)."""
     source = parse_source(source_text, data_dir=ctx.settings.data_dir)
-    if source.kind != "http" and raw_type in STREAMED_TYPES:
+    got = read_whole(ctx, source, raw_type)
+    if got is None:
         size = source_size(source, settings=ctx.settings, storage=ctx.storage)
-        if size > cache(ctx).max_bytes:
-            return _fetch_streamed(ctx, source, size, raw_type)
-    got = read_source(source, settings=ctx.settings, storage=ctx.storage, client=http_client(ctx))
-    check_type(raw_type, got.data)
+        return _fetch_streamed(ctx, source, size, raw_type)
     sha = hashlib.sha256(got.data).hexdigest()
     location = source.value
     if source.kind == "http":
@@ -112,6 +110,25 @@ def fetch(ctx: AppContext, event_id: str, source_text: str, raw_type: str) -> Fe
         ctx.storage.put_bytes(location, got.data)
     cache(ctx).put(event_id, got.data)
     return Fetched(source.kind, location, len(got.data), sha, got.content_type)
+
+
+def read_whole(ctx: AppContext, source: Source, raw_type: str, *, check: bool = True) -> RawData | None:
+    """The raw data at ``source`` (made by ``parse_source`` just now, so not resolved again) read into
+    memory and (unless ``check`` is false: its reader will decode it anyway) checked to be of
+    ``raw_type``; None when it is a file or artifact too large for that (it is then read by chunks, see
+    the module's docstring)."""
+    above = cache(ctx).max_bytes if raw_type in STREAMED_TYPES else None
+    got = read_source(
+        source,
+        settings=ctx.settings,
+        storage=ctx.storage,
+        client=http_client(ctx),
+        stream_above=above,
+        parsed_now=True,
+    )
+    if got is not None and check:
+        check_type(raw_type, got.data)
+    return got
 
 
 def _fetch_streamed(ctx: AppContext, source: Source, size: int, raw_type: str) -> Fetched:

@@ -6,6 +6,7 @@ once, when the event's raw stage runs, bounded in size (and, for URLs, in time a
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -108,8 +109,19 @@ def source_size(source: Source, *, settings: Settings, storage: Storage) -> int:
         raise _missing(f"file {source.value!r}") from None
 
 
-def read_source(source: Source, *, settings: Settings, storage: Storage, client: httpx.Client) -> RawData:
-    """Read the raw data at ``source`` (at most ``settings.fetch_max_bytes``)."""
+def read_source(
+    source: Source,
+    *,
+    settings: Settings,
+    storage: Storage,
+    client: httpx.Client,
+    stream_above: int | None = None,
+    parsed_now: bool = False,
+) -> RawData | None:
+    """Read the raw data at ``source`` (at most ``settings.fetch_max_bytes``); None, unread, when it is a
+    file or artifact of more than ``stream_above`` bytes (to be read by chunks instead). A file's path is
+    checked again to be inside the data dir, unless ``parse_source`` made ``source`` just now
+    (``parsed_now``: resolving it again costs as much as reading a small file)."""
     cap = settings.fetch_max_bytes
     if source.kind == "http":
         got = fetch_url(
@@ -123,6 +135,8 @@ def read_source(source: Source, *, settings: Settings, storage: Storage, client:
     if source.kind == "artifact":
         try:
             info = storage.stat(source.value)
+            if stream_above is not None and info.size > stream_above:
+                return None
             if info.size > cap:
                 raise PayloadTooLarge(
                     f"artifact {source.value!r} is {info.size} bytes, over the {cap}-byte limit"
@@ -130,11 +144,14 @@ def read_source(source: Source, *, settings: Settings, storage: Storage, client:
             return RawData(storage.get_bytes(source.value), None)
         except NotFound:
             raise _missing(f"artifact {source.value!r}") from None
-    path = _local(source, settings)
+    path = Path(source.value) if parsed_now else _local(source, settings)
     try:
-        size = path.stat().st_size
-        if size > cap:
-            raise PayloadTooLarge(f"file {source.value!r} is {size} bytes, over the {cap}-byte limit")
-        return RawData(path.read_bytes(), None)
+        with path.open("rb") as f:  # one open: its size and its bytes are of the same file
+            size = os.fstat(f.fileno()).st_size
+            if stream_above is not None and size > stream_above:
+                return None
+            if size > cap:
+                raise PayloadTooLarge(f"file {source.value!r} is {size} bytes, over the {cap}-byte limit")
+            return RawData(f.read(), None)
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         raise _missing(f"file {source.value!r}") from None
