@@ -1,8 +1,8 @@
 """finished by state: indexes over (state, finished_at) of jobs and of pipeline stage runs, so the queue
 page's last hour and the dashboard's finished-per-minute lines are read from an index, not a scan
 
-Revision ID: 0017
-Revises: 0016
+Revision ID: 0018
+Revises: 0017
 Create Date: 2026-12-07 11:45:00
 
 """
@@ -11,8 +11,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0017"
-down_revision: str | Sequence[str] | None = "0016"
+revision: str = "0018"
+down_revision: str | Sequence[str] | None = "0017"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
