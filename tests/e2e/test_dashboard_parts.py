@@ -1,8 +1,9 @@
 """The dashboard's catalog, geo and notification pages in a real browser (Debian's chromium driven by
 Playwright) against a real ``modelyard serve`` process with its worker: search a collection by text,
 filter and colour, open a record, "more like this"; a command model's run drawn on its map with its logs;
-a model's topic with its subscription and deliveries. Every page visited, the older parts' too, passes
-the accessibility checks of ``tests/e2e/a11y.py`` and shows no console error; screenshots go to
+a model's topic with its subscription and deliveries; try-it on an uploaded image; an inferrer run; a
+tissue scan's mask overlay on its event's page. Every page visited, the older parts' too, passes the
+accessibility checks of ``tests/e2e/a11y.py`` and shows no console error; screenshots go to
 ``tests/artifacts/dashboard/``."""
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import pytest
 from PIL import Image
 from playwright.sync_api import Browser, Page, expect
 
+from tests.analysis.tissue import disc_centres, tissue, write_ome
 from tests.e2e.a11y import audit, problems, tab_through
 from tests.e2e.browser import chromium
 from tests.e2e.serve import modelyard_serve
@@ -306,6 +308,47 @@ def test_a_topic_lists_its_subscription_and_deliveries(site: Site, page: Page, r
     assert audit(page, "topic") == []
 
 
+TISSUE = """
+name: tissue
+raw: bytes
+stages:
+  pre: {type: tissue_preprocess, channels: [DAPI, CD3, CD20], params: {background_radius: 15}}
+  seg: {type: tissue_segment, inputs: [pre], params: {channel: DAPI, diameter: 12, tile: 96}}
+  overlay: {type: tissue_overlay, inputs: [pre, seg], params: {channels: [CD3, CD20, DAPI]}}
+"""
+
+
+def _completed(site: Site, pipeline: str, name: str) -> str:
+    """The id of event ``name`` of ``pipeline`` once it completed."""
+
+    def complete() -> str | None:
+        found = site.api.get(f"/api/v1/pipelines/{pipeline}/events/{name}").json()
+        if found["state"] in ("failed", "cancelled"):
+            stages = site.api.get(f"/api/v1/events/{found['id']}").json()["stages"]
+            raise AssertionError([(r["stage"], r.get("error")) for r in stages])
+        return str(found["id"]) if found["state"] == "complete" else None
+
+    return str(_until(complete, f"event {name} of {pipeline} to complete", timeout=180))
+
+
+def test_a_tissue_scans_mask_overlay_is_drawn_on_its_event_page(site: Site, page: Page) -> None:
+    (site.data / "tissue").mkdir(exist_ok=True)
+    scan = tissue(160, 200, disc_centres(160, 200, 6, 60, seed=3), 6)
+    write_ome(site.data / "tissue" / "scan.ome.tif", scan, ["DAPI", "CD3", "CD20"])
+    yaml = {"Content-Type": "application/yaml"}
+    assert site.api.post("/api/v1/pipelines", content=TISSUE, headers=yaml).status_code in (200, 201)
+    made = site.api.post(
+        "/api/v1/pipelines/tissue/events", json={"name": "scan", "source": "tissue/scan.ome.tif"}
+    )
+    assert made.status_code in (200, 201, 202), made.text
+    page.goto(f"{site.url}/ui/events/{_completed(site, 'tissue', 'scan')}")
+    picture = page.get_by_role("img", name="output of stage overlay")
+    expect(picture).to_be_visible()
+    assert picture.evaluate("img => img.naturalWidth") == 200  # the whole scan, outlines drawn on it
+    expect(page.get_by_text("shape [160, 200]")).to_be_visible()  # the label mask, summarised
+    assert audit(page, "checked-tissue-event") == []
+
+
 def test_the_older_parts_pages_pass_the_same_checks(site: Site, page: Page) -> None:
     _collection(site)  # its pipeline's events give the pipeline and event pages their data
     failures: list[str] = []
@@ -317,7 +360,8 @@ def test_the_older_parts_pages_pass_the_same_checks(site: Site, page: Page) -> N
         ("queues", "/ui/queues", []),
         ("scenes", "/ui/scenes", []),
         ("pipelines", "/ui/pipelines", []),
-        ("pipeline", "/ui/pipelines/looks", ["Submit"]),
+        ("inferrers", "/ui/inferrers", ["Run palette"]),
+        ("pipeline", "/ui/pipelines/looks", ["Submit"]),  # last: its events are opened next
     ):
         page.goto(site.url + path)
         expect(page.locator("h1")).to_be_visible()
@@ -331,6 +375,21 @@ def test_the_older_parts_pages_pass_the_same_checks(site: Site, page: Page) -> N
     page.get_by_role("button", name="Predict").click()
     expect(page.locator("#outputs")).to_contain_text("probabilities")
     failures += audit(page, "checked-try-it", ["Predict"])
+    # an inferrer run on an uploaded image: its colours as swatches
+    page.goto(site.url + "/ui/inferrers")
+    page.get_by_label("File for palette").set_input_files(str(site.data / "img" / "red.png"))
+    page.get_by_role("button", name="Run palette").click()
+    expect(page.locator("#inferred")).to_contain_text("Output on red.png")
+    expect(page.locator("#inferred .swatch").first).to_be_visible()
+    failures += audit(page, "checked-inferrer", ["Run palette"])
+    # the embedder takes an image: predict on an uploaded one
+    (site.data / "try.png").write_bytes(_png(COLOURS["navy"][0]))
+    page.goto(site.url + "/ui/models/embedder")
+    page.get_by_label("Or an image").set_input_files(str(site.data / "try.png"))
+    page.get_by_role("button", name="Predict on the image").click()
+    expect(page.locator("#outputs")).to_contain_text("embedding")
+    expect(page.get_by_text("Predicted on try.png")).to_be_visible()
+    failures += audit(page, "checked-try-image", ["Predict on the image"])
     job = site.api.post("/api/v1/jobs", json={"model": "demo-iris", "rows": [[5.1, 3.5, 1.4, 0.2]] * 50})
     assert job.status_code == 202, job.text
     page.goto(f"{site.url}/ui/jobs/{job.json()['id']}")

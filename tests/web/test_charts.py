@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from modelyard.web.charts import dag, depths, histogram, sparkline
+from modelyard.web.charts import dag, depths, finished_lines, histogram, sparkline
 
 
 def test_depths_put_each_stage_after_its_deepest_input() -> None:
@@ -40,3 +40,11 @@ def test_histogram_counts_every_finite_value() -> None:
     assert svg.count("<rect") == 2
     assert ": 2</title>" in svg and ": 1</title>" in svg
     assert histogram(np.array(["a", "b"])) == ""
+
+
+def test_finished_lines_draw_a_line_per_queue_named_with_its_hour() -> None:
+    history = {"step_seconds": 60, "queues": [{"name": "jobs", "finished": [0, 2, 1] + [0] * 57}]}
+    (line,) = finished_lines(history).values()
+    assert "<title>jobs: 3 finished in the last 60 min, per minute</title>" in line
+    assert line.split('points="')[1].split('"')[0].count(",") == 60  # a point per minute
+    assert finished_lines({"step_seconds": 60, "queues": []}) == {}

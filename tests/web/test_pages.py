@@ -12,6 +12,8 @@ import numpy as np
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from modelyard.app import create_app
+from modelyard.settings import Settings
 from modelyard.web.session import COOKIE
 from tests.conftest import ADMIN_KEY
 from tests.web.conftest import api_headers, csrf_of, sign_in, wait_for
@@ -89,6 +91,8 @@ def test_overview_models_and_queues_show_what_runs(app_client: TestClient) -> No
     )
     overview = _text(app_client.get("/ui/").text)
     assert "jobs.chunks" in overview and "worker(s) alive" in overview
+    # the throughput lines are counted from the stored jobs, not from what this page saw before
+    assert "jobs: 1 finished in the last 60 min, per minute" in overview
     models = app_client.get("/ui/models?q=iris")
     assert models.status_code == 200 and "demo-iris" in models.text
     assert "demo-iris" not in app_client.get("/ui/models?q=no-such-model").text.split("<main")[1]
@@ -96,6 +100,7 @@ def test_overview_models_and_queues_show_what_runs(app_client: TestClient) -> No
     assert "features" in model and "FP32" in model and "probabilities" in model
     queues = _text(app_client.get("/ui/queues").text)
     assert "Dead letters (0)" in queues and "alive" in queues
+    assert "jobs: 1 finished in the last 60 min, per minute" in queues
 
 
 def test_job_page_shows_progress_chunks_and_results(app_client: TestClient) -> None:
@@ -158,6 +163,27 @@ def test_acting_without_the_csrf_token_changes_nothing(app_client: TestClient) -
     assert state != "cancelled"
 
 
+def test_a_job_is_cancelled_and_retried_from_its_page(ui_settings: Settings) -> None:
+    """Without a worker the job stays queued: cancelled from its page, then queued again by retry."""
+    with TestClient(
+        create_app(ui_settings.model_copy(update={"worker": False})), follow_redirects=False
+    ) as c:
+        sign_in(c)
+        job = _job(c)
+        page = c.get(f"/ui/jobs/{job['id']}").text
+        assert "Cancel" in page and ">Retry<" not in page
+        cancelled = c.post(f"/ui/jobs/{job['id']}/cancel", data={"csrf": csrf_of(page)})
+        assert cancelled.status_code == 303 and cancelled.headers["location"] == f"/ui/jobs/{job['id']}"
+        page = c.get(f"/ui/jobs/{job['id']}").text
+        assert c.get(f"/api/v1/jobs/{job['id']}", headers=api_headers()).json()["state"] == "cancelled"
+        assert ">Retry<" in page
+        assert c.post(f"/ui/jobs/{job['id']}/retry", data={"csrf": csrf_of(page)}).status_code == 303
+        assert c.get(f"/api/v1/jobs/{job['id']}", headers=api_headers()).json()["state"] == "queued"
+        # retrying a queued job is the API's conflict, shown as a page
+        again = c.post(f"/ui/jobs/{job['id']}/retry", data={"csrf": csrf_of(page)})
+        assert again.status_code == 409 and 'role="alert"' in again.text
+
+
 def test_a_read_key_sees_pages_but_its_actions_are_refused(app_client: TestClient) -> None:
     key = _read_key(app_client)
     sign_in(app_client, key)
@@ -214,6 +240,17 @@ def test_pipeline_and_event_pages_show_the_dag_events_errors_and_outputs(
     assert "#c81e5a" in text  # the palette's average colour, shown as a swatch and in the JSON
     raw = app_client.get(found.headers["location"] + "/stages/raw/output")
     assert raw.status_code == 200 and raw.content.startswith(b"\x89PNG")
+    logs = app_client.get(found.headers["location"] + "/stages/palette/logs")
+    assert logs.status_code == 200 and "<h1>Logs of stage palette</h1>" in logs.text
+
+    # archived: the page says so and offers to restore it; restored: back as it was
+    archived = app_client.post(found.headers["location"] + "/archive", data={"csrf": token})
+    assert archived.status_code == 303
+    page = app_client.get(found.headers["location"]).text
+    assert "archived" in _text(page) and ">Restore<" in page
+    assert app_client.post(found.headers["location"] + "/restore", data={"csrf": token}).status_code == 303
+    page = app_client.get(found.headers["location"]).text
+    assert ">Archive<" in page and "#c81e5a" in _text(page)
     bad = app_client.post(
         "/ui/pipelines/images/events", data={"csrf": token, "event_name": "x", "source": "../../etc/passwd"}
     )
@@ -277,3 +314,73 @@ def test_pipeline_page_pages_events_by_cursor_and_groups_their_errors(app_client
     hit = re.findall(r'href="/ui/pipelines/images/events/([^"]+)"', first.split('id="er-h"', 1)[1])
     assert len(hit) == 5 and set(hit) <= set(names)  # the newest events it hit, each a link
     assert app_client.get("/ui/pipelines/images?before=forged").status_code == 400
+
+
+def test_models_are_listed_by_name_fifty_a_page(app_client: TestClient) -> None:
+    for n in range(60):
+        body = {"name": f"m{n:02d}", "description": "in the shop" if n % 20 == 0 else ""}
+        assert app_client.post("/api/v1/models", json=body, headers=api_headers()).status_code == 201
+    sign_in(app_client)
+    first = app_client.get("/ui/models").text
+    shown = re.findall(r'href="/ui/models/([\w-]+)"', first)
+    assert shown == ["demo-iris", *(f"m{n:02d}" for n in range(49))]
+    assert "1\N{EN DASH}50 of 61" in first and "next →" in first
+    rest = re.findall(r'href="/ui/models/([\w-]+)"', app_client.get("/ui/models?offset=50").text)
+    assert rest == [f"m{n:02d}" for n in range(49, 60)]
+    found = app_client.get("/ui/models?q=SHOP").text
+    assert re.findall(r'href="/ui/models/(m\d\d)"', found) == ["m00", "m20", "m40"]
+    assert "3 of 3 model(s)" in found
+
+
+def test_a_job_page_lists_its_bad_rows_by_number(app_client: TestClient) -> None:
+    columns = app_client.get("/api/v1/models/demo-iris", headers=api_headers()).json()["metadata"]["columns"]
+    csv = "\n".join([",".join(columns), "5.1,3.5,1.4,0.2", "x,3.0,5.2,2.3", "6.7,3.0,5.2,2.3"]) + "\n"
+    made = app_client.post(
+        "/api/v1/jobs/upload",
+        files={"file": ("in.csv", csv.encode())},
+        data={"model": "demo-iris", "on_error": "skip"},
+        headers=api_headers(),
+    )
+    assert made.status_code == 202, made.text
+    job_id = made.json()["id"]
+    wait_for(
+        lambda: app_client.get(f"/api/v1/jobs/{job_id}", headers=api_headers()).json()["state"] == "succeeded"
+    )
+    sign_in(app_client)
+    page = html.unescape(_text(app_client.get(f"/ui/jobs/{job_id}").text))
+    errors = page.split("Errors", 1)[1]
+    # the chunk, then a row of the table: the row's number and the reason naming its column
+    assert "chunk 0 (rows 0\N{EN DASH}3)" in errors
+    assert f"1 row 1: column '{columns[0]}' is not a number: 'x'" in errors, errors
+
+
+def test_the_queues_page_shows_schedules_with_their_next_run(app_client: TestClient) -> None:
+    csv = b"a,b,c,d\n5.1,3.5,1.4,0.2\n"
+    put = app_client.put("/api/v1/artifacts/in/x.csv", content=csv, headers=api_headers())
+    assert put.status_code == 201, put.text
+    body = {"name": "nightly", "cron": "0 2 * * *", "params": {"model": "demo-iris", "uri": "in/x.csv"}}
+    made = app_client.post("/api/v1/schedules", json=body, headers=api_headers())
+    assert made.status_code == 201, made.text
+    sign_in(app_client)
+    page = _text(app_client.get("/ui/queues").text)
+    schedules = page.split("Schedules", 1)[1]
+    next_run = made.json()["next_fire_at"].replace("T", " ").replace("Z", " UTC")  # 2026-12-08 02:00:00 UTC
+    assert re.search(rf"nightly 0 2 \* \* \* batch_predict .*\"demo-iris\".* {next_run} ", schedules), (
+        schedules
+    )
+
+
+def test_pipelines_are_listed_by_name_fifty_a_page(app_client: TestClient) -> None:
+    for n in range(52):
+        spec = {
+            "name": f"p{n:02d}",
+            "raw": "image",
+            "stages": {"shape": {"type": "inferrer", "inferrer": "aspect_ratio"}},
+        }
+        assert app_client.post("/api/v1/pipelines", json=spec, headers=api_headers()).status_code == 201
+    sign_in(app_client)
+    first = app_client.get("/ui/pipelines").text
+    assert re.findall(r'<td><a href="/ui/pipelines/(p\d\d)">', first) == [f"p{n:02d}" for n in range(50)]
+    assert "1\N{EN DASH}50 of 52" in first and "next →" in first
+    rest = app_client.get("/ui/pipelines?offset=50").text
+    assert re.findall(r'<td><a href="/ui/pipelines/(p\d\d)">', rest) == ["p50", "p51"]

@@ -73,7 +73,7 @@ class Monitor:
     and finished."""
 
     state: InstrumentedAttribute[Any]
-    waiting_since: InstrumentedAttribute[datetime]
+    waiting_since: InstrumentedAttribute[datetime] | InstrumentedAttribute[datetime | None]
     finished_at: InstrumentedAttribute[datetime | None]
     waiting: str
     running: str

@@ -1,7 +1,7 @@
 """What the queue monitor reads from DBOS's own ``workflow_status`` table.
 
 ``DBOSClient.list_workflows`` returns one object per workflow: counting a busy hour of workflows per
-queue and status through it would load every one of them, where one GROUP BY answers. So these two
+queue and status through it would load every one of them, where one GROUP BY answers. So these
 reads are the only raw SQL on DBOS's tables; ``tests/durable/test_system.py`` runs them against a real
 DBOS system database (dbos 3.4.0) and fails if its columns change.
 """
@@ -59,6 +59,19 @@ def workflow_counts(ctx: AppContext, *, since: datetime, recent_since: datetime)
             oldest = min((o for o in (oldest, had.oldest_ms) if o is not None), default=None)
         counts[(queue, state)] = WorkflowCount(queue, state, int(count), oldest, int(recent or 0))
     return list(counts.values())
+
+
+def workflow_history(ctx: AppContext, *, since: datetime, step_seconds: int) -> list[tuple[str, int, int]]:
+    """Per queue and step since ``since``: how many workflows ended in it, as (queue, step, count)."""
+    active = ", ".join(f"'{s}'" for s in engine_statuses(WorkState.WAITING, WorkState.RUNNING))
+    rows = _read(
+        ctx,
+        "SELECT queue_name, (COALESCE(completed_at, updated_at) - :since) / :step AS step, COUNT(*) "
+        f"FROM {{table}} WHERE queue_name IS NOT NULL AND status NOT IN ({active}) "
+        "AND COALESCE(completed_at, updated_at) >= :since GROUP BY queue_name, step",
+        {"since": int(since.timestamp() * 1000), "step": step_seconds * 1000},
+    )
+    return [(str(queue), int(step), int(count)) for queue, step, count in rows]
 
 
 def running_work(ctx: AppContext) -> dict[str, list[str]]:

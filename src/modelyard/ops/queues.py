@@ -6,17 +6,23 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
-from modelyard.db import aware, utcnow
+from modelyard.db import aware, epoch_seconds, utcnow
 from modelyard.durable import Monitor, Worker, WorkState, import_workflows, system
 from modelyard.durable.queue import DECLARED
-from modelyard.ops.schemas import QueuePublic, QueuesPublic, WorkerPublic
+from modelyard.ops.schemas import (
+    QueueHistoryPublic,
+    QueuePublic,
+    QueuesHistoryPublic,
+    QueuesPublic,
+    WorkerPublic,
+)
 
 if TYPE_CHECKING:
     from modelyard.context import AppContext
@@ -132,6 +138,38 @@ def snapshot(ctx: AppContext) -> QueuesPublic:
     """Queues, workers and the dead-letter count, read now."""
     ctx.dispatcher.get()  # makes sure DBOS's tables exist before they are read
     return QueuesPublic(queues=_queues(ctx), workers=_workers(ctx), dead_letters=dead_letter_count(ctx))
+
+
+def _table_history(ctx: AppContext, q: Monitor, since: datetime, step_seconds: int) -> dict[int, int]:
+    """Finished rows of a claimed queue per step since ``since``, counted in the database by step."""
+    step = (epoch_seconds(q.finished_at) - int(since.timestamp())) // step_seconds
+    with ctx.uow() as session:
+        rows = session.execute(
+            select(step, func.count())
+            .where(q.state.in_([*q.succeeded, *q.failed]), q.finished_at >= since)
+            .group_by(step)
+        ).all()
+    return {int(s): int(n) for s, n in rows}
+
+
+def history(ctx: AppContext, *, minutes: int = 60, step_seconds: int = 60) -> QueuesHistoryPublic:
+    """Every queue's finished items per step over the last ``minutes``, read from the stored rows."""
+    ctx.dispatcher.get()  # makes sure DBOS's tables exist before they are read
+    steps = max(1, minutes * 60 // step_seconds)
+    # whole steps, so a step means the same minutes on every reading
+    end = int(utcnow().timestamp()) // step_seconds * step_seconds + step_seconds
+    since = datetime.fromtimestamp(end - steps * step_seconds, UTC)
+    per_queue = {name: _table_history(ctx, q, since, step_seconds) for name, q in _monitored()}
+    for queue, step, count in system.workflow_history(ctx, since=since, step_seconds=step_seconds):
+        per_queue.setdefault(queue, {})[step] = per_queue.get(queue, {}).get(step, 0) + count
+    return QueuesHistoryPublic(
+        since=since,
+        step_seconds=step_seconds,
+        queues=[
+            QueueHistoryPublic(name=name, finished=[counts.get(i, 0) for i in range(steps)])
+            for name, counts in per_queue.items()
+        ],
+    )
 
 
 class QueueCollector(Collector):

@@ -42,3 +42,20 @@ class QueuesPublic(BaseModel):
     queues: list[QueuePublic]
     workers: list[WorkerPublic]
     dead_letters: int
+
+
+class QueueHistoryPublic(BaseModel):
+    """How many items of one queue finished (succeeded or failed) in each step of the window, oldest
+    first."""
+
+    name: str
+    finished: list[int] = Field(description="Items finished per step, oldest step first.")
+
+
+class QueuesHistoryPublic(BaseModel):
+    """Every queue's finished items per step over a recent window, read from the stored rows (so it
+    covers work done by every process, before this one started too)."""
+
+    since: datetime = Field(description="Start of the first step.")
+    step_seconds: int
+    queues: list[QueueHistoryPublic]

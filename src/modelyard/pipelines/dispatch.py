@@ -24,7 +24,7 @@ from sqlalchemy.orm import aliased
 
 from modelyard.context import AppContext
 from modelyard.db import utcnow
-from modelyard.durable import ClaimedQueue, Group
+from modelyard.durable import ClaimedQueue, Group, Monitor
 from modelyard.errors import PipelineNotFound
 from modelyard.pipelines.models import Event, EventState, Pipeline, StageRun, StageState
 from modelyard.pipelines.run.settle import advance_events
@@ -159,4 +159,13 @@ STAGE_RUNS = ClaimedQueue(
     policy=StagePolicy(),
     parallel_starts=True,
     needs_keys=False,
+    monitor=Monitor(
+        state=StageRun.state,
+        waiting_since=StageRun.ready_at,
+        finished_at=StageRun.finished_at,
+        waiting=StageState.READY,
+        running=StageState.RUNNING,
+        succeeded=(StageState.DONE,),
+        failed=(StageState.FAILED,),
+    ),
 )

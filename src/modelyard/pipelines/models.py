@@ -184,6 +184,8 @@ Index("ix_pipeline_stage_runs_cache", StageRun.pipeline_id, StageRun.stage, Stag
 Index("ix_pipeline_stage_runs_finished", StageRun.pipeline_id, StageRun.finished_at)
 # a pipeline's per-stage counts by state (its queue snapshot) come from this index alone
 Index("ix_pipeline_stage_runs_counts", StageRun.pipeline_id, StageRun.stage, StageRun.state)
+# the queue page's finished stage runs per minute and in the last hour come from this index alone
+Index("ix_pipeline_stage_runs_state_finished", StageRun.state, StageRun.finished_at)
 # failures grouped by stage and error type, their last time and their newest events come from this index
 # (only runs with an error are in it), never from a scan of every run
 Index(

@@ -50,16 +50,18 @@ def list_models(
     ctx: Ctx,
     _: ReadKey,
     tag: Annotated[list[str] | None, Query(description="Only models with every one of these tags")] = None,
+    q: Annotated[str, Query(description="Part of the name, description or a tag (any case)")] = "",
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> ModelList:
-    """List models; filter by tags and by metadata fields, e.g. `?metadata.task=classification`."""
+    """List models by name, a page at a time; filter by tags, by a search `q` in name, description and
+    tags, and by metadata fields, e.g. `?metadata.task=classification`."""
     meta = {
         k.removeprefix("metadata."): v for k, v in request.query_params.items() if k.startswith("metadata.")
     }
     with ctx.uow() as session:
         items, total = service.list_models(
-            session=session, tag=tag, metadata=meta, offset=offset, limit=limit
+            session=session, tag=tag, metadata=meta, q=q, offset=offset, limit=limit
         )
         return ModelList(items=[service.model_public(m) for m in items], total=total)
 

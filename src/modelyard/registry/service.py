@@ -128,8 +128,15 @@ def get_model(*, session: Session, name: str) -> RegisteredModel:
     return model
 
 
-def _matches(model: RegisteredModel, tag: list[str], meta: dict[str, str]) -> bool:
+def _matches(model: RegisteredModel, tag: list[str], meta: dict[str, str], q: str) -> bool:
     if any(t not in model.tags for t in tag):
+        return False
+    needle = q.strip().lower()
+    if needle and not (
+        needle in model.name.lower()
+        or needle in (model.description or "").lower()
+        or any(needle in t.lower() for t in model.tags)
+    ):
         return False
     for key, want in meta.items():
         value: Any = model.meta
@@ -145,14 +152,16 @@ def list_models(
     session: Session,
     tag: list[str] | None = None,
     metadata: dict[str, str] | None = None,
+    q: str = "",
     offset: int = 0,
     limit: int = 100,
 ) -> tuple[list[RegisteredModel], int]:
-    """Models ordered by name, filtered by tags (all must match) and metadata fields (dotted paths)."""
+    """Models ordered by name, filtered by tags (all must match), metadata fields (dotted paths) and ``q``
+    (a part of the name, description or a tag, any case)."""
     rows = session.scalars(
         select(RegisteredModel).options(selectinload(RegisteredModel.versions)).order_by(RegisteredModel.name)
     ).all()
-    hits = [m for m in rows if _matches(m, tag or [], metadata or {})]
+    hits = [m for m in rows if _matches(m, tag or [], metadata or {}, q)]
     return hits[offset : offset + limit], len(hits)
 
 

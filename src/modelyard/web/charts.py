@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from html import escape
+from typing import Any
 
 import numpy as np
 
@@ -30,6 +31,19 @@ def sparkline(values: Sequence[float], *, width: int = 120, height: int = 28, la
         f'<svg class="spark" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img">'
         f'{title}<polyline fill="none" stroke="currentColor" stroke-width="1.5" points="{points}"/></svg>'
     )
+
+
+def finished_lines(history: Mapping[str, Any]) -> dict[str, str]:
+    """One sparkline per queue of its items finished per minute over the stored history's window."""
+    steps = len(history["queues"][0]["finished"]) if history["queues"] else 0
+    minutes = steps * int(history["step_seconds"]) // 60
+    return {
+        q["name"]: sparkline(
+            [float(n) for n in q["finished"]],
+            label=f"{q['name']}: {sum(q['finished'])} finished in the last {minutes} min, per minute",
+        )
+        for q in history["queues"]
+    }
 
 
 def histogram(array: np.ndarray, *, bins: int = 30, width: int = 320, height: int = 90) -> str:

@@ -12,6 +12,7 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 
+from modelyard.web.charts import finished_lines
 from modelyard.web.render import PAGE_SIZE, Acting, SignedIn, api, page
 
 router = APIRouter()
@@ -93,8 +94,9 @@ async def act(request: Request, viewer: Acting, job_id: str, action: Literal["ca
 async def queues(request: Request, viewer: SignedIn, offset: int = 0) -> Response:
     """Queues, workers (heartbeats, current work, who recovered whom), dead letters and schedules."""
     async with api(request, viewer) as my:
-        snapshot, dead, schedules = await asyncio.gather(
+        snapshot, history, dead, schedules = await asyncio.gather(
             my.get("/api/v1/queues"),
+            my.get("/api/v1/queues/history"),
             my.get("/api/v1/queues/dead-letters", offset=max(offset, 0), limit=PAGE_SIZE),
             my.get("/api/v1/schedules"),
         )
@@ -103,6 +105,7 @@ async def queues(request: Request, viewer: SignedIn, offset: int = 0) -> Respons
         "queues.html",
         viewer,
         snapshot=snapshot,
+        sparks=finished_lines(history),
         dead=dead,
         schedules=schedules["items"],
         offset=offset,

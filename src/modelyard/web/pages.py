@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-from collections import deque
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -16,8 +14,8 @@ from starlette.types import ASGIApp
 
 from modelyard.auth import KeyVerifier
 from modelyard.errors import ModelyardError
-from modelyard.web import catalog, geo, jobs, pipelines, registry, runs, topics
-from modelyard.web.charts import sparkline
+from modelyard.web import catalog, geo, inferrers, jobs, pipelines, registry, runs, topics
+from modelyard.web.charts import finished_lines
 from modelyard.web.client import ApiProblem
 from modelyard.web.render import (
     HERE,
@@ -33,9 +31,6 @@ from modelyard.web.session import COOKIE, COOKIE_MAX_AGE
 from modelyard.web.snapshots import Snapshots, api_reader, kept_snapshot
 
 router = APIRouter()
-# Throughput samples kept for the overview's sparklines: one per refresh (every few seconds), ~10 minutes.
-SAMPLES = 200
-SAMPLE_EVERY_S = 2.0
 STALE_FORM = "the form is stale or came from another site: reload the page"
 
 
@@ -81,25 +76,11 @@ async def logout(_: Acting) -> Response:
     return response
 
 
-def _remember(request: Request, queues: list[dict[str, Any]]) -> dict[str, str]:
-    """Add this snapshot's throughput to the kept samples (at most one per ``SAMPLE_EVERY_S``) and draw
-    one sparkline per queue."""
-    history: dict[str, deque[tuple[float, float]]] = request.app.state.samples
-    now = time.monotonic()
-    for q in queues:
-        kept = history.setdefault(q["name"], deque(maxlen=SAMPLES))
-        if not kept or now - kept[-1][0] >= SAMPLE_EVERY_S:
-            kept.append((now, float(q.get("throughput_per_second") or 0.0)))
-    return {
-        name: sparkline([v for _, v in kept], label=f"{name}: items per second")
-        for name, kept in history.items()
-    }
-
-
 async def _overview(request: Request, viewer: Any) -> dict[str, Any]:
     async with api(request, viewer) as my:
-        queues, running, failed, pipes = await asyncio.gather(
+        queues, history, running, failed, pipes = await asyncio.gather(
             my.get("/api/v1/queues"),
+            my.get("/api/v1/queues/history"),
             my.get("/api/v1/jobs", state=["running", "queued"], limit=20),
             my.get("/api/v1/jobs", state=["failed"], limit=5),
             my.get("/api/v1/pipelines", limit=20),
@@ -110,7 +91,7 @@ async def _overview(request: Request, viewer: Any) -> dict[str, Any]:
         "running": running,
         "failed": failed,
         "pipelines": list(zip(pipes["items"], snapshots, strict=True)),
-        "sparks": _remember(request, queues["queues"]),
+        "sparks": finished_lines(history),
     }
 
 
@@ -131,7 +112,6 @@ def create_ui(api_app: ASGIApp, verifier: KeyVerifier) -> FastAPI:
     ui = FastAPI(title="modelyard dashboard", docs_url=None, redoc_url=None, openapi_url=None)
     ui.state.api_app = api_app
     ui.state.verifier = verifier
-    ui.state.samples = {}
     ui.state.snapshots = Snapshots(api_reader(api_app))
     ui.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
@@ -167,6 +147,7 @@ def create_ui(api_app: ASGIApp, verifier: KeyVerifier) -> FastAPI:
     ui.include_router(registry.router)
     ui.include_router(jobs.router)
     ui.include_router(pipelines.router)
+    ui.include_router(inferrers.router)
     ui.include_router(catalog.router)
     ui.include_router(topics.router)
     ui.include_router(geo.router)

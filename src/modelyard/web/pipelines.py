@@ -29,13 +29,16 @@ MAX_SWATCHES = 24
 
 
 @router.get("/pipelines", response_class=HTMLResponse)
-async def pipelines(request: Request, viewer: SignedIn) -> Response:
-    """Every pipeline with its event counts by state."""
+async def pipelines(request: Request, viewer: SignedIn, offset: int = 0) -> Response:
+    """Pipelines by name with their event counts by state, a page at a time."""
+    offset = max(offset, 0)
     async with api(request, viewer) as my:
-        found = await my.get("/api/v1/pipelines", limit=1000)
+        found = await my.get("/api/v1/pipelines", offset=offset, limit=PAGE_SIZE)
     snapshots = await asyncio.gather(*(kept_snapshot(request, viewer, p["name"]) for p in found["items"]))
     rows = list(zip(found["items"], snapshots, strict=True))
-    return page(request, "pipelines.html", viewer, rows=rows)
+    return page(
+        request, "pipelines.html", viewer, rows=rows, total=found["total"], offset=offset, size=PAGE_SIZE
+    )
 
 
 def _picture(pipeline: dict[str, Any], snapshot: dict[str, Any]) -> str:

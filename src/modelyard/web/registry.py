@@ -8,31 +8,41 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 import orjson
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
 
+from modelyard.errors import ModelyardError
 from modelyard.web.client import Api, ApiProblem
-from modelyard.web.render import Acting, Scripted, SignedIn, api, page
+from modelyard.web.render import PAGE_SIZE, Acting, Scripted, SignedIn, api, page
 from modelyard.web.session import Viewer
+from modelyard.web.tryit import image_input_name, image_inputs
 
 router = APIRouter()
 
 
 @router.get("/models", response_class=HTMLResponse)
-async def models(request: Request, viewer: SignedIn, q: str = "", tag: str = "") -> Response:
-    """Registered models; ``q`` matches name, description and tags, ``tag`` filters by one tag."""
+async def models(request: Request, viewer: SignedIn, q: str = "", tag: str = "", offset: int = 0) -> Response:
+    """Registered models by name, a page at a time; ``q`` matches name, description and tags, ``tag``
+    filters by one tag."""
     async with api(request, viewer) as my:
-        found = await my.get("/api/v1/models", tag=[tag] if tag else None, limit=1000)
-    needle = q.strip().lower()
-    items = [
-        m
-        for m in found["items"]
-        if not needle
-        or needle in m["name"].lower()
-        or needle in (m.get("description") or "").lower()
-        or any(needle in t.lower() for t in m.get("tags") or [])
-    ]
-    return page(request, "models.html", viewer, items=items, total=found["total"], q=q, tag=tag)
+        found = await my.get(
+            "/api/v1/models",
+            tag=[tag] if tag else None,
+            q=q.strip() or None,
+            offset=max(offset, 0),
+            limit=PAGE_SIZE,
+        )
+    return page(
+        request,
+        "models.html",
+        viewer,
+        items=found["items"],
+        total=found["total"],
+        q=q,
+        tag=tag,
+        offset=max(offset, 0),
+        size=PAGE_SIZE,
+    )
 
 
 def _predictions(metrics_text: str, name: str) -> dict[str, float]:
@@ -57,6 +67,7 @@ async def _model_page(
         model = await my.get(f"/api/v1/models/{quote(name)}")
         metrics = (await my.request("GET", "/metrics")).text
     example = _example_rows(model)
+    latest = (model.get("versions") or [{}])[-1]
     return page(
         request,
         "model.html",
@@ -65,6 +76,7 @@ async def _model_page(
         model=model,
         predictions=_predictions(metrics, name),
         example=extra.pop("rows", None) or example,
+        takes_image=image_input_name(latest.get("signature")) is not None,
         **extra,
     )
 
@@ -96,12 +108,35 @@ async def try_it(request: Request, viewer: Acting, name: str, rows: Annotated[st
     except orjson.JSONDecodeError as exc:
         return await _model_page(request, viewer, name, status=400, rows=rows, error=f"not JSON: {exc}")
     payload = body if isinstance(body, dict) else {"rows": body}
+    return await _answer(request, viewer, name, payload, rows=rows)
+
+
+async def _answer(request: Request, viewer: Viewer, name: str, payload: Any, **shown: Any) -> Response:
+    """The model's page with the prediction on ``payload``, or with the API's problem with it."""
     try:
         async with Api(request.app.state.api_app, viewer.key) as my:
             answer = await my.post(f"/api/v1/models/{quote(name)}/predict", json=payload)
     except ApiProblem as exc:
-        return await _model_page(request, viewer, name, status=exc.status, rows=rows, error=exc.detail)
-    return await _model_page(request, viewer, name, rows=rows, answer=answer)
+        return await _model_page(request, viewer, name, status=exc.status, error=exc.detail, **shown)
+    return await _model_page(request, viewer, name, answer=answer, **shown)
+
+
+@router.post("/models/{name}/predict-image", response_class=HTMLResponse)
+async def try_image(
+    request: Request, viewer: Acting, name: str, image: Annotated[UploadFile, File()]
+) -> Response:
+    """Predict on an uploaded image: resized and normalised for the latest version's image input (as its
+    metadata's ``preprocess`` says), and show the outputs."""
+    async with api(request, viewer) as my:
+        model = await my.get(f"/api/v1/models/{quote(name)}")
+    latest = (model.get("versions") or [{}])[-1]
+    shown = {"image_name": image.filename or "the image"}
+    try:
+        metadata = (model.get("metadata") or {}) | (latest.get("metadata") or {})
+        payload = image_inputs(await image.read(), latest.get("signature") or {}, metadata)
+    except ModelyardError as exc:
+        return await _model_page(request, viewer, name, status=exc.status, error=exc.detail, **shown)
+    return await _answer(request, viewer, name, payload, **shown)
 
 
 @router.post("/models/{name}/versions")
