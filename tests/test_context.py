@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import gc
+import sqlite3
 import threading
 from dataclasses import fields
 
 import pytest
+from sqlalchemy import text
 
 from modelyard.app import build_context
 from modelyard.context import Lazy
+from modelyard.db import Database
 from modelyard.settings import Settings
 
 
@@ -60,3 +64,40 @@ def test_a_lazy_resource_is_made_once_whatever_the_threads() -> None:
     for t in threads:
         t.join()
     assert made == [1] and lazy.get() == 1
+
+
+def _closed(conn: object) -> bool:
+    """Whether a driver connection (psycopg or sqlite3) was closed."""
+    if hasattr(conn, "closed"):
+        return bool(conn.closed)
+    try:
+        conn.execute("SELECT 1")  # type: ignore[attr-defined]
+    except sqlite3.ProgrammingError:
+        return True
+    return False
+
+
+def test_connections_used_across_close_are_closed_when_the_database_goes(settings: Settings) -> None:
+    """A read running while ``close`` disposes of the engine (a stream's poll not yet cancelled) gives its
+    connection back to a pool no longer in use, and a read just after ``close`` opens a new one: both are
+    closed by the next ``close`` or when the database object goes, not left open."""
+    db = Database(settings.resolved_database_url(), data_dir=settings.data_dir)
+    held = db.sessions()
+    held.execute(text("SELECT 1"))
+    over_close = held.connection().connection.driver_connection
+    db.close()
+    held.close()  # back to the pool ``close`` took out of use
+    assert not _closed(over_close)
+    with db.uow() as late:
+        after_close = late.connection().connection.driver_connection
+        late.execute(text("SELECT 1"))
+    assert not _closed(after_close)
+    db.close()
+    assert _closed(over_close)
+
+    with db.uow() as late:
+        after_close = late.connection().connection.driver_connection
+        late.execute(text("SELECT 1"))
+    del db, held, late
+    gc.collect()
+    assert _closed(after_close)

@@ -14,6 +14,7 @@ import itertools
 import sqlite3
 import threading
 import uuid
+import weakref
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, InstrumentedAttribute, Session, sessionmaker
+from sqlalchemy.pool import Pool, QueuePool
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
@@ -242,6 +244,11 @@ class Database:
         self._writers = threading.Lock()
         self._lock = threading.Lock()
         self._system: Engine | None = None
+        # Pools ``close`` took out of use while a thread still held one of their connections (a stream's
+        # poll the server had not cancelled yet): that connection goes back to its old pool, and is closed
+        # by the next ``close`` or when this object goes, never left for the garbage collector to find.
+        self._retired: list[Pool] = []
+        weakref.finalize(self, _dispose, self.engine, self._retired)
 
     def uow(self) -> AbstractContextManager[Session]:
         """A unit of work: a session committed on success, rolled back on error."""
@@ -320,4 +327,15 @@ class Database:
             if self._system is not None:
                 self._system.dispose()
                 self._system = None
+            for pool in self._retired:
+                pool.dispose()
+            self._retired[:] = [p for p in self._retired if isinstance(p, QueuePool) and p.checkedout()]
+            self._retired.append(self.engine.pool)
         self.engine.dispose()
+
+
+def _dispose(engine: Engine, retired: list[Pool]) -> None:
+    """Close every connection of ``engine`` and of the pools it used before (see ``Database.close``)."""
+    for pool in retired:
+        pool.dispose()
+    engine.dispose()
