@@ -111,3 +111,10 @@ def test_a_heatmap_stage_picks_its_matrix_from_the_statistics() -> None:
     assert info.value.field == "params.matrix"
     with pytest.raises(InvalidInput, match="not a square matrix"):
         pick_matrix({"counts": [[1, 2, 3]]}, "counts")
+
+
+def test_a_heatmap_reads_statistics_given_as_json_bytes() -> None:
+    assert pick_matrix(b'{"counts": [[1, 2], [3, 4]]}', "counts")[0].tolist() == [[1, 2], [3, 4]]
+    with pytest.raises(InvalidInput, match="not JSON") as info:
+        pick_matrix(b"\x89PNG", "counts")
+    assert info.value.field == "inputs"

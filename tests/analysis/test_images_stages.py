@@ -162,3 +162,21 @@ def test_spec_problems_are_named_by_field() -> None:
     assert found["stages.cells.inputs"] == "must be two stages: [the image, the segmentation's mask]"
     assert found["stages.cells.format"] == "must be json or parquet"
     assert found["stages.qc.qc.min_cels"].startswith("unknown threshold (known: min_cells, ")
+
+
+def test_a_heatmap_stage_draws_statistics_posted_as_a_json_event(ctx: AppContext, tmp_path: Path) -> None:
+    """A heatmap reads JSON, not an image file: statistics sent as the event's raw data reach it parsed."""
+    apply_yaml(
+        ctx,
+        "name: heat\nraw: json\nstages:\n"
+        "  h: {type: tissue_heatmap, params: {matrix: log_odds, labels: [T cell, B cell]}}\n",
+    )
+    stats = ctx.settings.data_dir / "in" / "stats.json"
+    stats.parent.mkdir(parents=True, exist_ok=True)
+    stats.write_text('{"log_odds": [[0.5, -1.0], [-1.0, 2.0]]}')
+    [eid] = submit(ctx, "heat", ("s1", str(stats)))
+    drain(ctx)
+    found = runs(ctx, eid)["h"]
+    assert found.state == StageState.DONE, found.error
+    png = Image.open(io.BytesIO(_stored(ctx, found)))
+    assert png.format == "PNG" and png.size[0] > 40

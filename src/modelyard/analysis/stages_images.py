@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import orjson
 
 from modelyard.analysis.images import (
     ArrayImage,
@@ -401,8 +402,14 @@ MATRICES = ("log_odds", "counts", "log_odds_test.z", "counts_test.z")
 
 
 def pick_matrix(found: Any, name: str) -> tuple[np.ndarray, int]:
-    """The matrix ``name`` (a dotted path) of a statistics result, ``null`` read as NaN, and its size."""
+    """The matrix ``name`` (a dotted path) of a statistics result (a stage's parsed JSON output, or the
+    event's raw JSON bytes), ``null`` read as NaN, and its size."""
     value: Any = found
+    if isinstance(value, bytes | bytearray | memoryview):
+        try:
+            value = orjson.loads(value)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidInput(f"the statistics are not JSON: {exc}", field="inputs") from None
     for part in name.split("."):
         if not isinstance(value, Mapping) or part not in value:
             raise InvalidInput(f"the statistics have no {name!r} matrix", field="params.matrix")
@@ -420,6 +427,7 @@ class HeatmapKind(_ImageKind):
     name = "tissue_heatmap"
     fields = frozenset()
     extra = ""  # Pillow and numpy only
+    reads_files = False  # statistics are JSON, read whole: the raw data as bytes, a stage's output parsed
 
     def parse(self, doc: Mapping[str, Any], where: str, check: Checker) -> KindConfig:
         """The matrix to draw and the type names."""
