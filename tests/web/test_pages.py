@@ -119,7 +119,13 @@ def test_job_page_shows_progress_chunks_and_results(app_client: TestClient) -> N
     csv = app_client.get(f"/ui/jobs/{job['id']}/results?format=csv")
     assert csv.status_code == 200 and len(csv.text.strip().splitlines()) == 3  # header + 2 rows
     stream = app_client.get(f"/ui/jobs/{job['id']}/stream")
-    assert "event: progress" in stream.text and '"rows_done":2' in stream.text and "event: end" in stream.text
+    assert stream.headers["content-type"].startswith("text/event-stream")
+    # the API's own job events passed on: a finished job is one ``finished`` event with the job, then the end
+    assert (
+        "event: finished" in stream.text
+        and '"rows_done":2' in stream.text
+        and '"state":"succeeded"' in stream.text
+    )
 
 
 def test_try_it_predicts_pasted_rows_and_explains_bad_input(app_client: TestClient) -> None:

@@ -4,11 +4,9 @@ the queue page (queues, workers, dead letters with re-submit, schedules)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Literal
 from urllib.parse import quote
 
-import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 
@@ -18,8 +16,6 @@ from modelyard.web.render import PAGE_SIZE, Acting, SignedIn, api, page
 router = APIRouter()
 STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINAL = frozenset({"succeeded", "failed", "cancelled"})
-# How often a job page's stream looks at the job again while it runs.
-PROGRESS_EVERY_S = 0.5
 
 
 @router.get("/jobs", response_class=HTMLResponse)
@@ -53,19 +49,12 @@ async def job(request: Request, viewer: SignedIn, job_id: str) -> Response:
 
 @router.get("/jobs/{job_id}/stream")
 async def job_stream(request: Request, viewer: SignedIn, job_id: str) -> StreamingResponse:
-    """Server-sent events with the job's progress until it ends (the job page's progress bar)."""
-
-    async def events() -> AsyncIterator[bytes]:
-        async with api(request, viewer) as my:
-            while not await request.is_disconnected():
-                found = await my.get(f"/api/v1/jobs/{quote(job_id)}")
-                yield b"event: progress\ndata: " + orjson.dumps(found) + b"\n\n"
-                if found["state"] in FINAL:
-                    yield b"event: end\ndata: {}\n\n"
-                    return
-                await asyncio.sleep(PROGRESS_EVERY_S)
-
-    return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+    """The API's server-sent events of the job (``queued``, ``started``, ``progress``, a last
+    ``finished``; see ``GET /api/v1/jobs/{id}/events``), passed on as they come: the job page's progress
+    bar moves with the job's own events, whichever process runs it, and nothing polls."""
+    async with api(request, viewer) as my:
+        _, body = await my.stream(f"/api/v1/jobs/{quote(job_id)}/events")
+    return StreamingResponse(body, media_type="text/event-stream", headers={"Cache-Control": "no-store"})
 
 
 @router.get("/jobs/{job_id}/results")

@@ -5,7 +5,7 @@
 function followJob(section) {
   const source = new EventSource(section.dataset.stream);
   const set = (name, text) => { const el = section.querySelector(`[data-field="${name}"]`); if (el) el.textContent = text; };
-  source.addEventListener("progress", (message) => {
+  const show = (message) => {
     const job = JSON.parse(message.data);
     const p = job.progress;
     const bar = section.querySelector('[role="progressbar"]');
@@ -17,8 +17,11 @@ function followJob(section) {
     set("eta", p.eta_seconds == null ? "–" : `${p.eta_seconds.toFixed(1)} s`);
     const state = document.querySelector("#job-state .badge");
     if (state) { state.textContent = job.state; state.className = `badge state-${job.state}`; }
-  });
-  source.addEventListener("end", () => { source.close(); window.location.reload(); });
+  };
+  for (const name of ["queued", "started", "progress"]) source.addEventListener(name, show);
+  const end = () => { source.close(); window.location.reload(); };
+  source.addEventListener("finished", end);
+  source.addEventListener("deleted", end);
   source.onerror = () => source.close();
 }
 
