@@ -100,6 +100,13 @@ def test_every_page_loads_and_the_key_flows_work(
     page = _open(browser, server, errors)
     _shot(page, "overview", ("Models", "Queues", "Sign out"))
 
+    # the overview redraws on the log's job events (its timed redraw is every 30 s): a job's end shows
+    jobs_row = page.get_by_role("row").filter(has=page.get_by_role("cell", name="jobs", exact=True))
+    done = int(jobs_row.get_by_role("cell").nth(3).inner_text())
+    ran = api.post("/api/v1/jobs", json={"model": "demo-iris", "version": 1, "rows": [[5.1, 3.5, 1.4, 0.2]]})
+    assert ran.status_code == 202, ran.text
+    expect(jobs_row.get_by_role("cell").nth(3)).to_have_text(str(done + 1), timeout=10_000)
+
     # a model: upload a new version with the progress bar, then predict in the try-it form
     page.get_by_role("link", name="Models").click()
     page.get_by_role("link", name="demo-iris").click()

@@ -3,9 +3,11 @@ without their CSRF token or scope)."""
 
 from __future__ import annotations
 
+import asyncio
 import html
 import io
 import re
+from collections.abc import AsyncGenerator
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +16,7 @@ from PIL import Image
 
 from modelyard.app import create_app
 from modelyard.settings import Settings
+from modelyard.web.pages import changes
 from modelyard.web.session import COOKIE
 from tests.conftest import ADMIN_KEY
 from tests.web.conftest import api_headers, csrf_of, sign_in, wait_for
@@ -390,3 +393,44 @@ def test_pipelines_are_listed_by_name_fifty_a_page(app_client: TestClient) -> No
     assert "1\N{EN DASH}50 of 52" in first and "next →" in first
     rest = app_client.get("/ui/pipelines?offset=50").text
     assert re.findall(r'<td><a href="/ui/pipelines/(p\d\d)">', rest) == ["p50", "p51"]
+
+
+def test_the_overview_stream_names_each_log_event_changed_wherever_the_chunks_break() -> None:
+    """The overview's stream turns each event of the API's log stream into one ``changed`` event (data:
+    the topic) and passes keep-alive comments on, however the API's bytes were cut into chunks; closing
+    it closes the API's stream."""
+    sent = (
+        b": keep-alive\n\n"
+        b'id: 7\nevent: jobs.started\ndata: {"id": 7}\n\n'
+        b'id: 8\r\nevent: pipelines.stage.done\r\ndata: {"id": 8}\r\n\r\n'
+        b"id: 9\nevent: jobs.finished\ndata: {}\n\n"
+    )
+    want = (
+        b": keep-alive\n\n"
+        b"event: changed\ndata: jobs.started\n\n"
+        b"event: changed\ndata: pipelines.stage.done\n\n"
+        b"event: changed\ndata: jobs.finished\n\n"
+    )
+    closed: list[bool] = []
+
+    async def api_stream(size: int) -> AsyncGenerator[bytes]:
+        try:
+            for i in range(0, len(sent), size):
+                yield sent[i : i + size]
+        finally:
+            closed.append(True)
+
+    async def relayed(size: int) -> bytes:
+        return b"".join([chunk async for chunk in changes(api_stream(size))])
+
+    for size in (1, 2, 3, 7, 16, len(sent)):
+        assert asyncio.run(relayed(size)) == want, size
+
+    async def first_only() -> bytes:
+        stream = changes(api_stream(5))
+        first = await anext(stream)
+        await stream.aclose()  # the browser went away
+        return first
+
+    closed.clear()
+    assert asyncio.run(first_only()) == b": keep-alive\n\n" and closed == [True]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 from urllib.parse import urlencode
 
@@ -74,7 +74,7 @@ class Api:
         resp = await self.request("POST", path, **kwargs)
         return resp.json() if resp.content else None
 
-    async def stream(self, path: str, **params: Any) -> tuple[dict[str, str], AsyncIterator[bytes]]:
+    async def stream(self, path: str, **params: Any) -> tuple[dict[str, str], AsyncGenerator[bytes]]:
         """GET ``path`` and stream its body: the response headers and the body's chunks as the API sends
         them, never more than ``STREAM_CHUNKS`` held at once (``httpx``'s in-process transport would
         gather the whole body first). A 4xx/5xx is raised as ``ApiProblem`` before any byte is passed on.
@@ -131,7 +131,7 @@ class Api:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in start.get("headers", [])}
         status = int(start["status"])
 
-        async def body() -> AsyncIterator[bytes]:
+        async def body() -> AsyncGenerator[bytes]:
             try:
                 while (message := await sent.get()) is not None:
                     if isinstance(message, Exception):

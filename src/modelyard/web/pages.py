@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, FastAPI, Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
@@ -103,8 +104,40 @@ async def overview(request: Request, viewer: SignedIn) -> Response:
 
 @router.get("/overview/live", response_class=HTMLResponse)
 async def overview_live(request: Request, viewer: SignedIn) -> Response:
-    """The overview's body alone, refreshed every few seconds by the page."""
+    """The overview's body alone, drawn again when ``/ui/overview/stream`` says something changed."""
     return page(request, "_overview.html", viewer, **await _overview(request, viewer))
+
+
+# what moves the overview: jobs, their chunks and pipeline stages starting, progressing, ending, dying
+OVERVIEW_TOPICS = "jobs.,pipelines."
+
+
+@router.get("/overview/stream")
+async def overview_stream(request: Request, viewer: SignedIn) -> StreamingResponse:
+    """Server-sent ``changed`` events (data: the topic), one for each event of the API's log stream
+    (``GET /api/v1/log/stream``) about jobs, pipelines and queues: the overview redraws on them."""
+    async with api(request, viewer) as my:
+        _, body = await my.stream("/api/v1/log/stream", topics=OVERVIEW_TOPICS)
+    return StreamingResponse(
+        changes(body), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
+    )
+
+
+async def changes(body: AsyncGenerator[bytes]) -> AsyncIterator[bytes]:
+    """Each event of a server-sent event stream as a ``changed`` event with its name as data (a page
+    can listen to one name, whatever the topics), and its comment lines (keep-alives) as they are. The
+    API's stream is closed with this one (the browser went away)."""
+    pending = b""
+    async with contextlib.aclosing(body):
+        async for chunk in body:
+            pending = (pending + chunk).replace(b"\r\n", b"\n")  # a CR LF may be cut in two
+            *blocks, pending = pending.split(b"\n\n")
+            for block in blocks:
+                names = [line[6:].strip() for line in block.split(b"\n") if line.startswith(b"event:")]
+                if names:
+                    yield b"event: changed\ndata: " + names[0] + b"\n\n"
+                elif block.startswith(b":"):
+                    yield block + b"\n\n"
 
 
 def create_ui(api_app: ASGIApp, verifier: KeyVerifier) -> FastAPI:

@@ -1,5 +1,6 @@
-// modelyard dashboard scripts: a job page's live progress (server-sent events), model uploads with a
-// progress bar, and colour pickers that fill a search's colour field. No framework; htmx does the rest.
+// modelyard dashboard scripts: a job page's live progress and the overview's redraws (server-sent
+// events), model uploads with a progress bar, and colour pickers that fill a search's colour field. No
+// framework; htmx does the rest.
 "use strict";
 
 function followJob(section) {
@@ -23,6 +24,17 @@ function followJob(section) {
   source.addEventListener("finished", end);
   source.addEventListener("deleted", end);
   source.onerror = () => source.close();
+}
+
+function redrawOnChanges(panel) {
+  // the server says when jobs or pipelines changed; htmx redraws the panel, at most once a second
+  const source = new EventSource(panel.dataset.stream);
+  let waiting = false;
+  source.addEventListener("changed", () => {
+    if (waiting) return;
+    waiting = true;
+    setTimeout(() => { waiting = false; htmx.trigger(panel, "changed"); }, 1000);
+  });
 }
 
 function uploadVersion(form) {
@@ -60,6 +72,8 @@ function fillFromPicker(picker) {
 
 document.addEventListener("DOMContentLoaded", () => {
   for (const picker of document.querySelectorAll("input[type=color][data-fills]")) fillFromPicker(picker);
+  const live = document.querySelector("#overview-live[data-stream]");
+  if (live) redrawOnChanges(live);
   const progress = document.querySelector("#progress[data-stream]");
   if (progress) followJob(progress);
   const upload = document.querySelector("#upload");
