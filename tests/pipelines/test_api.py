@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
+import pytest
 from fastapi.testclient import TestClient
 
 from modelyard.app import create_app
@@ -358,3 +359,66 @@ def test_submission_looks_up_a_bounded_number_of_hosts_and_always_checks_ip_lite
         resp = client.post("/api/v1/pipelines/looks/events", json={"events": public + late})
     assert resp.status_code == 422, resp.text
     assert [e["name"] for e in resp.json()["errors"]] == ["literal"]
+
+
+def test_a_folder_submits_an_event_for_each_matching_file_once(api: Any) -> None:
+    apply(api)
+    folder = api.ctx.settings.data_dir / "scans"
+    write_images(folder, 3)
+    (folder / "notes.txt").write_text("not an image")
+    write_images(folder / "older", 1)  # a subfolder is not read
+    url = "/api/v1/pipelines/looks/events"
+    first = api.post(url, json={"folder": "scans", "pattern": "*.png"})
+    assert first.status_code == 202, first.text
+    assert (first.json()["created"], first.json()["existing"]) == (3, 0)
+    assert [e["name"] for e in first.json()["events"]] == [
+        "scans/img0.png",
+        "scans/img1.png",
+        "scans/img2.png",
+    ]
+    write_images(api.ctx.settings.data_dir / "scans" / "more", 1)[0].rename(folder / "img3.png")
+    again = api.post(url, json={"folder": str(folder), "pattern": "*.png"}).json()  # absolute: the same
+    assert (again["created"], again["existing"]) == (1, 3)
+    drain(api.ctx)
+    listed = api.get(url, params={"state": "complete"}).json()
+    assert listed["total"] == 4
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "detail"),
+    [
+        ({"folder": "/etc"}, 400, "outside the data dir"),
+        ({"folder": "missing"}, 400, "is not a folder in the data dir"),
+        ({"folder": "scans/img0.png"}, 400, "is not a folder in the data dir"),
+        ({"folder": "https://example.org/scans"}, 400, "is not a folder in the data dir"),
+        ({"folder": "scans", "pattern": "*.tif"}, 400, "no file in 'scans' matches '*.tif'"),
+        ({"folder": "scans", "recursive": True}, 422, "Extra inputs are not permitted"),
+    ],
+)
+def test_a_bad_folder_is_refused_naming_it_and_nothing_is_stored(
+    api: Any, body: dict[str, Any], status: int, detail: str
+) -> None:
+    apply(api)
+    write_images(api.ctx.settings.data_dir / "scans", 2)
+    resp = api.post("/api/v1/pipelines/looks/events", json=body)
+    assert resp.status_code == status, resp.text
+    assert resp.headers["content-type"] == "application/problem+json"
+    assert detail in resp.text
+    if status == 400:
+        assert resp.json()["field"] == "folder"
+    assert api.get("/api/v1/pipelines/looks/events").json()["total"] == 0
+
+
+def test_a_folder_with_more_files_than_a_request_takes_is_a_422_saying_the_limit(
+    pipeline_settings: Settings,
+) -> None:
+    app = create_app(pipeline_settings.model_copy(update={"pipeline_max_events_per_request": 2}))
+    with TestClient(app, headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as client:
+        client.ctx = app.state.ctx  # type: ignore[attr-defined]
+        apply(client)
+        write_images(pipeline_settings.data_dir / "scans", 3)
+        resp = client.post("/api/v1/pipelines/looks/events", json={"folder": "scans"})
+        assert resp.status_code == 422, resp.text
+        assert "more than 2 matching files; the limit is 2" in resp.json()["detail"]
+        assert resp.json()["errors"] == [{"field": "folder", "detail": "too many files for one request"}]
+        assert client.get("/api/v1/pipelines/looks/events").json()["total"] == 0

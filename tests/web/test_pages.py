@@ -229,10 +229,16 @@ def test_pipeline_and_event_pages_show_the_dag_events_errors_and_outputs(
         data={"csrf": token, "bulk": "red incoming/red.png\ngone incoming/nope.png"},
     )
     assert submitted.status_code == 200 and "2 event(s) created" in submitted.text
+    by_folder = app_client.post(
+        "/ui/pipelines/images/events", data={"csrf": token, "folder": "incoming", "pattern": "*.png"}
+    )  # red.png again, as "incoming/red.png": a new name
+    assert by_folder.status_code == 200 and "1 event(s) created, 0 already there" in by_folder.text
+    refused = app_client.post("/ui/pipelines/images/events", data={"csrf": token, "folder": "nowhere"})
+    assert refused.status_code == 400 and "is not a folder in the data dir" in refused.text
 
     def settled() -> bool:
         snap = app_client.get("/api/v1/pipelines/images/queues", headers=api_headers()).json()["events"]
-        return bool(snap["complete"] == 1 and snap["failed"] == 1)
+        return bool(snap["complete"] == 2 and snap["failed"] == 1)
 
     wait_for(settled)
     page = _text(app_client.get("/ui/pipelines/images").text)

@@ -26,6 +26,7 @@ from modelyard.pipelines.schemas import (
     ErrorReport,
     EventBulk,
     EventCreate,
+    EventFolder,
     EventList,
     EventPublic,
     EventsSubmitted,
@@ -151,11 +152,17 @@ def delete_pipeline(name: str, ctx: Ctx, _: WriteKey, force: Force = False) -> R
 
 
 @pipelines_router.post("/{name}/events", response_model=EventsSubmitted, status_code=status.HTTP_202_ACCEPTED)
-def submit_events(name: str, body: EventBulk | EventCreate, ctx: Ctx, _: WriteKey) -> EventsSubmitted:
-    """Submit one event, or many (`{"events": [...]}`); each runs the pipeline over its raw data. A name
-    already submitted is not run again (it is reported with `created: false`). Every invalid event is
-    listed in one 422 and none is stored."""
-    items = body.events if isinstance(body, EventBulk) else [body]
+def submit_events(
+    name: str, body: EventBulk | EventCreate | EventFolder, ctx: Ctx, _: WriteKey
+) -> EventsSubmitted:
+    """Submit one event, many (`{"events": [...]}`), or one for each file of a data-dir folder
+    (`{"folder": "scans", "pattern": "*.tif"}`, named by their paths); each runs the pipeline over its raw
+    data. A name already submitted is not run again (it is reported with `created: false`). Every invalid
+    event is listed in one 422 and none is stored."""
+    if isinstance(body, EventFolder):
+        items = submission.folder_events(ctx, body)
+    else:
+        items = body.events if isinstance(body, EventBulk) else [body]
     got = submission.submit_events(ctx, name, items)
     created = sum(e.created for e in got)
     return EventsSubmitted(created=created, existing=len(got) - created, events=got)

@@ -74,6 +74,22 @@ class EventBulk(BaseModel):
     events: list[EventCreate] = Field(min_length=1)
 
 
+class EventFolder(BaseModel):
+    """An event for each file of a folder in the data dir (its subfolders are not read), in name order,
+    named by the file's path in the data dir: submitting the folder again runs only its new files."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    folder: str = Field(
+        min_length=1, max_length=2000, description="A folder in the data dir", examples=["scans"]
+    )
+    pattern: str = Field(
+        "*", min_length=1, max_length=200, description="Only files whose name matches this glob"
+    )
+    stages: list[str] | None = Field(None, description="Stages wanted (default: all)")
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
 class EventSubmitted(BaseModel):
     """One submitted event: ``created`` is false when an event of that name already existed."""
 

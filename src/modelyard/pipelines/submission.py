@@ -4,7 +4,10 @@ and idempotent by name (a name already submitted is reported as it is, not run a
 
 from __future__ import annotations
 
+import fnmatch
+import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -17,13 +20,43 @@ from modelyard.db import new_id, utcnow
 from modelyard.errors import BadRequest, FetchFailed, UrlRefused, ValidationFailed
 from modelyard.fetch import check_url, resolve
 from modelyard.pipelines.models import Event, EventState, StageRun, StageState
-from modelyard.pipelines.schemas import EventCreate, EventSubmitted
+from modelyard.pipelines.schemas import EventCreate, EventFolder, EventSubmitted
 from modelyard.pipelines.service import get_pipeline, load_spec, wake
 from modelyard.pipelines.spec import RAW, PipelineSpec
 from modelyard.pipelines.stages.sources import parse_source
 
 CHUNK = 500  # names per IN (...) lookup
 RESOLVED_HOSTS = 64  # distinct URL hosts one submission looks up (a bulk of unresolvable names stays quick)
+
+
+def folder_events(ctx: AppContext, body: EventFolder) -> list[EventCreate]:
+    """The events of ``body`` (see ``EventFolder``); a folder that is not one in the data dir, or with no
+    file matching, is a ``BadRequest`` naming ``folder``, one with more files than a request takes a
+    ``ValidationFailed`` saying the limit. Each file is then checked like any event's source."""
+    try:
+        source = parse_source(body.folder, data_dir=ctx.settings.data_dir)
+    except BadRequest as exc:
+        raise BadRequest(exc.detail, field="folder") from None
+    if source.kind != "file" or not Path(source.value).is_dir():
+        raise BadRequest(f"{body.folder[:200]!r} is not a folder in the data dir", field="folder")
+    root = ctx.settings.data_dir.resolve()
+    limit = ctx.settings.pipeline_max_events_per_request
+    found: list[EventCreate] = []
+    for entry in sorted(os.scandir(source.value), key=lambda e: e.name):
+        if not entry.is_file() or not fnmatch.fnmatchcase(entry.name, body.pattern):
+            continue
+        if len(found) == limit:
+            raise ValidationFailed(
+                f"folder {body.folder[:200]!r} holds more than {limit} matching files; the limit is {limit}"
+                " a request: submit it by parts (a narrower pattern)",
+                errors=[{"field": "folder", "detail": "too many files for one request"}],
+                field="folder",
+            )
+        name = Path(entry.path).relative_to(root).as_posix()
+        found.append(EventCreate(name=name, source=entry.path, stages=body.stages, params=body.params))
+    if not found:
+        raise BadRequest(f"no file in {body.folder[:200]!r} matches {body.pattern!r}", field="folder")
+    return found
 
 
 def _check_events(ctx: AppContext, spec: PipelineSpec, events: Sequence[EventCreate]) -> list[list[str]]:

@@ -129,13 +129,22 @@ async def submit(
     event_name: Annotated[str, Form()] = "",
     source: Annotated[str, Form()] = "",
     bulk: Annotated[str, Form()] = "",
+    folder: Annotated[str, Form()] = "",
+    pattern: Annotated[str, Form()] = "",
 ) -> Response:
-    """Submit one event (name + source) or many (one ``name source`` a line); the page says how it went."""
-    events = _parse_bulk(bulk) if bulk.strip() else [{"name": event_name.strip(), "source": source.strip()}]
+    """Submit one event (name + source), many (one ``name source`` a line) or one for each file of a
+    data-dir folder (matching ``pattern``); the page says how it went."""
+    body: dict[str, Any]
+    if folder.strip():
+        body = {"folder": folder.strip(), "pattern": pattern.strip() or "*"}
+    elif bulk.strip():
+        body = {"events": _parse_bulk(bulk)}
+    else:
+        body = {"events": [{"name": event_name.strip(), "source": source.strip()}]}
     request.app.state.snapshots.forget(name)  # the page after it counts the new events
     try:
         async with Api(request.app.state.api_app, viewer.key) as my:
-            answer = await my.post(f"/api/v1/pipelines/{quote(name)}/events", json={"events": events})
+            answer = await my.post(f"/api/v1/pipelines/{quote(name)}/events", json=body)
     except ApiProblem as exc:
         return await _pipeline_page(request, viewer, name, "", status=exc.status, submit_error=exc)
     return await _pipeline_page(request, viewer, name, "", submitted=answer)
