@@ -101,3 +101,23 @@ def test_rm_deletes_events_and_pipelines_and_refuses_live_ones_without_force(
     assert gone.exit_code == 0 and "deleted pipeline looks" in gone.output
     missing = cli(server, "pipelines", "show", "looks")
     assert missing.exit_code == 1 and "pipeline-not-found" in missing.output
+
+
+def test_a_folder_is_submitted_from_the_command_line(server: Any) -> None:
+    spec = server.ctx.settings.data_dir / "looks.yaml"
+    spec.write_text(SPEC)
+    assert cli(server, "pipelines", "apply", str(spec)).exit_code == 0
+    write_images(server.ctx.settings.data_dir / "in", 3)
+    by_folder = cli(server, "pipelines", "submit", "looks", "--folder", "in", "--pattern", "img[01].png")
+    assert by_folder.exit_code == 0 and "2 events submitted, 0 already existed" in by_folder.output
+    again = cli(server, "pipelines", "submit", "looks", "--folder", "in", "--stage", "aspect")
+    assert again.exit_code == 0 and "1 events submitted, 2 already existed" in again.output
+    nowhere = cli(server, "pipelines", "submit", "looks", "--folder", "nowhere")
+    assert nowhere.exit_code == 1 and "not a folder in the data dir" in nowhere.output
+    from modelyard.pipelines import events
+
+    assert sorted(e.name for e in events.list_events(server.ctx, "looks").items) == [
+        "in/img0.png",
+        "in/img1.png",
+        "in/img2.png",
+    ]

@@ -116,17 +116,29 @@ def pipelines_submit(
     param: Annotated[
         list[str] | None, typer.Option("--param", "-p", help="key=value (JSON values ok)")
     ] = None,
+    folder: Annotated[
+        str | None, typer.Option(help="A data-dir folder: an event for each file (named by its path)")
+    ] = None,
+    pattern: Annotated[str, typer.Option(help="With --folder: only files whose name matches")] = "*",
     chunk: Annotated[int, typer.Option(help="Events per request")] = 1000,
     url: UrlOpt = None,
     api_key: KeyOpt = None,
 ) -> None:
-    """Submit one event (--name, --source) or many (--file), in chunks, with a progress bar."""
+    """Submit one event (--name, --source), many (--file, in chunks, with a progress bar), or one for
+    each file of a data-dir folder (--folder, --pattern; the server lists it, in one request)."""
+    if folder is not None:
+        body: dict[str, Any] = {"folder": folder, "pattern": pattern, "stages": stage or None}
+        if param:
+            body["params"] = kv(param)
+        got = call("POST", f"/api/v1/pipelines/{pipeline}/events", url, api_key, json=body)
+        console.print(f"{got['created']} events submitted, {got['existing']} already existed")
+        return
     if file is not None:
         events = _read_events(file)
     elif name and source:
         events = [{"name": name, "source": source}]
     else:
-        err.print("[red]give --name and --source, or --file[/red]")
+        err.print("[red]give --name and --source, --file, or --folder[/red]")
         raise typer.Exit(EXIT_USAGE)
     extra: dict[str, Any] = {"params": kv(param or [])} if param else {}
     if stage:
