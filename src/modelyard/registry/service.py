@@ -128,10 +128,9 @@ def get_model(*, session: Session, name: str) -> RegisteredModel:
     return model
 
 
-def _matches(model: RegisteredModel, tag: list[str], meta: dict[str, str], q: str) -> bool:
+def _matches(model: RegisteredModel, tag: list[str], meta: dict[str, str], needle: str) -> bool:
     if any(t not in model.tags for t in tag):
         return False
-    needle = q.strip().lower()
     if needle and not (
         needle in model.name.lower()
         or needle in (model.description or "").lower()
@@ -161,7 +160,8 @@ def list_models(
     rows = session.scalars(
         select(RegisteredModel).options(selectinload(RegisteredModel.versions)).order_by(RegisteredModel.name)
     ).all()
-    hits = [m for m in rows if _matches(m, tag or [], metadata or {}, q)]
+    needle = q.strip().lower()
+    hits = [m for m in rows if _matches(m, tag or [], metadata or {}, needle)]
     return hits[offset : offset + limit], len(hits)
 
 
