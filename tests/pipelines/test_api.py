@@ -393,6 +393,7 @@ def test_a_folder_submits_an_event_for_each_matching_file_once(api: Any) -> None
         ({"folder": "https://example.org/scans"}, 400, "is not a folder in the data dir"),
         ({"folder": "scans", "pattern": "*.tif"}, 400, "no file in 'scans' matches '*.tif'"),
         ({"folder": "scans", "recursive": True}, 422, "Extra inputs are not permitted"),
+        ({"folder": ""}, 422, "folder: String should have at least 1 character"),  # said of the folder
     ],
 )
 def test_a_bad_folder_is_refused_naming_it_and_nothing_is_stored(

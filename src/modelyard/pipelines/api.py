@@ -25,11 +25,11 @@ from modelyard.pipelines.run import archive, control, removal
 from modelyard.pipelines.schemas import (
     ErrorReport,
     EventBulk,
-    EventCreate,
     EventFolder,
     EventList,
     EventPublic,
     EventsSubmitted,
+    EventSubmission,
     PipelineApplied,
     PipelineList,
     PipelinePublic,
@@ -152,9 +152,7 @@ def delete_pipeline(name: str, ctx: Ctx, _: WriteKey, force: Force = False) -> R
 
 
 @pipelines_router.post("/{name}/events", response_model=EventsSubmitted, status_code=status.HTTP_202_ACCEPTED)
-def submit_events(
-    name: str, body: EventBulk | EventCreate | EventFolder, ctx: Ctx, _: WriteKey
-) -> EventsSubmitted:
+def submit_events(name: str, body: EventSubmission, ctx: Ctx, _: WriteKey) -> EventsSubmitted:
     """Submit one event, many (`{"events": [...]}`), or one for each file of a data-dir folder
     (`{"folder": "scans", "pattern": "*.tif"}`, named by their paths); each runs the pipeline over its raw
     data. A name already submitted is not run again (it is reported with `created: false`). Every invalid

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 
 class StageSummary(BaseModel):
@@ -88,6 +88,23 @@ class EventFolder(BaseModel):
     )
     stages: list[str] | None = Field(None, description="Stages wanted (default: all)")
     params: dict[str, Any] = Field(default_factory=dict)
+
+
+def _submission_kind(body: Any) -> str:
+    """Which form a submission body is, by its keys: a folder, a list of events, or one event; so a bad
+    body's 422 speaks of the form it was meant as."""
+    if isinstance(body, dict):
+        return "folder" if "folder" in body else "events" if "events" in body else "event"
+    return "folder" if isinstance(body, EventFolder) else "events" if isinstance(body, EventBulk) else "event"
+
+
+EventSubmission = Annotated[
+    Annotated[EventFolder, Tag("folder")]
+    | Annotated[EventBulk, Tag("events")]
+    | Annotated[EventCreate, Tag("event")],
+    Discriminator(_submission_kind),
+]
+"""The body of an event submission: one event, ``{"events": [...]}``, or ``{"folder": ...}``."""
 
 
 class EventSubmitted(BaseModel):
