@@ -255,6 +255,19 @@ class Database:
         return unit_of_work(self.sessions)
 
     @contextmanager
+    def reader(self) -> Iterator[Session]:
+        """A session that only reads (a search): on PostgreSQL its connection is in autocommit, so no
+        BEGIN and COMMIT round trips, each statement seeing what was committed when it began (as under
+        READ COMMITTED in a transaction); on SQLite a unit of work."""
+        if self.embedded:
+            with self.uow() as session:
+                yield session
+            return
+        with self.sessions() as session:
+            session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+            yield session
+
+    @contextmanager
     def writer(self) -> Iterator[Session]:
         """A unit of work for a hot write path: on SQLite the writers of this process queue for it."""
         with self._writers if self.embedded else nullcontext(), self.uow() as session:

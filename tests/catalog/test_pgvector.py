@@ -247,3 +247,13 @@ def test_a_pgvector_build_that_dies_on_this_cpu_gives_way_to_the_next(
     monkeypatch.setattr(pgvector_server, "BUILDS", (("broken", tmp_path),))
     with pytest.raises(RuntimeError, match="broken: killed by SIGILL"):
         pgvector_server.build.__wrapped__()
+
+
+def test_hits_read_with_the_pgvector_scan_show_each_record_as_a_get_does(pg_api: TestClient) -> None:
+    q = data(N)[42]
+    resp = pg_api.post(f"{C}/search", json={"vector": {"field": "embed.vector", "vector": q.tolist(), "k": K}})
+    assert resp.status_code == 200, resp.text
+    hits = resp.json()["hits"]
+    assert len(hits) == K and hits[0]["record"]["id"] == "w042"
+    for hit in hits:
+        assert hit["record"] == pg_api.get(f"{C}/records/{hit['record']['id']}").json()

@@ -43,12 +43,14 @@ import numpy as np
 from psycopg.abc import Buffer
 from psycopg.adapt import Dumper
 from psycopg.pq import Format
+from psycopg.rows import namedtuple_row
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from modelyard import db
+from modelyard.catalog import service
 from modelyard.catalog.ann import Metric
-from modelyard.catalog.models import Inference, Vector
+from modelyard.catalog.models import Inference, Record, Vector
 from modelyard.catalog.vectors import Allowed
 
 TABLE = "catalog_pgvectors"
@@ -68,7 +70,12 @@ BITMAP_MAX = 2**24  # pks a filter's bitmap spans at most (2 MiB sent per query)
 EF_MAX = 1000  # pgvector's cap
 LATE_WINDOW = 2000  # inference ids behind the newest copied that are checked again (late commits)
 COPY_BATCH = 5000
+# a copy of this many rows or more is followed by ANALYZE: until autovacuum's own, minutes later perhaps,
+# PostgreSQL 18 plans a filtered query over 100,000 new rows as an exact one (38 ms, not 4)
+ANALYZE_ROWS = 1000
 INT8, INT8_ARRAY = 20, 1016  # PostgreSQL's type oids
+# a record's columns a search shows (``service.records_by_pk``), read with the hits
+RECORD_COLUMNS = tuple(c.key for c in service.PUBLIC.selected_columns)
 _indexed: set[tuple[str, str, str]] = set()  # (database URL, space, metric) with an HNSW index
 
 
@@ -164,6 +171,8 @@ def sync(session: Session, collection_id: str, producer: str, path: list[str], v
             .where(*field, Inference.id.in_(ids))
         ).all()
         _copy(session, space, dim, rows)
+    if len(todo) >= ANALYZE_ROWS:
+        session.execute(text(f"ANALYZE {TABLE}"))
     return space
 
 
@@ -190,21 +199,23 @@ def _copy(session: Session, space: str, dim: int, rows: Iterable[Any]) -> None:
 
 
 def _ensure_index(session: Session, space: str, dim: int, metric: Metric, total: int) -> None:
-    url = session.get_bind().engine.url.render_as_string()
+    engine = session.get_bind().engine
+    url = engine.url.render_as_string()
     if (url, space, metric) in _indexed:
         return
     ops = OPS[metric][0]
     # the graph built in memory: pgvector writes it out page by page once it outgrows this, much slower
     megabytes = max(64, -(-total * (dim * 4 + BUILD_BYTES_PER_LINK * M) // 2**20))
-    session.execute(text(f"SET LOCAL maintenance_work_mem = '{megabytes}MB'"))
-    session.execute(
-        text(
-            f"CREATE INDEX IF NOT EXISTS {TABLE}_{space}_{metric} ON {TABLE} "
-            f"USING hnsw ((embedding::vector({dim})) {ops}) "
-            f"WITH (m = {M}, ef_construction = {EF_CONSTRUCTION}) "
-            f"WHERE space = '{space}'"
+    with engine.begin() as conn:  # its own transaction: the search's session only reads
+        conn.execute(text(f"SET LOCAL maintenance_work_mem = '{megabytes}MB'"))
+        conn.execute(
+            text(
+                f"CREATE INDEX IF NOT EXISTS {TABLE}_{space}_{metric} ON {TABLE} "
+                f"USING hnsw ((embedding::vector({dim})) {ops}) "
+                f"WITH (m = {M}, ef_construction = {EF_CONSTRUCTION}) "
+                f"WHERE space = '{space}'"
+            )
         )
-    )
     _indexed.add((url, space, metric))
 
 
@@ -221,24 +232,25 @@ def search(
     exclude: int | None = None,
     exact: bool = False,
     iterative: bool = False,
-) -> list[tuple[int, float]]:
+) -> tuple[list[tuple[int, float]], dict[int, Any]]:
     """The k nearest in a space as (record pk, distance) with the in-process index's distances (cosine
-    ``1 - cos``, dot ``-dot``, L2 Euclidean); ``total`` is the space's row count (for the filter's share);
-    ``iterative``: pgvector scans on under a filter (``PgVector.iterative``)."""
+    ``1 - cos``, dot ``-dot``, L2 Euclidean), and their records' rows (``RECORD_COLUMNS``) by pk, read by
+    the same statement; ``total`` is the space's row count (for the filter's share); ``iterative``:
+    pgvector scans on under a filter (``PgVector.iterative``)."""
     if allowed is not None and not len(allowed.pks):
-        return []
+        return [], {}
     _ensure_index(session, space, dim, metric, total)
     ef = max(EF_SEARCH, 2 * k)
-    if allowed is not None and total:  # enough candidates that about PASSING * k of them pass the filter
+    if allowed is not None and total and not iterative:  # about PASSING * k candidates pass the filter
         ef = max(ef, -(-PASSING * k * total // len(allowed.pks)))
     # a narrow filter: its rows found by their btree and measured, every one (cheaper than a scan wide
     # enough to find k of them, and pgvector 0.6 cannot scan on past EF_MAX)
     exact = exact or (allowed is not None and (len(allowed.pks) <= EXACT_ROWS or ef > EF_MAX))
     plan = (space, dim, query, k, metric, ef, allowed, exclude)
-    found = _query(session, *plan, exact=exact, iterative=iterative)
+    found, rows = _query(session, *plan, exact=exact, iterative=iterative)
     if len(found) < k and not exact and (allowed is None or len(allowed.pks) > len(found)):
-        found = _query(session, *plan, exact=True, iterative=iterative)  # the scan ran dry
-    return found
+        found, rows = _query(session, *plan, exact=True, iterative=iterative)  # the scan ran dry
+    return found, rows
 
 
 def _query(
@@ -254,7 +266,7 @@ def _query(
     *,
     exact: bool,
     iterative: bool,
-) -> list[tuple[int, float]]:
+) -> tuple[list[tuple[int, float]], dict[int, Any]]:
     # pgvector's <=> is 1 - cos and <-> Euclidean, as ours; <#> is the negated inner product, as ours
     distance = f"(embedding::vector({dim})) {OPS[metric][1]} %(q)s::vector({dim})"
     where = [f"space = '{space}'"]
@@ -273,14 +285,19 @@ def _query(
     rows = f"SELECT record_pk, {distance} AS d FROM {TABLE} WHERE {' AND '.join(where)}"
     settings = []
     if exact:  # OFFSET 0: the HNSW index cannot order the rows, so every row passing is measured
-        sql = f"SELECT record_pk, d FROM ({rows} OFFSET 0) AS measured ORDER BY d, record_pk LIMIT {int(k)}"
-    else:
-        sql = f"{rows} ORDER BY d LIMIT {int(k)}"
-        settings.append(f"SET LOCAL hnsw.ef_search = {int(ef)}")
+        hits = f"SELECT record_pk, d FROM ({rows} OFFSET 0) AS measured ORDER BY d, record_pk LIMIT {int(k)}"
+    else:  # set for the connection (a search's is in autocommit, where SET LOCAL does nothing): every
+        # HNSW query sets both first, so none inherits another's
+        hits = f"{rows} ORDER BY d LIMIT {int(k)}"
+        settings.append(f"SET hnsw.ef_search = {int(ef)}")
         if iterative:
-            settings.append("SET LOCAL hnsw.iterative_scan = relaxed_order")
+            scan = "relaxed_order" if allowed is not None else "off"
+            settings.append(f"SET hnsw.iterative_scan = {scan}")
+    # the hits' records read by the same statement (the search shows them): one round trip less
+    columns = ", ".join(f"r.{name}" for name in RECORD_COLUMNS)
+    sql = f"SELECT h.d, {columns} FROM ({hits}) AS h JOIN {Record.__tablename__} AS r ON r.pk = h.record_pk"
     raw = session.connection().connection.driver_connection
-    with raw.cursor(binary=True) as cur:  # type: ignore[union-attr]
+    with raw.cursor(binary=True, row_factory=namedtuple_row) as cur:  # type: ignore[union-attr]
         cur.adapters.register_dumper(_VectorBytes, _VectorDumper)
         cur.adapters.register_dumper(_PksBytes, _PksDumper)
         # one round trip: the settings and the query sent together; never prepared (a generic plan
@@ -290,7 +307,8 @@ def _query(
                 raw.execute(setting, prepare=False)  # type: ignore[union-attr]
             cur.execute(sql, params, prepare=False)
         found = cur.fetchall()
-    return sorted(((int(pk), float(d)) for pk, d in found), key=lambda hit: (hit[1], hit[0]))
+    hits_found = sorted(((int(row.pk), float(row.d)) for row in found), key=lambda hit: (hit[1], hit[0]))
+    return hits_found, {row.pk: row for row in found}
 
 
 def _bitmap(offsets: np.ndarray, size: int) -> bytes:
@@ -352,6 +370,7 @@ class Space:
         self.session, self.space, self.dim, self.total = session, space, dim, total
         self.collection_id, self.producer, self.path, self.version = field
         self.iterative = iterative
+        self.rows: dict[int, Any] = {}  # the last search's records (``RECORD_COLUMNS``) by pk
 
     def vector_of(self, pk: int) -> np.ndarray | None:
         """The record's stored vector."""
@@ -378,8 +397,8 @@ class Space:
         exclude: int | None = None,
         exact: bool = False,
     ) -> list[tuple[int, float]]:
-        """See ``search``."""
-        return search(
+        """See ``search``; the hits' records are kept in ``rows`` until the next."""
+        hits, self.rows = search(
             self.session,
             self.space,
             self.dim,
@@ -392,3 +411,4 @@ class Space:
             exact=exact,
             iterative=self.iterative,
         )
+        return hits

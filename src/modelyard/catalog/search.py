@@ -12,7 +12,7 @@ Facets count values over the records that pass the filter.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -55,15 +55,17 @@ def _cursor_state(query: SearchQuery) -> dict[str, Any] | None:
 
 @dataclass
 class Ranked:
-    """One ranking: pks best first with the score or distance that put each there."""
+    """One ranking: pks best first with the score or distance that put each there, and the records'
+    rows read with them if any (pgvector's: ``service.PUBLIC``'s columns by pk)."""
 
     name: str
     hits: list[tuple[int, float]]
+    rows: dict[int, Any] = field(default_factory=dict)
 
 
 def search(ctx: AppContext, collection: str, query: SearchQuery) -> SearchResult:
     """Run a search (see the module docstring)."""
-    with ctx.uow() as session:
+    with ctx.db.reader() as session:
         plan = Planner(ctx, session, service.collection_state(session, collection))
         collection_id = plan.collection_id
         cond = plan.condition(query.filter, "filter") if query.filter is not None else None
@@ -263,7 +265,7 @@ def _nearest(
     if found.available:
         space, total = plan.cached(
             f"pgvector:{producer}:{'.'.join(path)}@{version}/{dim}",
-            lambda: _pg_synced(session, plan.collection_id, producer, path, version, dim),
+            lambda: _pg_synced(ctx, plan.collection_id, producer, path, version, dim),
         )
         field = (plan.collection_id, producer, ".".join(path), version)
         return pgvector.Space(session, space, dim, total, field, iterative=found.iterative)
@@ -279,10 +281,12 @@ def _nearest(
 
 
 def _pg_synced(
-    session: Session, collection_id: str, producer: str, path: list[str], version: str, dim: int
+    ctx: AppContext, collection_id: str, producer: str, path: list[str], version: str, dim: int
 ) -> tuple[str, int]:
-    space = pgvector.sync(session, collection_id, producer, path, version, dim)
-    return space, pgvector.count(session, space)
+    """The space copied in, committed in a transaction of its own (the search's session only reads)."""
+    with ctx.uow() as session:
+        space = pgvector.sync(session, collection_id, producer, path, version, dim)
+        return space, pgvector.count(session, space)
 
 
 def _vector(
@@ -317,9 +321,8 @@ def _vector(
         vector = np.asarray(q.vector, dtype=np.float32)
         if not np.isfinite(vector).all():
             raise InvalidQuery("the vector must be finite numbers", field="vector.vector")
-    return Ranked(
-        "vector", index.search(vector, q.k, q.metric, allowed=allowed, exclude=exclude, exact=q.exact)
-    )
+    hits = index.search(vector, q.k, q.metric, allowed=allowed, exclude=exclude, exact=q.exact)
+    return Ranked("vector", hits, index.rows if isinstance(index, pgvector.Space) else {})
 
 
 def _colour(
@@ -368,7 +371,8 @@ def _fuse(
     page = order[offset : offset + query.limit]
     end = offset + len(page)
     next_cursor = encode_cursor({"q": _fingerprint(query), "o": end}) if end < len(order) else None
-    records = _records(session, page, query.inferred, versions)
+    known = {pk: row for ranking in rankings for pk, row in ranking.rows.items()}
+    records = service.records_by_pk(session, page, query.inferred, versions, known)
     fuse = len(rankings) > 1
     return SearchResult(
         hits=[

@@ -300,7 +300,7 @@ def records_public(
     return [record_public(r, inferred[r.pk]) for r in rows]
 
 
-_PUBLIC = select(
+PUBLIC = select(  # a record's columns a search page shows (pgvector reads them with its hits)
     Record.pk,
     Record.record_id,
     Record.title,
@@ -314,13 +314,21 @@ _PUBLIC = select(
 
 
 def records_by_pk(
-    session: Session, pks: Sequence[int], producers: Sequence[str] | None, versions: dict[str, str]
+    session: Session,
+    pks: Sequence[int],
+    producers: Sequence[str] | None,
+    versions: dict[str, str],
+    known: dict[int, Any] | None = None,
 ) -> list[RecordPublic]:
     """Records by pk, in the order of ``pks``, with their inferences at ``versions``: the columns a
-    record shows, read as plain rows in one query (a search page; no ORM objects)."""
+    record shows (``PUBLIC``), read as plain rows in one query (a search page; no ORM objects) unless
+    ``known`` (rows of those columns by pk, read already) holds them."""
     if not pks:
         return []
-    rows = {r.pk: r for r in session.connection().execute(_PUBLIC, {"pks": list(pks)})}
+    rows = dict(known or {})
+    missing = [pk for pk in pks if pk not in rows]
+    if missing:
+        rows.update((r.pk, r) for r in session.connection().execute(PUBLIC, {"pks": missing}))
     inferred = current_inferences(session, pks, producers, versions)
     return [record_public(rows[pk], inferred[pk]) for pk in pks]
 
