@@ -13,8 +13,9 @@ Through the search service (``catalog.search``, not HTTP):
    from the per-field columns), recall 1.0.
 3. **ANN, embedded** (usearch HNSW, built in the background, persisted): unfiltered (goal recall >= 0.99
    at p50 <= 1 ms) and filtered (goal >= 0.98 at p50 <= 2 ms); build and load times.
-4. **pgvector** (PostgreSQL + pgvector started by ``pgserver``): the same records ingested through the
-   service, the vectors copied in, the HNSW index built, then the same queries.
+4. **pgvector** (PostgreSQL + pgvector started as the tests start it, ``tests.pgvector_server``: pgvector
+   0.8.2 where its build runs, else 0.6.2): the same records ingested through the service, the vectors
+   copied in, the HNSW index built, then the same queries.
 5. **hybrid** text + vector by reciprocal rank (goal p50 <= 20 ms), and one unfiltered query kind
    **through HTTP** (uvicorn on loopback, httpx).
 
