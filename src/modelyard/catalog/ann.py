@@ -114,16 +114,25 @@ class Graph:
             with suppress(RuntimeError):  # deleted already
                 self.index.mark_deleted(pk)
 
-    def search(self, query: np.ndarray, n: int) -> np.ndarray:
-        """Up to ``n`` nearest keys, nearest first; ``n`` widens the beam too (an over-fetch sees more)."""
+    def search(self, query: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Up to ``n`` nearest keys, nearest first, and their distances as ``VectorIndex.search`` gives
+        them (cosine ``1 - cos``, dot ``-dot``, L2 Euclidean; hnswlib's are ``1 - dot`` and the square);
+        ``n`` widens the beam too (an over-fetch sees more)."""
         self.index.set_ef(max(EF_SEARCH, n))
         while n > 0:
             try:
-                labels, _ = self.index.knn_query(query, k=n, num_threads=1)
-                return np.asarray(labels, dtype=np.int64).reshape(-1)
+                labels, distances = self.index.knn_query(query, k=n, num_threads=1)
+                break
             except RuntimeError:  # fewer live rows than n
                 n //= 2
-        return np.empty(0, dtype=np.int64)
+        else:
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
+        dist = distances.reshape(-1)
+        if self.metric == "dot":
+            dist = dist - np.float32(1.0)
+        elif self.metric == "l2":
+            dist = np.sqrt(np.maximum(dist, 0))
+        return labels.reshape(-1).astype(np.int64), dist
 
     def save(self, path: Path, watermark: int, version: str = "") -> None:
         """Write the graph and its watermark (and the version it holds), each whole, renamed into place."""
