@@ -118,3 +118,20 @@ def test_the_graph_is_saved_loaded_and_caught_up_and_rebuilt_when_missing(
     rebuilt = indexed(tmp_path, vecs, pks)
     assert rebuilt.search(vecs[42], 1, "cosine")[0][0] == 42
     assert len(list(tmp_path.iterdir())) == 2  # written again
+
+
+def test_a_graph_saved_with_other_parameters_is_built_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    vecs, pks = data(), np.arange(N, dtype=np.int64)
+    with monkeypatch.context() as older:  # a graph an older release saved, with a narrower degree
+        older.setattr(ann, "M", 8)
+        indexed(tmp_path, vecs, pks).search(vecs[0], K, "cosine")
+    saved = next(tmp_path.glob("*-cosine.hnsw"))
+    assert ann.Graph.load(saved, DIM, "cosine") is None  # not trusted as this release's graph
+
+    index = indexed(tmp_path, vecs, pks)
+    assert index.search(vecs[7], 1, "cosine")[0][0] == 7
+    assert index.ann is not None and index.ann.graphs["cosine"].index.M == ann.M  # built anew
+    loaded = ann.Graph.load(saved, DIM, "cosine")  # and saved over the old file
+    assert loaded is not None and loaded[0].index.M == ann.M
