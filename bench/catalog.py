@@ -11,7 +11,7 @@ Through the search service (``catalog.search``, not HTTP):
 2. **exact, embedded** (SQLite + in-process matrix, no ANN): unfiltered (goal p50 <= 10 ms), filtered
    (goal <= 8 ms), and filtered *uncached* (the filter's record set and rows found anew each query,
    from the per-field columns), recall 1.0.
-3. **ANN, embedded** (usearch HNSW, built in the background, persisted): unfiltered (goal recall >= 0.99
+3. **ANN, embedded** (hnswlib HNSW, built in the background, persisted): unfiltered (goal recall >= 0.99
    at p50 <= 1 ms) and filtered (goal >= 0.98 at p50 <= 2 ms); build and load times.
 4. **pgvector** (PostgreSQL + pgvector started as the tests start it, ``tests.pgvector_server``: pgvector
    0.8.2 where its build runs, else 0.6.2): the same records ingested through the service, the vectors

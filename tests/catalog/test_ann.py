@@ -55,6 +55,23 @@ def test_ann_recall_against_numpy_with_and_without_filters(monkeypatch: pytest.M
     assert np.mean(plain) >= 0.98 and np.mean(filtered) >= 0.98
 
 
+@pytest.mark.parametrize("metric", ["cosine", "dot", "l2"])
+def test_the_graph_answers_with_the_exact_searchs_distances(metric: ann.Metric) -> None:
+    vecs, pks = data(), np.arange(N, dtype=np.int64) * 2 + 1
+    index = indexed(None, vecs, pks)
+    rng = np.random.default_rng(8)
+    for _ in range(10):
+        q = vecs[rng.integers(0, N)] + 0.2 * rng.normal(size=DIM).astype(np.float32)
+        got = dict(index.search(q, K, metric))
+        want = dict(index.search(q, K, metric, exact=True))
+        assert index.ann is not None and metric in index.ann.graphs  # the graph answered
+        assert list(got.values()) == sorted(got.values())  # nearest first
+        shared = set(got) & set(want)
+        assert len(shared) >= K - 1
+        for pk in shared:
+            assert got[pk] == pytest.approx(want[pk], rel=1e-4, abs=1e-4)
+
+
 def test_a_filter_the_graph_cannot_reach_still_gets_every_passing_record(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -89,15 +106,32 @@ def test_the_graph_is_saved_loaded_and_caught_up_and_rebuilt_when_missing(
     assert loads and loads[0] is not None  # loaded from the file, not built again
     assert hits[0][0] == 2900  # caught up with what was stored since
     graph = later.ann.graphs["cosine"]  # type: ignore[union-attr]
-    assert not {int(k) for k in graph.search(vecs[5], 50)} & set(range(100))  # deleted ones left out
+    assert not {int(k) for k in graph.search(vecs[5], 50)[0]} & set(range(100))  # deleted ones left out
 
     apart = np.zeros((1, DIM), dtype=np.float32)
     apart[0, 0] = 100.0  # a direction no other row has
     later.add([3000], apart, [9999])  # kept in step: a new row reaches the graph at once
-    assert graph.search(apart[0], 1)[0] == 3000
+    assert graph.search(apart[0], 1)[0][0] == 3000
 
     for p in tmp_path.iterdir():
         p.unlink()
     rebuilt = indexed(tmp_path, vecs, pks)
     assert rebuilt.search(vecs[42], 1, "cosine")[0][0] == 42
     assert len(list(tmp_path.iterdir())) == 2  # written again
+
+
+def test_a_graph_saved_with_other_parameters_is_built_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    vecs, pks = data(), np.arange(N, dtype=np.int64)
+    with monkeypatch.context() as older:  # a graph an older release saved, with a narrower degree
+        older.setattr(ann, "M", 8)
+        indexed(tmp_path, vecs, pks).search(vecs[0], K, "cosine")
+    saved = next(tmp_path.glob("*-cosine.hnsw"))
+    assert ann.Graph.load(saved, DIM, "cosine") is None  # not trusted as this release's graph
+
+    index = indexed(tmp_path, vecs, pks)
+    assert index.search(vecs[7], 1, "cosine")[0][0] == 7
+    assert index.ann is not None and index.ann.graphs["cosine"].index.M == ann.M  # built anew
+    loaded = ann.Graph.load(saved, DIM, "cosine")  # and saved over the old file
+    assert loaded is not None and loaded[0].index.M == ann.M

@@ -59,7 +59,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from modelyard import db
-from modelyard.catalog import service
+from modelyard.catalog import backends
 from modelyard.catalog.ann import Metric
 from modelyard.catalog.models import Inference, Record, Vector
 from modelyard.catalog.vectors import Allowed
@@ -89,7 +89,7 @@ COPY_BATCH = 5000
 ANALYZE_ROWS = 1000
 INT8, INT8_ARRAY = 20, 1016  # PostgreSQL's type oids
 # a record's columns a search shows (``service.records_by_pk``), read with the hits
-RECORD_COLUMNS = tuple(c.key for c in service.PUBLIC.selected_columns)
+RECORD_COLUMNS = backends.RECORD_COLUMNS
 _indexed: set[tuple[str, str, str]] = set()  # (database URL, space, metric) with an HNSW index
 
 

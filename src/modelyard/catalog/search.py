@@ -348,18 +348,10 @@ def _fuse(
     facets: dict[str, dict[str, int]],
     versions: dict[str, str],
 ) -> SearchResult:
-    # why each pk ranked, as plain fields: a ``Why`` is built only for the hits of the page
-    why: dict[int, dict[str, float]] = {}
     fused: dict[int, float] = {}
     for ranking in rankings:
         weight = query.weights.get(ranking.name, 1.0)  # type: ignore[call-overload]
-        rank_of = f"{ranking.name}_rank"
-        score_of = "vector_distance" if ranking.name == "vector" else f"{ranking.name}_score"
-        for rank, (pk, score) in enumerate(ranking.hits, start=1):
-            w = why.get(pk)
-            if w is None:
-                w = why[pk] = {}
-            w[rank_of], w[score_of] = rank, score
+        for rank, (pk, _) in enumerate(ranking.hits, start=1):
             fused[pk] = fused.get(pk, 0.0) + weight / (RRF_K + rank)
     order = sorted(fused, key=lambda pk: (-fused[pk], pk))
     state = _cursor_state(query)
@@ -373,6 +365,7 @@ def _fuse(
     next_cursor = encode_cursor({"q": _fingerprint(query), "o": end}) if end < len(order) else None
     known = {pk: row for ranking in rankings for pk, row in ranking.rows.items()}
     records = service.records_by_pk(session, page, query.inferred, versions, known)
+    why = _why(rankings, page)
     fuse = len(rankings) > 1
     return SearchResult(
         hits=[
@@ -383,6 +376,19 @@ def _fuse(
         facets=facets,
         next_cursor=next_cursor,
     )
+
+
+def _why(rankings: list[Ranked], page: list[int]) -> dict[int, dict[str, float]]:
+    """Why each hit of the page ranked, as plain fields (only the page's: a fusion ranks many more)."""
+    why: dict[int, dict[str, float]] = {pk: {} for pk in page}
+    for ranking in rankings:
+        rank_of = f"{ranking.name}_rank"
+        score_of = "vector_distance" if ranking.name == "vector" else f"{ranking.name}_score"
+        for rank, (pk, score) in enumerate(ranking.hits, start=1):
+            w = why.get(pk)
+            if w is not None:
+                w[rank_of], w[score_of] = rank, score
+    return why
 
 
 def _records(

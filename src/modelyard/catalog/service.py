@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-from sqlalchemy import Row, and_, bindparam, delete, func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from modelyard.catalog import backends, fields
@@ -56,15 +56,9 @@ class CollectionState:
     deletions: int
 
 
-# built once: a search reads it on every query, and building the statement cost more than running it
-_STATE = select(Collection.id, Collection.name, Collection.revision, Collection.deletions).where(
-    Collection.name == bindparam("name")
-)
-
-
 def collection_state(session: Session, name: str) -> CollectionState:
     """The collection called ``name`` as one row of plain values (no ORM object: read on every query)."""
-    row = session.connection().execute(_STATE, {"name": name}).first()
+    row = backends.collection_row(session, name)
     if row is None:
         raise CollectionNotFound(name)
     return CollectionState(*row)
@@ -271,7 +265,9 @@ def current_inferences(
     return got
 
 
-def record_public(row: Record | Row[Any], inferred: dict[str, object] | None = None) -> RecordPublic:
+def record_public(
+    row: Record | backends.RecordRow, inferred: dict[str, object] | None = None
+) -> RecordPublic:
     """The wire form of a record."""
     return RecordPublic(
         id=row.record_id,
@@ -300,19 +296,6 @@ def records_public(
     return [record_public(r, inferred[r.pk]) for r in rows]
 
 
-PUBLIC = select(  # a record's columns a search page shows (pgvector reads them with its hits)
-    Record.pk,
-    Record.record_id,
-    Record.title,
-    Record.description,
-    Record.source,
-    Record.attributes,
-    Record.content_hash,
-    Record.created_at,
-    Record.updated_at,
-).where(Record.pk.in_(bindparam("pks", expanding=True)))
-
-
 def records_by_pk(
     session: Session,
     pks: Sequence[int],
@@ -321,14 +304,14 @@ def records_by_pk(
     known: dict[int, Any] | None = None,
 ) -> list[RecordPublic]:
     """Records by pk, in the order of ``pks``, with their inferences at ``versions``: the columns a
-    record shows (``PUBLIC``), read as plain rows in one query (a search page; no ORM objects) unless
-    ``known`` (rows of those columns by pk, read already) holds them."""
+    record shows (``backends.RECORD_COLUMNS``), read as plain rows in one query (a search page; no ORM
+    objects) unless ``known`` (rows of those columns by pk, read already) holds them."""
     if not pks:
         return []
-    rows = dict(known or {})
+    rows: dict[int, Any] = dict(known or {})
     missing = [pk for pk in pks if pk not in rows]
     if missing:
-        rows.update((r.pk, r) for r in session.connection().execute(PUBLIC, {"pks": missing}))
+        rows.update((r.pk, r) for r in backends.record_rows(session, missing))
     inferred = current_inferences(session, pks, producers, versions)
     return [record_public(rows[pk], inferred[pk]) for pk in pks]
 
