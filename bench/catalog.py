@@ -18,6 +18,10 @@ Through the search service (``catalog.search``, not HTTP):
    copied in, the HNSW index built, then the same queries.
 5. **hybrid** text + vector by reciprocal rank (goal p50 <= 20 ms), and one unfiltered query kind
    **through HTTP** (uvicorn on loopback, httpx).
+6. **switch under load** (embedded and pgvector): version 2 of every vector stored, then made current
+   while two threads query; goal: the switch is atomic, no result mixes the versions (each result's
+   distances are checked against both versions' vectors), the ones before it all version 1 and the ones
+   after it all version 2; then rolled back.
 
 The same queries run directly on each library: numpy, usearch, hnswlib (unfiltered; filtered with
 over-fetch for usearch, a filter function for hnswlib) and sqlite-vec (a ``vec0`` table with the bucket
@@ -203,6 +207,7 @@ def embedded(folder: Path, n: int, vecs: np.ndarray, queries: np.ndarray, ref: R
     out["exact_filtered"] = measure(queries, via_service(ctx, True), truth_f)
     out["exact_filtered_uncached"] = measure(queries, via_service(ctx, True, cold=True), truth_f)
     out["hybrid_text_vector"] = hybrid(ctx, queries)
+    out["switch_under_load"] = switch_under_load(ctx, n, vecs, queries)
     ctx.close()
     ctx = build_context(settings_for(folder, threshold=1))  # the same data dir, with an ANN index
     out["ann_build_s"] = timed(lambda: ann_ready(ctx, queries[0]))
@@ -214,6 +219,82 @@ def embedded(folder: Path, n: int, vecs: np.ndarray, queries: np.ndarray, ref: R
     out["http_exact_unfiltered"] = over_http(settings_for(folder, threshold=10**9), queries, truth)
     ctx.close()
     return out
+
+
+def switch_under_load(ctx: AppContext, n: int, vecs: np.ndarray, queries: np.ndarray) -> dict[str, Any]:
+    """Version 2 of every vector stored (other data), then made current while two threads query
+    (unfiltered and filtered; on pgvector the switch first copies version 2 in and builds its index, while
+    the queries go on at version 1): every result must rank by one version's vectors alone, the ones
+    before the switch by version 1 and the ones after it by version 2. Then version 1 again (the issue's
+    rollback), so the rows after this part measure the data they were built on."""
+    from modelyard.catalog import versions
+    from modelyard.catalog.schemas import VersionSwitch
+
+    new = data(n, seed=7)
+    start = time.perf_counter()
+    for lo in range(0, n, 5000):
+        items = [(f"r{i}", {"vector": new[i].tolist()}) for i in range(lo, min(n, lo + 5000))]
+        binding.put_inferences(ctx, COLLECTION, "embed", "2", items)
+    store_s = time.perf_counter() - start
+    units = {v: m / np.linalg.norm(m, axis=1, keepdims=True) for v, m in (("1", vecs), ("2", new))}
+    seen: list[tuple[float, float, set[str]]] = []  # (started, took, the versions the result agrees with)
+    stop, enough = threading.Event(), threading.Event()
+    want = 50  # results before the switch, then as many after it
+
+    def agrees(q: np.ndarray, hits: list[tuple[int, float]]) -> set[str]:
+        """The versions whose vectors give every hit its distance."""
+        qn = q / np.linalg.norm(q)
+        pks = [pk for pk, _ in hits]
+        got = np.array([d for _, d in hits])
+        return {v for v, u in units.items() if np.allclose(1 - u[pks] @ qn, got, atol=1e-4)}
+
+    def load(filtered: bool) -> None:
+        for j in range(10**9):
+            if stop.is_set():
+                return
+            q = queries[j % len(queries)]
+            vector = {"field": "embed.vector", "vector": q.tolist(), "k": K}
+            body = {"vector": vector, "limit": K, "filter": FILTER if filtered else None, "inferred": []}
+            t = time.perf_counter()
+            result = search.search(ctx, COLLECTION, SearchQuery.model_validate(body))
+            took = time.perf_counter() - t
+            hits = [(int(h.record.id[1:]), float(h.why.vector_distance or 0.0)) for h in result.hits]
+            seen.append((t, took, agrees(q, hits)))
+            if len(seen) >= want:
+                enough.set()
+
+    threads = [threading.Thread(target=load, args=(f,)) for f in (False, True)]
+    for thread in threads:
+        thread.start()
+    try:
+        enough.wait(600)
+        t0 = time.perf_counter()
+        job = versions.switch(ctx, COLLECTION, VersionSwitch(producer="embed", version="2"))
+        switched = time.perf_counter()
+        want = len(seen) + 50
+        enough.clear()
+        enough.wait(600)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    before = [s for s in seen if s[0] + s[1] < t0]
+    after = [s for s in seen if s[0] > switched]
+    mixed = [s for s in seen if len(s[2]) != 1]
+    assert job.state == "succeeded", job
+    rollback_s = timed(lambda: versions.rollback(ctx, COLLECTION, "embed"))
+    return {
+        "store_version_2_s": round(store_s, 2),
+        "switch_s": round(switched - t0, 3),
+        "rollback_s": rollback_s,
+        "results": len(seen),
+        "mixed_results": len(mixed),
+        "before_all_version_1": all(s[2] == {"1"} for s in before),
+        "after_all_version_2": all(s[2] == {"2"} for s in after),
+        "results_before_during_after": [len(before), len(seen) - len(before) - len(after), len(after)],
+        "query_p50_ms_under_switch": round(statistics.median(s[1] for s in seen) * 1000, 3),
+        "query_max_ms_under_switch": round(max(s[1] for s in seen) * 1000, 3),
+    }
 
 
 def ann_ready(ctx: AppContext, q: np.ndarray) -> None:
@@ -289,6 +370,7 @@ def pgvector(n: int, vecs: np.ndarray, queries: np.ndarray, ref: Reference) -> d
         out["filtered"] = measure(queries, via_service(ctx, True), truth_f)
         out["exact_unfiltered"] = measure(queries[:20], via_service(ctx, False, exact=True), truth[:20])
         out["hybrid_text_vector"] = hybrid(ctx, queries)
+        out["switch_under_load"] = switch_under_load(ctx, n, vecs, queries)
         ctx.close()
     return out
 
@@ -396,6 +478,13 @@ def table(r: dict[str, Any]) -> str:
             lines.append(
                 f"{part}.ingest: {i['total_s']} s (records {i['records_s']} s + vectors {i['vectors_s']} s;"
                 f" {i['records_per_s']:,} records/s)   goal <= 60 s"
+            )
+        if "switch_under_load" in got:
+            w = got["switch_under_load"]
+            lines.append(
+                f"{part}.switch under load: {w['switch_s']} s, {w['mixed_results']} of {w['results']} results"
+                f" mixed versions (before/during/after {w['results_before_during_after']}), query p50"
+                f" {w['query_p50_ms_under_switch']} ms   goal: atomic, none mixed"
             )
         if "hybrid_text_vector" in got:
             lines.append(

@@ -13,11 +13,12 @@ from typing import Any
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from modelyard.app import create_app
 from modelyard.catalog import binding, pgvector
+from modelyard.catalog.models import Collection
 from modelyard.catalog.pgvector import PgVector
 from modelyard.settings import Settings
 from tests import pgvector_server
@@ -232,6 +233,38 @@ def test_no_process_serves_a_stale_version_after_a_switch_or_a_rollback(
         assert filtered[0] == moved
         assert pg_api.post(f"{C}/versions/embed/rollback").status_code == 200
         assert nearest(second, far) == before
+
+
+def copied(client: TestClient, space: str) -> int:
+    with client.ctx.uow() as session:  # type: ignore[attr-defined]
+        return int(
+            session.scalar(text("SELECT count(*) FROM catalog_pgvectors WHERE space = :s"), {"s": space})
+        )
+
+
+def hnsw_indexes(client: TestClient) -> set[str]:
+    with client.ctx.uow() as session:  # type: ignore[attr-defined]
+        sql = "SELECT indexname FROM pg_indexes WHERE tablename = 'catalog_pgvectors'"
+        return set(session.scalars(text(sql)))
+
+
+def test_a_switch_copies_and_indexes_the_new_version_before_search_moves_to_it(pg_api: TestClient) -> None:
+    vecs = data(N)
+    nearest(pg_api, vecs[0])  # version 1 copied in and indexed for cosine ...
+    nearest(pg_api, vecs[0], vector={"metric": "l2"})  # ... and for L2
+    with pg_api.ctx.uow() as session:  # type: ignore[attr-defined]
+        collection_id = session.scalar(select(Collection.id).where(Collection.name == "works"))
+    v1, v2 = (pgvector.space_of(collection_id, "embed", ["vector"], v, DIM) for v in ("1", "2"))
+    put(pg_api, data(N, seed=5), 0, version="2")
+    assert copied(pg_api, v2) == 0  # stored, not copied: nothing searched version 2
+    switched = pg_api.post(f"{C}/versions", json={"producer": "embed", "version": "2"})
+    assert switched.status_code == 202 and switched.json()["state"] == "succeeded", switched.text
+    assert (
+        copied(pg_api, v2) == N
+    )  # every vector of version 2 in before the switch: none for the first search
+    names = hnsw_indexes(pg_api)
+    assert {f"catalog_pgvectors_{v2}_cosine", f"catalog_pgvectors_{v2}_l2"} <= names  # version 1's metrics
+    assert f"catalog_pgvectors_{v2}_dot" not in names and f"catalog_pgvectors_{v1}_dot" not in names
 
 
 @pytest.mark.parametrize("metric", ["dot", "l2"])

@@ -48,7 +48,7 @@ import struct
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 from psycopg.abc import Buffer
@@ -231,6 +231,50 @@ def _ensure_index(session: Session, space: str, dim: int, metric: Metric, total:
             )
         )
     _indexed.add((url, space, metric))
+
+
+def prepare(
+    database: db.Database,
+    session: Session,
+    collection_id: str,
+    producer: str,
+    version: str,
+    current: str | None,
+) -> list[str]:
+    """Copy in and index ``version``'s spaces of ``producer`` before it becomes current, with the metrics
+    ``current``'s spaces are indexed for (cosine when none is), so the first search after a switch finds
+    them ready instead of copying and building for tens of seconds while its callers wait. Commits in the
+    caller's ``session`` (call it in a transaction of its own). Returns the spaces, none without pgvector."""
+    if not capability(database, session).available:
+        return []
+    fields = session.execute(
+        select(Vector.path, Vector.dim)
+        .join(Inference, Inference.id == Vector.inference_id)
+        .where(Inference.collection_id == collection_id, Inference.producer == producer)
+        .where(Inference.version == version)
+        .distinct()
+    ).all()
+    spaces = []
+    for path, dim in fields:
+        parts = path.split(".")
+        space = sync(session, collection_id, producer, parts, version, dim)
+        session.commit()
+        was = space_of(collection_id, producer, parts, current, dim) if current is not None else None
+        metrics = _indexed_metrics(session, was) if was is not None else []
+        for metric in metrics or ["cosine"]:
+            _ensure_index(session, space, dim, metric, count(session, space))
+        spaces.append(space)
+    return spaces
+
+
+def _indexed_metrics(session: Session, space: str) -> list[Metric]:
+    """The metrics a space has HNSW indexes for."""
+    names = session.scalars(
+        text("SELECT indexname FROM pg_indexes WHERE tablename = :t AND indexname LIKE :p"),
+        {"t": TABLE, "p": f"{TABLE}_{space}_%"},
+    ).all()
+    metrics: list[Metric] = [m for m in get_args(Metric) if f"{TABLE}_{space}_{m}" in names]
+    return metrics
 
 
 def search(

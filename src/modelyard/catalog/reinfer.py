@@ -27,7 +27,7 @@ from typing import Any
 from sqlalchemy import CursorResult, and_, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from modelyard.catalog import inplace
+from modelyard.catalog import inplace, pgvector
 from modelyard.catalog.models import Collection, Inference, Record, RecordEvent, Reinference, ReinferenceState
 from modelyard.catalog.service import Written
 from modelyard.catalog.versions import (
@@ -108,6 +108,9 @@ def _finish(ctx: AppContext, job_id: str) -> bool:
         total, done = progress(session, job)
         if done < total:
             return _fail(session, job, total - done)
+        if not ctx.db.embedded:  # pgvector: the version's spaces copied in and indexed before it is searched
+            with ctx.uow() as prep:
+                pgvector.prepare(ctx.db, prep, job.collection_id, job.producer, job.version, job.from_version)
         claimed: CursorResult[Any] = session.execute(  # type: ignore[assignment]
             update(Reinference)
             .where(Reinference.id == job.id, Reinference.state == ReinferenceState.RUNNING)
