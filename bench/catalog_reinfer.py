@@ -142,6 +142,7 @@ def main() -> None:
             _env_file=None,  # type: ignore[call-arg]
         )
         ctx = build_context(settings)
+        ctx.preparer.get().start()  # as a worker's re-inference thread does when it starts
         try:
             v1 = image_embedder(root / "v1.onnx", seed=0)
             v2 = image_embedder(root / "v2.onnx", seed=1)
