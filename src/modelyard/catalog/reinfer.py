@@ -287,8 +287,9 @@ def _due(session: Session, job: Reinference, limit: int, *, after: int = 0) -> l
         .order_by(Record.pk)
         .limit(limit)
     ).all()
+    suffix = _suffix(job)
     return [
-        inplace.Due(pk, source or "", event_name(name, rid, content or source or "", _suffix(job)))
+        inplace.Due(pk, source or "", event_name(name, rid, content or source or "", suffix))
         for pk, rid, source, content in rows
     ]
 

@@ -41,7 +41,7 @@ from modelyard.inferrers.features import Preprocess, preprocess
 from modelyard.inferrers.images import ImageLimits, decode_image
 
 log = logging.getLogger("modelyard.inferrers")
-AHEAD = 2  # batches queued in the helper beyond the one the caller waits for
+AHEAD = 3  # batches queued in the helper beyond the one the caller waits for
 READY = b"R"
 T = TypeVar("T")
 
