@@ -91,14 +91,20 @@ def advance_one(ctx: AppContext, job_id: str, *, compute: bool = True) -> bool:
         found = _in_place_stage(ctx, stages)
         limit = STEP if found is None else found[2].limits.batch_size * STEP_BATCHES
         with ctx.uow() as session:
-            due = _due(session, job, limit)
+            due = _due(session, job, limit if compute else 1)
         if due:
             if not compute:
                 return False
             if found is None:
                 _submit(ctx, job, stages, [Written(d.pk, "", "unchanged", True) for d in due])
                 return True
-            return _step_in_place(ctx, job, stages[0], found, due)
+            if not _step_in_place(ctx, job, stages[0], found, due):
+                return False
+            with ctx.uow() as session:
+                if _due(session, job, 1):
+                    return True
+            _finish(ctx, job_id)  # the pass took the last records: ended now, not on the next call
+            return True
     return _finish(ctx, job_id)
 
 
