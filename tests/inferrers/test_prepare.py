@@ -1,5 +1,6 @@
 """Features inputs prepared in the helper process (``inferrers.prepare``): the same arrays as preparing
-them here, in job order, an undecodable image left out alone, and a helper that dies loses no batch."""
+them here, in job order (whichever process prepared each), an undecodable image left out alone, and a
+helper that dies loses no batch."""
 
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ def test_the_helper_prepares_what_this_process_would_in_job_order() -> None:
         assert helper is not None
         assert helper.poll_ready(wait=60)  # up, so the batches below go through it
         answers = list(preparer.map(jobs(6)))
-        assert helper.sent == 6  # every batch went to the helper
+        assert helper.sent >= 3  # the helper took batches (this thread may take some rather than wait)
     finally:
         preparer.close()
     assert [tag for tag, _ in answers] == list(range(6))

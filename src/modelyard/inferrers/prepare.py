@@ -7,7 +7,8 @@ slowly here); a process can.
 ``Preparer`` owns one helper (``python -m modelyard.inferrers.prepare``: it imports only what decoding
 needs, so it is up in about a third of a second, where a ``multiprocessing`` spawn re-imports the
 caller's whole program first). ``Preparer.map`` takes batches in order and gives each one's ``Prepared``
-in that order, keeping ``AHEAD`` batches queued in the helper so it never waits on the caller. A batch's
+in that order, keeping ``AHEAD`` batches queued in the helper so it never waits on the caller; a caller
+that would wait for the helper prepares the next batch itself instead. A batch's
 bytes, and what the helper makes of them, go through files of the helper's own folder (in ``/dev/shm``
 where there is one) and only their names through the pipes: a pipe holds 64 KiB, so a batch written into
 it would keep the writer waiting until the reader, busy with other work, takes it all.
@@ -42,6 +43,7 @@ from modelyard.inferrers.images import ImageLimits, decode_image
 
 log = logging.getLogger("modelyard.inferrers")
 AHEAD = 3  # batches queued in the helper beyond the one the caller waits for
+STEAL = 2  # batches the caller prepares itself, beyond those, rather than wait for the helper
 READY = b"R"
 T = TypeVar("T")
 
@@ -148,15 +150,30 @@ class Preparer:
         self, jobs: Iterable[tuple[T, Sequence[bytes], Preprocess, ImageLimits]]
     ) -> Generator[tuple[T, Prepared], None, None]:
         """Each job (tag, image bytes, preprocessing, limits) prepared, with its tag, in job order; jobs
-        are taken ``AHEAD`` beyond the one given back. Closing the generator early drops what is queued."""
+        are taken ``AHEAD`` beyond the one given back, and, rather than wait for the helper, up to
+        ``STEAL`` more are prepared here. Closing the generator early drops what is queued."""
         with self._lock:
+            taken = iter(jobs)
             pending: deque[tuple[T, Job, Prepared | None]] = deque()
+
+            def take(here: bool) -> bool:
+                try:
+                    tag, datas, spec, limits = next(taken)
+                except StopIteration:
+                    return False
+                job: Job = [datas, spec, limits]
+                pending.append((tag, job, prepare(datas, spec, limits) if here else self._send(job)))
+                return True
+
             try:
-                for tag, *job in jobs:
-                    pending.append((tag, job, self._send(job)))
-                    if len(pending) > AHEAD:
-                        yield self._receive(*pending.popleft())
-                while pending:
+                more = True
+                while True:
+                    while more and len(pending) <= AHEAD:
+                        more = take(here=False)
+                    while more and len(pending) <= AHEAD + STEAL and not self._answered(pending[0][2]):
+                        more = take(here=True)  # this thread would only wait: it prepares one itself
+                    if not pending:
+                        return
                     yield self._receive(*pending.popleft())
             finally:
                 while pending:  # what the helper still owes is read, so the next batches stay in step
@@ -180,6 +197,11 @@ class Preparer:
             except (OSError, ValueError):
                 self._died()
         return prepare(*job)
+
+    def _answered(self, done: Prepared | None) -> bool:
+        """Whether the first pending batch (``done`` when prepared here) can be had without waiting."""
+        helper = self._helper
+        return done is not None or helper is None or bool(select.select([helper.receive], [], [], 0)[0])
 
     def _receive(self, tag: T, job: Job, done: Prepared | None) -> tuple[T, Prepared]:
         return tag, done if done is not None else self._result(job)
