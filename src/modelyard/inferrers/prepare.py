@@ -149,9 +149,9 @@ class Preparer:
     def map(
         self, jobs: Iterable[tuple[T, Sequence[bytes], Preprocess, ImageLimits]]
     ) -> Generator[tuple[T, Prepared], None, None]:
-        """Each job (tag, image bytes, preprocessing, limits) prepared, with its tag, in job order; jobs
-        are taken ``AHEAD`` beyond the one given back, and, rather than wait for the helper, up to
-        ``STEAL`` more are prepared here. Closing the generator early drops what is queued."""
+        """Each job (tag, image bytes, preprocessing, limits) prepared, with its tag, in job order; the
+        helper is kept ``AHEAD`` jobs beyond the one it works on, and, rather than wait for it, this
+        thread prepares up to ``STEAL`` more itself. Closing the generator early drops what is queued."""
         with self._lock:
             taken = iter(jobs)
             pending: deque[tuple[T, Job, Prepared | None]] = deque()
@@ -168,7 +168,7 @@ class Preparer:
             try:
                 more = True
                 while True:
-                    while more and len(pending) <= AHEAD:
+                    while more and sum(done is None for _, _, done in pending) <= AHEAD:
                         more = take(here=False)
                     while more and len(pending) <= AHEAD + STEAL and not self._answered(pending[0][2]):
                         more = take(here=True)  # this thread would only wait: it prepares one itself
