@@ -262,4 +262,5 @@ def serve(source: IO[bytes], sink: IO[bytes]) -> None:
 
 
 if __name__ == "__main__":
-    serve(sys.stdin.buffer, sys.stdout.buffer)
+    with contextlib.suppress(BrokenPipeError):  # the caller closed (or died) before reading all
+        serve(sys.stdin.buffer, sys.stdout.buffer)
