@@ -6,7 +6,9 @@ of the stage's size, the session made with the service's options; run just befor
 it, averaged). Goal (issue #14): records/s >= 80% of the raw loop.
 
 In process (SQLite + a local folder), re-inference steps and the first inference's batches run in this
-thread (no worker process, no HTTP), so the figure is the catalog's and the pipelines' own cost.
+thread (no worker process, no HTTP), so the figure is the catalog's and the pipelines' own cost. As in a
+worker, the helper process that decodes ``features`` images is started first, and what starting made is
+frozen out of the garbage collector (``gc.freeze``, as ``modelyard worker`` does).
 
     .venv/bin/python bench/catalog_reinfer.py --records 10000
     .venv/bin/python bench/catalog_reinfer.py --quick        # 1,000 records
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import gc
 import hashlib
 import io
 import json
@@ -142,6 +145,8 @@ def main() -> None:
             _env_file=None,  # type: ignore[call-arg]
         )
         ctx = build_context(settings)
+        ctx.preparer.get().start()  # as a worker's re-inference thread does when it starts
+        gc.freeze()  # as ``modelyard worker`` does once started
         try:
             v1 = image_embedder(root / "v1.onnx", seed=0)
             v2 = image_embedder(root / "v2.onnx", seed=1)

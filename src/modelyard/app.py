@@ -35,6 +35,7 @@ from modelyard.geo.api import aois_router, scenes_router
 from modelyard.geo.runs_api import predictions_router, runs_router, summaries_router
 from modelyard.inferrers.api import router as inferrers_router
 from modelyard.inferrers.images import ImageLimits
+from modelyard.inferrers.prepare import Preparer
 from modelyard.jobs.api import router as jobs_router
 from modelyard.jobs.dead_letters_api import router as dead_letters_router
 from modelyard.jobs.metrics import JobsCollector
@@ -113,6 +114,7 @@ def build_context(settings: Settings) -> AppContext:
                 analysis_workers=settings.analysis_workers,
             )
         ),
+        preparer=Lazy(Preparer, lambda p: p.close()),
         catalog=Lazy(
             lambda: CatalogCaches(
                 ann=AnnConfig(settings.data_dir / "catalog-ann", settings.catalog_ann_threshold)

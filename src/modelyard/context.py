@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from modelyard.durable.client import Dispatcher
     from modelyard.durable.engine import Durable
     from modelyard.durable.loop import ClaimLoop
+    from modelyard.inferrers.prepare import Preparer
     from modelyard.pipelines.spec import PipelineSpec
     from modelyard.pipelines.stages import StageEnv
     from modelyard.pipelines.stages.raw import RawCache
@@ -99,6 +100,8 @@ class AppContext:
     io_pool: Lazy[ThreadPoolExecutor]
     raw_cache: Lazy[RawCache]
     stage_env: Lazy[StageEnv]
+    # the helper process that decodes ``features`` images beside in-place re-inference (``inferrers.prepare``)
+    preparer: Lazy[Preparer]
     # what the catalog keeps in memory (filters' record sets, vector indexes), checked against revisions
     catalog: Lazy[CatalogCaches]
     bus: EventBus = field(default_factory=EventBus)

@@ -16,7 +16,16 @@ from modelyard.catalog import binding, reinfer, workflows
 from modelyard.catalog.models import RecordEvent, Reinference
 from modelyard.db import utcnow
 from modelyard.pipelines.models import Event
-from tests.catalog.test_versions import COLOURS, C, add_version, bound_collection, ingest, settle, wait_until
+from tests.catalog.test_versions import (
+    COLOURS,
+    LOOKS,
+    C,
+    add_version,
+    bound_collection,
+    ingest,
+    settle,
+    wait_until,
+)
 
 SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
@@ -185,3 +194,26 @@ def test_a_version_registered_before_the_workers_compute_fails_the_re_inference_
     assert done["state"] == "failed" and "now runs embedder 3" in done["error"]
     assert vectors(api, "2") == {} and vectors(api, "3") == {}
     assert api.get(f"{C}/versions").json()["items"][0]["current"] == "1"
+
+
+@SQLITE_ONLY
+def test_one_call_runs_the_steps_one_after_another_storing_each(api: Any, monkeypatch: Any) -> None:
+    monkeypatch.setattr(reinfer, "STEP_BATCHES", 1)  # steps of one batch of 2 records: 4 steps
+    bound_collection(api, spec=LOOKS + "defaults: {batch_size: 2}\n")
+    Path(api.ctx.settings.data_dir, "img", "green.png").write_bytes(b"not an image any more")
+    add_version(api, seed=1)
+    job = switch(api)
+    stored: list[int] = []
+    store = reinfer._store
+
+    def counted(ctx: Any, row: Any, values: dict[int, Any], me: str) -> bool:
+        stored.append(len(values))
+        return store(ctx, row, values, me)
+
+    monkeypatch.setattr(reinfer, "_store", counted)
+    assert reinfer.advance_one(api.ctx, job["id"])
+    assert stored == [2, 2, 1, 2]  # red crimson, blue navy, olive (green fails), grey white
+    assert events_of(api, job) == 1 and job_of(api, job)["done"] == len(COLOURS) - 1
+    settle(api)
+    done = job_of(api, job)
+    assert done["state"] == "failed" and "record 'green'" in done["error"]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from modelyard.errors import BadRequest, FetchFailed, PayloadTooLarge
-from modelyard.pipelines.stages.sources import Source, parse_source, read_source
+from modelyard.pipelines.stages.sources import Source, parse_source, read_file, read_source
 from modelyard.settings import Settings
 from modelyard.storage import MemoryStorage
 
@@ -91,3 +91,35 @@ def test_a_symlink_out_of_the_data_dir_is_refused_when_read(tmp_path: Path) -> N
 
     with httpx.Client() as client, pytest.raises(BadRequest, match="outside the data dir"):
         read_source(source, settings=settings, storage=MemoryStorage(), client=client)
+
+
+def test_read_file_reads_data_dir_paths_as_read_source_does(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    (data / "in").mkdir(parents=True)
+    (data / "in" / "a.png").write_bytes(b"abc")
+    (data / "big").write_bytes(b"x" * 11)
+    settings = Settings(data_dir=data, fetch_max_bytes=10, _env_file=None)  # type: ignore[call-arg]
+    root = str(data.resolve())
+    for text in ("in/a.png", f"{root}/in/a.png", f"file://{root}/in/a.png"):
+        got = read_file(text, settings=settings)
+        assert got is not None and got.data == b"abc"
+    assert read_file("big", settings=settings, stream_above=5) is None  # read by chunks instead
+    with pytest.raises(PayloadTooLarge):
+        read_file("big", settings=settings)
+    with pytest.raises(FetchFailed) as missing:
+        read_file("in/nope.png", settings=settings)
+    assert missing.value.extra["upstream_status"] == 404
+    with pytest.raises(FetchFailed):
+        read_file("in", settings=settings)  # a folder is no file
+
+
+@pytest.mark.parametrize("text", ["../secret", "link", "{root}/../secret", "artifact://k/1", ""])
+def test_read_file_refuses_what_is_not_a_file_inside_the_data_dir(tmp_path: Path, text: str) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (tmp_path / "secret").write_text("s")
+    (data / "link").symlink_to(tmp_path / "secret")
+    settings = Settings(data_dir=data, _env_file=None)  # type: ignore[call-arg]
+    with pytest.raises(BadRequest) as info:
+        read_file(text.format(root=data.resolve()), settings=settings)
+    assert info.value.field == "source"

@@ -240,8 +240,9 @@ def store(
             )
         )
         split = [fields.split_vectors(values) for _, values, _ in chunk]
-        ids = session.scalars(
-            insert(Inference).returning(Inference.id, sort_by_parameter_order=True),
+        now = utcnow()
+        session.execute(  # many rows in one call, the driver's own loop: no RETURNING, no ORM rows
+            insert(Inference.__table__),  # type: ignore[arg-type]
             [
                 {
                     "record_pk": pk,
@@ -251,18 +252,28 @@ def store(
                     "values": stored,
                     "current": is_current,
                     "event_id": event_id,
-                    "created_at": utcnow(),
+                    "created_at": now,
                 }
                 for (pk, _, event_id), (stored, _) in zip(chunk, split, strict=True)
             ],
-        ).all()
-        vector_rows = [
-            {"inference_id": iid, "path": path, "dim": dim, "data": data}
-            for iid, (_, found) in zip(ids, split, strict=True)
-            for path, data, dim in found
-        ]
-        if vector_rows:
-            session.execute(insert(Vector), vector_rows)
+        )
+        if any(found for _, found in split):
+            ids: dict[int, int] = {
+                pk: iid
+                for pk, iid in session.execute(
+                    select(Inference.record_pk, Inference.id).where(
+                        Inference.record_pk.in_(pks),
+                        Inference.producer == producer,
+                        Inference.version == version,
+                    )
+                )
+            }
+            vector_rows = [
+                {"inference_id": ids[pk], "path": path, "dim": dim, "data": data}
+                for (pk, _, _), (_, found) in zip(chunk, split, strict=True)
+                for path, data, dim in found
+            ]
+            session.execute(insert(Vector.__table__), vector_rows)  # type: ignore[arg-type]
     touch(session, collection_id)
     seen: dict[str, tuple[str, str, int | None]] = {}
     for _, values, _ in items[:SAMPLE]:  # fields of a producer look alike: a sample finds them

@@ -58,9 +58,14 @@ def split_vectors(values: Any, path: str = "", depth: int = 0) -> tuple[Any, lis
             out[key], more = split_vectors(sub, f"{path}.{key}" if path else str(key), depth + 1)
             found.extend(more)
         return out, found
-    if json_type(values) == "vector":
+    if _floats(values) or json_type(values) == "vector":
         return {"$vector": len(values)}, [(path, np.asarray(values, dtype=np.float32).tobytes(), len(values))]
     return values, []
+
+
+def _floats(values: Any) -> bool:
+    """Whether ``values`` is a vector of floats alone (the common vector, told apart at less cost)."""
+    return type(values) is list and len(values) >= VECTOR_MIN and all(type(v) is float for v in values)
 
 
 def merge_vectors(values: Any, vectors: dict[str, list[float]]) -> Any:

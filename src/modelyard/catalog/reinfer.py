@@ -3,9 +3,12 @@ worker process (its re-inference thread, ``catalog.runner``, woken by the worker
 
 A step takes the records that still lack the new version. When the producing stage reads the raw data
 alone, the step runs it in place (``catalog.inplace``: raw data read once, the stage's own batches, no
-pipeline events) and stores the values in one transaction; the worker holds the re-inference while it
-computes (``claimed_by``, given up when older than the heartbeat timeout, so a crashed worker's
-re-inference resumes elsewhere) and stores nothing once it was cancelled or taken over. A record the step
+pipeline events) and stores the values in one transaction; one call runs such steps one after another for
+up to ``PASS_SECONDS``, each next step's records taken (past the last pk taken) while the one before is
+still computing, so its first batches are decoding while that one is stored. The worker holds the
+re-inference while it computes (``claimed_by``, renewed between batches at most every ``CLAIM_SECONDS``
+and given up when older than the heartbeat timeout, so a crashed worker's re-inference resumes elsewhere)
+and stores nothing once it was cancelled or taken over. A record the step
 could not give values becomes an event of the stage, so it runs, retries and fails where the pipeline's
 events and errors show it. Any other stage is run by submitting the records as events of that stage
 (only it and what it needs; named from the re-inference, so a repeat submits nothing new). Either way,
@@ -21,6 +24,8 @@ from __future__ import annotations
 
 import os
 import socket
+import time
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -43,7 +48,9 @@ from modelyard.pipelines.service import get_pipeline, load_spec
 from modelyard.pipelines.spec import PipelineSpec, StageSpec
 
 STEP = 500  # records submitted as events per step
-STEP_BATCHES = 8  # batches of the stage per step in place (the claim is renewed before each)
+STEP_BATCHES = 8  # batches of the stage per step in place, stored in one transaction
+CLAIM_SECONDS = 0.2  # how often a step renews its hold (and sees a cancel) between batches
+PASS_SECONDS = 10.0  # steps in place one call runs one after the other (other re-inferences wait)
 
 
 def _has_version(job: Reinference) -> Any:
@@ -84,14 +91,20 @@ def advance_one(ctx: AppContext, job_id: str, *, compute: bool = True) -> bool:
         found = _in_place_stage(ctx, stages)
         limit = STEP if found is None else found[2].limits.batch_size * STEP_BATCHES
         with ctx.uow() as session:
-            due = _due(session, job, limit)
+            due = _due(session, job, limit if compute else 1)
         if due:
             if not compute:
                 return False
             if found is None:
                 _submit(ctx, job, stages, [Written(d.pk, "", "unchanged", True) for d in due])
                 return True
-            return _step_in_place(ctx, job, stages[0], found, due)
+            if not _step_in_place(ctx, job, stages[0], found, due):
+                return False
+            with ctx.uow() as session:
+                if _due(session, job, 1):
+                    return True
+            _finish(ctx, job_id)  # the pass took the last records: ended now, not on the next call
+            return True
     return _finish(ctx, job_id)
 
 
@@ -167,10 +180,22 @@ def _claim(ctx: AppContext, job_id: str, me: str) -> bool:
         return bool(held.rowcount)
 
 
-def _going_on(ctx: AppContext, job_id: str, me: str) -> bool:
-    """Whether a step may run its next batch: the process is not stopping and still holds the job."""
-    runner = ctx.reinfer.peek()
-    return not (runner is not None and runner.stopping) and _claim(ctx, job_id, me)
+class _GoingOn:
+    """Whether a step may run its next batch: the process is not stopping and still holds the job (the
+    hold renewed at most every ``CLAIM_SECONDS``, so a cancel lands within that and a batch)."""
+
+    def __init__(self, ctx: AppContext, job_id: str, me: str):
+        self.ctx, self.job_id, self.me = ctx, job_id, me
+        self.renewed = time.monotonic()
+
+    def __call__(self) -> bool:
+        runner = self.ctx.reinfer.peek()
+        if runner is not None and runner.stopping:
+            return False
+        if time.monotonic() - self.renewed < CLAIM_SECONDS:
+            return True
+        self.renewed = time.monotonic()
+        return _claim(self.ctx, self.job_id, self.me)
 
 
 def _step_in_place(
@@ -193,13 +218,31 @@ def _step_in_place(
             return _fail(
                 session, job, total - done, f"stage {stage.name!r} now runs {job.producer} {version}"
             )
-    ran = inplace.run(
-        ctx, (pipeline_id, producing.pipeline), spec, stage, due, keep=lambda: _going_on(ctx, job.id, me)
-    )
-    if not _store(ctx, job, ran.values, me):
-        return False
-    if ran.failed:
-        _submit(ctx, job, [producing], [Written(pk, "", "unchanged", True) for pk in ran.failed])
+    size = len(due)
+    deadline = time.monotonic() + PASS_SECONDS
+
+    def steps() -> Iterator[list[inplace.Due]]:
+        """This step's records, then the next steps' (after the last pk taken: the steps before may not
+        be stored yet) until none is due or the pass has run its time."""
+        after = due
+        yield after
+        while len(after) == size and time.monotonic() < deadline:
+            with ctx.uow() as session:
+                after = _due(session, job, size, after=after[-1].pk)
+            if not after:
+                return
+            yield after
+
+    pipeline = (pipeline_id, producing.pipeline)
+    ran_steps = inplace.run(ctx, pipeline, spec, stage, steps(), keep=_GoingOn(ctx, job.id, me))
+    try:
+        for ran in ran_steps:
+            if not _store(ctx, job, ran.values, me):
+                return False
+            if ran.failed:
+                _submit(ctx, job, [producing], [Written(pk, "", "unchanged", True) for pk in ran.failed])
+    finally:
+        ran_steps.close()
     return True
 
 
@@ -234,8 +277,9 @@ def _suffix(job: Reinference) -> str:
     return f"#{job.producer}@{job.version}~{job.id}"
 
 
-def _due(session: Session, job: Reinference, limit: int) -> list[inplace.Due]:
-    """Records in scope without the new version that this re-inference has not yet submitted."""
+def _due(session: Session, job: Reinference, limit: int, *, after: int = 0) -> list[inplace.Due]:
+    """Records in scope without the new version that this re-inference has not yet submitted (those past
+    the pk ``after``)."""
     from modelyard.catalog.binding import event_name
 
     submitted = exists().where(RecordEvent.record_pk == Record.pk, RecordEvent.reinference_id == job.id)
@@ -245,14 +289,16 @@ def _due(session: Session, job: Reinference, limit: int) -> list[inplace.Due]:
         .where(
             Record.collection_id == job.collection_id,
             Record.source.is_not(None),
+            Record.pk > after,
             ~_has_version(job),
             ~submitted,
         )
         .order_by(Record.pk)
         .limit(limit)
     ).all()
+    suffix = _suffix(job)
     return [
-        inplace.Due(pk, source or "", event_name(name, rid, content or source or "", _suffix(job)))
+        inplace.Due(pk, source or "", event_name(name, rid, content or source or "", suffix))
         for pk, rid, source, content in rows
     ]
 

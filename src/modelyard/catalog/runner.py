@@ -50,6 +50,7 @@ class Runner:
     def _serve(self, ctx: AppContext) -> None:
         from modelyard.catalog import reinfer
 
+        ctx.preparer.get().start()  # up by the time a step decodes features (``inferrers.prepare``)
         while True:
             self._woken.wait()
             self._woken.clear()

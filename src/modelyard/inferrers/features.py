@@ -98,17 +98,29 @@ def problems(params: Any) -> list[tuple[str, str]]:
 
 def preprocess(images: Sequence[Image.Image], spec: Preprocess) -> np.ndarray:
     """A float32 batch of ``images`` laid out as ``spec`` says."""
+    return normalised(resized(images, spec), spec)
+
+
+def resized(images: Sequence[Image.Image], spec: Preprocess) -> np.ndarray:
+    """``images`` in ``spec``'s mode and size, as one uint8 batch [N, height, width, channels] (the part
+    of ``preprocess`` done image by image)."""
     height, width = spec.size
-    mean = np.asarray(spec.mean, dtype=np.float32)
-    std = np.asarray(spec.std, dtype=np.float32)
     arrays = []
     for img in images:
         same = img if img.mode == spec.mode else img.convert(spec.mode)  # convert() to its own mode copies
-        resized = same.resize((width, height), Image.Resampling.BILINEAR)
-        x = np.asarray(resized, dtype=np.float32).reshape(height, width, -1) * np.float32(spec.scale)
-        arrays.append((x - mean) / std)
-    batch = np.stack(arrays).astype(np.float32)
-    return batch.transpose(0, 3, 1, 2).copy() if spec.layout == "NCHW" else batch
+        arrays.append(
+            np.asarray(same.resize((width, height), Image.Resampling.BILINEAR)).reshape(height, width, -1)
+        )
+    return np.stack(arrays)
+
+
+def normalised(batch: np.ndarray, spec: Preprocess) -> np.ndarray:
+    """A ``resized`` batch scaled, normalised per channel and laid out as ``spec`` says, float32 (the
+    same float32 operations, value by value, as one image at a time)."""
+    mean = np.asarray(spec.mean, dtype=np.float32)
+    std = np.asarray(spec.std, dtype=np.float32)
+    x = (batch.astype(np.float32) * np.float32(spec.scale) - mean) / std
+    return x.transpose(0, 3, 1, 2).copy() if spec.layout == "NCHW" else x
 
 
 def l2_normalise(x: np.ndarray) -> np.ndarray:

@@ -23,7 +23,18 @@ from modelyard.serving.service import InferenceService
 
 def cache_key(stage: StageSpec, resolved: str, hashes: list[str], params: dict[str, Any]) -> str:
     """The cache key of one run: what decides its output."""
-    body = orjson.dumps([stage.fingerprint(), resolved, hashes, params], option=orjson.OPT_SORT_KEYS)
+    return _key(stage.fingerprint(), resolved, hashes, params)
+
+
+def raw_cache_keys(stage: StageSpec, resolved: str, hashes: list[str]) -> list[str]:
+    """The cache key of a run of ``stage`` (reading the raw data alone, with no parameters) over raw data
+    of each content hash of ``hashes``: ``cache_key`` of each, the stage's fingerprint hashed once."""
+    fingerprint = stage.fingerprint()
+    return [_key(fingerprint, resolved, [digest], {}) for digest in hashes]
+
+
+def _key(fingerprint: str, resolved: str, hashes: list[str], params: dict[str, Any]) -> str:
+    body = orjson.dumps([fingerprint, resolved, hashes, params], option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(body).hexdigest()
 
 

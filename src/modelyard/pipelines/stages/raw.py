@@ -26,7 +26,14 @@ from modelyard.errors import PayloadTooLarge, UndecodableInput
 from modelyard.fetch import http_client
 from modelyard.inferrers.inputs import read_input
 from modelyard.pipelines.stages.outputs import raw_key
-from modelyard.pipelines.stages.sources import RawData, Source, parse_source, read_source, source_size
+from modelyard.pipelines.stages.sources import (
+    RawData,
+    Source,
+    parse_source,
+    read_file,
+    read_source,
+    source_size,
+)
 from modelyard.storage import CHUNK, Storage
 
 STREAMED_TYPES = ("bytes", "image")  # raw types checked from a header, so never read whole to fetch
@@ -112,20 +119,23 @@ def fetch(ctx: AppContext, event_id: str, source_text: str, raw_type: str) -> Fe
     return Fetched(source.kind, location, len(got.data), sha, got.content_type)
 
 
-def read_whole(ctx: AppContext, source: Source, raw_type: str, *, check: bool = True) -> RawData | None:
-    """The raw data at ``source`` (made by ``parse_source`` just now, so not resolved again) read into
-    memory and (unless ``check`` is false: its reader will decode it anyway) checked to be of
-    ``raw_type``; None when it is a file or artifact too large for that (it is then read by chunks, see
-    the module's docstring)."""
+def read_whole(ctx: AppContext, source: Source | str, raw_type: str, *, check: bool = True) -> RawData | None:
+    """The raw data at ``source`` (made by ``parse_source`` just now, so not resolved again, or a data-dir
+    path, read by ``sources.read_file``) read into memory and (unless ``check`` is false: its reader will
+    decode it anyway) checked to be of ``raw_type``; None when it is a file or artifact too large for that
+    (it is then read by chunks, see the module's docstring)."""
     above = cache(ctx).max_bytes if raw_type in STREAMED_TYPES else None
-    got = read_source(
-        source,
-        settings=ctx.settings,
-        storage=ctx.storage,
-        client=http_client(ctx),
-        stream_above=above,
-        parsed_now=True,
-    )
+    if isinstance(source, str):
+        got = read_file(source, settings=ctx.settings, stream_above=above)
+    else:
+        got = read_source(
+            source,
+            settings=ctx.settings,
+            storage=ctx.storage,
+            client=http_client(ctx),
+            stream_above=above,
+            parsed_now=True,
+        )
     if got is not None and check:
         check_type(raw_type, got.data)
     return got
