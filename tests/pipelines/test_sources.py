@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -111,6 +112,19 @@ def test_read_file_reads_data_dir_paths_as_read_source_does(tmp_path: Path) -> N
     assert missing.value.extra["upstream_status"] == 404
     with pytest.raises(FetchFailed):
         read_file("in", settings=settings)  # a folder is no file
+
+
+def test_read_file_neither_waits_on_nor_reads_a_fifo_in_or_out_of_the_data_dir(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    os.mkfifo(data / "pipe")  # no writer: a blocking open would wait for ever
+    os.mkfifo(tmp_path / "outside")
+    (data / "link").symlink_to(tmp_path / "outside")
+    settings = Settings(data_dir=data, _env_file=None)  # type: ignore[call-arg]
+    with pytest.raises(FetchFailed, match="does not exist"):
+        read_file("pipe", settings=settings)
+    with pytest.raises(BadRequest, match="outside the data dir"):
+        read_file("link", settings=settings)
 
 
 @pytest.mark.parametrize("text", ["../secret", "link", "{root}/../secret", "artifact://k/1", ""])

@@ -7,6 +7,7 @@ once, when the event's raw stage runs, bounded in size (and, for URLs, in time a
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -113,20 +114,28 @@ def _opened_inside(fd: int, root: str) -> bool:
 
 
 def _read_file(path: str, settings: Settings, stream_above: int | None, root: Path | None) -> RawData | None:
-    """The file at ``path`` (checked, once open, to be inside ``root`` when one is given)."""
+    """The file at ``path`` (checked, once open, to be inside ``root`` when one is given). Opened without
+    blocking and read only when it is a regular file: a FIFO or a device (named directly or through a
+    symlink) neither holds the read up nor is read."""
     try:
-        with open(path, "rb") as f:  # one open: its size and its bytes are of the same file
-            if root is not None and not _opened_inside(f.fileno(), str(root)):
-                raise BadRequest(f"path {path[:200]!r} is outside the data dir", field="source")
-            size = os.fstat(f.fileno()).st_size
-            if stream_above is not None and size > stream_above:
-                return None
-            if size > settings.fetch_max_bytes:
-                cap = settings.fetch_max_bytes
-                raise PayloadTooLarge(f"file {path!r} is {size} bytes, over the {cap}-byte limit")
-            return RawData(f.read(), None)
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
         raise _missing(f"file {path!r}") from None
+    try:  # one open: its size and its bytes are of the same file
+        if root is not None and not _opened_inside(fd, str(root)):
+            raise BadRequest(f"path {path[:200]!r} is outside the data dir", field="source")
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise _missing(f"file {path!r}")  # a folder, a FIFO or a device is no file
+        if stream_above is not None and info.st_size > stream_above:
+            return None
+        if info.st_size > settings.fetch_max_bytes:
+            cap = settings.fetch_max_bytes
+            raise PayloadTooLarge(f"file {path!r} is {info.st_size} bytes, over the {cap}-byte limit")
+        with open(fd, "rb", closefd=False) as f:
+            return RawData(f.read(), None)
+    finally:
+        os.close(fd)
 
 
 def _missing(what: str) -> FetchFailed:
