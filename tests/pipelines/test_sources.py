@@ -110,7 +110,7 @@ def test_read_file_reads_data_dir_paths_as_read_source_does(tmp_path: Path) -> N
     with pytest.raises(FetchFailed) as missing:
         read_file("in/nope.png", settings=settings)
     assert missing.value.extra["upstream_status"] == 404
-    with pytest.raises(FetchFailed):
+    with pytest.raises(FetchFailed, match="is a folder"):
         read_file("in", settings=settings)  # a folder is no file
 
 
@@ -121,8 +121,9 @@ def test_read_file_neither_waits_on_nor_reads_a_fifo_in_or_out_of_the_data_dir(t
     os.mkfifo(tmp_path / "outside")
     (data / "link").symlink_to(tmp_path / "outside")
     settings = Settings(data_dir=data, _env_file=None)  # type: ignore[call-arg]
-    with pytest.raises(FetchFailed, match="does not exist"):
+    with pytest.raises(FetchFailed, match="is not a regular file") as fifo:
         read_file("pipe", settings=settings)
+    assert fifo.value.field == "source" and fifo.value.extra["upstream_status"] == 404
     with pytest.raises(BadRequest, match="outside the data dir"):
         read_file("link", settings=settings)
 

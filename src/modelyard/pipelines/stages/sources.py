@@ -126,7 +126,8 @@ def _read_file(path: str, settings: Settings, stream_above: int | None, root: Pa
             raise BadRequest(f"path {path[:200]!r} is outside the data dir", field="source")
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise _missing(f"file {path!r}")  # a folder, a FIFO or a device is no file
+            kind = "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file (a FIFO or device)"
+            raise FetchFailed(f"{path!r} is {kind}", field="source", extra={"upstream_status": 404})
         if stream_above is not None and info.st_size > stream_above:
             return None
         if info.st_size > settings.fetch_max_bytes:
