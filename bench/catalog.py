@@ -17,7 +17,9 @@ Through the search service (``catalog.search``, not HTTP):
    0.8.2 where its build runs, else 0.6.2): the same records ingested through the service, the vectors
    copied in, the HNSW index built, then the same queries.
 5. **hybrid** text + vector by reciprocal rank (goal p50 <= 20 ms), and one unfiltered query kind
-   **through HTTP** (uvicorn on loopback, httpx).
+   **through HTTP** (uvicorn on loopback, httpx), and unfiltered and filtered once more over HTTP from a
+   real ``modelyard serve`` as ``make run`` starts it (worker on, default settings and logging, so the ANN
+   graph answers above its threshold): what a user gets.
 6. **switch under load** (embedded and pgvector): version 2 of every vector stored, then made current
    while two threads query; goal: the switch is atomic, no result mixes the versions (each result's
    distances are checked against both versions' vectors), the ones before it all version 1 and the ones
@@ -218,6 +220,7 @@ def embedded(folder: Path, n: int, vecs: np.ndarray, queries: np.ndarray, ref: R
     out["ann_load_s"] = timed(lambda: ann_ready(ctx, queries[0]))
     out["http_exact_unfiltered"] = over_http(settings_for(folder, threshold=10**9), queries, truth)
     ctx.close()
+    out.update(served(folder, queries, truth, truth_f))
     ctx = build_context(settings_for(folder, threshold=10**9))  # last: the rows above measure version 1 alone
     out["switch_under_load"] = switch_under_load(ctx, n, vecs, queries)
     ctx.close()
@@ -354,6 +357,38 @@ def over_http(settings: Settings, queries: np.ndarray, truth: list[set[int]]) ->
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def served(
+    folder: Path, queries: np.ndarray, truth: list[set[int]], truth_f: list[set[int]]
+) -> dict[str, Any]:
+    """The default vector query over HTTP from ``modelyard serve`` as ``make run`` starts it (its worker on,
+    default settings and logging, the ANN graph from its threshold on) on the same data dir: what a user
+    gets. The graph saved by the rows before loads on the first query; other queries run first."""
+    import httpx
+    from tests.e2e.serve import modelyard_serve
+
+    env = {**os.environ, "MODELYARD_DATA_DIR": str(folder), "MODELYARD_ADMIN_KEY": ADMIN}
+    env.pop("MODELYARD_DATABASE_URL", None)
+    with (
+        modelyard_serve(env, folder.parent / "serve.log", cwd=folder) as (url, _),
+        httpx.Client(base_url=url, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=300) as client,
+    ):
+
+        def run(q: np.ndarray, filtered: bool) -> list[int]:
+            vector = {"field": "embed.vector", "vector": q.tolist(), "k": K}
+            body = {"vector": vector, "limit": K, "filter": FILTER if filtered else None, "inferred": []}
+            resp = client.post(f"/api/v1/collections/{COLLECTION}/search", json=body)
+            resp.raise_for_status()
+            return [int(h["record"]["id"][1:]) for h in resp.json()["hits"]]
+
+        for q in queries_near(queries, 200, seed=3):  # the graph loads, caches fill
+            run(q, False)
+            run(q, True)
+        return {
+            "served_http_unfiltered": measure(queries, lambda q: run(q, False), truth),
+            "served_http_filtered": measure(queries, lambda q: run(q, True), truth_f),
+        }
 
 
 def pgvector(n: int, vecs: np.ndarray, queries: np.ndarray, ref: Reference) -> dict[str, Any]:
